@@ -1,0 +1,314 @@
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	looplab "github.com/looplab/fsm"
+)
+
+// Transition is one committed state change, as told to observers.
+type Transition struct {
+	Event Event
+	From  State
+	To    State
+	// InFlight is the in-flight count at the instant the gate switched to
+	// To. While To is not running, the count never exceeds it (I1).
+	InFlight int
+	// Generation is the gate generation To was committed with; it matches
+	// Snapshot.Generation.
+	Generation uint64
+}
+
+// Machine is the lifecycle of one gateway: a looplab/fsm definition driven
+// through one mutex, plus the lock-free accept gate. The zero value is not
+// usable; call New. All methods are safe for concurrent use.
+type Machine struct {
+	// word is the gate: state, generation and in-flight count (gate.go).
+	word atomic.Uint64
+
+	mu sync.Mutex // serializes every looplab Event call (DEPS.md Bug 2)
+	f  *looplab.FSM
+
+	// Observer delivery: committed transitions queue here in commit order
+	// and are handed to observers outside mu by whichever Fire call finds
+	// no delivery in progress, so an observer may call Fire without
+	// deadlocking and still sees transitions in order.
+	qmu        sync.Mutex
+	pending    []Transition
+	delivering bool
+	observers  map[int]func(Transition)
+	nextObs    int
+
+	// Idle signalling: waiters counts WaitIdle callers; Release takes idleMu
+	// only when a waiter exists and the count reached zero.
+	waiters atomic.Int32
+	idleMu  sync.Mutex
+	idleCh  chan struct{}
+
+	rules map[Event]map[State]rule
+}
+
+// New returns a Machine in the running state with nothing in flight.
+func New() *Machine { return newMachine(nil) }
+
+// newMachine builds a Machine; extra callbacks (tests only) are added to
+// the machine's own.
+func newMachine(extra looplab.Callbacks) *Machine {
+	m := &Machine{idleCh: make(chan struct{}), observers: map[int]func(Transition){}}
+	m.rules = ruleIndex(activeRules())
+	cb := m.callbacks()
+	for k, fn := range extra {
+		cb[k] = fn
+	}
+	m.f = looplab.NewFSM(string(Running), looplabEvents(activeRules()), cb)
+	return m
+}
+
+// ruleIndex indexes rules by event and source state.
+func ruleIndex(rs []rule) map[Event]map[State]rule {
+	idx := map[Event]map[State]rule{}
+	for _, r := range rs {
+		if idx[r.event] == nil {
+			idx[r.event] = map[State]rule{}
+		}
+		idx[r.event][r.from] = r
+	}
+	return idx
+}
+
+// looplabEvents turns the rules into looplab's declaration: refused and
+// no-op cells become self-transitions, so the guard in before_<event> runs
+// for them and a no-op ends in looplab's NoTransitionError.
+func looplabEvents(rs []rule) looplab.Events {
+	evs := make(looplab.Events, 0, len(rs))
+	for _, r := range rs {
+		evs = append(evs, looplab.EventDesc{Name: string(r.event), Src: []string{string(r.from)}, Dst: string(r.to)})
+	}
+	return evs
+}
+
+// callbacks returns the looplab callbacks: one guard per event and the
+// commit that writes the gate. Each is a one-line call into the Machine.
+func (m *Machine) callbacks() looplab.Callbacks {
+	cb := looplab.Callbacks{
+		"enter_state": func(_ context.Context, e *looplab.Event) { m.commit(e) },
+	}
+	for _, ev := range Events {
+		cb["before_"+string(ev)] = func(_ context.Context, e *looplab.Event) { m.guard(e) }
+	}
+	return cb
+}
+
+// guard refuses the event when its rule says so. It runs inside looplab's
+// locks, so it reads only e.Src and the rules table (DEPS.md: no call back
+// into the library from before_ callbacks).
+func (m *Machine) guard(e *looplab.Event) {
+	if r := m.rules[Event(e.Event)][State(e.Src)]; r.err != nil {
+		e.Cancel(r.err)
+	}
+}
+
+// commit switches the gate to the new state, keeping the in-flight count,
+// and queues the transition for observers. It runs in enter_state, after
+// looplab committed, while m.mu is held.
+func (m *Machine) commit(e *looplab.Event) {
+	to := State(e.Dst)
+	for {
+		w := m.word.Load()
+		nw := withState(w, to)
+		if m.word.CompareAndSwap(w, nw) {
+			t := Transition{Event: Event(e.Event), From: State(e.Src), To: to, InFlight: wordCount(w), Generation: wordGen(nw)}
+			m.qmu.Lock()
+			m.pending = append(m.pending, t)
+			m.qmu.Unlock()
+			return
+		}
+	}
+}
+
+// Fire applies ev. It reports changed=true when the state changed. A repeat
+// that the state accepts as a no-op (drain while draining, resume while
+// running, shutdown while shutting down) returns changed=false and a nil
+// error and tells no observer. A refused event returns an error wrapping
+// ErrShutdownWins, ErrStopped, ErrNotShuttingDown or ErrUnknownEvent and
+// changes nothing.
+//
+// ctx is used for its values only: cancellation is stripped before it
+// reaches looplab/fsm, which a cancelled context wedges forever. Observers
+// have been called for this transition when Fire returns, unless another
+// goroutine was delivering at the time (it then delivers it, in order).
+func (m *Machine) Fire(ctx context.Context, ev Event) (changed bool, err error) {
+	if _, ok := m.rules[ev]; !ok {
+		return false, fmt.Errorf("%w: %q", ErrUnknownEvent, ev)
+	}
+	m.mu.Lock()
+	from := m.State()
+	err = m.f.Event(context.WithoutCancel(ctx), string(ev))
+	m.mu.Unlock()
+	m.deliver()
+
+	var noop looplab.NoTransitionError
+	var canceled looplab.CanceledError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &noop):
+		if plantedBug == bugRepeatNotification {
+			m.qmu.Lock()
+			m.pending = append(m.pending, Transition{Event: ev, From: from, To: from})
+			m.qmu.Unlock()
+			m.deliver()
+		}
+		return false, nil
+	case errors.As(err, &canceled):
+		return false, fmt.Errorf("fsm: %s in %s: %w", ev, from, canceled.Err)
+	default:
+		return false, fmt.Errorf("fsm: %s in %s: %w", ev, from, err)
+	}
+}
+
+// deliver hands queued transitions to observers unless another goroutine is
+// already doing so (that one will deliver ours too, in commit order).
+func (m *Machine) deliver() {
+	m.qmu.Lock()
+	if m.delivering {
+		m.qmu.Unlock()
+		return
+	}
+	m.delivering = true
+	defer func() {
+		m.qmu.Lock()
+		m.delivering = false
+		m.qmu.Unlock()
+	}()
+	for len(m.pending) > 0 {
+		t := m.pending[0]
+		m.pending = m.pending[1:]
+		obs := make([]func(Transition), 0, len(m.observers))
+		for i := 0; i < m.nextObs; i++ {
+			if fn, ok := m.observers[i]; ok {
+				obs = append(obs, fn)
+			}
+		}
+		m.qmu.Unlock()
+		for _, fn := range obs {
+			fn(t)
+		}
+		m.qmu.Lock()
+	}
+	m.qmu.Unlock()
+}
+
+// Subscribe registers fn to be told of every committed transition, once
+// each, in commit order, in the order observers subscribed. fn runs on the
+// goroutine of some Fire call, outside every Machine lock, so it may call
+// Fire (the nested transition is delivered after fn returns). It must not
+// block for long: Fire waits for it. The returned func unsubscribes.
+func (m *Machine) Subscribe(fn func(Transition)) (unsubscribe func()) {
+	m.qmu.Lock()
+	id := m.nextObs
+	m.nextObs++
+	m.observers[id] = fn
+	m.qmu.Unlock()
+	return func() {
+		m.qmu.Lock()
+		delete(m.observers, id)
+		m.qmu.Unlock()
+	}
+}
+
+// State returns the current state, read from the gate word.
+func (m *Machine) State() State { return wordState(m.word.Load()) }
+
+// InFlight returns the number of accepted, unreleased turns.
+func (m *Machine) InFlight() int { return wordCount(m.word.Load()) }
+
+// Snapshot returns state, in-flight count and generation read in one
+// atomic load.
+func (m *Machine) Snapshot() Snapshot { return snapshotOf(m.word.Load()) }
+
+// Accept admits a new turn iff the state is running at the instant the
+// in-flight count is incremented: one compare-and-swap on the gate word. It
+// never blocks and never allocates. Every true result must be matched by
+// exactly one Release.
+func (m *Machine) Accept() bool {
+	if plantedBug == bugSplitGate {
+		// Planted bug: check and increment as two separate steps.
+		if !wordRunning(m.word.Load()) {
+			return false
+		}
+		runtime.Gosched()
+		m.word.Add(countUnit)
+		return true
+	}
+	for {
+		w := m.word.Load()
+		if !wordRunning(w) {
+			return false
+		}
+		if m.word.CompareAndSwap(w, w+countUnit) {
+			return true
+		}
+	}
+}
+
+// Release ends one accepted turn. It returns ErrNotAccepted, changing
+// nothing, when no turn is in flight. When the count reaches zero it wakes
+// every WaitIdle caller. It never blocks on I/O and never allocates.
+func (m *Machine) Release() error {
+	dec := uint64(countUnit)
+	for {
+		w := m.word.Load()
+		if wordCount(w) == 0 {
+			return ErrNotAccepted
+		}
+		if plantedBug == bugDoubleRelease && wordCount(w) >= 2 {
+			dec = 2 * countUnit // Planted bug: one release ends two turns.
+		}
+		nw := w - dec
+		if m.word.CompareAndSwap(w, nw) {
+			if wordCount(nw) == 0 && m.waiters.Load() > 0 {
+				m.wakeIdle()
+			}
+			return nil
+		}
+	}
+}
+
+// wakeIdle closes the current idle channel and installs a fresh one.
+func (m *Machine) wakeIdle() {
+	m.idleMu.Lock()
+	close(m.idleCh)
+	m.idleCh = make(chan struct{})
+	m.idleMu.Unlock()
+}
+
+// WaitIdle blocks until no turn is in flight or ctx is done, and returns
+// ctx.Err() in the latter case. It is woken by the Release that brings the
+// count to zero: no polling. While running, new turns may be accepted right
+// after it returns; once not running the count can only fall, so idle then
+// stays idle.
+func (m *Machine) WaitIdle(ctx context.Context) error {
+	m.waiters.Add(1)
+	defer m.waiters.Add(-1)
+	for {
+		m.idleMu.Lock()
+		ch := m.idleCh
+		m.idleMu.Unlock()
+		// The waiter count is raised before this load and Release lowers
+		// the count before reading waiters: one of the two sees the other.
+		if wordCount(m.word.Load()) == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,328 @@
+package fsm_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+)
+
+// pathTo lists the events that lead from running to each state.
+var pathTo = map[fsm.State][]fsm.Event{
+	fsm.Running:      nil,
+	fsm.Draining:     {fsm.Drain},
+	fsm.ShuttingDown: {fsm.Shutdown},
+	fsm.Stopped:      {fsm.Shutdown, fsm.Stop},
+}
+
+// mustMachineIn returns a Machine in state s and a recorder of the
+// transitions observed after reaching it.
+func mustMachineIn(tb testing.TB, s fsm.State) (*fsm.Machine, *recorder) {
+	tb.Helper()
+	m := fsm.New()
+	for _, ev := range pathTo[s] {
+		changed, err := m.Fire(context.Background(), ev)
+		require.NoError(tb, err)
+		require.True(tb, changed)
+	}
+	require.Equal(tb, s, m.State())
+	rec := &recorder{}
+	m.Subscribe(rec.observe)
+	return m, rec
+}
+
+// recorder is an observer that records transitions under a mutex.
+type recorder struct {
+	mu sync.Mutex
+	ts []fsm.Transition
+}
+
+func (r *recorder) observe(t fsm.Transition) {
+	r.mu.Lock()
+	r.ts = append(r.ts, t)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []fsm.Transition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]fsm.Transition(nil), r.ts...)
+}
+
+// TestEveryStateEventPair covers the whole lifecycle table: for each
+// (state, event) the resulting state, the error and the observer calls.
+func TestEveryStateEventPair(t *testing.T) {
+	tests := []struct {
+		from    fsm.State
+		event   fsm.Event
+		to      fsm.State
+		changed bool
+		err     error
+	}{
+		{fsm.Running, fsm.Drain, fsm.Draining, true, nil},
+		{fsm.Running, fsm.Resume, fsm.Running, false, nil},
+		{fsm.Running, fsm.Shutdown, fsm.ShuttingDown, true, nil},
+		{fsm.Running, fsm.Stop, fsm.Running, false, fsm.ErrNotShuttingDown},
+		{fsm.Draining, fsm.Drain, fsm.Draining, false, nil},
+		{fsm.Draining, fsm.Resume, fsm.Running, true, nil},
+		{fsm.Draining, fsm.Shutdown, fsm.ShuttingDown, true, nil},
+		{fsm.Draining, fsm.Stop, fsm.Draining, false, fsm.ErrNotShuttingDown},
+		{fsm.ShuttingDown, fsm.Drain, fsm.ShuttingDown, false, fsm.ErrShutdownWins},
+		{fsm.ShuttingDown, fsm.Resume, fsm.ShuttingDown, false, fsm.ErrShutdownWins},
+		{fsm.ShuttingDown, fsm.Shutdown, fsm.ShuttingDown, false, nil},
+		{fsm.ShuttingDown, fsm.Stop, fsm.Stopped, true, nil},
+		{fsm.Stopped, fsm.Drain, fsm.Stopped, false, fsm.ErrStopped},
+		{fsm.Stopped, fsm.Resume, fsm.Stopped, false, fsm.ErrStopped},
+		{fsm.Stopped, fsm.Shutdown, fsm.Stopped, false, fsm.ErrStopped},
+		{fsm.Stopped, fsm.Stop, fsm.Stopped, false, fsm.ErrStopped},
+	}
+	require.Len(t, tests, len(fsm.States)*len(fsm.Events), "every pair is covered")
+	for _, tc := range tests {
+		t.Run(string(tc.from)+"/"+string(tc.event), func(t *testing.T) {
+			m, rec := mustMachineIn(t, tc.from)
+			changed, err := m.Fire(context.Background(), tc.event)
+			if tc.err == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.err)
+			}
+			require.Equal(t, tc.changed, changed)
+			require.Equal(t, tc.to, m.State())
+			if tc.changed {
+				require.Equal(t, []fsm.Transition{{Event: tc.event, From: tc.from, To: tc.to,
+					Generation: uint64(len(pathTo[tc.from]) + 1)}}, rec.all())
+			} else {
+				require.Empty(t, rec.all(), "no observer call without a change")
+			}
+		})
+	}
+}
+
+// TestUpstreamStateMachineCases are the upstream (Hermes gateway) cases.
+func TestUpstreamStateMachineCases(t *testing.T) {
+	ctx := context.Background()
+	t.Run("enter sets draining", func(t *testing.T) {
+		m := fsm.New()
+		changed, err := m.Fire(ctx, fsm.Drain)
+		require.NoError(t, err)
+		require.True(t, changed)
+		require.Equal(t, fsm.Draining, m.State())
+		require.False(t, m.Accept(), "a draining gateway refuses new turns")
+	})
+	t.Run("enter idempotent", func(t *testing.T) {
+		m, rec := mustMachineIn(t, fsm.Draining)
+		for range 3 {
+			changed, err := m.Fire(ctx, fsm.Drain)
+			require.NoError(t, err)
+			require.False(t, changed)
+		}
+		require.Equal(t, fsm.Draining, m.State())
+		require.Empty(t, rec.all())
+	})
+	t.Run("exit reverts to running", func(t *testing.T) {
+		m, _ := mustMachineIn(t, fsm.Draining)
+		changed, err := m.Fire(ctx, fsm.Resume)
+		require.NoError(t, err)
+		require.True(t, changed)
+		require.Equal(t, fsm.Running, m.State())
+		require.True(t, m.Accept())
+	})
+	t.Run("exit idempotent when not draining", func(t *testing.T) {
+		m, rec := mustMachineIn(t, fsm.Running)
+		changed, err := m.Fire(ctx, fsm.Resume)
+		require.NoError(t, err)
+		require.False(t, changed)
+		require.Empty(t, rec.all())
+	})
+	t.Run("exit during shutdown does not revert", func(t *testing.T) {
+		m := fsm.New()
+		_, _ = m.Fire(ctx, fsm.Drain)
+		_, _ = m.Fire(ctx, fsm.Shutdown)
+		_, err := m.Fire(ctx, fsm.Resume)
+		require.ErrorIs(t, err, fsm.ErrShutdownWins)
+		require.Equal(t, fsm.ShuttingDown, m.State())
+		require.False(t, m.Accept())
+	})
+	t.Run("exit after stop does not revert", func(t *testing.T) {
+		m, _ := mustMachineIn(t, fsm.Stopped)
+		_, err := m.Fire(ctx, fsm.Resume)
+		require.ErrorIs(t, err, fsm.ErrStopped)
+		require.Equal(t, fsm.Stopped, m.State())
+	})
+}
+
+func TestFireUnknownEvent(t *testing.T) {
+	m := fsm.New()
+	_, err := m.Fire(context.Background(), fsm.Event("explode"))
+	require.ErrorIs(t, err, fsm.ErrUnknownEvent)
+	require.Equal(t, fsm.Running, m.State())
+}
+
+// TestCancelledContextDoesNotWedge: looplab/fsm wedges forever on a
+// cancelled ctx (upstream #115); Fire must keep the machine usable.
+func TestCancelledContextDoesNotWedge(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel2()
+	m := fsm.New()
+	for _, c := range []context.Context{ctx, expired} {
+		changed, err := m.Fire(c, fsm.Drain)
+		require.NoError(t, err)
+		require.True(t, changed)
+		changed, err = m.Fire(c, fsm.Resume)
+		require.NoError(t, err)
+		require.True(t, changed)
+	}
+	_, err := m.Fire(context.Background(), fsm.Shutdown)
+	require.NoError(t, err)
+	_, err = m.Fire(ctx, fsm.Stop)
+	require.NoError(t, err)
+	require.Equal(t, fsm.Stopped, m.State())
+}
+
+// TestObserverMayCallBack: an observer that fires an event from inside its
+// notification neither deadlocks nor loses the nested transition, and
+// transitions arrive in commit order.
+func TestObserverMayCallBack(t *testing.T) {
+	m := fsm.New()
+	rec := &recorder{}
+	m.Subscribe(func(tr fsm.Transition) {
+		if tr.To == fsm.Draining {
+			_, err := m.Fire(context.Background(), fsm.Resume)
+			require.NoError(t, err)
+			_ = m.State()
+			_ = m.Snapshot()
+		}
+	})
+	m.Subscribe(rec.observe)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := m.Fire(context.Background(), fsm.Drain)
+		require.NoError(t, err)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Fire from an observer deadlocked")
+	}
+	require.Equal(t, fsm.Running, m.State())
+	got := rec.all()
+	require.Len(t, got, 2)
+	require.Equal(t, fsm.Drain, got[0].Event)
+	require.Equal(t, fsm.Resume, got[1].Event)
+}
+
+func TestUnsubscribe(t *testing.T) {
+	m := fsm.New()
+	rec := &recorder{}
+	stop := m.Subscribe(rec.observe)
+	_, _ = m.Fire(context.Background(), fsm.Drain)
+	stop()
+	_, _ = m.Fire(context.Background(), fsm.Resume)
+	require.Len(t, rec.all(), 1)
+}
+
+func TestAcceptRelease(t *testing.T) {
+	m := fsm.New()
+	require.ErrorIs(t, m.Release(), fsm.ErrNotAccepted, "release without accept")
+	require.True(t, m.Accept())
+	require.True(t, m.Accept())
+	require.Equal(t, 2, m.InFlight())
+	_, _ = m.Fire(context.Background(), fsm.Drain)
+	require.False(t, m.Accept())
+	require.Equal(t, fsm.Snapshot{State: fsm.Draining, InFlight: 2, Generation: 1}, m.Snapshot())
+	require.NoError(t, m.Release())
+	require.NoError(t, m.Release())
+	require.ErrorIs(t, m.Release(), fsm.ErrNotAccepted)
+	require.Equal(t, 0, m.InFlight())
+}
+
+// TestTransitionRecordsInFlight: the transition carries the in-flight count
+// at the instant the gate switched.
+func TestTransitionRecordsInFlight(t *testing.T) {
+	m := fsm.New()
+	rec := &recorder{}
+	m.Subscribe(rec.observe)
+	require.True(t, m.Accept())
+	require.True(t, m.Accept())
+	_, _ = m.Fire(context.Background(), fsm.Drain)
+	require.Equal(t, 2, rec.all()[0].InFlight)
+}
+
+func TestWaitIdle(t *testing.T) {
+	t.Run("returns at once when idle", func(t *testing.T) {
+		require.NoError(t, fsm.New().WaitIdle(context.Background()))
+	})
+	t.Run("wakes on the last release", func(t *testing.T) {
+		m := fsm.New()
+		require.True(t, m.Accept())
+		require.True(t, m.Accept())
+		_, _ = m.Fire(context.Background(), fsm.Shutdown)
+		done := make(chan error, 1)
+		go func() { done <- m.WaitIdle(context.Background()) }()
+		require.NoError(t, m.Release())
+		select {
+		case err := <-done:
+			t.Fatalf("WaitIdle returned %v with a turn still in flight", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.NoError(t, m.Release())
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("WaitIdle not woken by the last release")
+		}
+	})
+	t.Run("ctx done", func(t *testing.T) {
+		m := fsm.New()
+		require.True(t, m.Accept())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.ErrorIs(t, m.WaitIdle(ctx), context.Canceled)
+	})
+}
+
+// TestDescribeWhileFiring: diagrams are drawn from the rules, never from a
+// live machine, so rendering races with nothing (run under -race).
+func TestDescribeWhileFiring(t *testing.T) {
+	m := fsm.New()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			_, _ = m.Fire(context.Background(), fsm.Drain)
+			_, _ = m.Fire(context.Background(), fsm.Resume)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 50 {
+			_, err := fsm.Describe(fsm.Mermaid)
+			require.NoError(t, err)
+		}
+	}()
+	wg.Wait()
+}
+
+func TestDescribeUnknownFormat(t *testing.T) {
+	_, err := fsm.Describe("svg")
+	require.Error(t, err)
+}
+
+func TestSentinelsDistinct(t *testing.T) {
+	errs := []error{fsm.ErrShutdownWins, fsm.ErrStopped, fsm.ErrNotShuttingDown, fsm.ErrUnknownEvent, fsm.ErrNotAccepted}
+	for i, a := range errs {
+		for j, b := range errs {
+			require.Equal(t, i == j, errors.Is(a, b))
+		}
+	}
+}
