@@ -1,0 +1,226 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Outbox is the durable record of every notification: a JSON-lines file with
+// one Message object per line (conventionally $QUIESCE_HOME/outbox.jsonl).
+//
+// Each Send is one write(2) of one complete line on a file opened with
+// O_APPEND, followed by fsync, so lines never interleave and a message Send
+// reported is on disk. Outbox is a Sink and is safe for concurrent use; it
+// assumes it is the only writer of its file.
+type Outbox struct {
+	path string
+	// mu is a one-slot semaphore rather than a sync.Mutex so that a Send
+	// waiting behind a slow fsync can give up when its ctx is done.
+	mu chan struct{}
+	f  *os.File // nil once closed; guarded by mu
+}
+
+// OpenOutbox opens the outbox file at path for appending, creating it with
+// mode 0600 if needed (an existing file keeps its mode) and syncing its
+// directory so the new entry survives a crash.
+//
+// A torn last line left by a crash during a write (bytes after the last
+// newline) was never reported as sent: OpenOutbox truncates it so the next
+// message starts on a line of its own. If that tail is a complete JSON object
+// missing only its newline, the newline is added instead.
+func OpenOutbox(path string) (*Outbox, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("notify: open outbox: %w", err)
+	}
+	if err := prepareOutbox(f, path); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	o := &Outbox{path: path, mu: make(chan struct{}, 1), f: f}
+	return o, nil
+}
+
+// prepareOutbox checks that f is a regular file, repairs a torn tail and
+// syncs the file and its directory.
+func prepareOutbox(f *os.File, path string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("notify: open outbox: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("notify: open outbox %s: not a regular file", path)
+	}
+	if err := repairTail(f, path, fi.Size()); err != nil {
+		return fmt.Errorf("notify: open outbox: repair %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("notify: open outbox: %w", err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("notify: open outbox: sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("notify: open outbox: sync directory: %w", err)
+	}
+	return nil
+}
+
+// repairTail makes the file of the given size end with a newline (or be
+// empty): see OpenOutbox.
+func repairTail(w *os.File, path string, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// Scan backwards in chunks for the last newline.
+	const chunk = 4096
+	var tail []byte
+	end := size
+	lastNL := int64(-1)
+	for end > 0 && lastNL < 0 {
+		start := max(end-chunk, 0)
+		buf := make([]byte, end-start)
+		if _, err := r.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			lastNL = start + int64(i)
+			buf = buf[i+1:]
+		}
+		tail = append(buf, tail...)
+		end = start
+	}
+	if lastNL == size-1 {
+		return nil // ends with a newline: nothing torn
+	}
+	if isObject(tail) {
+		_, err := w.Write([]byte{'\n'})
+		return err
+	}
+	return w.Truncate(lastNL + 1)
+}
+
+// Path returns the file the outbox appends to.
+func (o *Outbox) Path() string { return o.path }
+
+// Send appends m as one JSON line (At in UTC) and fsyncs the file. It returns
+// ctx.Err() if ctx is done before the write starts; the write and fsync
+// themselves are not interruptible. If the write fails part-way the partial
+// line is truncated away. Send on a closed Outbox returns an error wrapping
+// os.ErrClosed.
+func (o *Outbox) Send(ctx context.Context, m Message) error {
+	line, err := encode(m)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	select {
+	case o.mu <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), ctx.Err())
+	}
+	defer func() { <-o.mu }()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+	}
+	if o.f == nil {
+		return fmt.Errorf("notify: outbox %s: %w", o.path, os.ErrClosed)
+	}
+	fi, err := o.f.Stat()
+	if err != nil {
+		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+	}
+	if n, err := o.f.Write(line); err != nil {
+		if n > 0 {
+			// Leave no torn line behind for the next append to glue onto.
+			_ = o.f.Truncate(fi.Size())
+		}
+		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+	}
+	if err := o.f.Sync(); err != nil {
+		return fmt.Errorf("notify: outbox sync %s: %w", m.ID(), err)
+	}
+	return nil
+}
+
+// Close closes the file. Calling Close again returns nil. Close waits for a
+// Send in progress to finish.
+func (o *Outbox) Close() error {
+	o.mu <- struct{}{}
+	defer func() { <-o.mu }()
+	if o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f = nil
+	if err != nil {
+		return fmt.Errorf("notify: close outbox: %w", err)
+	}
+	return nil
+}
+
+// String returns "outbox", the sink's name in log lines.
+func (o *Outbox) String() string { return "outbox" }
+
+// ReadOutbox reads every message in the outbox file at path, in the order
+// they were appended. Blank lines are skipped, and so is a torn last line (one
+// that does not end in a newline and does not parse), which a crash during a
+// write can leave. Any other line that is not a JSON message is an error
+// naming its line number; the messages before it are returned with the error.
+// A missing file is an error wrapping fs.ErrNotExist.
+func ReadOutbox(path string) ([]Message, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("notify: read outbox: %w", err)
+	}
+	var msgs []Message
+	for lineNo := 1; len(data) > 0; lineNo++ {
+		line, rest, terminated := bytes.Cut(data, []byte{'\n'})
+		data = rest
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m Message
+		err := json.Unmarshal(line, &m)
+		if err == nil && !isObject(line) {
+			err = errors.New("not a JSON object")
+		}
+		if err != nil {
+			if !terminated {
+				break // torn last line
+			}
+			return msgs, fmt.Errorf("notify: read outbox %s: line %d: %w", path, lineNo, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// encode returns m as a JSON object with At in UTC.
+func encode(m Message) ([]byte, error) {
+	m.At = m.At.UTC()
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("notify: encode %s: %w", m.ID(), err)
+	}
+	return b, nil
+}
+
+// isObject reports whether b is one JSON object.
+func isObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
+}
