@@ -1,0 +1,42 @@
+# quiesce — see README.md. `make run` starts a gateway, `make test` runs every test.
+GO        ?= go
+BIN       := bin/quiesce
+PKGS      := ./...
+BENCHTIME ?= 1s
+
+.PHONY: all build run test test-short bench diagrams soak fmt vet
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/quiesce
+
+run: build
+	./$(BIN) run --dev
+
+# test: vet, then every test (unit, rapid properties, fuzz seeds, planted
+# bugs, end-to-end) under the race detector. Rapid reads RAPID_* env vars.
+test: vet
+	$(GO) test -race -count=1 $(PKGS)
+
+test-short: vet
+	$(GO) test -short -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# bench: Go benchmarks; every figure is also printed as a ratio against the
+# baseline measured in the same run.
+bench:
+	$(GO) test -run=NONE -bench=. -benchtime=$(BENCHTIME) $(PKGS) | $(GO) run ./internal/benchreport
+
+# diagrams: regenerate docs/diagrams and README's diagram from the lifecycle.
+diagrams:
+	$(GO) test ./fsm -run '^TestDiagrams$$' -count=1 -update
+
+# soak: the crash-safety test with 1000 kills instead of 200.
+soak:
+	QUIESCE_SOAK=1 $(GO) test -count=1 -run Crash ./marker

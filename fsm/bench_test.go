@@ -1,0 +1,68 @@
+package fsm_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+)
+
+// BenchmarkGate measures the accept gate against the floor it is built
+// on, in the same run: a bare atomic add/sub pair. make bench reports the
+// ratio.
+func BenchmarkGate(b *testing.B) {
+	b.Run("baseline=atomic-add", func(b *testing.B) {
+		var w atomic.Uint64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				w.Add(1 << 24)
+				w.Add(^uint64(1<<24 - 1))
+			}
+		})
+	})
+	b.Run("accept-release", func(b *testing.B) {
+		m := fsm.New()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if m.Accept() {
+					_ = m.Release()
+				}
+			}
+		})
+	})
+	b.Run("refused", func(b *testing.B) {
+		m := fsm.New()
+		_, _ = m.Fire(context.Background(), fsm.Drain)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = m.Accept()
+			}
+		})
+	})
+}
+
+// BenchmarkFire measures a drain+resume round trip through looplab/fsm and
+// the observer queue, against the accept gate as baseline.
+func BenchmarkFire(b *testing.B) {
+	b.Run("baseline=accept-release", func(b *testing.B) {
+		m := fsm.New()
+		for b.Loop() {
+			m.Accept()
+			_ = m.Release()
+		}
+	})
+	b.Run("drain-resume", func(b *testing.B) {
+		m := fsm.New()
+		m.Subscribe(func(fsm.Transition) {})
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = m.Fire(ctx, fsm.Drain)
+			_, _ = m.Fire(ctx, fsm.Resume)
+		}
+	})
+}
