@@ -1,0 +1,130 @@
+package notify_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// logBuffer collects JSON log lines; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// records returns the log lines decoded.
+func (l *logBuffer) records(tb testing.TB) []map[string]any {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for line := range strings.Lines(l.b.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			tb.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// find returns the records at level with message msg and the given id.
+func (l *logBuffer) find(tb testing.TB, level slog.Level, msg, id string) []map[string]any {
+	tb.Helper()
+	var out []map[string]any
+	for _, rec := range l.records(tb) {
+		if rec["level"] == level.String() && rec["msg"] == msg && rec["id"] == id {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// newLogger returns a DEBUG-level JSON logger writing into the returned buffer.
+func newLogger() (*slog.Logger, *logBuffer) {
+	buf := &logBuffer{}
+	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+// mustOpenOutbox opens an outbox in a fresh temporary directory; the test
+// closes it at the end.
+func mustOpenOutbox(tb testing.TB) (*notify.Outbox, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "outbox.jsonl")
+	o, err := notify.OpenOutbox(path)
+	if err != nil {
+		tb.Fatalf("OpenOutbox: %v", err)
+	}
+	tb.Cleanup(func() { _ = o.Close() })
+	return o, path
+}
+
+// mustReadOutbox reads the outbox at path or fails the test.
+func mustReadOutbox(tb testing.TB, path string) []notify.Message {
+	tb.Helper()
+	msgs, err := notify.ReadOutbox(path)
+	if err != nil {
+		tb.Fatalf("ReadOutbox: %v", err)
+	}
+	return msgs
+}
+
+// ping returns an interrupt message for session in shutdown sd.
+func ping(sd, session string) notify.Message {
+	return notify.Message{
+		At:         time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
+		Kind:       notify.KindSessionInterrupted,
+		Target:     session,
+		Text:       notify.InterruptText(session),
+		ShutdownID: sd,
+	}
+}
+
+// broadcast returns the home broadcast of shutdown sd.
+func broadcast(sd string) notify.Message {
+	return notify.Message{
+		At:         time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
+		Kind:       notify.KindShutdownBroadcast,
+		Target:     notify.HomeTarget,
+		Text:       notify.BroadcastText(),
+		ShutdownID: sd,
+	}
+}
+
+// ids returns the IDs of msgs.
+func ids(msgs []notify.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID()
+	}
+	return out
+}
+
+// within fails the test unless done is closed before d passes.
+func within(tb testing.TB, d time.Duration, done <-chan struct{}, what string) {
+	tb.Helper()
+	select {
+	case <-done:
+	case <-time.After(d):
+		tb.Fatalf("%s: not done after %v", what, d)
+	}
+}

@@ -1,0 +1,247 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+func TestOutboxAppendsJSONLines(t *testing.T) {
+	o, path := mustOpenOutbox(t)
+	local := time.FixedZone("UTC+2", 2*3600)
+	msgs := []notify.Message{
+		broadcast("sd1"),
+		ping("sd1", "s1"),
+		{At: time.Date(2026, 1, 2, 12, 0, 0, 5, local), Kind: notify.KindSessionInterrupted, Target: "s2", Text: "t", ShutdownID: "sd1"},
+	}
+	for _, m := range msgs {
+		if err := o.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send(%s): %v", m.ID(), err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != len(msgs) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(msgs), data)
+	}
+	for i, line := range lines {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("line %d %q: %v", i+1, line, err)
+		}
+		if len(obj) != 5 {
+			t.Errorf("line %d: got %d fields, want 5: %s", i+1, len(obj), line)
+		}
+		at, _ := obj["at"].(string)
+		if ts, err := time.Parse(time.RFC3339Nano, at); err != nil || !strings.HasSuffix(at, "Z") || !ts.Equal(msgs[i].At) {
+			t.Errorf("line %d: at %q is not %v in RFC 3339 UTC", i+1, at, msgs[i].At)
+		}
+		for k, want := range map[string]string{"kind": string(msgs[i].Kind), "target": msgs[i].Target, "text": msgs[i].Text, "shutdown_id": msgs[i].ShutdownID} {
+			if got := obj[k]; got != want {
+				t.Errorf("line %d: %s: got %v, want %v", i+1, k, got, want)
+			}
+		}
+	}
+	got := mustReadOutbox(t, path)
+	if !slices.Equal(ids(got), ids(msgs)) {
+		t.Errorf("ReadOutbox: got %v, want %v", ids(got), ids(msgs))
+	}
+}
+
+func TestOutboxFileMode(t *testing.T) {
+	_, path := mustOpenOutbox(t)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+		t.Errorf("got permissions %04o, want %04o", got, want)
+	}
+}
+
+func TestOutboxConcurrentSends(t *testing.T) {
+	const goroutines, each = 20, 10
+	o, path := mustOpenOutbox(t)
+	// A long text makes a torn or interleaved write visible.
+	long := strings.Repeat("x", 8<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				m := ping("sd1", fmt.Sprintf("s-%d-%d", g, i))
+				m.Text = long
+				errs <- o.Send(context.Background(), m)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	got := mustReadOutbox(t, path)
+	if len(got) != goroutines*each {
+		t.Fatalf("got %d messages, want %d", len(got), goroutines*each)
+	}
+	seen := make(map[string]bool)
+	for _, m := range got {
+		if seen[m.ID()] || m.Text != long {
+			t.Fatalf("message %s duplicated or mangled", m.ID())
+		}
+		seen[m.ID()] = true
+	}
+}
+
+func TestReadOutbox(t *testing.T) {
+	line := func(m notify.Message) string {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	a, b := line(ping("sd1", "a")), line(ping("sd1", "b"))
+	tests := []struct {
+		name    string
+		content string
+		want    []string // targets
+		wantErr bool
+	}{
+		{"empty", "", nil, false},
+		{"two lines", a + b, []string{"a", "b"}, false},
+		{"torn last line", a + b + b[:20], []string{"a", "b"}, false},
+		{"torn last line, one byte", a + "{", []string{"a"}, false},
+		{"last line without newline", a + strings.TrimSuffix(b, "\n"), []string{"a", "b"}, false},
+		{"blank lines", "\n" + a + "\n\n" + b, []string{"a", "b"}, false},
+		{"corrupt middle line", a + "garbage\n" + b, []string{"a"}, true},
+		{"not an object", a + "null\n", []string{"a"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "outbox.jsonl")
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := notify.ReadOutbox(path)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			var targets []string
+			for _, m := range msgs {
+				targets = append(targets, m.Target)
+			}
+			if !slices.Equal(targets, tt.want) {
+				t.Errorf("got targets %v, want %v", targets, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadOutboxMissing(t *testing.T) {
+	_, err := notify.ReadOutbox(filepath.Join(t.TempDir(), "nope.jsonl"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("got %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestOpenOutboxRepairsTornTail(t *testing.T) {
+	whole, err := json.Marshal(ping("sd1", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := json.Marshal(ping("sd1", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		tail []byte
+		want []string
+	}{
+		{"torn line dropped", tail[:len(tail)/2], []string{"a", "c"}},
+		{"whole object without newline kept", tail, []string{"a", "b", "c"}},
+		{"long torn line dropped", bytes.Repeat([]byte("y"), 10000), []string{"a", "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "outbox.jsonl")
+			content := append(append(append([]byte(nil), whole...), '\n'), tt.tail...)
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o, err := notify.OpenOutbox(path)
+			if err != nil {
+				t.Fatalf("OpenOutbox: %v", err)
+			}
+			defer o.Close()
+			if err := o.Send(context.Background(), ping("sd1", "c")); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			var targets []string
+			for _, m := range mustReadOutbox(t, path) {
+				targets = append(targets, m.Target)
+			}
+			if !slices.Equal(targets, tt.want) {
+				t.Errorf("got targets %v, want %v", targets, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenOutboxErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{dir, filepath.Join(dir, "missing", "outbox.jsonl")} {
+		if o, err := notify.OpenOutbox(path); err == nil {
+			o.Close()
+			t.Errorf("OpenOutbox(%s): got nil error", path)
+		} else if !strings.HasPrefix(err.Error(), "notify: ") {
+			t.Errorf("OpenOutbox(%s): error %q lacks the package prefix", path, err)
+		}
+	}
+}
+
+func TestOutboxSendAfterClose(t *testing.T) {
+	o, path := mustOpenOutbox(t)
+	if err := o.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := o.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := o.Send(context.Background(), ping("sd1", "s1")); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Send after Close: got %v, want os.ErrClosed", err)
+	}
+	if got := mustReadOutbox(t, path); len(got) != 0 {
+		t.Errorf("got %d messages, want 0", len(got))
+	}
+}
+
+func TestOutboxSendCancelled(t *testing.T) {
+	o, path := mustOpenOutbox(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := o.Send(ctx, ping("sd1", "s1")); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if got := mustReadOutbox(t, path); len(got) != 0 {
+		t.Errorf("got %d messages, want 0", len(got))
+	}
+}
