@@ -1,0 +1,317 @@
+package marker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultMaxAge is the maximum age of a marker that Read honours when the
+// caller passes a maxAge <= 0.
+const DefaultMaxAge = time.Hour
+
+// maxMarkerSize bounds how much of the marker Read loads; a larger file is
+// contentless.
+const maxMarkerSize = 1 << 20
+
+// Status classifies the drain marker as seen by Read.
+type Status int
+
+const (
+	// Absent means there is no marker.
+	Absent Status = iota
+	// Active means a marker of this instance (or a legacy marker) that is
+	// fresh: it requests a drain.
+	Active
+	// Contentless means a marker whose content could not be understood
+	// (empty, not JSON, not an object, wrong field types, unreadable): it
+	// requests a drain (fail safe) and never suppresses.
+	Contentless
+	// Stale means a marker written by another instantiation of the machine
+	// or container (its epoch differs): it is ignored.
+	Stale
+	// Expired means a marker older than the maximum age: it is ignored.
+	Expired
+)
+
+// String returns "absent", "active", "contentless", "stale" or "expired"
+// ("status(N)" for other values).
+func (s Status) String() string {
+	switch s {
+	case Absent:
+		return "absent"
+	case Active:
+		return "active"
+	case Contentless:
+		return "contentless"
+	case Stale:
+		return "stale"
+	case Expired:
+		return "expired"
+	}
+	return fmt.Sprintf("status(%d)", int(s))
+}
+
+// State is the outcome of a Read.
+type State struct {
+	// Status classifies the marker.
+	Status Status
+	// Request holds the fields that parsed; it is zero when the marker is
+	// absent or contentless (or expired after being contentless). A
+	// requested_at that did not parse is left zero.
+	Request Request
+	// Legacy reports a marker that parsed but carries no epoch, or that was
+	// read by an instance whose own epoch is unknown: its presence drains
+	// but it never suppresses.
+	Legacy bool
+	// Age is how old the marker is: measured from requested_at, or from
+	// the file's modification time (see AgeFromMtime). Never negative.
+	Age time.Duration
+	// AgeFromMtime reports that Age was measured from the file's
+	// modification time because requested_at was missing, unparseable or
+	// later than the reader's clock, or the marker is contentless.
+	AgeFromMtime bool
+}
+
+// Drains reports whether the marker requests a drain: it is Active or
+// Contentless.
+func (s State) Drains() bool { return s.Status == Active || s.Status == Contentless }
+
+// Suppresses reports whether the home-channel shutdown broadcast should be
+// suppressed: the marker is Active, not Legacy, and suppress_notification is
+// JSON true.
+func (s State) Suppresses() bool {
+	return s.Status == Active && !s.Legacy && s.Request.SuppressNotification
+}
+
+// fileKey identifies one version of the marker file, for log-once.
+type fileKey struct {
+	status Status
+	size   int64
+	mtime  int64
+	hash   uint64
+}
+
+// Read reports what the drain marker in home says. It never returns an
+// error and never panics: an unreadable marker is Contentless (fail safe).
+//
+// now is the caller's clock; epoch is this instance's epoch ("" disables the
+// staleness check, so markers are honoured by presence and age); maxAge <= 0
+// means DefaultMaxAge. The rules are in the package documentation. Read
+// takes no lock and ignores temporary files left by writers.
+func Read(home string, now time.Time, epoch string, maxAge time.Duration) State {
+	st, _ := read(home, now, epoch, maxAge)
+	return st
+}
+
+// read is Read that also returns the identity of the file version it saw.
+func read(home string, now time.Time, epoch string, maxAge time.Duration) (st State, key fileKey) {
+	defer func() {
+		// Read must not panic; nothing below should, but if it does, fail
+		// safe (a drain) rather than take the caller down.
+		if recover() != nil {
+			st, key = State{Status: Contentless, AgeFromMtime: true}, fileKey{status: Contentless}
+		}
+	}()
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+
+	data, fi, err := readMarkerFile(Path(home))
+	if err != nil {
+		if isNotExist(err) {
+			return State{Status: Absent}, fileKey{status: Absent}
+		}
+		// Present but unreadable (permissions, a directory, too large,
+		// an I/O error): fail safe.
+		st = State{Status: Contentless, AgeFromMtime: true}
+		if fi != nil {
+			st.Age = ageSince(now, fi.ModTime())
+			key = fileKey{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+		}
+		if st.Age > maxAge {
+			st.Status = Expired
+		}
+		key.status = st.Status
+		return st, key
+	}
+	key = fileKey{size: fi.Size(), mtime: fi.ModTime().UnixNano(), hash: fnv64a(data)}
+
+	req, ok := parseRequest(data)
+	if !ok {
+		st = State{Status: Contentless, Age: ageSince(now, fi.ModTime()), AgeFromMtime: true}
+	} else {
+		st = State{Status: Active, Request: req}
+		if !req.RequestedAt.IsZero() && !req.RequestedAt.After(now) {
+			st.Age = now.Sub(req.RequestedAt)
+		} else {
+			st.Age, st.AgeFromMtime = ageSince(now, fi.ModTime()), true
+		}
+		switch {
+		case req.Epoch == "" || epoch == "":
+			st.Legacy = true
+		case req.Epoch != epoch:
+			st.Status = Stale
+		}
+	}
+	if st.Status != Stale && st.Age > maxAge {
+		st.Status = Expired
+	}
+	key.status = st.Status
+	return st, key
+}
+
+// ageSince returns now - t, or 0 when t is in the future.
+func ageSince(now, t time.Time) time.Duration {
+	if d := now.Sub(t); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// readMarkerFile reads the marker at p. It opens without blocking (a FIFO
+// in the marker's place must not hang the reader) and reads at most
+// maxMarkerSize bytes. On an error after the open, fi is the file's info
+// when known.
+func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil, err
+		}
+		if fi, serr := os.Stat(p); serr == nil {
+			return nil, fi, err
+		} else if isNotExist(serr) {
+			return nil, nil, serr
+		}
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err = f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fi, fmt.Errorf("%s: %w", p, ErrNotRegular)
+	}
+	size := fi.Size()
+	if size > maxMarkerSize {
+		return nil, fi, errTooLarge
+	}
+	data = make([]byte, 0, size+1) // +1 so a file exactly this size hits EOF without growing
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, fi, nil
+		}
+		if err != nil {
+			return nil, fi, err
+		}
+		if len(data) > maxMarkerSize {
+			return nil, fi, errTooLarge
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)] // grown while we read: make room
+		}
+	}
+}
+
+var errTooLarge = errors.New("marker: file too large")
+
+// Field names of the marker, matched exactly.
+const (
+	fieldAction      = "action"
+	fieldRequestedAt = "requested_at"
+	fieldPrincipal   = "principal"
+	fieldEpoch       = "epoch"
+	fieldSuppress    = "suppress_notification"
+	fieldRequestID   = "request_id"
+)
+
+// parseRequest decodes a marker. ok is false when the content is not a
+// valid UTF-8 JSON object whose known fields have the right types (strings,
+// and a boolean for suppress_notification; null counts as missing). An
+// unparseable requested_at leaves RequestedAt zero and ok true.
+func parseRequest(data []byte) (req Request, ok bool) {
+	if !utf8.Valid(data) {
+		return Request{}, false
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return Request{}, false
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return Request{}, false
+	}
+	str := func(name string, dst *string) bool {
+		raw, found := fields[name]
+		if !found || isNull(raw) {
+			return true
+		}
+		if len(raw) == 0 || raw[0] != '"' {
+			return false
+		}
+		return json.Unmarshal(raw, dst) == nil
+	}
+	var ts string
+	if !str(fieldAction, &req.Action) || !str(fieldPrincipal, &req.Principal) ||
+		!str(fieldEpoch, &req.Epoch) || !str(fieldRequestID, &req.RequestID) ||
+		!str(fieldRequestedAt, &ts) {
+		return Request{}, false
+	}
+	if raw, found := fields[fieldSuppress]; found && !isNull(raw) {
+		switch string(raw) {
+		case "true":
+			req.SuppressNotification = true
+		case "false":
+		default:
+			return Request{}, false
+		}
+	}
+	if ts != "" {
+		req.RequestedAt, _ = parseTime(ts)
+	}
+	return req, true
+}
+
+// isNull reports whether raw is the JSON literal null.
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// timeLayouts are tried in order by parseTime. The first has a zone; the
+// others do not and are read as UTC. Fractional seconds are accepted after
+// the seconds by every layout.
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04:05Z07:00",
+	"2006-01-02 15:04:05",
+}
+
+// parseTime parses requested_at: RFC 3339, or the same without a zone (taken
+// as UTC), with "T" or a space between date and time.
+func parseTime(s string) (time.Time, bool) {
+	for _, layout := range timeLayouts {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// fnv64a hashes b with 64-bit FNV-1a.
+func fnv64a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
