@@ -58,12 +58,13 @@ type WebhookOptions struct {
 type Webhook struct {
 	url    string
 	name   string // redacted url for errors and logs
+	valid  bool   // url is absolute http or https with a host
 	client *http.Client
 	opt    WebhookOptions
 }
 
-// NewWebhook returns a Webhook posting to rawURL. A URL that cannot be parsed
-// makes every Send fail permanently.
+// NewWebhook returns a Webhook posting to rawURL. A URL that is not an
+// absolute http or https URL makes every Send fail permanently.
 func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 	if opt.TryTimeout <= 0 {
 		opt.TryTimeout = DefaultTryTimeout
@@ -80,7 +81,12 @@ func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 		t.DisableKeepAlives = true
 		client = &http.Client{Transport: t}
 	}
-	return &Webhook{url: rawURL, name: redact(rawURL), client: client, opt: opt}
+	w := &Webhook{url: rawURL, name: "(invalid URL)", client: client, opt: opt}
+	if u, err := url.Parse(rawURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		w.valid = true
+		w.name = u.Scheme + "://" + u.Host
+	}
+	return w
 }
 
 // String returns "webhook " and the URL's scheme and host.
@@ -140,11 +146,14 @@ func (w *Webhook) gaveUp(id string, tries int, ctxErr, last error) error {
 
 // try makes one attempt and reports whether its failure is permanent.
 func (w *Webhook) try(ctx context.Context, id string, body []byte) (permanent bool, err error) {
+	if !w.valid {
+		return true, errors.New("invalid URL: want an absolute http or https URL")
+	}
 	tctx, cancel := context.WithTimeout(ctx, w.opt.TryTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(tctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return true, errors.New("bad URL") // the parse error would repeat the URL
+		return true, errors.New("invalid URL") // the parse error would repeat the URL
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", id)
@@ -154,6 +163,9 @@ func (w *Webhook) try(ctx context.Context, id string, body []byte) (permanent bo
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // drop the URL, which may hold a secret
+		}
+		if ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("try timed out after %v: %w", w.opt.TryTimeout, err)
 		}
 		return false, err
 	}
@@ -180,13 +192,4 @@ func (w *Webhook) backoff(try int) time.Duration {
 	d = min(d, MaxBackoff)
 	half := d / 2
 	return half + rand.N(d-half+1)
-}
-
-// redact returns the scheme and host of rawURL, or "(invalid URL)".
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return "(invalid URL)"
-	}
-	return u.Scheme + "://" + u.Host
 }
