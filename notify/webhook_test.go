@@ -221,3 +221,10 @@ func TestWebhookHonoursContext(t *testing.T) {
 		})
 	}
 }
+
+// decodeMessage decodes r's body as a Message.
+func decodeMessage(r *http.Request) (notify.Message, error) {
+	var m notify.Message
+	err := json.NewDecoder(r.Body).Decode(&m)
+	return m, err
+}

@@ -1,0 +1,523 @@
+package notify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+const undeliveredMsg = "notification not delivered; kept in outbox"
+
+// newNotifier returns a Notifier over a fresh outbox, with a DEBUG logger.
+// The test closes it at the end (after any cleanup registered later).
+func newNotifier(tb testing.TB, sinks ...notify.Sink) (*notify.Notifier, string, *logBuffer) {
+	tb.Helper()
+	o, path := mustOpenOutbox(tb)
+	logger, logs := newLogger()
+	n := notify.NewNotifier(o, logger, sinks...)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return n, path, logs
+}
+
+// flush calls n.Flush with a timeout of d and fails the test unless it
+// returns by d plus a second of slack. It returns Flush's error.
+func flush(tb testing.TB, n *notify.Notifier, d time.Duration) error {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = n.Flush(ctx)
+	}()
+	within(tb, d+time.Second, done, "Flush")
+	return err
+}
+
+func TestNotifierOutboxBeforeWebhook(t *testing.T) {
+	results := make(chan error, 10)
+	var path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, err := decodeMessage(r)
+		if err != nil {
+			results <- err
+			return
+		}
+		msgs, err := notify.ReadOutbox(path)
+		switch {
+		case err != nil:
+			results <- err
+		case !slices.Contains(ids(msgs), m.ID()):
+			results <- fmt.Errorf("%s not in outbox %v when the webhook was called", m.ID(), ids(msgs))
+		default:
+			results <- nil
+		}
+	}))
+	t.Cleanup(srv.Close)
+	n, p, _ := newNotifier(t, notify.NewWebhook(srv.URL, fastOptions))
+	path = p
+	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
+	for _, m := range msgs {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	for range msgs {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Error(err)
+			}
+		default:
+			t.Fatal("webhook called fewer times than messages sent")
+		}
+	}
+}
+
+func TestNotifierDeduplicates(t *testing.T) {
+	rec := &notify.Recorder{}
+	n, path, logs := newNotifier(t, rec)
+	again := ping("sd1", "s1")
+	again.At = again.At.Add(time.Minute)
+	again.Text = "different text, same id"
+	sends := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), broadcast("sd1"), again, ping("sd2", "s1"), broadcast("sd1")}
+	for _, m := range sends {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send(%s): %v", m.ID(), err)
+		}
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	want := ids([]notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd2", "s1")})
+	for name, got := range map[string][]string{
+		"outbox":   ids(mustReadOutbox(t, path)),
+		"recorder": ids(rec.Messages()),
+		"Sent":     ids(n.Sent()),
+	} {
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", name, got, want)
+		}
+	}
+	if got := rec.Count(notify.KindShutdownBroadcast, notify.HomeTarget); got != 1 {
+		t.Errorf("got %d broadcasts, want 1", got)
+	}
+	if got := rec.Messages()[1].Text; got != ping("sd1", "s1").Text {
+		t.Errorf("the first message should win, got text %q", got)
+	}
+	if got := len(logs.find(t, slog.LevelDebug, "notification already sent; ignored", broadcast("sd1").ID())); got != 2 {
+		t.Errorf("got %d DEBUG lines for the repeated broadcast, want 2", got)
+	}
+}
+
+func TestNotifierFlushWaitsForEverySink(t *testing.T) {
+	slow := &notify.Recorder{Delay: 20 * time.Millisecond}
+	fast := &notify.Recorder{}
+	n, _, logs := newNotifier(t, slow, fast, notify.NewLog(nil))
+	var want []string
+	for i := range 5 {
+		m := ping("sd1", fmt.Sprintf("s%d", i))
+		want = append(want, m.ID())
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	for name, r := range map[string]*notify.Recorder{"slow": slow, "fast": fast} {
+		if got := ids(r.Messages()); !slices.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", name, got, want)
+		}
+	}
+	for _, id := range want {
+		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, id); len(got) != 0 {
+			t.Errorf("unexpected WARN for %s: %v", id, got)
+		}
+	}
+	// Nothing queued: Flush returns at once, even with a done ctx.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Flush(ctx); err != nil {
+		t.Errorf("Flush with nothing queued: %v", err)
+	}
+}
+
+func TestNotifierFlushStuckSink(t *testing.T) {
+	release := make(chan struct{})
+	// stuck ignores its ctx; it only returns at the end of the test.
+	stuck := &notify.Recorder{Hook: func(context.Context, notify.Message) error {
+		<-release
+		return nil
+	}}
+	// patient honours its ctx and reports the cancellation.
+	cancelled := make(chan struct{})
+	patient := &notify.Recorder{Hook: func(ctx context.Context, m notify.Message) error {
+		select {
+		case <-ctx.Done():
+			close(cancelled)
+			return ctx.Err()
+		case <-release:
+			return nil
+		}
+	}}
+	n, path, logs := newNotifier(t, stuck, patient)
+	t.Cleanup(func() { close(release) }) // runs before Close
+	m := ping("sd1", "s1")
+	if err := n.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if err := flush(t, n, 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush: got %v, want context.DeadlineExceeded", err)
+	}
+	within(t, 2*time.Second, cancelled, "cancelling the sink's ctx")
+	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, []string{m.ID()}) {
+		t.Errorf("outbox: got %v, want [%s]", got, m.ID())
+	}
+	warns := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
+	var sinks []string
+	for _, w := range warns {
+		sinks = append(sinks, fmt.Sprint(w["sink"]))
+	}
+	slices.Sort(sinks)
+	if want := []string{"recorder", "recorder #2"}; !slices.Equal(sinks, want) {
+		t.Errorf("WARN lines for %s name sinks %v, want %v", m.ID(), sinks, want)
+	}
+	// Given up on: a later Flush does not wait for it again.
+	if err := flush(t, n, time.Second); err != nil {
+		t.Errorf("second Flush: %v", err)
+	}
+}
+
+func TestNotifierSinkFailuresAreLogged(t *testing.T) {
+	failing := &notify.Recorder{Hook: func(context.Context, notify.Message) error { return errors.New("boom") }}
+	panicking := &notify.Recorder{Hook: func(_ context.Context, m notify.Message) error {
+		if m.Target == "s1" {
+			panic("sink bug")
+		}
+		return nil
+	}}
+	good := &notify.Recorder{}
+	n, _, logs := newNotifier(t, failing, panicking, good)
+	msgs := []notify.Message{ping("sd1", "s1"), ping("sd1", "s2")}
+	for _, m := range msgs {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if got := ids(good.Messages()); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("good sink: got %v, want %v", got, ids(msgs))
+	}
+	if got := ids(panicking.Messages()); !slices.Equal(got, ids(msgs[1:])) {
+		t.Errorf("panicking sink: got %v, want %v (its worker must survive)", got, ids(msgs[1:]))
+	}
+	for _, c := range []struct {
+		id, sink, err string
+	}{
+		{msgs[0].ID(), "recorder", "boom"},
+		{msgs[1].ID(), "recorder", "boom"},
+		{msgs[0].ID(), "recorder #2", "sink bug"},
+	} {
+		found := false
+		for _, w := range logs.find(t, slog.LevelWarn, undeliveredMsg, c.id) {
+			if w["sink"] == c.sink && strings.Contains(fmt.Sprint(w["error"]), c.err) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no WARN for %s on %s with %q", c.id, c.sink, c.err)
+		}
+	}
+}
+
+func TestNotifierOutboxFailure(t *testing.T) {
+	o, path := mustOpenOutbox(t)
+	rec := &notify.Recorder{}
+	n := notify.NewNotifier(o, slog.New(slog.DiscardHandler), rec)
+	defer n.Close(context.Background())
+	if err := o.Close(); err != nil { // the disk "fails"
+		t.Fatal(err)
+	}
+	m := ping("sd1", "s1")
+	if err := n.Send(context.Background(), m); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Send: got %v, want the outbox error", err)
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if rec.Calls() != 0 || len(n.Sent()) != 0 {
+		t.Errorf("a message the outbox refused went on: %d sink calls, Sent %v", rec.Calls(), n.Sent())
+	}
+	if got := mustReadOutbox(t, path); len(got) != 0 {
+		t.Errorf("outbox: got %v", got)
+	}
+}
+
+func TestNotifierValidates(t *testing.T) {
+	rec := &notify.Recorder{}
+	n, path, _ := newNotifier(t, rec)
+	tests := []struct {
+		name   string
+		modify func(*notify.Message)
+	}{
+		{"unknown kind", func(m *notify.Message) { m.Kind = "other" }},
+		{"empty kind", func(m *notify.Message) { m.Kind = "" }},
+		{"empty target", func(m *notify.Message) { m.Target = "" }},
+		{"empty shutdown id", func(m *notify.Message) { m.ShutdownID = "" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := ping("sd1", "s1")
+			tt.modify(&m)
+			err := n.Send(context.Background(), m)
+			if err == nil || !strings.HasPrefix(err.Error(), "notify: ") {
+				t.Errorf("got %v, want a notify error", err)
+			}
+		})
+	}
+	if got := mustReadOutbox(t, path); len(got) != 0 {
+		t.Errorf("outbox: got %v, want nothing", got)
+	}
+}
+
+func TestNotifierFillsDefaults(t *testing.T) {
+	rec := &notify.Recorder{}
+	n, path, _ := newNotifier(t, rec)
+	local := time.FixedZone("UTC-5", -5*3600)
+	at := time.Date(2026, 3, 1, 8, 0, 0, 0, local)
+	before := time.Now()
+	sends := []notify.Message{
+		{Kind: notify.KindShutdownBroadcast, Target: notify.HomeTarget, ShutdownID: "sd1"},
+		{Kind: notify.KindSessionInterrupted, Target: "s1", ShutdownID: "sd1", At: at},
+	}
+	for _, m := range sends {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 5*time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	got := mustReadOutbox(t, path)
+	if len(got) != 2 {
+		t.Fatalf("got %d messages, want 2", len(got))
+	}
+	if got[0].Text != notify.BroadcastText() || got[1].Text != notify.InterruptText("s1") {
+		t.Errorf("default texts not filled: %q, %q", got[0].Text, got[1].Text)
+	}
+	if got[0].At.Before(before.Add(-time.Second)) || got[0].At.Location() != time.UTC {
+		t.Errorf("zero At not filled with the current UTC time: %v", got[0].At)
+	}
+	if !got[1].At.Equal(at) {
+		t.Errorf("At changed: got %v, want %v", got[1].At, at)
+	}
+	if sent := n.Sent(); len(sent) != 2 || sent[1].At.Location() != time.UTC || !slices.Equal(ids(sent), ids(got)) {
+		t.Errorf("Sent: got %v", sent)
+	}
+	if r := rec.Messages(); len(r) != 2 || r[0].Text != notify.BroadcastText() {
+		t.Errorf("recorder: got %v", r)
+	}
+}
+
+func TestNotifierSendCancelled(t *testing.T) {
+	n, path, _ := newNotifier(t, &notify.Recorder{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Send(ctx, ping("sd1", "s1")); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if got := mustReadOutbox(t, path); len(got) != 0 {
+		t.Errorf("outbox: got %v, want nothing", got)
+	}
+	// Not marked as sent: a retry goes through.
+	if err := n.Send(context.Background(), ping("sd1", "s1")); err != nil {
+		t.Errorf("retry: %v", err)
+	}
+	if got := mustReadOutbox(t, path); len(got) != 1 {
+		t.Errorf("outbox after retry: got %d messages, want 1", len(got))
+	}
+}
+
+func TestNotifierClose(t *testing.T) {
+	// Registered first, so it runs after every other cleanup.
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	srv := newHookServer(t, 200)
+	rec := &notify.Recorder{Delay: 10 * time.Millisecond}
+	o, path := mustOpenOutbox(t)
+	n := notify.NewNotifier(o, slog.New(slog.DiscardHandler), rec, notify.NewWebhook(srv.URL, fastOptions), notify.NewLog(slog.New(slog.DiscardHandler)))
+	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
+	for _, m := range msgs {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Close flushed first.
+	if got := ids(rec.Messages()); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("recorder: got %v, want %v", got, ids(msgs))
+	}
+	if got := srv.hits.Load(); got != int64(len(msgs)) {
+		t.Errorf("webhook: got %d requests, want %d", got, len(msgs))
+	}
+	if err := n.Send(context.Background(), ping("sd1", "s3")); !errors.Is(err, notify.ErrClosed) {
+		t.Errorf("Send after Close: got %v, want ErrClosed", err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := o.Send(context.Background(), ping("sd1", "s4")); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("outbox not closed: Send got %v", err)
+	}
+	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
+	}
+	srv.Close()
+	goleak.VerifyNone(t)
+}
+
+func TestNotifierCloseIdle(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	o, _ := mustOpenOutbox(t)
+	n := notify.NewNotifier(o, nil, &notify.Recorder{}, &notify.Recorder{})
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	o2, _ := mustOpenOutbox(t)
+	if err := notify.NewNotifier(o2, nil).Close(context.Background()); err != nil {
+		t.Fatalf("Close without sinks: %v", err)
+	}
+}
+
+func TestNotifierCloseStuckSink(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before goleak
+	stuck := &notify.Recorder{Hook: func(context.Context, notify.Message) error {
+		<-release // ignores ctx
+		return nil
+	}}
+	o, path := mustOpenOutbox(t)
+	logger, logs := newLogger()
+	n := notify.NewNotifier(o, logger, stuck)
+	msgs := []notify.Message{ping("sd1", "s1"), ping("sd1", "s2")}
+	for _, m := range msgs {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = n.Close(ctx)
+	}()
+	within(t, 1200*time.Millisecond, done, "Close")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
+	}
+	for _, m := range msgs {
+		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
+			t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
+		}
+	}
+	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
+	}
+	if err := n.Send(context.Background(), ping("sd1", "s3")); !errors.Is(err, notify.ErrClosed) {
+		t.Errorf("Send after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestNotifierWebhookDeadline checks that a webhook that is down, slow or
+// failing cannot hold Flush past its deadline, and that nothing is lost
+// silently: every message is in the outbox and has a WARN line.
+func TestNotifierWebhookDeadline(t *testing.T) {
+	slow, _ := newSlowServer(t)
+	failing := newHookServer(t, 500)
+	tests := []struct {
+		name string
+		url  string
+	}{
+		{"down", newDownURL(t)},
+		{"slow", slow.URL},
+		{"failing", failing.URL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Default options: 1s per try, 100ms base backoff, 5 tries.
+			n, path, logs := newNotifier(t, notify.NewWebhook(tt.url, notify.WebhookOptions{}))
+			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2"), ping("sd1", "s3")}
+			for _, m := range msgs {
+				if err := n.Send(context.Background(), m); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			err := flush(t, n, 1500*time.Millisecond)
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Flush: got %v, want nil or context.DeadlineExceeded", err)
+			}
+			if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
+				t.Errorf("outbox: got %v, want %v", got, ids(msgs))
+			}
+			for _, m := range msgs {
+				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
+					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
+				}
+			}
+		})
+	}
+}
+
+func TestNewNotifierPanicsOnNil(t *testing.T) {
+	o, _ := mustOpenOutbox(t)
+	tests := []struct {
+		name   string
+		outbox *notify.Outbox
+		sinks  []notify.Sink
+	}{
+		{"nil outbox", nil, nil},
+		{"nil sink", o, []notify.Sink{&notify.Recorder{}, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			notify.NewNotifier(tt.outbox, nil, tt.sinks...)
+		})
+	}
+}
