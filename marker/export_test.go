@@ -1,0 +1,26 @@
+package marker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// TempInfix is the infix of WriteFileAtomic's temporary file names.
+const TempInfix = tempInfix
+
+// WatchPollOnly is Watch with fsnotify disabled: signals come from the poll
+// only. Benchmarks compare it with Watch.
+func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {
+	return watch(ctx, home, interval, logger, false)
+}
+
+// SetWatchAddedHook installs f to be called each time a watcher
+// (re-)establishes its directory watch. Call it before Watch and restore
+// (call the returned function) only after every watcher started meanwhile
+// has closed its channel.
+func SetWatchAddedHook(f func(dir string)) (restore func()) {
+	old := testHookWatchAdded
+	testHookWatchAdded = f
+	return func() { testHookWatchAdded = old }
+}
