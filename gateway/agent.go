@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Agent runs one turn: it answers text for session. It must return soon
+// after ctx is cancelled (a forced shutdown cancels it).
+type Agent interface {
+	Run(ctx context.Context, session, text string) (string, error)
+}
+
+// AgentFunc adapts a function to Agent.
+type AgentFunc func(ctx context.Context, session, text string) (string, error)
+
+// Run calls f.
+func (f AgentFunc) Run(ctx context.Context, session, text string) (string, error) {
+	return f(ctx, session, text)
+}
+
+// NewEcho returns the built-in agent that replies with the text after
+// work, or returns ctx's error if cancelled first.
+func NewEcho(work time.Duration) Agent {
+	return AgentFunc(func(ctx context.Context, _, text string) (string, error) {
+		t := time.NewTimer(work)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return text, nil
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		}
+	})
+}
+
+// maxReply bounds what an exec agent may print as its reply.
+const maxReply = 1 << 20
+
+// execWaitDelay bounds how long Run waits for output pipes after the
+// process group was killed.
+const execWaitDelay = 2 * time.Second
+
+// NewExec returns an agent that runs command with /bin/sh -c once per
+// turn: the message on stdin, the reply from stdout (trailing newline
+// trimmed), stderr logged line by line, a non-zero exit a turn error. On
+// cancellation the whole process group is killed, so children the command
+// started die with it. The environment gets QUIESCE_SESSION.
+func NewExec(command string, logger *slog.Logger) Agent {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return AgentFunc(func(ctx context.Context, session, text string) (string, error) {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+		cmd.Env = append(cmd.Environ(), "QUIESCE_SESSION="+session)
+		cmd.Stdin = strings.NewReader(text)
+		var out limitedBuffer
+		cmd.Stdout = &out
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			return "", fmt.Errorf("exec agent: %w", err)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = execWaitDelay
+		if err := cmd.Start(); err != nil {
+			return "", fmt.Errorf("exec agent: start: %w", err)
+		}
+		logDone := make(chan string, 1)
+		go func() { logDone <- logLines(stderr, logger, session) }()
+		err = cmd.Wait()
+		lastErr := <-logDone
+		if ctx.Err() != nil {
+			return "", context.Cause(ctx)
+		}
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && lastErr != "" {
+				return "", fmt.Errorf("exec agent: %w: %s", err, lastErr)
+			}
+			return "", fmt.Errorf("exec agent: %w", err)
+		}
+		return strings.TrimRight(out.String(), "\n"), nil
+	})
+}
+
+// logLines logs each line of r at WARN and returns the last one.
+func logLines(r io.Reader, logger *slog.Logger, session string) string {
+	sc := bufio.NewScanner(r)
+	last := ""
+	for sc.Scan() {
+		last = sc.Text()
+		logger.Warn("agent stderr", "session", session, "line", last)
+	}
+	_, _ = io.Copy(io.Discard, r)
+	return last
+}
+
+// limitedBuffer keeps the first maxReply bytes written to it.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := maxReply - b.Len(); room < len(p) {
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/marker"
+)
+
+// Sentinel errors callers branch on (test with errors.Is).
+var (
+	// ErrRefused is wrapped by *RefusedError: the gate refused a new turn
+	// because the gateway is not running.
+	ErrRefused = errors.New("gateway: not accepting new turns")
+	// ErrSessionBusy is returned by Turn when the session already has a
+	// turn running (one turn per session).
+	ErrSessionBusy = errors.New("gateway: session busy")
+	// ErrInterrupted is returned by Turn when a forced shutdown cut the
+	// turn off.
+	ErrInterrupted = errors.New("gateway: turn interrupted by shutdown")
+	// ErrInvalid is returned for bad input (empty session id, empty text,
+	// a session id with control characters or over 256 bytes).
+	ErrInvalid = errors.New("gateway: invalid input")
+	// ErrRequestMismatch is returned by CancelDrain when a request id was
+	// given and is not the active drain's; the marker is left untouched.
+	ErrRequestMismatch = marker.ErrRequestMismatch
+	// ErrAgent wraps an agent failure (error, non-zero exit or panic).
+	ErrAgent = errors.New("gateway: agent failed")
+)
+
+// RefusedError is returned by Turn when the gate refuses a new turn. It
+// carries the state the gateway was in; errors.Is(err, ErrRefused) holds.
+type RefusedError struct{ State fsm.State }
+
+// Error implements error.
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("gateway: %s: not accepting new turns", e.State)
+}
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// DrainRequest asks for an external drain.
+type DrainRequest struct {
+	Principal            string // who asked (recorded in the marker and logs)
+	SuppressNotification bool   // skip the home-channel broadcast if the drain ends in shutdown
+	RequestID            string // optional; generated when empty
+}
+
+// DrainInfo is the drain marker as the API shows it.
+type DrainInfo struct {
+	Action               string    `json:"action"`
+	RequestedAt          time.Time `json:"requested_at"`
+	Principal            string    `json:"principal"`
+	Epoch                string    `json:"epoch"`
+	SuppressNotification bool      `json:"suppress_notification"`
+	RequestID            string    `json:"request_id"`
+	// Status is "active", "stale", "expired" or "contentless".
+	Status string `json:"status"`
+}
+
+// DrainResult is what BeginDrain did.
+type DrainResult struct {
+	Drain        DrainInfo // the marker as written
+	State        fsm.State // after reconciling
+	ActiveAgents int
+}
+
+// CancelResult is what CancelDrain did.
+type CancelResult struct {
+	WasDraining  bool // a marker existed and was removed
+	State        fsm.State
+	ActiveAgents int
+}
+
+// Status is a snapshot of the gateway for the API and the CLI.
+type Status struct {
+	State         fsm.State  `json:"state"`
+	ActiveAgents  int        `json:"active_agents"`
+	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
+	Epoch         string     `json:"epoch"`
+	PID           int        `json:"pid"`
+	UptimeSeconds float64    `json:"uptime_seconds"`
+}
+
+// EventReceipt acknowledges an internal event.
+type EventReceipt struct {
+	ID      string `json:"event_id"`
+	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
+}
+
+// ShutdownReport tells what a shutdown did.
+type ShutdownReport struct {
+	ID          string   `json:"shutdown_id"`
+	Broadcast   bool     `json:"broadcast"`   // the home broadcast was sent
+	Suppressed  bool     `json:"suppressed"`  // the marker suppressed it
+	Interrupted []string `json:"interrupted"` // sessions cut off (each pinged once)
+	Forced      bool     `json:"forced"`
+}
+
+// Metrics receives the events /metrics counts. Implementations must be
+// cheap and safe for concurrent use; a nil Metrics in Config is allowed.
+type Metrics interface {
+	// TurnEnded counts a turn by result: "ok", "error", "refused",
+	// "busy", "interrupted".
+	TurnEnded(result string)
+	// DrainReaction observes the time from a drain request (the marker's
+	// requested_at) to the gate closing.
+	DrainReaction(d time.Duration)
+}

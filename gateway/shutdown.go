@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+// shutdown is the state of the one shutdown sequence a Gateway runs.
+type shutdown struct {
+	mu     sync.Mutex
+	id     string         // set by the first BeginShutdown
+	forced bool           // force has been closed
+	force  chan struct{}  // closed to stop waiting for in-flight turns
+	done   chan struct{}  // closed once stopped
+	report ShutdownReport // written before done is closed
+}
+
+// BeginShutdown starts the shutdown sequence (see runShutdown) and returns
+// its id once the gate is closed. It does not wait for the sequence. A call
+// while the sequence runs never starts another: it escalates to force (cut
+// off the remaining turns now), as does force=true.
+func (g *Gateway) BeginShutdown(force bool) string {
+	g.sd.mu.Lock()
+	first := g.sd.id == ""
+	if first {
+		g.sd.id = newID()
+	}
+	id := g.sd.id
+	escalate := (force || !first) && !g.sd.forced
+	if escalate {
+		g.sd.forced = true
+		close(g.sd.force)
+	}
+	g.sd.mu.Unlock()
+
+	if first {
+		gateClosed := make(chan struct{})
+		go g.runShutdown(id, gateClosed)
+		<-gateClosed
+	} else if escalate {
+		g.log.Warn("shutdown escalated: interrupting remaining turns", "shutdown_id", id)
+	}
+	return id
+}
+
+// Shutdown runs BeginShutdown(force) and waits until the gateway has
+// stopped or ctx is done (then it returns ctx.Err(); the sequence goes on,
+// bounded by the drain and notify timeouts).
+func (g *Gateway) Shutdown(ctx context.Context, force bool) (ShutdownReport, error) {
+	g.BeginShutdown(force)
+	select {
+	case <-g.sd.done:
+		return g.sd.report, nil
+	case <-ctx.Done():
+		return ShutdownReport{}, ctx.Err()
+	}
+}
+
+// Done is closed once the gateway has stopped.
+func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
+
+// runShutdown is the shutdown sequence. It first fires shutdown, so the
+// gate refuses new turns (and reports that through gateClosed); then it
+// decides suppression from the marker (current epoch, fresh, flag true)
+// and, unless suppressed, sends the home broadcast once; then it waits for
+// in-flight turns to finish, up to the drain timeout or until forced; then
+// it cancels the turns still running and sends each of those sessions one
+// interrupt ping, which is never suppressed; finally, within the notify
+// timeout, it waits for the interrupted turns to unwind and flushes the
+// sinks, stops the watcher, and fires stop (which writes the final state).
+// A stuck agent or sink cannot hold it past drain + notify timeout.
+func (g *Gateway) runShutdown(id string, gateClosed chan<- struct{}) {
+	ctx := context.Background()
+	rep := ShutdownReport{ID: id}
+	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
+
+	// 1. Refuse new turns.
+	if _, err := g.m.Fire(ctx, fsm.Shutdown); err != nil {
+		g.log.Error("shutdown", "error", err)
+	}
+	close(gateClosed)
+
+	// 2. Broadcast once, unless a current, fresh marker suppresses it.
+	rep.Suppressed = g.reader.Read().Suppresses()
+	if !rep.Suppressed {
+		rep.Broadcast = g.notify(ctx, notify.KindShutdownBroadcast, notify.HomeTarget, notify.BroadcastText(), id)
+	}
+
+	// 3. Wait for in-flight turns, up to the drain timeout or until forced.
+	idle := g.waitIdleOrForce(ctx, g.cfg.DrainTimeout)
+
+	// 4. Cut off what is left; ping each of those sessions once.
+	if !idle {
+		rep.Forced = true
+		rep.Interrupted = g.interruptAll()
+		for _, session := range rep.Interrupted {
+			g.notify(ctx, notify.KindSessionInterrupted, session, notify.InterruptText(session), id)
+		}
+		g.log.Warn("turns interrupted", "shutdown_id", id, "sessions", rep.Interrupted)
+	}
+
+	// 5. Within the notify timeout: let interrupted turns unwind, flush
+	// the sinks, stop the background work; then stop.
+	flush, cancel := context.WithTimeout(ctx, g.cfg.NotifyTimeout)
+	defer cancel()
+	if err := g.m.WaitIdle(flush); err != nil {
+		g.log.Error("turns still running at stop", "active_agents", g.m.InFlight())
+	}
+	if err := g.notifier.Close(flush); err != nil {
+		g.log.Warn("notifications not all delivered; they are in the outbox", "error", err)
+	}
+	g.stopRun()
+	waitGroup(flush, &g.bg)
+	if _, err := g.m.Fire(ctx, fsm.Stop); err != nil {
+		g.log.Error("stop", "error", err)
+	}
+	if err := g.spool.close(); err != nil {
+		g.log.Warn("close spool", "error", err)
+	}
+	g.log.Info("gateway stopped", "shutdown_id", id, "broadcast", rep.Broadcast, "suppressed", rep.Suppressed,
+		"interrupted", len(rep.Interrupted))
+
+	g.sd.mu.Lock()
+	g.sd.report = rep
+	g.sd.mu.Unlock()
+	close(g.sd.done)
+}
+
+// waitIdleOrForce waits until nothing is in flight, limit passes or
+// shutdown is forced, and reports whether nothing is in flight.
+func (g *Gateway) waitIdleOrForce(ctx context.Context, limit time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-g.sd.force:
+			cancel()
+		case <-stop:
+		}
+	}()
+	return g.m.WaitIdle(ctx) == nil
+}
+
+// notify sends one message through the notifier and reports success.
+func (g *Gateway) notify(ctx context.Context, kind notify.Kind, target, text, id string) bool {
+	err := g.notifier.Send(ctx, notify.Message{At: g.cfg.Now().UTC(), Kind: kind, Target: target, Text: text, ShutdownID: id})
+	if err != nil {
+		g.log.Error("notification not recorded", "kind", kind, "target", target, "error", err)
+		return false
+	}
+	return true
+}
+
+// waitGroup waits for wg or ctx, whichever comes first.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/marker"
+)
+
+// stateWriteGap is the least time between two coalesced state writes
+// (in-flight changes); transitions are written at once.
+const stateWriteGap = 250 * time.Millisecond
+
+// stateFile is the content of gateway_state.json.
+type stateFile struct {
+	GatewayState fsm.State  `json:"gateway_state"`
+	ActiveAgents int        `json:"active_agents"`
+	PID          int        `json:"pid"`
+	Epoch        string     `json:"epoch"`
+	StartedAt    time.Time  `json:"started_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	Drain        *DrainInfo `json:"drain"`
+}
+
+// stateWriter writes gateway_state.json atomically: at once on every
+// transition, coalesced (at most one write per stateWriteGap) on in-flight
+// changes. kick never blocks and never does I/O.
+type stateWriter struct {
+	g    *Gateway
+	path string
+	mu   sync.Mutex // one write at a time, each with a fresh snapshot
+	wake chan struct{}
+}
+
+func newStateWriter(g *Gateway) *stateWriter {
+	return &stateWriter{g: g, path: filepath.Join(g.cfg.Home, StateFileName), wake: make(chan struct{}, 1)}
+}
+
+// kick asks for a coalesced write.
+func (w *stateWriter) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeNow writes the current state.
+func (w *stateWriter) writeNow() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := w.g
+	snap := g.m.Snapshot()
+	doc := stateFile{
+		GatewayState: snap.State, ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
+		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read()),
+	}
+	data, _ := json.MarshalIndent(doc, "", "  ")
+	if err := marker.WriteFileAtomic(w.path, append(data, '\n'), 0o600); err != nil {
+		g.log.Error("write state file", "path", w.path, "error", err)
+	}
+}
+
+// run serves kicks until ctx is done.
+func (w *stateWriter) run(ctx context.Context) {
+	gap := time.NewTimer(0)
+	defer gap.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+		w.writeNow()
+		gap.Reset(stateWriteGap)
+		select {
+		case <-ctx.Done():
+			return
+		case <-gap.C:
+		}
+	}
+}
+
+// readStateFile reads home's gateway_state.json.
+func readStateFile(home string) (stateFile, error) {
+	var doc stateFile
+	data, err := os.ReadFile(filepath.Join(home, StateFileName))
+	if err != nil {
+		return doc, fmt.Errorf("gateway: state file: %w", err)
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return doc, fmt.Errorf("gateway: state file %s: %w", filepath.Join(home, StateFileName), err)
+	}
+	return doc, nil
+}

@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+)
+
+// maxSessionLen bounds a session id.
+const maxSessionLen = 256
+
+// validSession reports whether id can name a session.
+func validSession(id string) error {
+	if id == "" || len(id) > maxSessionLen || !utf8.ValidString(id) {
+		return fmt.Errorf("%w: session id must be 1-%d bytes of UTF-8", ErrInvalid, maxSessionLen)
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) || r == '/' {
+			return fmt.Errorf("%w: session id contains %q", ErrInvalid, r)
+		}
+	}
+	return nil
+}
+
+// Turn runs one conversation turn for session and returns the agent's
+// reply. It passes the accept gate first (refused → *RefusedError, which
+// wraps ErrRefused and carries the state), then claims the session's slot
+// (taken → ErrSessionBusy). The agent runs with a context that ctx and a
+// forced shutdown cancel (then ErrInterrupted). A panicking or failing
+// agent gives an error wrapping ErrAgent; the gateway keeps running. The
+// gate ticket and the slot are released exactly once whatever happens.
+func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error) {
+	if err := validSession(session); err != nil {
+		return "", err
+	}
+	if text == "" {
+		return "", fmt.Errorf("%w: empty text", ErrInvalid)
+	}
+	if !g.m.Accept() {
+		g.cfg.Metrics.TurnEnded("refused")
+		return "", &RefusedError{State: g.m.State()}
+	}
+	turnCtx, ok := g.claim(ctx, session, false)
+	if !ok {
+		g.release()
+		g.cfg.Metrics.TurnEnded("busy")
+		return "", fmt.Errorf("%w: %s", ErrSessionBusy, session)
+	}
+	reply, err := g.runAgent(turnCtx, session, text)
+	g.unclaim(session)
+	g.release()
+	g.cfg.Metrics.TurnEnded(turnResult(err))
+	return reply, err
+}
+
+// turnResult names a turn's outcome for metrics.
+func turnResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrInterrupted):
+		return "interrupted"
+	default:
+		return "error"
+	}
+}
+
+// claim takes session's slot and returns the context its turn runs with.
+// It reports false when the session already has a turn running.
+func (g *Gateway) claim(ctx context.Context, session string, system bool) (context.Context, bool) {
+	g.sessMu.Lock()
+	defer g.sessMu.Unlock()
+	if _, busy := g.sessions[session]; busy {
+		return nil, false
+	}
+	turnCtx, cancel := context.WithCancelCause(ctx)
+	g.sessions[session] = &slot{cancel: cancel, system: system}
+	return turnCtx, true
+}
+
+// unclaim frees session's slot and starts a spooled event waiting for it.
+func (g *Gateway) unclaim(session string) {
+	g.sessMu.Lock()
+	if s, ok := g.sessions[session]; ok {
+		s.cancel(nil)
+		delete(g.sessions, session)
+	}
+	g.sessMu.Unlock()
+	if g.spool.len() > 0 && g.m.State() == fsm.Running {
+		g.dispatchAsync()
+	}
+}
+
+// release returns a gate ticket and asks for a coalesced state write.
+func (g *Gateway) release() {
+	if err := g.m.Release(); err != nil {
+		g.log.Error("gate release", "error", err) // a bug: every accept is released once
+	}
+	g.state.kick()
+}
+
+// interruptAll cancels every running turn with ErrInterrupted and returns
+// their sessions.
+func (g *Gateway) interruptAll() []string {
+	g.sessMu.Lock()
+	defer g.sessMu.Unlock()
+	out := make([]string, 0, len(g.sessions))
+	for id, s := range g.sessions {
+		s.cancel(ErrInterrupted)
+		out = append(out, id)
+	}
+	return out
+}
+
+// runAgent runs the agent, turning a panic into an error and a forced
+// interrupt into ErrInterrupted.
+func (g *Gateway) runAgent(ctx context.Context, session, text string) (reply string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			g.log.Error("agent panic", "session", session, "panic", p)
+			reply, err = "", fmt.Errorf("%w: panic: %v", ErrAgent, p)
+		}
+	}()
+	reply, err = g.cfg.Agent.Run(ctx, session, text)
+	if errors.Is(context.Cause(ctx), ErrInterrupted) {
+		return "", fmt.Errorf("%w: session %s", ErrInterrupted, session)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrAgent, err)
+	}
+	return reply, nil
+}
