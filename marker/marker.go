@@ -250,8 +250,9 @@ func globEscape(s string) string {
 //
 // Concurrent calls for the same path are safe (each has its own temporary
 // file; the last rename wins); callers that need ordering serialise
-// themselves, as Write does. See the package documentation for the NFS
-// caveat.
+// themselves, as Write does. Do not use it for the drain marker itself:
+// Write takes the home's lock and may remove temporary files of marker
+// writers that do not. See the package documentation for the NFS caveat.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
