@@ -2,22 +2,8 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-)
-
-// Sink delivers one message somewhere. Send returns nil once the message is
-// delivered. Implementations must honour ctx: when it is done, Send returns
-// promptly with an error. A Notifier calls Send from one goroutine per sink,
-// so a Sink used by a single Notifier need not be safe for concurrent use.
-type Sink interface {
-	Send(ctx context.Context, m Message) error
-}
-
-var (
-	_ Sink = (*Log)(nil)
-	_ Sink = (*Outbox)(nil)
-	_ Sink = (*Webhook)(nil)
-	_ Sink = (*Recorder)(nil)
 )
 
 // Log is a Sink that writes one INFO line per message to a slog.Logger. It is
@@ -36,10 +22,10 @@ func NewLog(logger *slog.Logger) *Log {
 }
 
 // Send logs m at INFO with its id, kind, target, shutdown id and text. It
-// returns ctx.Err() without logging when ctx is already done.
+// returns an error wrapping ctx.Err() without logging when ctx is already done.
 func (l *Log) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("notify: log %s: %w", m.ID(), err)
 	}
 	l.logger.InfoContext(ctx, "notification", append(m.attrs(), "text", m.Text)...)
 	return nil

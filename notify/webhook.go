@@ -32,7 +32,8 @@ const maxDrain = 64 << 10
 type WebhookOptions struct {
 	// Client sends the requests. Nil means a client of the Webhook's own that
 	// does not keep idle connections, so a Webhook leaves no goroutines
-	// behind once Send returns.
+	// behind once Send returns, and that follows only 307 and 308 redirects
+	// (the others would turn the POST into a GET without the message).
 	Client *http.Client
 	// TryTimeout bounds each attempt (default DefaultTryTimeout).
 	TryTimeout time.Duration
@@ -79,7 +80,7 @@ func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 	if client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableKeepAlives = true
-		client = &http.Client{Transport: t}
+		client = &http.Client{Transport: t, CheckRedirect: checkRedirect}
 	}
 	w := &Webhook{url: rawURL, name: "(invalid URL)", client: client, opt: opt}
 	if u, err := url.Parse(rawURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
@@ -192,4 +193,23 @@ func (w *Webhook) backoff(try int) time.Duration {
 	d = min(d, MaxBackoff)
 	half := d / 2
 	return half + rand.N(d-half+1)
+}
+
+// maxRedirects is how many 307/308 redirects the default client follows.
+const maxRedirects = 5
+
+// checkRedirect follows a redirect only when it keeps the method and body
+// (307, 308); any other redirect is returned as the response, and fails.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.Response == nil {
+		return http.ErrUseLastResponse
+	}
+	switch req.Response.StatusCode {
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if len(via) > maxRedirects {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	return http.ErrUseLastResponse
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -227,4 +228,39 @@ func decodeMessage(r *http.Request) (notify.Message, error) {
 	var m notify.Message
 	err := json.NewDecoder(r.Body).Decode(&m)
 	return m, err
+}
+
+func TestWebhookRedirects(t *testing.T) {
+	var delivered atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		if m, err := decodeMessage(r); r.Method != http.MethodPost || err != nil || m.Target != "s1" {
+			http.Error(w, "want the message POSTed", http.StatusBadRequest)
+			return
+		}
+		delivered.Add(1)
+	})
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		mux.Handle(fmt.Sprintf("/%d", code), http.RedirectHandler("/ok", code))
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		code    int
+		wantErr bool
+	}{
+		{301, true}, {302, true}, {303, true}, {307, false}, {308, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.code), func(t *testing.T) {
+			before := delivered.Load()
+			err := notify.NewWebhook(fmt.Sprintf("%s/%d", srv.URL, tt.code), fastOptions).Send(context.Background(), ping("sd1", "s1"))
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if got, want := delivered.Load()-before, map[bool]int64{true: 0, false: 1}[tt.wantErr]; got != want {
+				t.Errorf("delivered %d times, want %d", got, want)
+			}
+		})
+	}
 }
