@@ -23,9 +23,6 @@ const (
 // HomeTarget is the Target of a message for the home channel.
 const HomeTarget = "home"
 
-// ErrClosed is returned by Notifier.Send after Notifier.Close was called.
-var ErrClosed = errors.New("notify: notifier closed")
-
 // Message is one notification. Encoded as JSON it is one object:
 //
 //	{"at":"2026-11-23T10:00:00.123Z","kind":"session_interrupted","target":"s1","text":"...","shutdown_id":"..."}

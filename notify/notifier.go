@@ -2,12 +2,16 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"sync"
 	"time"
 )
+
+// ErrClosed is returned by Notifier.Send after Notifier.Close was called.
+var ErrClosed = errors.New("notify: notifier closed")
 
 // Notifier fans each message out to an Outbox and to any number of other
 // sinks. It is safe for concurrent use.
@@ -37,9 +41,9 @@ type Notifier struct {
 	mu       sync.Mutex
 	seen     map[string]struct{}
 	sent     []Message
-	closed   bool          // no new Sends
-	stopped  bool          // workers told to exit
-	workers  []*worker     //
+	closed   bool // no new Sends
+	stopped  bool // workers told to exit
+	workers  []*worker
 	running  int           // workers not yet exited
 	exited   chan struct{} // closed when running reaches 0
 	progress chan struct{} // closed and replaced whenever a queued item is resolved
@@ -80,7 +84,8 @@ type undelivered struct {
 // NewNotifier panics if one is. A nil logger means slog.Default().
 //
 // Sinks are named in log lines by their String method when they have one,
-// else by their type.
+// else by their type. Do not pass outbox as a sink too: it would record every
+// message twice.
 func NewNotifier(outbox *Outbox, logger *slog.Logger, sinks ...Sink) *Notifier {
 	if outbox == nil {
 		panic("notify: NewNotifier: nil outbox")

@@ -135,7 +135,7 @@ func TestNotifierDeduplicates(t *testing.T) {
 func TestNotifierFlushWaitsForEverySink(t *testing.T) {
 	slow := &notify.Recorder{Delay: 20 * time.Millisecond}
 	fast := &notify.Recorder{}
-	n, _, logs := newNotifier(t, slow, fast, notify.NewLog(nil))
+	n, _, logs := newNotifier(t, slow, fast, notify.NewLog(slog.New(slog.DiscardHandler)))
 	var want []string
 	for i := range 5 {
 		m := ping("sd1", fmt.Sprintf("s%d", i))
