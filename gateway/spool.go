@@ -64,9 +64,7 @@ func openSpool(path string) (*spool, error) {
 }
 
 func (s *spool) reopenLocked() error {
-	if s.f != nil {
-		_ = s.f.Close()
-	}
+	_ = s.closeLocked()
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -86,6 +84,12 @@ func (s *spool) append(e spoolEntry) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.f == nil { // closed at stop: an event after stop still lands
+		if err := s.reopenLocked(); err != nil {
+			return err
+		}
+		defer s.closeLocked()
+	}
 	if _, err := s.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("spool: append: %w", err)
 	}
@@ -131,10 +135,20 @@ func (s *spool) ids() []string {
 	return out
 }
 
+// close closes the append handle; a later append reopens it.
 func (s *spool) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.f.Close()
+	return s.closeLocked()
+}
+
+func (s *spool) closeLocked() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
 }
 
 // Event takes an internal event for session (e.g. a background job

@@ -1,0 +1,306 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+// Upstream (Hermes gateway) cases, by name.
+
+func TestNewTurnRefusedDuringExternalDrain(t *testing.T) {
+	f := newFixture(t, nil)
+	res, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
+	require.NoError(t, err)
+	require.Equal(t, fsm.Draining, res.State)
+	_, err = f.g.Turn(context.Background(), "alice", "hi")
+	var refused *RefusedError
+	require.ErrorAs(t, err, &refused)
+	require.ErrorIs(t, err, ErrRefused)
+	require.Equal(t, fsm.Draining, refused.State)
+	require.Contains(t, err.Error(), "draining")
+}
+
+func TestInFlightTurnNotInterruptedByDrain(t *testing.T) {
+	f := newFixture(t, nil)
+	out := f.startTurn(t, "alice", "long task")
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{})
+	require.NoError(t, err)
+	require.Equal(t, 1, f.g.Status().ActiveAgents)
+	f.agent.finish("alice")
+	got := recv(t, out)
+	require.NoError(t, got.err)
+	require.Equal(t, "re: long task", got.reply)
+	require.Equal(t, fsm.Draining, f.g.State())
+}
+
+func TestWatcherEntersThenExitsWithMarker(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.WatchInterval = time.Hour }) // fsnotify only
+	_, err := marker.Write(f.home, marker.Request{Epoch: f.g.Epoch(), Principal: "other-process"})
+	require.NoError(t, err)
+	eventually(t, "draining", func() bool { return f.g.State() == fsm.Draining })
+	_, err = marker.Clear(f.home, "")
+	require.NoError(t, err)
+	eventually(t, "running", func() bool { return f.g.State() == fsm.Running })
+}
+
+func TestDrainSuppressSkipsHomeChannelButKeepsSessionPing(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startTurn(t, "alice", "work")
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: true})
+	require.NoError(t, err)
+	rep, err := f.g.Shutdown(context.Background(), true)
+	require.NoError(t, err)
+	require.True(t, rep.Suppressed)
+	require.False(t, rep.Broadcast)
+	require.Equal(t, []string{"alice"}, rep.Interrupted)
+	msgs := f.outbox(t)
+	require.Zero(t, count(msgs, notify.KindShutdownBroadcast, ""))
+	require.Equal(t, 1, count(msgs, notify.KindSessionInterrupted, "alice"))
+	require.Equal(t, 1, f.rec.Count(notify.KindSessionInterrupted, "alice"))
+}
+
+func TestShutdownDefersStopUntilActiveTurnFinishes(t *testing.T) {
+	f := newFixture(t, nil)
+	out := f.startTurn(t, "alice", "work")
+	f.g.BeginShutdown(false)
+	require.Equal(t, fsm.ShuttingDown, f.g.State())
+	select {
+	case <-f.g.Done():
+		t.Fatal("stopped with a turn in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.agent.finish("alice")
+	require.NoError(t, recv(t, out).err)
+	f.waitDone(t)
+	require.Equal(t, fsm.Stopped, f.g.State())
+	msgs := f.outbox(t)
+	require.Equal(t, 1, count(msgs, notify.KindShutdownBroadcast, notify.HomeTarget))
+	require.Zero(t, count(msgs, notify.KindSessionInterrupted, ""), "nobody was cut off")
+}
+
+func TestShutdownRequestIsIdempotent(t *testing.T) {
+	f := newFixture(t, nil)
+	out := f.startTurn(t, "alice", "work")
+	id1 := f.g.BeginShutdown(false)
+	id2 := f.g.BeginShutdown(false) // a second request escalates to force
+	require.Equal(t, id1, id2)
+	require.ErrorIs(t, recv(t, out).err, ErrInterrupted)
+	f.waitDone(t)
+	f.g.BeginShutdown(false) // after stop: nothing repeats
+	msgs := f.outbox(t)
+	require.Equal(t, 1, count(msgs, notify.KindShutdownBroadcast, ""))
+	require.Equal(t, 1, count(msgs, notify.KindSessionInterrupted, "alice"))
+}
+
+// More behaviour a gateway user relies on.
+
+func TestSessionBusy(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startTurn(t, "alice", "one")
+	_, err := f.g.Turn(context.Background(), "alice", "two")
+	require.ErrorIs(t, err, ErrSessionBusy)
+	require.Equal(t, 1, f.g.Status().ActiveAgents, "the busy turn released its ticket")
+}
+
+func TestInvalidInput(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct{ session, text string }{
+		{"", "x"}, {"a/b", "x"}, {"a\nb", "x"}, {string(make([]byte, 300)), "x"}, {"ok", ""}, {"\xff", "x"},
+	} {
+		_, err := f.g.Turn(context.Background(), tc.session, tc.text)
+		require.ErrorIs(t, err, ErrInvalid, "%q %q", tc.session, tc.text)
+		_, err = f.g.Event(context.Background(), tc.session, tc.text)
+		require.ErrorIs(t, err, ErrInvalid)
+	}
+	require.Zero(t, f.g.Status().ActiveAgents)
+}
+
+func TestAgentPanicBecomesTurnError(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Agent = AgentFunc(func(context.Context, string, string) (string, error) { panic("boom") })
+	})
+	_, err := f.g.Turn(context.Background(), "alice", "hi")
+	require.ErrorIs(t, err, ErrAgent)
+	require.Contains(t, err.Error(), "boom")
+	require.Zero(t, f.g.Status().ActiveAgents)
+	_, err = f.g.Turn(context.Background(), "alice", "again") // the session slot was freed
+	require.ErrorIs(t, err, ErrAgent)
+}
+
+func TestCancelDrain(t *testing.T) {
+	f := newFixture(t, nil)
+	res, err := f.g.BeginDrain(context.Background(), DrainRequest{RequestID: "r1"})
+	require.NoError(t, err)
+	require.Equal(t, "r1", res.Drain.RequestID)
+	_, err = f.g.CancelDrain(context.Background(), "other")
+	require.ErrorIs(t, err, ErrRequestMismatch)
+	require.Equal(t, fsm.Draining, f.g.State(), "mismatched cancel leaves the drain")
+	c, err := f.g.CancelDrain(context.Background(), "r1")
+	require.NoError(t, err)
+	require.True(t, c.WasDraining)
+	require.Equal(t, fsm.Running, c.State)
+	c, err = f.g.CancelDrain(context.Background(), "")
+	require.NoError(t, err)
+	require.False(t, c.WasDraining, "cancel is idempotent")
+}
+
+func TestSurvivingMarkerDrainsFromTheFirstTurn(t *testing.T) {
+	home, proc := t.TempDir(), t.TempDir()
+	writeProcRoot(t, proc, "boot-a", 100)
+	_, err := marker.Write(home, marker.Request{Epoch: marker.CurrentEpoch(proc)})
+	require.NoError(t, err)
+	f := newFixture(t, func(c *Config) { c.Home, c.ProcRoot = home, proc })
+	_, err = f.g.Turn(context.Background(), "alice", "first")
+	require.ErrorIs(t, err, ErrRefused)
+
+	// A marker from another instance (machine restarted) is stale.
+	home2, proc2 := t.TempDir(), t.TempDir()
+	writeProcRoot(t, proc2, "boot-a", 200)
+	_, err = marker.Write(home2, marker.Request{Epoch: "boot-a:100"})
+	require.NoError(t, err)
+	f2 := newFixture(t, func(c *Config) { c.Home, c.ProcRoot = home2, proc2 })
+	require.Equal(t, fsm.Running, f2.g.State())
+	require.Equal(t, "stale", f2.g.Status().Drain.Status)
+}
+
+func TestEventsSpoolWhileDrainingAndReplayOnResume(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{})
+	require.NoError(t, err)
+	r1, err := f.g.Event(context.Background(), "alice", "job 1 done")
+	require.NoError(t, err)
+	require.True(t, r1.Spooled)
+	_, err = f.g.Event(context.Background(), "alice", "job 2 done")
+	require.NoError(t, err)
+	require.Zero(t, f.g.Status().ActiveAgents, "I1: no event starts while draining")
+	require.Len(t, f.g.spool.ids(), 2)
+
+	_, err = f.g.CancelDrain(context.Background(), "")
+	require.NoError(t, err)
+	f.agent.waitStarted(t, "alice")
+	f.agent.finish("alice")
+	f.agent.waitStarted(t, "alice")
+	f.agent.finish("alice")
+	require.Equal(t, []string{"alice:job 1 done", "alice:job 2 done"}, f.agent.startedTexts())
+	eventually(t, "spool empty", func() bool { return f.g.spool.len() == 0 })
+}
+
+func TestEventWhileRunningStartsAtOnceOrQueuesBehindBusySession(t *testing.T) {
+	f := newFixture(t, nil)
+	r, err := f.g.Event(context.Background(), "bob", "ping")
+	require.NoError(t, err)
+	require.False(t, r.Spooled)
+	f.agent.waitStarted(t, "bob")
+	r, err = f.g.Event(context.Background(), "bob", "second")
+	require.NoError(t, err)
+	require.True(t, r.Spooled, "queued behind the busy session")
+	f.agent.finish("bob")
+	f.agent.waitStarted(t, "bob")
+	require.Equal(t, []string{"bob:ping", "bob:second"}, f.agent.startedTexts())
+}
+
+func TestSpoolReplaysAtNextStart(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{})
+	require.NoError(t, err)
+	_, err = f.g.Event(context.Background(), "carol", "later")
+	require.NoError(t, err)
+	_, err = f.g.Shutdown(context.Background(), false)
+	require.NoError(t, err)
+	_, err = marker.Clear(f.home, "")
+	require.NoError(t, err)
+
+	agent := newGatedAgent()
+	f2 := newFixture(t, func(c *Config) { c.Home, c.ProcRoot, c.Agent = f.home, f.procRoot, agent })
+	agent.waitStarted(t, "carol")
+	require.Equal(t, []string{"carol:later"}, agent.startedTexts())
+	require.Zero(t, f2.g.spool.len())
+}
+
+func TestInterruptedSystemTurnGoesBackToTheSpool(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.Event(context.Background(), "dave", "job")
+	require.NoError(t, err)
+	f.agent.waitStarted(t, "dave")
+	rep, err := f.g.Shutdown(context.Background(), true)
+	require.NoError(t, err)
+	require.Equal(t, []string{"dave"}, rep.Interrupted)
+	sp, err := openSpool(filepath.Join(f.home, SpoolFileName))
+	require.NoError(t, err)
+	require.Len(t, sp.entries, 1)
+	require.Equal(t, "job", sp.entries[0].Text)
+}
+
+func TestStateFile(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
+	require.NoError(t, err)
+	doc, err := readStateFile(f.home)
+	require.NoError(t, err)
+	require.Equal(t, fsm.Draining, doc.GatewayState)
+	require.Equal(t, os.Getpid(), doc.PID)
+	require.Equal(t, f.g.Epoch(), doc.Epoch)
+	require.NotNil(t, doc.Drain)
+	require.Equal(t, "ops", doc.Drain.Principal)
+	st, err := LocalStatus(f.home, f.procRoot, 0)
+	require.NoError(t, err)
+	require.Equal(t, fsm.Draining, st.State)
+	require.Equal(t, "active", st.Drain.Status)
+
+	_, err = f.g.Shutdown(context.Background(), false)
+	require.NoError(t, err)
+	doc, err = readStateFile(f.home)
+	require.NoError(t, err)
+	require.Equal(t, fsm.Stopped, doc.GatewayState)
+
+	_, err = LocalStatus(t.TempDir(), f.procRoot, 0)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestLocalDrainAndCancel(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.WatchInterval = time.Hour })
+	info, err := LocalDrain(f.home, f.procRoot, DrainRequest{Principal: "cli", RequestID: "x1"})
+	require.NoError(t, err)
+	require.Equal(t, f.g.Epoch(), info.Epoch, "the CLI stamps the same epoch")
+	eventually(t, "draining", func() bool { return f.g.State() == fsm.Draining })
+	_, err = LocalCancel(f.home, "nope")
+	require.ErrorIs(t, err, ErrRequestMismatch)
+	was, err := LocalCancel(f.home, "x1")
+	require.NoError(t, err)
+	require.True(t, was)
+	eventually(t, "running", func() bool { return f.g.State() == fsm.Running })
+}
+
+func TestShutdownDeadlineInterrupts(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.DrainTimeout = 100 * time.Millisecond })
+	a := f.startTurn(t, "alice", "x")
+	b := f.startTurn(t, "bob", "y")
+	rep, err := f.g.Shutdown(context.Background(), false)
+	require.NoError(t, err)
+	require.True(t, rep.Forced)
+	require.ElementsMatch(t, []string{"alice", "bob"}, rep.Interrupted)
+	require.ErrorIs(t, recv(t, a).err, ErrInterrupted)
+	require.ErrorIs(t, recv(t, b).err, ErrInterrupted)
+	msgs := f.outbox(t)
+	require.Equal(t, 1, count(msgs, notify.KindShutdownBroadcast, ""))
+	require.Equal(t, 1, count(msgs, notify.KindSessionInterrupted, "alice"))
+	require.Equal(t, 1, count(msgs, notify.KindSessionInterrupted, "bob"))
+	_, err = f.g.Event(context.Background(), "alice", "after stop")
+	require.NoError(t, err, "events are never refused, even after stop")
+}
+
+func TestRefusedErrorMessage(t *testing.T) {
+	err := error(&RefusedError{State: fsm.ShuttingDown})
+	require.True(t, errors.Is(err, ErrRefused))
+	require.Contains(t, err.Error(), "shutting_down")
+}

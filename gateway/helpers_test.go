@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+// writeProcRoot writes a fake proc root whose epoch is "<bootID>:<start>".
+func writeProcRoot(tb testing.TB, dir, bootID string, start int) {
+	tb.Helper()
+	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "sys/kernel/random"), 0o755))
+	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "1"), 0o755))
+	require.NoError(tb, os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte(bootID+"\n"), 0o644))
+	fields := []string{"1", "(init (x))", "S"}
+	for i := 4; i <= 52; i++ {
+		fields = append(fields, "0")
+	}
+	fields[21] = fmt.Sprint(start) // field 22
+	require.NoError(tb, os.WriteFile(filepath.Join(dir, "1/stat"), []byte(strings.Join(fields, " ")+"\n"), 0o644))
+}
+
+// gatedAgent runs turns that finish when the test says so (finish), or
+// when their context is cancelled. It records every text it started.
+type gatedAgent struct {
+	mu      sync.Mutex
+	gates   map[string]chan struct{} // per session: closed to finish its turn
+	started []string                 // session:text, in start order
+	running chan string              // receives the session of each started turn
+}
+
+func newGatedAgent() *gatedAgent {
+	return &gatedAgent{gates: map[string]chan struct{}{}, running: make(chan string, 1024)}
+}
+
+func (a *gatedAgent) Run(ctx context.Context, session, text string) (string, error) {
+	a.mu.Lock()
+	gate := make(chan struct{})
+	a.gates[session] = gate
+	a.started = append(a.started, session+":"+text)
+	a.mu.Unlock()
+	a.running <- session
+	select {
+	case <-gate:
+		return "re: " + text, nil
+	case <-ctx.Done():
+		return "", context.Cause(ctx)
+	}
+}
+
+// finish lets session's running turn complete.
+func (a *gatedAgent) finish(session string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if g, ok := a.gates[session]; ok {
+		close(g)
+		delete(a.gates, session)
+	}
+}
+
+func (a *gatedAgent) startedTexts() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.started...)
+}
+
+// waitStarted waits until a turn for session has started.
+func (a *gatedAgent) waitStarted(tb testing.TB, session string) {
+	tb.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-a.running:
+			if s == session {
+				return
+			}
+		case <-timeout:
+			tb.Fatalf("turn for %s never started", session)
+		}
+	}
+}
+
+// fixture is a Gateway on a temp home and fake proc root.
+type fixture struct {
+	g        *Gateway
+	home     string
+	procRoot string
+	agent    *gatedAgent
+	rec      *notify.Recorder
+}
+
+// newFixture builds and starts a gateway; mod may change the config.
+func newFixture(tb testing.TB, mod func(*Config)) *fixture {
+	tb.Helper()
+	f := &fixture{home: tb.TempDir(), procRoot: tb.TempDir(), agent: newGatedAgent(), rec: &notify.Recorder{}}
+	writeProcRoot(tb, f.procRoot, "boot-a", 100)
+	cfg := Config{
+		Home: f.home, ProcRoot: f.procRoot, Agent: f.agent, Sinks: []notify.Sink{f.rec},
+		DrainTimeout: time.Hour, NotifyTimeout: 5 * time.Second, WatchInterval: -1,
+		Logger: quietLogger(),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := New(cfg)
+	require.NoError(tb, err)
+	require.NoError(tb, g.Start(context.Background()))
+	f.g = g
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, _ = g.Shutdown(ctx, true)
+	})
+	return f
+}
+
+func quietLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// turnResult is what a Turn returned.
+type turnOut struct {
+	reply string
+	err   error
+}
+
+// startTurn runs a turn on its own goroutine and waits until the agent has
+// it.
+func (f *fixture) startTurn(tb testing.TB, session, text string) <-chan turnOut {
+	tb.Helper()
+	out := make(chan turnOut, 1)
+	go func() {
+		r, err := f.g.Turn(context.Background(), session, text)
+		out <- turnOut{r, err}
+	}()
+	f.agent.waitStarted(tb, session)
+	return out
+}
+
+// outbox returns the messages recorded in the home's outbox.
+func (f *fixture) outbox(tb testing.TB) []notify.Message {
+	tb.Helper()
+	msgs, err := notify.ReadOutbox(filepath.Join(f.home, OutboxFileName))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(tb, err)
+	return msgs
+}
+
+// count counts outbox messages of kind (and target, if not empty).
+func count(msgs []notify.Message, kind notify.Kind, target string) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Kind == kind && (target == "" || m.Target == target) {
+			n++
+		}
+	}
+	return n
+}
+
+// recv waits for one value from ch.
+func recv[T any](tb testing.TB, ch <-chan T) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(15 * time.Second):
+		tb.Fatal("timed out")
+		panic("unreachable")
+	}
+}
+
+// waitDone waits for the gateway to stop.
+func (f *fixture) waitDone(tb testing.TB) {
+	tb.Helper()
+	select {
+	case <-f.g.Done():
+	case <-time.After(15 * time.Second):
+		tb.Fatal("gateway did not stop")
+	}
+}
+
+// eventually waits (bounded) for cond, checking on every transition of
+// the machine and at short intervals.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
