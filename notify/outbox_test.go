@@ -64,7 +64,10 @@ func TestOutboxAppendsJSONLines(t *testing.T) {
 }
 
 func TestOutboxFileMode(t *testing.T) {
-	_, path := mustOpenOutbox(t)
+	o, path := mustOpenOutbox(t)
+	if o.Path() != path {
+		t.Errorf("Path: got %q, want %q", o.Path(), path)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
