@@ -17,6 +17,12 @@ import (
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
+// helperT is what both *testing.T and *rapid.T provide.
+type helperT interface {
+	require.TestingT
+	Helper()
+}
+
 // t0 is the fixed "now" of most tests.
 var t0 = time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
 
@@ -77,7 +83,7 @@ func fakeProc(t testing.TB, bootID string, starttime uint64) string {
 
 // writeProc (re)writes root/sys/kernel/random/boot_id and root/1/stat. The
 // stat line has 52 fields and a command name with spaces and parentheses.
-func writeProc(t testing.TB, root, bootID string, starttime uint64) {
+func writeProc(t helperT, root, bootID string, starttime uint64) {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "sys", "kernel", "random"), 0o755))
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "1"), 0o755))
