@@ -1,0 +1,93 @@
+package server
+
+import (
+	"time"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// The drain actions accepted by POST /api/gateway/drain.
+const (
+	ActionDrain  = "drain"
+	ActionCancel = "cancel"
+)
+
+// DrainBody is the body of POST /api/gateway/drain. Every field is
+// optional and an empty body means {"action":"drain"}. RequestID names the
+// drain to create (drain) or the one to cancel (cancel).
+type DrainBody struct {
+	Action               *string `json:"action,omitempty"`
+	SuppressNotification bool    `json:"suppress_notification,omitempty"`
+	RequestID            string  `json:"request_id,omitempty"`
+}
+
+// DrainResponse answers a drain: the upstream shape (ok, action,
+// requested_at, draining, suppress_notification) plus who asked, the
+// request id, and the state after reconciling.
+type DrainResponse struct {
+	OK                   bool      `json:"ok"`
+	Action               string    `json:"action"`
+	RequestedAt          time.Time `json:"requested_at"`
+	Draining             bool      `json:"draining"`
+	SuppressNotification bool      `json:"suppress_notification"`
+	Principal            string    `json:"principal"`
+	RequestID            string    `json:"request_id"`
+	State                fsm.State `json:"state"`
+	ActiveAgents         int       `json:"active_agents"`
+}
+
+// CancelResponse answers a cancel. WasDraining reports whether a drain
+// marker existed and was removed; a repeated cancel answers false.
+type CancelResponse struct {
+	OK           bool      `json:"ok"`
+	Action       string    `json:"action"`
+	WasDraining  bool      `json:"was_draining"`
+	State        fsm.State `json:"state"`
+	ActiveAgents int       `json:"active_agents"`
+}
+
+// StatusResponse is the body of GET /api/gateway/status: gateway.Status,
+// plus, only for ?wait=idle, whether the gateway became idle before the
+// timeout.
+type StatusResponse struct {
+	gateway.Status
+	Idle *bool `json:"idle,omitempty"`
+}
+
+// ShutdownBody is the body of POST /api/gateway/shutdown (optional).
+type ShutdownBody struct {
+	Force bool `json:"force"`
+}
+
+// ShutdownResponse answers POST /api/gateway/shutdown (202 Accepted: the
+// sequence runs on; poll status or /healthz to see it end).
+type ShutdownResponse struct {
+	OK         bool      `json:"ok"`
+	ShutdownID string    `json:"shutdown_id"`
+	Force      bool      `json:"force"`
+	State      fsm.State `json:"state"`
+}
+
+// MessageBody is the body of POST /v1/sessions/{id}/messages.
+type MessageBody struct {
+	Text string `json:"text"`
+}
+
+// MessageResponse answers a turn with the agent's reply.
+type MessageResponse struct {
+	Session string `json:"session"`
+	Reply   string `json:"reply"`
+}
+
+// EventBody is the body of POST /api/gateway/events.
+type EventBody struct {
+	Session string `json:"session"`
+	Text    string `json:"text"`
+}
+
+// HealthResponse answers /healthz and a ready /readyz.
+type HealthResponse struct {
+	OK    bool      `json:"ok"`
+	State fsm.State `json:"state,omitempty"`
+}

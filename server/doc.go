@@ -1,0 +1,22 @@
+// Package server is the HTTP face of a quiesce gateway: the control API
+// (drain, cancel, status, shutdown), the turn and internal-event routes, the
+// health, readiness and Prometheus endpoints, bearer-token authentication,
+// and a Client for the API that the quiesce CLI uses.
+//
+// The package wraps net/http and github.com/gorilla/mux so that cmd/quiesce
+// never touches either. It fills two gaps mux leaves open: a method mismatch
+// answers 405 with a JSON body and an Allow header (mux sends a bare 405),
+// and every GET route also answers HEAD (mux does not imply it).
+//
+// The server talks to the runtime only through the small Gateway interface
+// declared here; it never touches the lifecycle state machine itself.
+// Every error is JSON {"error": "<code>", "message": "..."} with a fixed
+// code per status (see Error); an internal error is logged and never echoed.
+// A request that fails validation changes nothing: the body is decoded and
+// checked completely before the gateway is called.
+//
+// Timeouts: a request must arrive within ReadHeaderTimeout (headers) and
+// Config.ReadTimeout (headers and body), so a slow client cannot pin a
+// connection; there is deliberately no write timeout, because a turn's
+// response takes as long as the turn (see New).
+package server

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"context"
+
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// Gateway is what the server needs from the runtime. *gateway.Gateway
+// implements it; tests use a fake. All methods must be safe for concurrent
+// use.
+type Gateway interface {
+	// Turn runs one conversation turn for session and returns the reply.
+	// Returns a *gateway.RefusedError when the gate refuses the turn,
+	// gateway.ErrSessionBusy, gateway.ErrInvalid, gateway.ErrInterrupted or
+	// an error wrapping gateway.ErrAgent.
+	Turn(ctx context.Context, session, text string) (string, error)
+	// Event accepts an internal event for session: never refused, started
+	// or spooled. Returns gateway.ErrInvalid for bad input.
+	Event(ctx context.Context, session, text string) (gateway.EventReceipt, error)
+	// BeginDrain writes the drain marker and reconciles before returning,
+	// so a turn started after it returns is refused.
+	BeginDrain(ctx context.Context, req gateway.DrainRequest) (gateway.DrainResult, error)
+	// CancelDrain removes the drain marker and reconciles. Returns
+	// gateway.ErrRequestMismatch, changing nothing, when requestID is not
+	// empty and is not the active drain's.
+	CancelDrain(ctx context.Context, requestID string) (gateway.CancelResult, error)
+	// Status returns a snapshot of the gateway.
+	Status() gateway.Status
+	// WaitIdle blocks until no turn is in flight or ctx is done, and then
+	// returns ctx.Err().
+	WaitIdle(ctx context.Context) error
+	// BeginShutdown starts the shutdown sequence without waiting for it
+	// and returns the shutdown id; a second call escalates to force.
+	BeginShutdown(force bool) string
+}
+
+var _ Gateway = (*gateway.Gateway)(nil)

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+type principalKey struct{}
+
+// principal returns the authenticated principal of r.
+func principal(r *http.Request) string {
+	p, _ := r.Context().Value(principalKey{}).(string)
+	return p
+}
+
+// auth admits a request that carries "Authorization: Bearer <token>" with
+// a known token and puts its principal in the request context; anything
+// else gets 401.
+func (s *Server) auth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token (Authorization: Bearer <token>)"))
+			return
+		}
+		p, ok := s.tokens.Lookup(strings.TrimSpace(token))
+		if !ok {
+			s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "unknown bearer token"))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// decode reads r's body into v strictly: at most MaxBodyBytes (else 413),
+// one JSON object and nothing after it, no
+// unknown fields, every field of its declared type. An empty body leaves
+// v untouched when optional is true and is a 400 otherwise.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is over %d bytes", MaxBodyBytes)
+		}
+		return badRequest("reading request body: %v", err)
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		if optional {
+			return nil
+		}
+		return badRequest("request body is required (a JSON object)")
+	}
+	if trimmed[0] != '{' {
+		return badRequest("request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON body: data after the JSON object")
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without Go type names.
+func jsonProblem(err error) string {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return fmt.Sprintf("field %q must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "bool":
+		return "boolean"
+	case "string":
+		return "string"
+	case "ptr":
+		return "string"
+	case "int", "int64", "float64":
+		return "number"
+	default:
+		return "value of another type"
+	}
+}
+
+// logControl writes the one INFO line every control call gets.
+func (s *Server) logControl(r *http.Request, action, result string, args ...any) {
+	s.logger.Info("control call", append([]any{"route", r.URL.Path, "action", action,
+		"principal", principal(r), "result", result}, args...)...)
+}
+
+func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
+	var body DrainBody
+	if err := s.decode(w, r, &body, true); err != nil {
+		s.logControl(r, "drain", "bad_request")
+		s.writeError(w, r, err)
+		return
+	}
+	action := ActionDrain
+	if body.Action != nil {
+		action = *body.Action
+	}
+	switch action {
+	case ActionDrain:
+		res, err := s.gw.BeginDrain(r.Context(), gateway.DrainRequest{
+			Principal:            principal(r),
+			SuppressNotification: body.SuppressNotification,
+			RequestID:            body.RequestID,
+		})
+		if err != nil {
+			s.logControl(r, action, errorFor(err).Code, "error", err)
+			s.writeError(w, r, err)
+			return
+		}
+		s.logControl(r, action, "ok", "request_id", res.Drain.RequestID,
+			"suppress_notification", res.Drain.SuppressNotification, "state", res.State)
+		writeJSON(w, http.StatusOK, DrainResponse{
+			OK:                   true,
+			Action:               ActionDrain,
+			RequestedAt:          res.Drain.RequestedAt,
+			Draining:             true,
+			SuppressNotification: res.Drain.SuppressNotification,
+			Principal:            res.Drain.Principal,
+			RequestID:            res.Drain.RequestID,
+			State:                res.State,
+			ActiveAgents:         res.ActiveAgents,
+		})
+	case ActionCancel:
+		res, err := s.gw.CancelDrain(r.Context(), body.RequestID)
+		if err != nil {
+			s.logControl(r, action, errorFor(err).Code, "request_id", body.RequestID, "error", err)
+			s.writeError(w, r, err)
+			return
+		}
+		s.logControl(r, action, "ok", "was_draining", res.WasDraining, "state", res.State)
+		writeJSON(w, http.StatusOK, CancelResponse{
+			OK:           true,
+			Action:       ActionCancel,
+			WasDraining:  res.WasDraining,
+			State:        res.State,
+			ActiveAgents: res.ActiveAgents,
+		})
+	default:
+		s.logControl(r, action, "bad_request")
+		s.writeError(w, r, badRequest("action must be %q or %q, not %q", ActionDrain, ActionCancel, action))
+	}
+}
+
+// handleStatus answers the gateway's status. With ?wait=idle it first
+// waits, on the gateway's idle signal, until no turn is in flight or the
+// timeout (?timeout=, a Go duration or seconds; default
+// DefaultWaitTimeout, capped at MaxWaitTimeout) passes, and then answers
+// 200 with "idle" true or false.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	wait, rawTimeout := q.Get("wait"), q.Get("timeout")
+	switch {
+	case wait == "" && rawTimeout == "":
+		writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status()})
+		return
+	case wait != "idle":
+		s.writeError(w, r, badRequest("wait must be \"idle\" (timeout needs wait=idle)"))
+		return
+	}
+	timeout := DefaultWaitTimeout
+	if rawTimeout != "" {
+		d, err := parseTimeout(rawTimeout)
+		if err != nil {
+			s.writeError(w, r, badRequest("timeout: %v", err))
+			return
+		}
+		timeout = min(d, MaxWaitTimeout)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	err := s.gw.WaitIdle(ctx)
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	idle := err == nil
+	writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status(), Idle: &idle})
+}
+
+// parseTimeout accepts a Go duration ("30s") or whole seconds ("30"),
+// greater than zero.
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.Atoi(s)
+		if nerr != nil {
+			return 0, fmt.Errorf("%q is neither a duration like 30s nor a number of seconds", s)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q must be greater than zero", s)
+	}
+	return d, nil
+}
+
+func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
+	var body ShutdownBody
+	if err := s.decode(w, r, &body, true); err != nil {
+		s.logControl(r, "shutdown", "bad_request")
+		s.writeError(w, r, err)
+		return
+	}
+	id := s.gw.BeginShutdown(body.Force)
+	st := s.gw.Status()
+	s.logControl(r, "shutdown", "ok", "force", body.Force, "shutdown_id", id, "state", st.State)
+	writeJSON(w, http.StatusAccepted, ShutdownResponse{OK: true, ShutdownID: id, Force: body.Force, State: st.State})
+}
+
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
+	var body EventBody
+	if err := s.decode(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Session == "" || body.Text == "" {
+		s.writeError(w, r, badRequest("session and text are required"))
+		return
+	}
+	rec, err := s.gw.Event(r.Context(), body.Session, body.Text)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.logger.Info("event accepted", "principal", principal(r), "session", body.Session,
+		"event_id", rec.ID, "spooled", rec.Spooled)
+	writeJSON(w, http.StatusAccepted, rec)
+}
+
+func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
+	session := mux.Vars(r)["id"]
+	var body MessageBody
+	if err := s.decode(w, r, &body, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Text == "" {
+		s.writeError(w, r, badRequest("text is required"))
+		return
+	}
+	reply, err := s.gw.Turn(r.Context(), session, body.Text)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, MessageResponse{Session: session, Reply: reply})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, HealthResponse{OK: true})
+}
+
+// handleReadyz answers 200 only while the gateway is running (accepting
+// new turns), so a load balancer stops routing to a draining gateway.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	st := s.gw.Status().State
+	if st != fsm.Running {
+		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady,
+			Message: fmt.Sprintf("the gateway is %s and not accepting new turns", st), State: st})
+		return
+	}
+	writeJSON(w, http.StatusOK, HealthResponse{OK: true, State: st})
+}

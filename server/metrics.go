@@ -1,0 +1,108 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// TurnResults lists the values of the result label of quiesce_turns_total.
+var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
+
+// Metrics is the Prometheus side of a gateway, on its own registry (no
+// default go_* or process_* collectors):
+//
+//	quiesce_state{state}                  1 for the current lifecycle state, 0 for the others
+//	quiesce_turns_in_flight               turns accepted and not yet finished
+//	quiesce_turns_total{result}           turns by result (see TurnResults)
+//	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
+//	quiesce_http_requests_total{route,code} HTTP requests by route template and status
+//
+// State and in-flight count are read from the Gateway at scrape time, so
+// they are never stale. Metrics implements gateway.Metrics; all methods
+// are safe for concurrent use. Create it with NewMetrics.
+type Metrics struct {
+	reg      *prometheus.Registry
+	turns    *prometheus.CounterVec
+	reaction prometheus.Histogram
+	requests *prometheus.CounterVec
+	status   atomic.Pointer[func() gateway.Status]
+}
+
+var _ gateway.Metrics = (*Metrics)(nil)
+
+var (
+	stateDesc    = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
+	inFlightDesc = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
+)
+
+// NewMetrics returns Metrics with every series registered and every label
+// value of quiesce_state and quiesce_turns_total present from the start.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		turns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiesce_turns_total", Help: "Turns by result: ok, error, refused, busy, interrupted.",
+		}, []string{"result"}),
+		reaction: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "quiesce_drain_reaction_seconds", Help: "Time from a drain request (the marker's requested_at) to the gate closing.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms … 65s
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
+		}, []string{"route", "code"}),
+	}
+	for _, r := range TurnResults {
+		m.turns.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.turns, m.reaction, m.requests, stateCollector{m})
+	return m
+}
+
+// TurnEnded counts a turn by result.
+func (m *Metrics) TurnEnded(result string) { m.turns.WithLabelValues(result).Inc() }
+
+// DrainReaction observes the time from a drain request to the gate closing.
+func (m *Metrics) DrainReaction(d time.Duration) { m.reaction.Observe(d.Seconds()) }
+
+// observe makes the scrape read state and in-flight count from status.
+func (m *Metrics) observe(status func() gateway.Status) { m.status.Store(&status) }
+
+func (m *Metrics) countRequest(route string, code int) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+}
+
+func (m *Metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// stateCollector reports quiesce_state and quiesce_turns_in_flight from
+// one Status call per scrape.
+type stateCollector struct{ m *Metrics }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- stateDesc
+	ch <- inFlightDesc
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := gateway.Status{State: fsm.Running}
+	if f := c.m.status.Load(); f != nil {
+		st = (*f)()
+	}
+	for _, s := range fsm.States {
+		v := 0.0
+		if s == st.State {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.ActiveAgents))
+}

@@ -1,0 +1,290 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// Defaults and limits.
+const (
+	// DefaultAddr is the listen address when Config.Addr is empty:
+	// loopback only.
+	DefaultAddr = "127.0.0.1:8470"
+	// DefaultRetryAfter is the Retry-After of a 503 when
+	// Config.RetryAfter is zero.
+	DefaultRetryAfter = 5 * time.Second
+	// MaxBodyBytes is the largest request body accepted (413 above it).
+	MaxBodyBytes = 64 << 10
+	// ReadHeaderTimeout bounds the wait for a request's headers.
+	ReadHeaderTimeout = 5 * time.Second
+	// DefaultReadTimeout bounds reading a whole request, headers and
+	// body (Config.ReadTimeout).
+	DefaultReadTimeout = 30 * time.Second
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout = 2 * time.Minute
+	// DefaultWaitTimeout is the timeout of status?wait=idle without one.
+	DefaultWaitTimeout = 30 * time.Second
+	// MaxWaitTimeout caps the timeout of status?wait=idle.
+	MaxWaitTimeout = 5 * time.Minute
+)
+
+// Config configures a Server.
+type Config struct {
+	Addr       string        // listen address; DefaultAddr when empty
+	Gateway    Gateway       // required
+	Tokens     *Tokens       // bearer tokens for /api/* and /v1/*; nil authenticates nobody
+	Metrics    *Metrics      // nil: NewMetrics()
+	RetryAfter time.Duration // Retry-After of 503 answers; DefaultRetryAfter when zero
+	// ReadTimeout bounds reading a request; DefaultReadTimeout when zero.
+	ReadTimeout time.Duration
+	Logger      *slog.Logger // nil: slog.Default()
+}
+
+// Server serves the quiesce HTTP API. Create it with New, start it with
+// Open, stop it with Close.
+type Server struct {
+	addr       string
+	gw         Gateway
+	tokens     *Tokens
+	metrics    *Metrics
+	retryAfter time.Duration
+	logger     *slog.Logger
+
+	router *mux.Router
+	srv    *http.Server
+
+	mu    sync.Mutex
+	ln    net.Listener
+	serve chan error // receives Serve's result once
+}
+
+// New returns a Server with every route registered.
+//
+// The http.Server bounds reading a request (ReadHeaderTimeout for the
+// headers, Config.ReadTimeout for headers and body) and idle keep-alive
+// connections, so a slow client cannot pin a connection. It deliberately
+// has no WriteTimeout: a turn's response is written when the turn ends,
+// which may be long after the request arrived, and a WriteTimeout would
+// cut it off. The read deadline does not reach a running turn either:
+// net/http clears it once the body has been read to its end, which every
+// handler does before calling the gateway (TestLongTurnKeepsContext).
+func New(cfg Config) (*Server, error) {
+	if cfg.Gateway == nil {
+		return nil, errors.New("server: Config.Gateway is required")
+	}
+	s := &Server{
+		addr:       cfg.Addr,
+		gw:         cfg.Gateway,
+		tokens:     cfg.Tokens,
+		metrics:    cfg.Metrics,
+		retryAfter: cfg.RetryAfter,
+		logger:     cfg.Logger,
+		serve:      make(chan error, 1),
+	}
+	if s.addr == "" {
+		s.addr = DefaultAddr
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if s.retryAfter <= 0 {
+		s.retryAfter = DefaultRetryAfter
+	}
+	readTimeout := cfg.ReadTimeout
+	if readTimeout <= 0 {
+		readTimeout = DefaultReadTimeout
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	s.metrics.observe(s.gw.Status)
+
+	r := mux.NewRouter()
+	s.router = r
+	r.Use(s.instrument)
+	// mux runs these two without the router's middleware: count them here.
+	r.NotFoundHandler = s.count("unmatched", http.HandlerFunc(s.handleNotFound))
+	r.MethodNotAllowedHandler = s.count("unmatched", http.HandlerFunc(s.handleMethodNotAllowed))
+
+	// Every GET route also answers HEAD (mux does not imply it); net/http
+	// discards the body of a HEAD answer.
+	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet, http.MethodHead)
+
+	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
+	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
+	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
+	r.Handle("/v1/sessions/{id}/messages", s.auth(s.handleMessage)).Methods(http.MethodPost)
+
+	s.srv = &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (for httptest).
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Open listens on the configured address and serves in a goroutine. It
+// listens synchronously, so an address already in use is reported here.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return errors.New("server: already open")
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", s.addr, err)
+	}
+	s.ln = ln
+	go func() { s.serve <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr returns the address the server listens on (host:port), or the
+// configured address before Open.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr().String()
+	}
+	return s.addr
+}
+
+// Port returns the TCP port the server listens on, or 0 before Open.
+func (s *Server) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Addr().(*net.TCPAddr).Port
+}
+
+// URL returns the server's base URL, e.g. http://127.0.0.1:8470.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Done returns a channel that receives the error that ended serving
+// (http.ErrServerClosed after Close) once. Only valid after Open.
+func (s *Server) Done() <-chan error { return s.serve }
+
+// Close stops the server gracefully: it stops listening, then waits for
+// in-flight requests to finish (http.Server.Shutdown). If ctx ends first,
+// it closes the remaining connections and returns ctx.Err().
+func (s *Server) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	return err
+}
+
+// instrument counts every matched request under its route template.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := "unknown"
+		if cur := mux.CurrentRoute(r); cur != nil {
+			if tpl, err := cur.GetPathTemplate(); err == nil {
+				route = tpl
+			}
+		}
+		s.count(route, next).ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) count(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.metrics.countRequest(route, code)
+		s.logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
+			"status", code, "duration", time.Since(start))
+	})
+}
+
+// statusWriter records the status code. Unwrap lets
+// http.ResponseController reach the connection underneath.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+}
+
+// handleMethodNotAllowed answers 405 with the methods the path's routes
+// accept in Allow.
+func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	allow := s.allowedMethods(r)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+		"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+}
+
+// allowedMethods returns, sorted, every method for which some route
+// matches r's path: each route is tried with each of its methods.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	set := map[string]bool{}
+	_ = s.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		methods, err := route.GetMethods()
+		if err != nil {
+			return nil
+		}
+		for _, m := range methods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if route.Match(probe, &match) && match.MatchErr == nil {
+				set[m] = true
+			}
+		}
+		return nil
+	})
+	allow := make([]string, 0, len(set))
+	for m := range set {
+		allow = append(allow, m)
+	}
+	sort.Strings(allow)
+	return allow
+}

@@ -1,0 +1,227 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// MinTokenLength is the shortest token LoadTokens accepts.
+const MinTokenLength = 16
+
+// DevPrincipal is the principal of the token EnsureDevToken creates.
+const DevPrincipal = "dev"
+
+// ErrTokens is wrapped by every error LoadTokens returns for a file that
+// exists but cannot be used (permissions, syntax, no tokens).
+var ErrTokens = errors.New("server: unusable tokens file")
+
+// Tokens is a set of bearer tokens, each belonging to a principal. The
+// zero value holds no tokens and authenticates nobody. It is immutable
+// and safe for concurrent use.
+type Tokens struct {
+	entries []tokenEntry
+}
+
+type tokenEntry struct {
+	principal string
+	digest    [sha256.Size]byte
+}
+
+// NewTokens returns Tokens holding the given principal → token pairs.
+// It is meant for tests and embedding; files go through LoadTokens.
+func NewTokens(pairs map[string]string) *Tokens {
+	t := &Tokens{}
+	for principal, token := range pairs {
+		t.entries = append(t.entries, tokenEntry{principal: principal, digest: sha256.Sum256([]byte(token))})
+	}
+	return t
+}
+
+// Len returns the number of tokens.
+func (t *Tokens) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.entries)
+}
+
+// Lookup returns the principal owning token. It compares SHA-256 digests
+// with crypto/subtle against every entry, without stopping at the first
+// match, so its timing reveals neither which token matched nor how much
+// of one did.
+func (t *Tokens) Lookup(token string) (principal string, ok bool) {
+	if t == nil || token == "" {
+		return "", false
+	}
+	d := sha256.Sum256([]byte(token))
+	found := -1
+	for i := range t.entries {
+		eq := subtle.ConstantTimeCompare(d[:], t.entries[i].digest[:])
+		if eq == 1 && found < 0 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return "", false
+	}
+	return t.entries[found].principal, true
+}
+
+// LoadTokens reads a tokens file: one "principal token" pair per line,
+// blank lines and lines starting with # ignored. It refuses (with an error
+// wrapping ErrTokens that names the file, and the line where one is at
+// fault) a file that is not a regular file, is accessible by group or
+// others (mode & 0o077 != 0), has a line that is not exactly two fields,
+// a token shorter than MinTokenLength, a token listed twice, or no token
+// at all. A missing file gives an error wrapping fs.ErrNotExist.
+func LoadTokens(path string) (*Tokens, error) {
+	data, err := readPrivateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokens{}
+	seen := map[[sha256.Size]byte]int{}
+	for n, line := range lines(data) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("%w: %s:%d: want \"principal token\", got %d fields", ErrTokens, path, n, len(fields))
+		}
+		principal, token := fields[0], fields[1]
+		if len(token) < MinTokenLength {
+			return nil, fmt.Errorf("%w: %s:%d: token of %q is shorter than %d characters", ErrTokens, path, n, principal, MinTokenLength)
+		}
+		d := sha256.Sum256([]byte(token))
+		if prev, dup := seen[d]; dup {
+			return nil, fmt.Errorf("%w: %s:%d: same token as line %d", ErrTokens, path, n, prev)
+		}
+		seen[d] = n
+		t.entries = append(t.entries, tokenEntry{principal: principal, digest: d})
+	}
+	if len(t.entries) == 0 {
+		return nil, fmt.Errorf("%w: %s: no tokens (add a line \"principal token\")", ErrTokens, path)
+	}
+	return t, nil
+}
+
+// ReadClientToken returns the token a client should send, read from path:
+// the first line that is not blank or a # comment, which is either a bare
+// token or a "principal token" pair (so a server's tokens file works too).
+// Like LoadTokens it refuses a file accessible by group or others.
+func ReadClientToken(path string) (string, error) {
+	data, err := readPrivateFile(path)
+	if err != nil {
+		return "", err
+	}
+	for n, line := range lines(data) {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 0 || strings.HasPrefix(fields[0], "#"):
+			continue
+		case len(fields) == 1:
+			return fields[0], nil
+		case len(fields) == 2:
+			return fields[1], nil
+		default:
+			return "", fmt.Errorf("%w: %s:%d: want \"token\" or \"principal token\"", ErrTokens, path, n)
+		}
+	}
+	return "", fmt.Errorf("%w: %s: no token", ErrTokens, path)
+}
+
+// EnsureDevToken makes sure path holds a usable tokens file. If the file
+// is missing it creates it (mode 0600, never overwriting a file that
+// appears meanwhile) with one fresh random token for DevPrincipal, and
+// returns that token with created=true. Otherwise it returns the file's
+// first token with created=false, or LoadTokens' error.
+func EnsureDevToken(path string) (token string, created bool, err error) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		token, err := newToken()
+		if err != nil {
+			return "", false, err
+		}
+		content := "# quiesce bearer tokens: one \"principal token\" per line (created by --dev).\n" +
+			DevPrincipal + " " + token + "\n"
+		if err := writeNewFile(path, []byte(content)); err == nil {
+			return token, true, nil
+		} else if !errors.Is(err, fs.ErrExist) {
+			return "", false, err
+		}
+	}
+	if _, err := LoadTokens(path); err != nil {
+		return "", false, err
+	}
+	token, err = ReadClientToken(path)
+	return token, false, err
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("server: random token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func writeNewFile(path string, data []byte) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("server: create %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(path)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("server: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("server: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("server: close %s: %w", path, err)
+	}
+	return nil
+}
+
+// readPrivateFile reads a regular file that only its owner may access.
+func readPrivateFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: tokens file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrTokens, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o, readable by group or others; run: chmod 600 %s", ErrTokens, path, perm, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: tokens file: %w", err)
+	}
+	return data, nil
+}
+
+// lines yields each line of data with its 1-based number.
+func lines(data []byte) func(yield func(int, string) bool) {
+	return func(yield func(int, string) bool) {
+		for i, line := range strings.Split(string(data), "\n") {
+			if !yield(i+1, line) {
+				return
+			}
+		}
+	}
+}
