@@ -155,7 +155,13 @@ func (s *Server) Open() error {
 		return fmt.Errorf("server: listen %s: %w", s.addr, err)
 	}
 	s.ln = ln
-	go func() { s.serve <- s.srv.Serve(ln) }()
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serve <- err
+	}()
 	return nil
 }
 
@@ -183,8 +189,9 @@ func (s *Server) Port() int {
 // URL returns the server's base URL, e.g. http://127.0.0.1:8470.
 func (s *Server) URL() string { return "http://" + s.Addr() }
 
-// Done returns a channel that receives the error that ended serving
-// (http.ErrServerClosed after Close) once. Only valid after Open.
+// Done returns a channel that receives, once, the error that ended
+// serving: nil after Close, else the listener's error. Only valid after
+// Open.
 func (s *Server) Done() <-chan error { return s.serve }
 
 // Close stops the server gracefully: it stops listening, then waits for

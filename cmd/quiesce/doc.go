@@ -1,0 +1,18 @@
+// Command quiesce runs a quiesce gateway and drives it.
+//
+//	quiesce run       start a gateway: HTTP API, marker watcher, signals
+//	quiesce drain     stop starting new turns (reversible); --wait until idle
+//	quiesce cancel    cancel the drain
+//	quiesce status    show the state, turns in flight and drain request
+//	quiesce shutdown  start the shutdown sequence (--force: interrupt now)
+//	quiesce diagram   print the lifecycle as Mermaid or DOT
+//
+// Client commands talk HTTP when --url (QUIESCE_URL) is set, with the token
+// from QUIESCE_TOKEN or --token-file, and otherwise act on the local home
+// directly, writing the same drain marker the server writes.
+//
+// Exit codes: 0 ok, 1 error, 2 usage, 3 drain --wait timed out.
+//
+// main only delegates to Main (ParseFlags, Run); the logic a test would
+// want lives in packages server and gateway.
+package main

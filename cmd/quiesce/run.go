@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/notify"
+	"github.com/quiesce-dev/quiesce/server"
+)
+
+// serverCloseTimeout bounds how long run waits, after the gateway has
+// stopped, for the last HTTP responses to be written.
+const serverCloseTimeout = 5 * time.Second
+
+// runCmd is "quiesce run".
+type runCmd struct {
+	home          string
+	addr          string
+	procRoot      string
+	agent         string
+	agentWork     time.Duration
+	agentCmd      string
+	drainTimeout  time.Duration
+	notifyTimeout time.Duration
+	notifyWebhook string
+	drainMaxAge   time.Duration
+	watchInterval time.Duration
+	homeChannel   string
+	retryAfter    time.Duration
+	logLevel      string
+	logFormat     string
+	dev           bool
+}
+
+func (c *runCmd) flagSet(m *Main) *flagSet {
+	fs := m.newFlagSet("run", "[flags]", `
+Start a gateway: reconcile with a surviving drain marker, then serve the HTTP
+API on --addr until SIGTERM or SIGINT (or POST /api/gateway/shutdown) starts
+the shutdown sequence; a second signal forces it. Exits 0 after a clean
+shutdown. The tokens file $home/tokens ("principal token" per line, mode 0600)
+must exist unless --dev creates one.`)
+	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
+	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
+	fs.StringVar(&c.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch (tests, containers)")
+	fs.StringVar(&c.agent, "agent", "echo", "agent: echo (replies with the text after --agent-work) or exec (runs --agent-cmd)")
+	fs.DurationVar(&c.agentWork, "agent-work", 200*time.Millisecond, "echo agent: time each turn takes")
+	fs.StringVar(&c.agentCmd, "agent-cmd", "", "exec agent: shell command run per turn, message on stdin, reply from stdout")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "shutdown: how long to wait for in-flight turns before interrupting them")
+	fs.DurationVar(&c.notifyTimeout, "notify-timeout", gateway.DefaultNotifyTimeout, "shutdown: how long to wait for notifications to be delivered")
+	fs.StringVar(&c.notifyWebhook, "notify-webhook", "", "also POST every notification to this http(s) URL")
+	fs.DurationVar(&c.drainMaxAge, "drain-max-age", time.Hour, "a drain marker older than this is expired and ignored")
+	fs.DurationVar(&c.watchInterval, "watch-interval", time.Second, "marker poll interval (fsnotify reacts sooner)")
+	fs.StringVar(&c.homeChannel, "home-channel", notify.HomeTarget, "label of the home channel the shutdown broadcast goes to (logged)")
+	fs.DurationVar(&c.retryAfter, "retry-after", server.DefaultRetryAfter, "Retry-After of a refused turn (503)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
+	fs.BoolVar(&c.dev, "dev", false, "create $home/tokens with a random dev token if missing, and print commands to try")
+	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "drain-timeout", "notify-timeout",
+		"notify-webhook", "drain-max-age", "watch-interval", "home-channel", "retry-after", "log-level", "log-format")
+	return fs
+}
+
+// newLogger returns the slog logger for --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usagef("--log-format %q: want text or json", format)
+	}
+}
+
+// validate checks flag values that flag parsing cannot.
+func (c *runCmd) validate() error {
+	switch c.agent {
+	case "echo":
+	case "exec":
+		if strings.TrimSpace(c.agentCmd) == "" {
+			return usagef("--agent exec needs --agent-cmd")
+		}
+	default:
+		return usagef("--agent %q: want echo or exec", c.agent)
+	}
+	for name, d := range map[string]time.Duration{
+		"--agent-work": c.agentWork, "--drain-timeout": c.drainTimeout, "--notify-timeout": c.notifyTimeout,
+		"--drain-max-age": c.drainMaxAge, "--watch-interval": c.watchInterval, "--retry-after": c.retryAfter,
+	} {
+		if d < 0 || (d == 0 && name != "--agent-work") {
+			return usagef("%s %v: must be greater than zero", name, d)
+		}
+	}
+	if c.notifyWebhook != "" {
+		u, err := url.Parse(c.notifyWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usagef("--notify-webhook %q: want an http:// or https:// URL", c.notifyWebhook)
+		}
+	}
+	return nil
+}
+
+// run starts the gateway and the server and runs until the gateway has
+// stopped: first the gateway starts (a surviving marker drains it before
+// any turn is accepted), then the server listens, then three actors run
+// until the gateway is done — signals (first SIGTERM/SIGINT starts the
+// shutdown sequence, a second forces it), the gateway (returns when
+// stopped) and the HTTP server (keeps serving during the sequence, so
+// in-flight turns get their replies and status stays readable; closed last).
+func (c *runCmd) run(ctx context.Context, m *Main) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	logger, err := newLogger(m.Stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.home, 0o700); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+	tokensPath := filepath.Join(c.home, "tokens")
+	var devToken string
+	var devCreated bool
+	if c.dev {
+		if devToken, devCreated, err = server.EnsureDevToken(tokensPath); err != nil {
+			return fmt.Errorf("dev token: %w", err)
+		}
+	}
+	tokens, err := server.LoadTokens(tokensPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), or start with --dev", tokensPath)
+	} else if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+
+	var agent gateway.Agent
+	switch c.agent {
+	case "exec":
+		agent = gateway.NewExec(c.agentCmd, logger)
+	default:
+		agent = gateway.NewEcho(c.agentWork)
+	}
+	sinks := []notify.Sink{notify.NewLog(logger)}
+	if c.notifyWebhook != "" {
+		sinks = append(sinks, notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{}))
+	}
+	metrics := server.NewMetrics()
+	gw, err := gateway.New(gateway.Config{
+		Home:          c.home,
+		ProcRoot:      c.procRoot,
+		Agent:         agent,
+		Sinks:         sinks,
+		DrainTimeout:  c.drainTimeout,
+		NotifyTimeout: c.notifyTimeout,
+		MaxAge:        c.drainMaxAge,
+		WatchInterval: c.watchInterval,
+		Logger:        logger,
+		Metrics:       metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv, err := server.New(server.Config{
+		Addr:       c.addr,
+		Gateway:    gw,
+		Tokens:     tokens,
+		Metrics:    metrics,
+		RetryAfter: c.retryAfter,
+		Logger:     logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Watchers and writers of the gateway run until it stops or run ends.
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := gw.Start(gctx); err != nil {
+		return fmt.Errorf("start gateway: %w", err)
+	}
+	if err := srv.Open(); err != nil {
+		c.abandon(gw, logger)
+		return err
+	}
+	logger.Info("listening", "addr", srv.Addr(), "url", srv.URL(), "home", c.home, "epoch", gw.Epoch(),
+		"state", gw.Status().State, "pid", os.Getpid(), "agent", c.agent, "home_channel", c.homeChannel,
+		"tokens", tokens.Len())
+	if c.dev {
+		printDevHelp(m, srv.URL(), c.home, tokensPath, devToken, devCreated)
+	}
+
+	var g group
+	{
+		// Signals: the first starts the shutdown sequence, the next force it.
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		stop := make(chan struct{})
+		g.add(func() error {
+			n := 0
+			for {
+				select {
+				case sig := <-sigs:
+					n++
+					id := gw.BeginShutdown(n > 1)
+					logger.Info("signal received", "signal", sig.String(), "count", n, "force", n > 1, "shutdown_id", id)
+				case <-stop:
+					return nil
+				}
+			}
+		}, func(error) {
+			signal.Stop(sigs)
+			close(stop)
+		})
+	}
+	{
+		// The gateway: done once the shutdown sequence has finished.
+		g.add(func() error {
+			<-gw.Done()
+			return nil
+		}, func(error) {
+			select {
+			case <-gw.Done():
+			default:
+				gw.BeginShutdown(false)
+			}
+		})
+	}
+	{
+		// The HTTP server: serves throughout the shutdown sequence; closed
+		// after the gateway has stopped, letting the last responses finish.
+		g.add(func() error {
+			if err := <-srv.Done(); err != nil {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		}, func(error) {
+			ctx, cancel := context.WithTimeout(context.Background(), serverCloseTimeout)
+			defer cancel()
+			if err := srv.Close(ctx); err != nil {
+				logger.Warn("http server close", "error", err)
+			}
+		})
+	}
+	err = g.run()
+	logger.Info("exiting", "error", err)
+	return err
+}
+
+// abandon stops a started gateway when the server could not open.
+func (c *runCmd) abandon(gw *gateway.Gateway, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.drainTimeout+c.notifyTimeout+time.Second)
+	defer cancel()
+	if _, err := gw.Shutdown(ctx, true); err != nil {
+		logger.Warn("gateway shutdown", "error", err)
+	}
+}
+
+// printDevHelp prints the dev token and the commands to try.
+func printDevHelp(m *Main, baseURL, home, tokensPath, token string, created bool) {
+	w := m.Stdout
+	if created {
+		fmt.Fprintf(w, "\nCreated %s with a dev token for principal %q.\n", tokensPath, server.DevPrincipal)
+	} else {
+		fmt.Fprintf(w, "\nUsing the first token of %s.\n", tokensPath)
+	}
+	prog := m.Program
+	auth := `-H "Authorization: Bearer ` + token + `"`
+	fmt.Fprintf(w, `Gateway listening on %[1]s. In a second terminal, try:
+
+  # a turn (the echo agent answers after --agent-work)
+  curl -s %[2]s -d '{"text":"hello"}' %[1]s/v1/sessions/alice/messages
+  # drain: new turns get 503 + Retry-After, running ones finish
+  curl -s %[2]s -X POST %[1]s/api/gateway/drain
+  curl -si %[2]s -d '{"text":"hello again"}' %[1]s/v1/sessions/alice/messages
+  # cancel the drain, read the status
+  curl -s %[2]s -d '{"action":"cancel"}' %[1]s/api/gateway/drain
+  curl -s %[2]s %[1]s/api/gateway/status
+
+  # the same with the CLI (on the local home, or over HTTP with --url)
+  %[3]s drain --home %[4]s --wait
+  %[3]s cancel --home %[4]s
+  %[3]s status --home %[4]s
+  QUIESCE_URL=%[1]s QUIESCE_TOKEN=%[5]s %[3]s status
+
+  # shut down (or press Ctrl-C here; twice forces)
+  %[3]s shutdown --home %[4]s
+
+`, baseURL, auth, prog, home, token)
+}
