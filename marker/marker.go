@@ -186,7 +186,10 @@ func Clear(home, requestID string) (existed bool, err error) {
 // that releases it. The error wraps fs.ErrNotExist when home does not exist.
 func lockHome(home string) (unlock func(), err error) {
 	p := lockPath(home)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	// Read-only is enough for flock(2), and mode 0644 lets a process of
+	// another user that can write the home (the server, when an operator
+	// ran the CLI as root first) still take the lock.
+	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("marker: lock: %w", err)
 	}

@@ -1,0 +1,71 @@
+package marker
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// TestHandleEventDoesNotAllocate: the per-event work of the watch loop
+// (filtering and the non-blocking send) allocates nothing.
+func TestHandleEventDoesNotAllocate(t *testing.T) {
+	dir := t.TempDir()
+	w := &watcher{dir: dir, logger: slog.New(slog.DiscardHandler), out: make(chan struct{}, 1), added: true}
+	events := []fsnotify.Event{
+		{Name: filepath.Join(dir, FileName), Op: fsnotify.Create},
+		{Name: filepath.Join(dir, FileName), Op: fsnotify.Write},
+		{Name: filepath.Join(dir, FileName), Op: fsnotify.Chmod},
+		{Name: filepath.Join(dir, FileName+tempInfix+"0123456789abcdef"), Op: fsnotify.Create},
+		{Name: filepath.Join(dir, "gateway_state.json"), Op: fsnotify.Rename},
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		for _, ev := range events {
+			w.handleEvent(ev)
+		}
+		select {
+		case <-w.out:
+		default:
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("handleEvent allocates %v times per batch, want 0", allocs)
+	}
+}
+
+// TestHandleEventFilter: which events signal.
+func TestHandleEventFilter(t *testing.T) {
+	dir := t.TempDir()
+	w := &watcher{dir: dir, logger: slog.New(slog.DiscardHandler), out: make(chan struct{}, 1), added: true}
+	cases := []struct {
+		ev     fsnotify.Event
+		signal bool
+	}{
+		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Create}, true},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Write}, true},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Remove}, true},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Rename}, true},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Chmod}, false},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName+tempInfix+"ab"), Op: fsnotify.Create}, false},
+		{fsnotify.Event{Name: filepath.Join(dir, LockFileName), Op: fsnotify.Create}, false},
+		{fsnotify.Event{Name: filepath.Join(dir, "x"+FileName), Op: fsnotify.Create}, false},
+		{fsnotify.Event{Name: dir, Op: fsnotify.Chmod}, false},
+		{fsnotify.Event{Name: dir, Op: fsnotify.Remove}, true},
+	}
+	for _, c := range cases {
+		w.added = true
+		w.handleEvent(c.ev)
+		got := len(w.out) == 1
+		if got != c.signal {
+			t.Errorf("%v: signal=%v, want %v", c.ev, got, c.signal)
+		}
+		if c.ev.Name == dir && c.ev.Has(fsnotify.Remove) && w.added {
+			t.Errorf("%v: watch still marked as added", c.ev)
+		}
+		select {
+		case <-w.out:
+		default:
+		}
+	}
+}
