@@ -33,16 +33,21 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token (Authorization: Bearer <token>)"))
+			s.unauthorized(w, r, "missing bearer token (Authorization: Bearer <token>)")
 			return
 		}
 		p, ok := s.tokens.Lookup(strings.TrimSpace(token))
 		if !ok {
-			s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "unknown bearer token"))
+			s.unauthorized(w, r, "unknown bearer token")
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
+	s.logger.Warn("unauthorized request", "method", r.Method, "route", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
+	s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "%s", msg))
 }
 
 // decode reads r's body into v strictly: at most MaxBodyBytes (else 413),

@@ -306,27 +306,41 @@ func TestE2ESIGTERMDeadline(t *testing.T) {
 }
 
 // TestE2EDoubleSIGTERMForces: the drain timeout is long, so the first
-// SIGTERM waits for the turn; the second interrupts it at once.
+// SIGTERM waits for the turn; the second interrupts it at once. The CLI
+// variant is "quiesce shutdown --force" on the local home, which sends
+// both signals to the pid in the state file.
 func TestE2EDoubleSIGTERMForces(t *testing.T) {
 	t.Parallel()
-	home := newHome(t)
-	p := startGateway(t, home, fakeProcRoot(t, "boot-g", 100), "--agent-work", "1m", "--drain-timeout", "1m")
-	inflight := p.turnAsync("alice", "long")
-	p.waitInFlight(1)
-	p.signal(syscall.SIGTERM)
-	eventually(t, exitTimeout, "state shutting_down", func() bool { return p.status()["state"] == "shutting_down" })
-	select {
-	case r := <-inflight:
-		t.Fatalf("turn ended before the second signal: %d %s", r.code, r.raw)
-	default:
+	for _, viaCLI := range []bool{false, true} {
+		name := map[bool]string{false: "Signals", true: "LocalCLI"}[viaCLI]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			home := newHome(t)
+			p := startGateway(t, home, fakeProcRoot(t, "boot-g", 100), "--agent-work", "1m", "--drain-timeout", "1m")
+			inflight := p.turnAsync("alice", "long")
+			p.waitInFlight(1)
+			if viaCLI {
+				out, errOut, code := cli(t, nil, "shutdown", "--force", "--home", home)
+				require.Equal(t, 0, code, "stdout %s stderr %s", out, errOut)
+				assert.Contains(t, out, "twice")
+			} else {
+				p.signal(syscall.SIGTERM)
+				eventually(t, exitTimeout, "state shutting_down", func() bool { return p.status()["state"] == "shutting_down" })
+				select {
+				case r := <-inflight:
+					t.Fatalf("turn ended before the second signal: %d %s", r.code, r.raw)
+				default:
+				}
+				p.signal(syscall.SIGTERM)
+			}
+			r := await(t, inflight)
+			assert.Equal(t, http.StatusServiceUnavailable, r.code, r.raw)
+			assert.Equal(t, "interrupted", r.body["error"])
+			require.Equal(t, 0, p.wait())
+			assert.Equal(t, []string{"alice"}, targets(outbox(t, home, notify.KindSessionInterrupted)))
+			assert.Len(t, outbox(t, home, notify.KindShutdownBroadcast), 1)
+		})
 	}
-	p.signal(syscall.SIGTERM)
-	r := await(t, inflight)
-	assert.Equal(t, http.StatusServiceUnavailable, r.code, r.raw)
-	assert.Equal(t, "interrupted", r.body["error"])
-	require.Equal(t, 0, p.wait())
-	assert.Equal(t, []string{"alice"}, targets(outbox(t, home, notify.KindSessionInterrupted)))
-	assert.Len(t, outbox(t, home, notify.KindShutdownBroadcast), 1)
 }
 
 // TestE2ESuppressedDrainNoBroadcast: drain with suppress_notification,

@@ -131,6 +131,11 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if err != nil {
 		return err
 	}
+	// Catch signals from the start: one that arrives while the gateway is
+	// starting waits here, and starts the shutdown once the group runs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	if err := os.MkdirAll(c.home, 0o700); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
@@ -208,8 +213,6 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	var g group
 	{
 		// Signals: the first starts the shutdown sequence, the next force it.
-		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 		stop := make(chan struct{})
 		g.add(func() error {
 			n := 0
