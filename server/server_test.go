@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,6 +33,7 @@ func MustServer(tb testing.TB, gw server.Gateway) *server.Server {
 		Addr:    "127.0.0.1:0",
 		Gateway: gw,
 		Tokens:  server.NewTokens(map[string]string{"ops": opsToken, "other": otherToken}),
+		Logger:  slog.New(slog.DiscardHandler),
 	})
 	require.NoError(tb, err)
 	return s
