@@ -405,13 +405,13 @@ func TestE2EDev(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 
-	eventually(t, exitTimeout, "dev help on stdout", func() bool { return strings.Contains(p.stdout.String(), "shutdown --home") })
+	eventually(t, exitTimeout, "dev help on stdout", func() bool { return strings.Contains(p.stdout.String(), "status --home") })
 	out := p.stdout.String()
-	i := strings.Index(out, "Bearer ")
+	i := strings.Index(out, "QUIESCE_TOKEN=")
 	require.GreaterOrEqual(t, i, 0, "stdout: %s", out)
-	token := strings.Fields(out[i+len("Bearer "):])[0]
-	token = strings.TrimSuffix(token, `"`)
-	for _, want := range []string{p.url + "/api/gateway/drain", p.url + "/v1/sessions/alice/messages", "drain --home", "cancel --home", "status", "shutdown --home"} {
+	token := strings.Fields(out[i+len("QUIESCE_TOKEN="):])[0]
+	for _, want := range []string{"QUIESCE_URL=" + p.url, "/api/gateway/drain", "/v1/sessions/alice/messages",
+		`{"action":"cancel"}`, "drain --wait", "cancel", "status", "shutdown", "status --home " + home} {
 		assert.Contains(t, out, want)
 	}
 	r := p.call(http.MethodGet, "/api/gateway/status", token, "")

@@ -282,27 +282,25 @@ func printDevHelp(m *Main, baseURL, home, tokensPath, token string, created bool
 	} else {
 		fmt.Fprintf(w, "\nUsing the first token of %s.\n", tokensPath)
 	}
-	prog := m.Program
-	auth := `-H "Authorization: Bearer ` + token + `"`
-	fmt.Fprintf(w, `Gateway listening on %[1]s. In a second terminal, try:
+	fmt.Fprintf(w, `Gateway listening on %[1]s (home %[4]s). In a second terminal, try:
 
-  # a turn (the echo agent answers after --agent-work)
-  curl -s %[2]s -d '{"text":"hello"}' %[1]s/v1/sessions/alice/messages
-  # drain: new turns get 503 + Retry-After, running ones finish
-  curl -s %[2]s -X POST %[1]s/api/gateway/drain
-  curl -si %[2]s -d '{"text":"hello again"}' %[1]s/v1/sessions/alice/messages
+  export QUIESCE_URL=%[1]s QUIESCE_TOKEN=%[2]s
+  # a turn: the echo agent replies
+  curl -s -H "Authorization: Bearer $QUIESCE_TOKEN" -d '{"text":"hello"}' $QUIESCE_URL/v1/sessions/alice/messages
+  # drain: running turns finish, new ones get 503 + Retry-After
+  curl -s -H "Authorization: Bearer $QUIESCE_TOKEN" -X POST $QUIESCE_URL/api/gateway/drain
+  curl -si -H "Authorization: Bearer $QUIESCE_TOKEN" -d '{"text":"hello again"}' $QUIESCE_URL/v1/sessions/alice/messages
   # cancel the drain, read the status
-  curl -s %[2]s -d '{"action":"cancel"}' %[1]s/api/gateway/drain
-  curl -s %[2]s %[1]s/api/gateway/status
+  curl -s -H "Authorization: Bearer $QUIESCE_TOKEN" -d '{"action":"cancel"}' $QUIESCE_URL/api/gateway/drain
+  curl -s -H "Authorization: Bearer $QUIESCE_TOKEN" $QUIESCE_URL/api/gateway/status
 
-  # the same with the CLI (on the local home, or over HTTP with --url)
-  %[3]s drain --home %[4]s --wait
-  %[3]s cancel --home %[4]s
+  # the same with the CLI
+  %[3]s drain --wait
+  %[3]s status
+  %[3]s cancel
+  %[3]s shutdown          # or Ctrl-C here; a second Ctrl-C forces
+  # without QUIESCE_URL the CLI acts on the home directly
   %[3]s status --home %[4]s
-  QUIESCE_URL=%[1]s QUIESCE_TOKEN=%[5]s %[3]s status
 
-  # shut down (or press Ctrl-C here; twice forces)
-  %[3]s shutdown --home %[4]s
-
-`, baseURL, auth, prog, home, token)
+`, baseURL, token, m.Program, home)
 }
