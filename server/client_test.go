@@ -189,3 +189,55 @@ func TestLongTurnKeepsContext(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "finished", reply)
 }
+
+// TestListenThenServe shows that a request reaching a listening server
+// waits for Serve instead of failing or being answered early.
+func TestListenThenServe(t *testing.T) {
+	s := MustServer(t, &Gateway{})
+	require.NoError(t, s.Listen())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, s.Close(ctx))
+	})
+	require.NotZero(t, s.Port())
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	answered := make(chan int, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/healthz", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case code := <-answered:
+		t.Fatalf("answered (%d) before Serve", code)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.Serve()
+	select {
+	case code := <-answered:
+		assert.Equal(t, http.StatusOK, code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after Serve")
+	}
+}
+
+// TestCloseWithoutServe releases the address of a server that never served.
+func TestCloseWithoutServe(t *testing.T) {
+	a := MustServer(t, &Gateway{})
+	require.NoError(t, a.Listen())
+	addr := a.Addr()
+	require.NoError(t, a.Close(context.Background()))
+	b, err := server.New(server.Config{Addr: addr, Gateway: &Gateway{}})
+	require.NoError(t, err)
+	require.NoError(t, b.Listen(), "the address is free again")
+	require.NoError(t, b.Close(context.Background()))
+}

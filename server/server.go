@@ -63,9 +63,10 @@ type Server struct {
 	router *mux.Router
 	srv    *http.Server
 
-	mu    sync.Mutex
-	ln    net.Listener
-	serve chan error // receives Serve's result once
+	mu     sync.Mutex
+	ln     net.Listener
+	served bool       // Serve was called
+	serve  chan error // receives Serve's result once
 }
 
 // New returns a Server with every route registered.
@@ -142,19 +143,46 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the server's HTTP handler (for httptest).
 func (s *Server) Handler() http.Handler { return s.router }
 
-// Open listens on the configured address and serves in a goroutine. It
-// listens synchronously, so an address already in use is reported here.
+// Open listens on the configured address and serves in a goroutine: Listen
+// then Serve. It listens synchronously, so an address already in use is
+// reported here.
 func (s *Server) Open() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.Serve()
+	return nil
+}
+
+// Listen binds the configured address without serving yet: connections
+// wait in the listen backlog until Serve. A caller can so claim the
+// address before starting the gateway, and serve only once the gateway
+// is ready, so no request is answered before its first reconcile.
+func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
-		return errors.New("server: already open")
+		return errors.New("server: already listening")
 	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.addr, err)
 	}
 	s.ln = ln
+	return nil
+}
+
+// Serve serves on the listener of Listen in a goroutine; its end is
+// reported on Done. It panics if Listen has not succeeded.
+func (s *Server) Serve() {
+	s.mu.Lock()
+	ln := s.ln
+	if ln == nil || s.served {
+		s.mu.Unlock()
+		panic("server: Serve without Listen, or twice")
+	}
+	s.served = true
+	s.mu.Unlock()
 	go func() {
 		err := s.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -162,7 +190,6 @@ func (s *Server) Open() error {
 		}
 		s.serve <- err
 	}()
-	return nil
 }
 
 // Addr returns the address the server listens on (host:port), or the
@@ -191,13 +218,19 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 
 // Done returns a channel that receives, once, the error that ended
 // serving: nil after Close, else the listener's error. Only valid after
-// Open.
+// Serve.
 func (s *Server) Done() <-chan error { return s.serve }
 
 // Close stops the server gracefully: it stops listening, then waits for
 // in-flight requests to finish (http.Server.Shutdown). If ctx ends first,
-// it closes the remaining connections and returns ctx.Err().
+// it closes the remaining connections and returns ctx.Err(). It also
+// closes a listener that Serve never used.
 func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ln != nil && !s.served {
+		_ = s.ln.Close() // when serving, Shutdown closes it
+	}
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()

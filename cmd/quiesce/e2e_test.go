@@ -534,3 +534,16 @@ func TestE2EShutdownEndpointForce(t *testing.T) {
 	require.Equal(t, 0, p.wait())
 	assert.Equal(t, []string{"alice"}, targets(outbox(t, home, notify.KindSessionInterrupted)))
 }
+
+// TestE2EAddrInUse: a second gateway on a taken address exits 1 before
+// its gateway starts, so it sends no shutdown broadcast.
+func TestE2EAddrInUse(t *testing.T) {
+	t.Parallel()
+	first := startGateway(t, newHome(t), fakeProcRoot(t, "boot-m", 100))
+	home := newHome(t)
+	second := startProcess(t, home, fakeProcRoot(t, "boot-m", 100), "--addr", strings.TrimPrefix(first.url, "http://"))
+	require.Equal(t, 1, second.wait())
+	assert.Contains(t, second.stderr.String(), "address already in use")
+	assert.Empty(t, outbox(t, home, notify.KindShutdownBroadcast), "the gateway never started, so never shut down")
+	assert.Equal(t, "running", first.status()["state"])
+}

@@ -117,8 +117,9 @@ func (c *runCmd) validate() error {
 }
 
 // run starts the gateway and the server and runs until the gateway has
-// stopped: first the gateway starts (a surviving marker drains it before
-// any turn is accepted), then the server listens, then three actors run
+// stopped: first the server claims its address, then the gateway starts
+// (a surviving marker drains it before any turn is accepted), then the
+// server serves, and three actors run
 // until the gateway is done — signals (first SIGTERM/SIGINT starts the
 // shutdown sequence, a second forces it), the gateway (returns when
 // stopped) and the HTTP server (keeps serving during the sequence, so
@@ -193,16 +194,21 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		return err
 	}
 
+	// Claim the address first (a port in use fails here, before the
+	// gateway starts), then start the gateway (its first reconcile honours
+	// a surviving marker), and only then serve: connections that arrive
+	// meanwhile wait in the listen backlog.
+	if err := srv.Listen(); err != nil {
+		return err
+	}
 	// Watchers and writers of the gateway run until it stops or run ends.
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := gw.Start(gctx); err != nil {
+		_ = srv.Close(context.Background())
 		return fmt.Errorf("start gateway: %w", err)
 	}
-	if err := srv.Open(); err != nil {
-		c.abandon(gw, logger)
-		return err
-	}
+	srv.Serve()
 	logger.Info("listening", "addr", srv.Addr(), "url", srv.URL(), "home", c.home, "epoch", gw.Epoch(),
 		"state", gw.Status().State, "pid", os.Getpid(), "agent", c.agent, "home_channel", c.homeChannel,
 		"tokens", tokens.Len())
@@ -263,15 +269,6 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	err = g.run()
 	logger.Info("exiting", "error", err)
 	return err
-}
-
-// abandon stops a started gateway when the server could not open.
-func (c *runCmd) abandon(gw *gateway.Gateway, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.drainTimeout+c.notifyTimeout+time.Second)
-	defer cancel()
-	if _, err := gw.Shutdown(ctx, true); err != nil {
-		logger.Warn("gateway shutdown", "error", err)
-	}
 }
 
 // printDevHelp prints the dev token and the commands to try.
