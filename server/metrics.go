@@ -87,11 +87,13 @@ func (m *Metrics) handler() http.Handler {
 // one Status call per scrape.
 type stateCollector struct{ m *Metrics }
 
+// Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- inFlightDesc
 }
 
+// Collect implements prometheus.Collector: one Status call per scrape.
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := gateway.Status{State: fsm.Running}
 	if f := c.m.status.Load(); f != nil {

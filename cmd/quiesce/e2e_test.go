@@ -90,7 +90,7 @@ func TestE2EDrainEndpoint(t *testing.T) {
 func TestE2EErrorStatuses(t *testing.T) {
 	t.Parallel()
 	home := newHome(t)
-	p := startGateway(t, home, fakeProcRoot(t, "boot-b", 100), "--agent-work", "1s", "--retry-after", "7s")
+	p := startGateway(t, home, fakeProcRoot(t, "boot-b", 100), "--agent-work", "2s", "--retry-after", "7s")
 	check := func(t *testing.T, r response, status int, code string) {
 		t.Helper()
 		require.Equalf(t, status, r.code, "body %s", r.raw)
@@ -180,7 +180,7 @@ func TestE2EErrorStatuses(t *testing.T) {
 // an hour), and cancel re-opens the gate.
 func TestE2ETurnInFlightSurvivesDrain(t *testing.T) {
 	t.Parallel()
-	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-c", 100), "--agent-work", "1500ms", "--watch-interval", "1h")
+	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-c", 100), "--agent-work", "2s", "--watch-interval", "1h")
 	inflight := p.turnAsync("alice", "long task")
 	p.waitInFlight(1)
 
@@ -252,7 +252,7 @@ func TestE2ERestart(t *testing.T) {
 func TestE2ESIGTERMGraceful(t *testing.T) {
 	t.Parallel()
 	home := newHome(t)
-	p := startGateway(t, home, fakeProcRoot(t, "boot-e", 100), "--agent-work", "1500ms")
+	p := startGateway(t, home, fakeProcRoot(t, "boot-e", 100), "--agent-work", "2500ms")
 	inflight := p.turnAsync("alice", "finish me")
 	p.waitInFlight(1)
 	p.signal(syscall.SIGTERM)
@@ -424,7 +424,7 @@ func TestE2EDev(t *testing.T) {
 func TestE2ECLI(t *testing.T) {
 	t.Parallel()
 	home, proc := newHome(t), fakeProcRoot(t, "boot-k", 100)
-	p := startGateway(t, home, proc, "--agent-work", "1500ms")
+	p := startGateway(t, home, proc, "--agent-work", "2500ms")
 	local := []string{"QUIESCE_HOME=" + home, "QUIESCE_PROC_ROOT=" + proc}
 	remote := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
 	run := func(t *testing.T, env []string, args ...string) string {

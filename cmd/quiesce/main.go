@@ -74,6 +74,7 @@ var commands = map[string]commandInfo{
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
 
+// Error implements error.
 func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
