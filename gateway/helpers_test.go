@@ -18,8 +18,7 @@ import (
 )
 
 // writeProcRoot writes a fake proc root whose epoch is "<bootID>:<start>".
-func writeProcRoot(tb testing.TB, dir, bootID string, start int) {
-	tb.Helper()
+func writeProcRoot(tb require.TestingT, dir, bootID string, start int) {
 	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "sys/kernel/random"), 0o755))
 	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "1"), 0o755))
 	require.NoError(tb, os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte(bootID+"\n"), 0o644))
@@ -51,6 +50,13 @@ func (a *gatedAgent) Run(ctx context.Context, session, text string) (string, err
 	a.started = append(a.started, session+":"+text)
 	a.mu.Unlock()
 	a.running <- session
+	defer func() {
+		a.mu.Lock()
+		if a.gates[session] == gate {
+			delete(a.gates, session)
+		}
+		a.mu.Unlock()
+	}()
 	select {
 	case <-gate:
 		return "re: " + text, nil
@@ -75,9 +81,14 @@ func (a *gatedAgent) startedTexts() []string {
 	return append([]string(nil), a.started...)
 }
 
+// failer is what helpers need from a *testing.T or a *rapid.T.
+type failer interface {
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // waitStarted waits until a turn for session has started.
-func (a *gatedAgent) waitStarted(tb testing.TB, session string) {
-	tb.Helper()
+func (a *gatedAgent) waitStarted(tb failer, session string) {
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
@@ -174,8 +185,7 @@ func count(msgs []notify.Message, kind notify.Kind, target string) int {
 }
 
 // recv waits for one value from ch.
-func recv[T any](tb testing.TB, ch <-chan T) T {
-	tb.Helper()
+func recv[T any](tb failer, ch <-chan T) T {
 	select {
 	case v := <-ch:
 		return v
@@ -197,8 +207,7 @@ func (f *fixture) waitDone(tb testing.TB) {
 
 // eventually waits (bounded) for cond, checking on every transition of
 // the machine and at short intervals.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
+func eventually(tb failer, what string, cond func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -20,7 +20,8 @@ type shutdown struct {
 }
 
 // BeginShutdown starts the shutdown sequence (see runShutdown) and returns
-// its id once the gate is closed. It does not wait for the sequence. A call
+// its id once the gate is closed and the broadcast decided (and, unless
+// suppressed, recorded). It does not wait for in-flight turns. A call
 // while the sequence runs never starts another: it escalates to force (cut
 // off the remaining turns now), as does force=true.
 func (g *Gateway) BeginShutdown(force bool) string {
@@ -38,9 +39,9 @@ func (g *Gateway) BeginShutdown(force bool) string {
 	g.sd.mu.Unlock()
 
 	if first {
-		gateClosed := make(chan struct{})
-		go g.runShutdown(id, gateClosed)
-		<-gateClosed
+		begun := make(chan struct{})
+		go g.runShutdown(id, begun)
+		<-begun
 	} else if escalate {
 		g.log.Warn("shutdown escalated: interrupting remaining turns", "shutdown_id", id)
 	}
@@ -64,16 +65,16 @@ func (g *Gateway) Shutdown(ctx context.Context, force bool) (ShutdownReport, err
 func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
 
 // runShutdown is the shutdown sequence. It first fires shutdown, so the
-// gate refuses new turns (and reports that through gateClosed); then it
-// decides suppression from the marker (current epoch, fresh, flag true)
-// and, unless suppressed, sends the home broadcast once; then it waits for
+// gate refuses new turns; then it decides suppression from the marker
+// (current epoch, fresh, flag true) and, unless suppressed, sends the home
+// broadcast once, and closes begun; then it waits for
 // in-flight turns to finish, up to the drain timeout or until forced; then
 // it cancels the turns still running and sends each of those sessions one
 // interrupt ping, which is never suppressed; finally, within the notify
 // timeout, it waits for the interrupted turns to unwind and flushes the
 // sinks, stops the watcher, and fires stop (which writes the final state).
 // A stuck agent or sink cannot hold it past drain + notify timeout.
-func (g *Gateway) runShutdown(id string, gateClosed chan<- struct{}) {
+func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	ctx := context.Background()
 	rep := ShutdownReport{ID: id}
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
@@ -82,13 +83,13 @@ func (g *Gateway) runShutdown(id string, gateClosed chan<- struct{}) {
 	if _, err := g.m.Fire(ctx, fsm.Shutdown); err != nil {
 		g.log.Error("shutdown", "error", err)
 	}
-	close(gateClosed)
 
 	// 2. Broadcast once, unless a current, fresh marker suppresses it.
 	rep.Suppressed = g.reader.Read().Suppresses()
 	if !rep.Suppressed {
 		rep.Broadcast = g.notify(ctx, notify.KindShutdownBroadcast, notify.HomeTarget, notify.BroadcastText(), id)
 	}
+	close(begun)
 
 	// 3. Wait for in-flight turns, up to the drain timeout or until forced.
 	idle := g.waitIdleOrForce(ctx, g.cfg.DrainTimeout)

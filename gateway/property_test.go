@@ -1,0 +1,491 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+// markerKind is how the property test writes a marker.
+type markerKind string
+
+const (
+	mkFresh    markerKind = "fresh"
+	mkSuppress markerKind = "suppress"
+	mkOther    markerKind = "other-epoch"
+	mkLegacy   markerKind = "legacy"
+	mkCorrupt  markerKind = "corrupt"
+	mkExpired  markerKind = "expired"
+)
+
+// markerModel is what the test believes the marker file holds.
+type markerModel struct {
+	kind      markerKind
+	epoch     string
+	writtenAt time.Time
+}
+
+// fakeClock is a settable clock shared with the gateway's goroutines.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// gwModel drives one property-test run: a home, a gateway instance
+// (replaced on restart), a gated agent shared across instances, and the
+// model the invariants are checked against.
+type gwModel struct {
+	home, procBase string
+	bootStart      int
+	clock          *fakeClock
+	agent          *gatedAgent
+	rec            *notify.Recorder
+	g              *Gateway
+
+	marker   *markerModel
+	shutting bool            // this instance began shutting down
+	turns    map[string]chan turnOut // user turns in flight, by session
+	returned map[string]int          // turn results received, by session
+	events   []string                // every internal event text issued
+	finished []chan turnOut          // result channels already read once
+
+	pendingSuppressed bool // suppression decided when shutdown began with turns in flight
+	checked           bool // this instance's stop was checked
+	prev     fsm.Snapshot
+	seq      int
+}
+
+const propMaxAge = time.Hour
+
+var (
+	userSessions   = []string{"u1", "u2"}
+	systemSessions = []string{"s1", "s2"}
+)
+
+func (m *gwModel) procRoot() string {
+	return filepath.Join(m.procBase, fmt.Sprint(m.bootStart))
+}
+
+// boot builds and starts a gateway instance on the current proc root.
+func (m *gwModel) boot(t *rapid.T) {
+	dir := m.procRoot()
+	if _, err := os.Stat(dir); err != nil {
+		writeProcRoot(t, dir, "boot-a", m.bootStart)
+	}
+	g, err := New(Config{
+		Home: m.home, ProcRoot: dir, Agent: m.agent, Sinks: []notify.Sink{m.rec},
+		DrainTimeout: time.Hour, NotifyTimeout: 10 * time.Second, MaxAge: propMaxAge,
+		WatchInterval: -1, Now: m.clock.Now, Logger: quietLogger(),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	m.g, m.shutting, m.checked, m.prev = g, false, false, g.m.Snapshot()
+	m.checkMarkerHonoured(t, "boot")
+}
+
+// drains and suppresses are the model of marker.Read for the current
+// instance.
+func (m *gwModel) status() string {
+	mk := m.marker
+	if mk == nil {
+		return "absent"
+	}
+	epoched := mk.kind != mkLegacy && mk.kind != mkCorrupt
+	if epoched && mk.epoch != m.g.Epoch() {
+		return "stale"
+	}
+	if m.clock.Now().Sub(mk.writtenAt) > propMaxAge {
+		return "expired"
+	}
+	if mk.kind == mkCorrupt {
+		return "contentless"
+	}
+	return "active"
+}
+
+func (m *gwModel) drains() bool { s := m.status(); return s == "active" || s == "contentless" }
+
+func (m *gwModel) suppresses() bool {
+	return m.status() == "active" && m.marker.kind == mkSuppress
+}
+
+// checkMarkerHonoured is I5 after a reconcile: the state follows the
+// marker exactly while not shutting down, and the status names it.
+func (m *gwModel) checkMarkerHonoured(t *rapid.T, when string) {
+	if m.shutting {
+		return
+	}
+	want := fsm.Running
+	if m.drains() {
+		want = fsm.Draining
+	}
+	if got := m.g.State(); got != want {
+		t.Fatalf("I5 (%s): state %s with marker %s (%+v)", when, got, m.status(), m.marker)
+	}
+	st := m.g.Status()
+	got := "absent"
+	if st.Drain != nil {
+		got = st.Drain.Status
+	}
+	if got != m.status() {
+		t.Fatalf("status reports marker %s, model %s", got, m.status())
+	}
+}
+
+// writeMarker writes a marker of kind at the fake clock's time.
+func (m *gwModel) writeMarker(t *rapid.T, kind markerKind) {
+	now := m.clock.Now()
+	mk := &markerModel{kind: kind, epoch: m.g.Epoch(), writtenAt: now}
+	req := marker.Request{RequestedAt: now, Epoch: m.g.Epoch(), Principal: "prop"}
+	switch kind {
+	case mkSuppress:
+		req.SuppressNotification = true
+	case mkOther:
+		req.Epoch, mk.epoch = "boot-z:1", "boot-z:1"
+	case mkLegacy:
+		req.Epoch, mk.epoch = "", ""
+	case mkExpired:
+		req.RequestedAt = now.Add(-2 * propMaxAge)
+		mk.writtenAt = req.RequestedAt
+	}
+	path := marker.Path(m.home)
+	if kind == mkCorrupt {
+		if err := marker.WriteFileAtomic(path, []byte("{not json"), 0o600); err != nil {
+			t.Fatalf("write corrupt marker: %v", err)
+		}
+	} else if _, err := marker.Write(m.home, req); err != nil {
+		t.Fatalf("write marker: %v", err)
+	}
+	// Ages from mtime follow the fake clock too.
+	if err := os.Chtimes(path, now, now); err != nil {
+		t.Fatalf("chtimes: %v", err)
+	}
+	m.marker = mk
+}
+
+// runningSystemSessions lists system sessions whose turn the agent holds.
+func (m *gwModel) agentHolds(session string) bool {
+	m.agent.mu.Lock()
+	defer m.agent.mu.Unlock()
+	_, ok := m.agent.gates[session]
+	return ok
+}
+
+// stopAndCheck waits for the instance to stop and checks I6 for it:
+// exactly one broadcast unless suppressed, one ping per interrupted
+// session, none for a drained shutdown, everything in the outbox.
+func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
+	select {
+	case <-m.g.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("gateway did not stop")
+	}
+	rep := m.g.sd.report
+	msgs, err := notify.ReadOutbox(filepath.Join(m.home, OutboxFileName))
+	if err != nil {
+		t.Fatalf("outbox: %v", err)
+	}
+	var mine []notify.Message
+	for _, msg := range msgs {
+		if msg.ShutdownID == rep.ID {
+			mine = append(mine, msg)
+		}
+	}
+	wantB := 1
+	if suppressed {
+		wantB = 0
+	}
+	if n := count(mine, notify.KindShutdownBroadcast, notify.HomeTarget); n != wantB {
+		t.Fatalf("I6: %d broadcasts, want %d (suppressed=%v)", n, wantB, suppressed)
+	}
+	// Every user turn in flight was cut off; a system turn may have been
+	// dispatched asynchronously just before, so those may add to the set.
+	for s := range m.turns {
+		if !slices.Contains(rep.Interrupted, s) {
+			t.Fatalf("user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
+		}
+	}
+	for _, s := range rep.Interrupted {
+		if _, user := m.turns[s]; !user && !slices.Contains(systemSessions, s) {
+			t.Fatalf("interrupted %s, which had no turn", s)
+		}
+		if n := count(mine, notify.KindSessionInterrupted, s); n != 1 {
+			t.Fatalf("I6: %d pings for %s", n, s)
+		}
+	}
+	if n := count(mine, notify.KindSessionInterrupted, ""); n != len(rep.Interrupted) {
+		t.Fatalf("I6: %d pings for %d interrupted sessions", n, len(rep.Interrupted))
+	}
+	if !forced && len(rep.Interrupted) > 0 {
+		t.Fatalf("I6: a drained shutdown interrupted %v", rep.Interrupted)
+	}
+	for s, ch := range m.turns {
+		out := recv(t, ch)
+		m.returned[s]++
+		if out.err == nil || !isInterrupted(out.err) {
+			t.Fatalf("turn %s after force: %v", s, out.err)
+		}
+		m.finished = append(m.finished, ch)
+		delete(m.turns, s)
+	}
+	m.checked = true
+}
+
+func isInterrupted(err error) bool { return errors.Is(err, ErrInterrupted) }
+
+var errorsIs = errors.Is
+
+// settle checks the stop of an instance whose shutdown was waiting for
+// turns that have now all ended.
+func (m *gwModel) settle(t *rapid.T) {
+	if m.shutting && !m.checked && len(m.inFlightSessions()) == 0 {
+		m.stopAndCheck(t, m.pendingSuppressed, false)
+	}
+}
+
+// invariants runs after every action.
+func (m *gwModel) invariants(t *rapid.T) {
+	snap := m.g.m.Snapshot()
+	// I2: shutdown wins.
+	if m.shutting && (snap.State == fsm.Running || snap.State == fsm.Draining) {
+		t.Fatalf("I2: %s after shutdown began", snap.State)
+	}
+	// I1: the count never rises while not running.
+	if snap.Generation == m.prev.Generation && snap.State != fsm.Running && snap.InFlight > m.prev.InFlight {
+		t.Fatalf("I1: in flight %d → %d while %s", m.prev.InFlight, snap.InFlight, snap.State)
+	}
+	m.prev = snap
+	// Every accepted turn ends exactly once.
+	for _, ch := range m.finished {
+		if len(ch) != 0 {
+			t.Fatal("a turn returned twice")
+		}
+	}
+	// No internal event is lost: each started or still spooled.
+	for _, ev := range m.events {
+		eventually(t, "event "+ev+" started or spooled", func() bool {
+			return slices.Contains(m.agent.startedTexts(), ev) || slices.Contains(m.spooled(), ev)
+		})
+	}
+}
+
+// spooled lists the spooled events as session:text.
+func (m *gwModel) spooled() []string {
+	m.g.spool.mu.Lock()
+	defer m.g.spool.mu.Unlock()
+	out := make([]string, len(m.g.spool.entries))
+	for i, e := range m.g.spool.entries {
+		out[i] = e.Session + ":" + e.Text
+	}
+	return out
+}
+
+// inFlightSessions lists every session with a turn in flight now.
+func (m *gwModel) inFlightSessions() []string {
+	var out []string
+	for s := range m.turns {
+		out = append(out, s)
+	}
+	for _, s := range systemSessions {
+		if m.agentHolds(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestPropertyGateway drives a gateway with random turns, markers, clock
+// steps, restarts, events and shutdowns, checking I1, I2, I5, I6, that no
+// internal event is lost and that every accepted turn ends exactly once.
+func TestPropertyGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: real files and fsyncs")
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		base, err := os.MkdirTemp("", "quiesce-prop-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &gwModel{
+			home: filepath.Join(base, "home"), procBase: filepath.Join(base, "proc"), bootStart: 100,
+			clock: &fakeClock{now: time.Now()}, agent: newGatedAgent(), rec: &notify.Recorder{},
+			turns: map[string]chan turnOut{}, returned: map[string]int{},
+		}
+		m.boot(t)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, _ = m.g.Shutdown(ctx, true)
+			_ = os.RemoveAll(base)
+		}()
+
+		t.Repeat(map[string]func(*rapid.T){
+			"": func(t *rapid.T) { m.invariants(t) },
+			"start turn": func(t *rapid.T) {
+				s := rapid.SampledFrom(userSessions).Draw(t, "session")
+				if _, busy := m.turns[s]; busy {
+					if _, err := m.g.Turn(context.Background(), s, "again"); !errorsIs(err, ErrSessionBusy) && !errorsIs(err, ErrRefused) {
+						t.Fatalf("busy session: %v", err)
+					}
+					return
+				}
+				if m.g.State() != fsm.Running {
+					_, err := m.g.Turn(context.Background(), s, "hi")
+					if !errorsIs(err, ErrRefused) {
+						t.Fatalf("turn in %s: %v", m.g.State(), err)
+					}
+					return
+				}
+				ch := make(chan turnOut, 2)
+				go func() {
+					r, err := m.g.Turn(context.Background(), s, "hi")
+					ch <- turnOut{r, err}
+				}()
+				m.agent.waitStarted(t, s)
+				m.turns[s] = ch
+			},
+			"finish turn": func(t *rapid.T) {
+				if len(m.turns) == 0 {
+					t.Skip("no turn in flight")
+				}
+				keys := make([]string, 0, len(m.turns))
+				for s := range m.turns {
+					keys = append(keys, s)
+				}
+				slices.Sort(keys)
+				s := rapid.SampledFrom(keys).Draw(t, "session")
+				m.agent.finish(s)
+				out := recv(t, m.turns[s])
+				m.returned[s]++
+				if out.err != nil || out.reply != "re: hi" {
+					t.Fatalf("finished turn %s: %q %v", s, out.reply, out.err)
+				}
+				m.finished = append(m.finished, m.turns[s])
+				delete(m.turns, s)
+				m.settle(t)
+			},
+			"finish system turn": func(t *rapid.T) {
+				s := rapid.SampledFrom(systemSessions).Draw(t, "session")
+				if !m.agentHolds(s) {
+					t.Skip("no system turn")
+				}
+				m.agent.finish(s)
+				m.settle(t)
+			},
+			"write marker": func(t *rapid.T) {
+				kind := rapid.SampledFrom([]markerKind{mkFresh, mkSuppress, mkOther, mkLegacy, mkCorrupt, mkExpired}).Draw(t, "kind")
+				m.writeMarker(t, kind)
+			},
+			"begin drain api": func(t *rapid.T) {
+				suppress := rapid.Bool().Draw(t, "suppress")
+				if _, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: suppress}); err != nil {
+					t.Fatalf("BeginDrain: %v", err)
+				}
+				kind := mkFresh
+				if suppress {
+					kind = mkSuppress
+				}
+				m.marker = &markerModel{kind: kind, epoch: m.g.Epoch(), writtenAt: m.clock.Now()}
+				m.checkMarkerHonoured(t, "drain api")
+			},
+			"clear marker": func(t *rapid.T) {
+				if _, err := marker.Clear(m.home, ""); err != nil {
+					t.Fatalf("clear: %v", err)
+				}
+				m.marker = nil
+			},
+			"advance clock": func(t *rapid.T) {
+				m.clock.advance(rapid.SampledFrom([]time.Duration{time.Minute, 40 * time.Minute, 2 * time.Hour}).Draw(t, "by"))
+			},
+			"reconcile": func(t *rapid.T) {
+				m.g.Reconcile(context.Background())
+				m.checkMarkerHonoured(t, "reconcile")
+				m.settle(t)
+			},
+			"internal event": func(t *rapid.T) {
+				s := rapid.SampledFrom(systemSessions).Draw(t, "session")
+				m.seq++
+				text := fmt.Sprintf("ev-%d", m.seq)
+				if _, err := m.g.Event(context.Background(), s, text); err != nil {
+					t.Fatalf("Event: %v", err)
+				}
+				m.events = append(m.events, s+":"+text)
+				m.settle(t)
+			},
+			"shutdown": func(t *rapid.T) {
+				if m.shutting {
+					t.Skip("already shutting down (see force or second shutdown)")
+				}
+				suppressed := m.suppresses()
+				m.g.BeginShutdown(false)
+				m.shutting = true
+				if m.g.State() != fsm.ShuttingDown && m.g.State() != fsm.Stopped {
+					t.Fatalf("after shutdown: %s", m.g.State())
+				}
+				if len(m.inFlightSessions()) == 0 {
+					m.stopAndCheck(t, suppressed, false)
+				} else {
+					m.pendingSuppressed = suppressed
+				}
+			},
+			"force or second shutdown": func(t *rapid.T) {
+				suppressed := m.suppresses()
+				if m.shutting {
+					suppressed = m.pendingSuppressed
+				}
+				select {
+				case <-m.g.Done():
+					t.Skip("already stopped")
+				default:
+				}
+				if rapid.Bool().Draw(t, "second call instead of force") && m.shutting {
+					m.g.BeginShutdown(false)
+				} else {
+					m.g.BeginShutdown(true)
+				}
+				m.shutting = true
+				m.stopAndCheck(t, suppressed, true)
+			},
+			"restart": func(t *rapid.T) {
+				select {
+				case <-m.g.Done():
+				default:
+					t.Skip("still running")
+				}
+				if rapid.Bool().Draw(t, "machine restart (new epoch)") {
+					m.bootStart++
+				}
+				m.boot(t)
+				m.settle(t)
+			},
+		})
+	})
+}
