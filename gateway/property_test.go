@@ -67,7 +67,7 @@ type gwModel struct {
 	g              *Gateway
 
 	marker   *markerModel
-	shutting bool            // this instance began shutting down
+	shutting bool                    // this instance began shutting down
 	turns    map[string]chan turnOut // user turns in flight, by session
 	returned map[string]int          // turn results received, by session
 	events   []string                // every internal event text issued
@@ -75,8 +75,8 @@ type gwModel struct {
 
 	pendingSuppressed bool // suppression decided when shutdown began with turns in flight
 	checked           bool // this instance's stop was checked
-	prev     fsm.Snapshot
-	seq      int
+	prev              fsm.Snapshot
+	seq               int
 }
 
 const propMaxAge = time.Hour
