@@ -39,4 +39,4 @@ diagrams:
 
 # soak: the crash-safety test with 1000 kills instead of 200.
 soak:
-	QUIESCE_SOAK=1 $(GO) test -count=1 -run Crash ./marker
+	QUIESCE_SOAK=1 $(GO) test -count=1 -run 'TestCrashSafety' ./marker

@@ -42,7 +42,7 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 	}
 	if !g.m.Accept() {
 		g.cfg.Metrics.TurnEnded("refused")
-		return "", &RefusedError{State: g.m.State()}
+		return "", refusal(g.m.State())
 	}
 	turnCtx, ok := g.claim(ctx, session, false)
 	if !ok {
@@ -56,6 +56,19 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 	g.cfg.Metrics.TurnEnded(turnResult(err))
 	return reply, err
 }
+
+// refusals are the gate's refusal errors, one per state, so a refused
+// turn allocates nothing.
+var refusals = func() map[fsm.State]*RefusedError {
+	out := map[fsm.State]*RefusedError{}
+	for _, s := range fsm.States {
+		out[s] = &RefusedError{State: s}
+	}
+	return out
+}()
+
+// refusal returns the refusal error for state s.
+func refusal(s fsm.State) error { return refusals[s] }
 
 // turnResult names a turn's outcome for metrics.
 func turnResult(err error) string {
