@@ -97,8 +97,6 @@ func jsonKind(goKind string) string {
 		return "boolean"
 	case "string":
 		return "string"
-	case "ptr":
-		return "string"
 	case "int", "int64", "float64":
 		return "number"
 	default:
