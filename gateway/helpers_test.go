@@ -2,32 +2,23 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // writeProcRoot writes a fake proc root whose epoch is "<bootID>:<start>".
 func writeProcRoot(tb require.TestingT, dir, bootID string, start int) {
-	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "sys/kernel/random"), 0o755))
-	require.NoError(tb, os.MkdirAll(filepath.Join(dir, "1"), 0o755))
-	require.NoError(tb, os.WriteFile(filepath.Join(dir, "sys/kernel/random/boot_id"), []byte(bootID+"\n"), 0o644))
-	fields := []string{"1", "(init (x))", "S"}
-	for i := 4; i <= 52; i++ {
-		fields = append(fields, "0")
-	}
-	fields[21] = fmt.Sprint(start) // field 22
-	require.NoError(tb, os.WriteFile(filepath.Join(dir, "1/stat"), []byte(strings.Join(fields, " ")+"\n"), 0o644))
+	require.NoError(tb, fakeproc.Write(dir, bootID, uint64(start)))
 }
 
 // gatedAgent runs turns that finish when the test says so (finish), or

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/fakeproc"
+
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -85,22 +87,11 @@ func fakeProc(t testing.TB, bootID string, starttime uint64) string {
 // stat line has 52 fields and a command name with spaces and parentheses.
 func writeProc(t helperT, root, bootID string, starttime uint64) {
 	t.Helper()
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "sys", "kernel", "random"), 0o755))
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "1"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(root, "sys", "kernel", "random", "boot_id"), []byte(bootID+"\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(root, "1", "stat"), []byte(statLine("my init (x) ) y", starttime)), 0o644))
+	require.NoError(t, fakeproc.Write(root, bootID, starttime))
 }
 
 // statLine renders a /proc/1/stat line with comm and starttime (field 22).
-func statLine(comm string, starttime uint64) string {
-	fields := []string{"1", "(" + comm + ")", "S", "0", "1", "1", "0", "-1", "4194560",
-		"18446", "299297", "0", "151", "19", "56", "722", "427", "20", "0", "1", "0"}
-	fields = append(fields, fmt.Sprint(starttime)) // field 22
-	for len(fields) < 52 {
-		fields = append(fields, "0")
-	}
-	return strings.Join(fields, " ") + "\n"
-}
+func statLine(comm string, starttime uint64) string { return fakeproc.StatLine(comm, starttime) }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
 type syncBuffer struct {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/fakeproc"
+
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -82,17 +84,13 @@ const (
 func fakeProcRoot(t *testing.T, bootID string, start int) string {
 	t.Helper()
 	root := t.TempDir()
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "sys", "kernel", "random"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(root, "sys", "kernel", "random", "boot_id"), []byte(bootID+"\n"), 0o644))
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "1"), 0o755))
-	setStartTime(t, root, start)
+	require.NoError(t, fakeproc.Write(root, bootID, uint64(start)))
 	return root
 }
 
 func setStartTime(t *testing.T, root string, start int) {
 	t.Helper()
-	stat := fmt.Sprintf("1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 100 0 0\n", start)
-	require.NoError(t, os.WriteFile(filepath.Join(root, "1", "stat"), []byte(stat), 0o644))
+	require.NoError(t, fakeproc.SetStartTime(root, uint64(start)))
 }
 
 // newHome returns a gateway home with a tokens file for "ops".
