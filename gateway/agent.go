@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os/exec"
 	"strings"
@@ -65,20 +63,16 @@ func NewExec(command string, logger *slog.Logger) Agent {
 		cmd.Stdin = strings.NewReader(text)
 		var out limitedBuffer
 		cmd.Stdout = &out
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			return "", fmt.Errorf("exec agent: %w", err)
-		}
+		stderr := &lineLogger{logger: logger, session: session}
+		cmd.Stderr = stderr // copied by exec; Wait waits for it (bounded by WaitDelay)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		cmd.WaitDelay = execWaitDelay
 		if err := cmd.Start(); err != nil {
 			return "", fmt.Errorf("exec agent: start: %w", err)
 		}
-		logDone := make(chan string, 1)
-		go func() { logDone <- logLines(stderr, logger, session) }()
-		err = cmd.Wait()
-		lastErr := <-logDone
+		err := cmd.Wait()
+		lastErr := stderr.flush()
 		if ctx.Err() != nil {
 			return "", context.Cause(ctx)
 		}
@@ -93,16 +87,44 @@ func NewExec(command string, logger *slog.Logger) Agent {
 	})
 }
 
-// logLines logs each line of r at WARN and returns the last one.
-func logLines(r io.Reader, logger *slog.Logger, session string) string {
-	sc := bufio.NewScanner(r)
-	last := ""
-	for sc.Scan() {
-		last = sc.Text()
-		logger.Warn("agent stderr", "session", session, "line", last)
+// lineLogger logs each line written to it at WARN and remembers the
+// last one. exec.Cmd writes to it from one goroutine.
+type lineLogger struct {
+	logger  *slog.Logger
+	session string
+	partial []byte
+	last    string
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.line(string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
 	}
-	_, _ = io.Copy(io.Discard, r)
-	return last
+	if len(l.partial) > maxReply { // a runaway line: log what we have
+		l.line(string(l.partial))
+		l.partial = l.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) line(s string) {
+	l.last = s
+	l.logger.Warn("agent stderr", "session", l.session, "line", s)
+}
+
+// flush logs an unterminated last line and returns the last line.
+func (l *lineLogger) flush() string {
+	if len(l.partial) > 0 {
+		l.line(string(l.partial))
+		l.partial = nil
+	}
+	return l.last
 }
 
 // limitedBuffer keeps the first maxReply bytes written to it.
