@@ -32,6 +32,8 @@ var (
 
 // RefusedError is returned by Turn when the gate refuses a new turn. It
 // carries the state the gateway was in; errors.Is(err, ErrRefused) holds.
+// Turn returns one shared value per state (a refusal allocates nothing),
+// so callers must not modify it.
 type RefusedError struct{ State fsm.State }
 
 // Error implements error.
