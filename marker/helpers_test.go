@@ -1,20 +1,19 @@
 package marker_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
+	"github.com/quiesce-dev/quiesce/internal/logbuf"
 
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -93,37 +92,15 @@ func writeProc(t helperT, root, bootID string, starttime uint64) {
 // statLine renders a /proc/1/stat line with comm and starttime (field 22).
 func statLine(comm string, starttime uint64) string { return fakeproc.StatLine(comm, starttime) }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects the JSON log lines of a test logger.
+type syncBuffer struct{ logbuf.Buffer }
 
 // logRecords decodes the JSON log lines in b.
 func (b *syncBuffer) logRecords(t testing.TB) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &m), "log line %q", line)
-		out = append(out, m)
-	}
-	return out
+	recs, err := b.Records()
+	require.NoError(t, err)
+	return recs
 }
 
 // countMsg counts log records with the given message.

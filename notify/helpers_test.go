@@ -1,17 +1,14 @@
 package notify_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/quiesce-dev/quiesce/internal/logbuf"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -20,31 +17,16 @@ func TestMain(m *testing.M) {
 }
 
 // logBuffer collects JSON log lines; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ logbuf.Buffer }
 
 // records returns the log lines decoded.
 func (l *logBuffer) records(tb testing.TB) []map[string]any {
 	tb.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.Lines(l.b.String()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			tb.Fatalf("log line %q: %v", line, err)
-		}
-		out = append(out, rec)
+	recs, err := l.Records()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return out
+	return recs
 }
 
 // find returns the records at level with message msg and the given id.

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
+	"github.com/quiesce-dev/quiesce/internal/logbuf"
 
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -115,22 +115,8 @@ type gatewayProc struct {
 	code   int
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects a child process's output.
+type lockedBuffer = logbuf.Buffer
 
 // startGateway runs the binary with "run" on a free loopback port, JSON
 // logs and the echo agent, plus args, and waits for its "listening" log
