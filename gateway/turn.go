@@ -50,6 +50,7 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 		g.cfg.Metrics.TurnEnded("busy")
 		return "", fmt.Errorf("%w: %s", ErrSessionBusy, session)
 	}
+	g.state.kick() // the state file counts this turn (coalesced, no I/O here)
 	reply, err := g.runAgent(turnCtx, session, text)
 	g.unclaim(session)
 	g.release()
