@@ -14,6 +14,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -178,7 +179,7 @@ func (m *gwModel) writeMarker(t *rapid.T, kind markerKind) {
 	}
 	path := marker.Path(m.home)
 	if kind == mkCorrupt {
-		if err := marker.WriteFileAtomic(path, []byte("{not json"), 0o600); err != nil {
+		if err := homefile.WriteAtomic(path, []byte("{not json"), 0o600); err != nil {
 			t.Fatalf("write corrupt marker: %v", err)
 		}
 	} else if _, err := marker.Write(m.home, req); err != nil {

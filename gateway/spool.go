@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // spoolEntry is one internal event waiting to start.
@@ -109,7 +109,7 @@ func (s *spool) rewriteLocked() error {
 		buf.Write(line)
 		buf.WriteByte('\n')
 	}
-	if err := marker.WriteFileAtomic(s.path, buf.Bytes(), 0o600); err != nil {
+	if err := homefile.WriteAtomic(s.path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("spool: rewrite: %w", err)
 	}
 	s.size.Store(int64(len(s.entries)))

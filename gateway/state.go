@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // stateWriteGap is the least time between two coalesced state writes
@@ -61,7 +61,7 @@ func (w *stateWriter) writeNow() {
 		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read()),
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")
-	if err := marker.WriteFileAtomic(w.path, append(data, '\n'), 0o600); err != nil {
+	if err := homefile.WriteAtomic(w.path, append(data, '\n'), 0o600); err != nil {
 		g.log.Error("write state file", "path", w.path, "error", err)
 	}
 }

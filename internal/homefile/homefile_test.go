@@ -1,0 +1,117 @@
+package homefile_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
+)
+
+// hostile lays out one non-regular file of each kind in dir and returns
+// their paths by kind.
+func hostile(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	paths := map[string]string{
+		"directory":        filepath.Join(dir, "adir"),
+		"fifo":             filepath.Join(dir, "afifo"),
+		"dangling symlink": filepath.Join(dir, "dangling"),
+		"symlink to file":  filepath.Join(dir, "link"),
+	}
+	require.NoError(t, os.Mkdir(paths["directory"], 0o700))
+	require.NoError(t, syscall.Mkfifo(paths["fifo"], 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "nowhere"), paths["dangling symlink"]))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "real"), []byte("x"), 0o600))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "real"), paths["symlink to file"]))
+	return paths
+}
+
+func TestOpenRefusesNonRegularFilesWithoutBlocking(t *testing.T) {
+	dir := t.TempDir()
+	flags := map[string]int{
+		"read":   os.O_RDONLY,
+		"append": os.O_WRONLY | os.O_APPEND | os.O_CREATE,
+		"rdwr":   os.O_RDWR | os.O_CREATE,
+	}
+	for kind, p := range hostile(t, dir) {
+		for fname, flag := range flags {
+			t.Run(kind+"/"+fname, func(t *testing.T) {
+				f, err := homefile.Open(p, flag, 0o600)
+				if f != nil {
+					f.Close()
+				}
+				require.Error(t, err)
+				assert.True(t, errors.Is(err, homefile.ErrNotRegular), "err %v", err)
+				assert.Contains(t, err.Error(), p, "the error names the file")
+			})
+		}
+	}
+}
+
+func TestOpenRegularFileIsBlockingAgain(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	f, err := homefile.Open(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteString("hello\n")
+	require.NoError(t, err)
+	data, _, truncated, err := homefile.ReadFile(p, 3)
+	require.NoError(t, err)
+	assert.Equal(t, "hel", string(data))
+	assert.True(t, truncated)
+}
+
+func TestWriteAtomicReplacesAndSyncs(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	var synced []string
+	homefile.SyncHook = func(path string) { synced = append(synced, path) }
+	t.Cleanup(func() { homefile.SyncHook = nil })
+	require.NoError(t, homefile.WriteAtomic(p, []byte("one"), 0o600))
+	require.NoError(t, homefile.WriteAtomic(p, []byte("two"), 0o644))
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "two", string(data))
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+	require.Len(t, synced, 4, "each write fsyncs its temp file and the directory")
+	assert.True(t, strings.HasPrefix(synced[0], p+homefile.TempInfix), "file fsync first: %v", synced)
+	assert.Equal(t, dir, synced[1], "then the directory: %v", synced)
+	entries, _ := os.ReadDir(dir)
+	assert.Len(t, entries, 1, "no temp file left")
+}
+
+func TestWriteAtomicLeavesNonRegularTargetsAlone(t *testing.T) {
+	dir := t.TempDir()
+	for kind, p := range hostile(t, dir) {
+		t.Run(kind, func(t *testing.T) {
+			err := homefile.WriteAtomic(p, []byte("x"), 0o600)
+			assert.True(t, errors.Is(err, homefile.ErrNotRegular), "err %v", err)
+		})
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), homefile.TempInfix)
+	}
+}
+
+func TestRemoveTempsRemovesOnlyNamedTargets(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a.json.tmp-1", "a.json.tmp-2", "b.jsonl.tmp-3", "c.tmp-4", "a.json", "a.jsonx.tmp-5"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o600))
+	}
+	assert.Equal(t, 3, homefile.RemoveTemps(dir, "a.json", "b.jsonl"))
+	entries, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"a.json", "a.jsonx.tmp-5", "c.tmp-4"}, left)
+}
