@@ -19,16 +19,19 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
-func TestWriteFileAtomic(t *testing.T) {
+// TestHomefileWriteAtomic checks the atomic writer the marker is written
+// with (homefile.WriteAtomic) on the cases the marker depends on.
+func TestHomefileWriteAtomic(t *testing.T) {
 	for _, perm := range []os.FileMode{0o600, 0o644, 0o400, 0o640} {
 		t.Run(fmt.Sprintf("perm%04o", perm), func(t *testing.T) {
 			dir := t.TempDir()
 			p := filepath.Join(dir, "gateway_state.json")
-			require.NoError(t, marker.WriteFileAtomic(p, []byte("one"), perm))
-			require.NoError(t, marker.WriteFileAtomic(p, []byte("two"), perm), "replaces an existing file")
+			require.NoError(t, homefile.WriteAtomic(p, []byte("one"), perm))
+			require.NoError(t, homefile.WriteAtomic(p, []byte("two"), perm), "replaces an existing file")
 			data, err := os.ReadFile(p)
 			require.NoError(t, err)
 			require.Equal(t, "two", string(data))
@@ -42,8 +45,8 @@ func TestWriteFileAtomic(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "state")
 		require.NoError(t, os.Mkdir(p, 0o700))
-		err := marker.WriteFileAtomic(p, []byte("x"), 0o600)
-		require.ErrorIs(t, err, marker.ErrNotRegular)
+		err := homefile.WriteAtomic(p, []byte("x"), 0o600)
+		require.ErrorIs(t, err, homefile.ErrNotRegular)
 		require.DirExists(t, p)
 		require.Empty(t, tempFiles(t, dir))
 	})
@@ -53,22 +56,21 @@ func TestWriteFileAtomic(t *testing.T) {
 		require.NoError(t, os.WriteFile(target, []byte("real"), 0o600))
 		p := filepath.Join(dir, "link")
 		require.NoError(t, os.Symlink(target, p))
-		require.ErrorIs(t, marker.WriteFileAtomic(p, []byte("x"), 0o600), marker.ErrNotRegular)
+		require.ErrorIs(t, homefile.WriteAtomic(p, []byte("x"), 0o600), homefile.ErrNotRegular)
 		data, err := os.ReadFile(target)
 		require.NoError(t, err)
 		require.Equal(t, "real", string(data))
 	})
 	t.Run("missing directory", func(t *testing.T) {
-		err := marker.WriteFileAtomic(filepath.Join(t.TempDir(), "nope", "f"), []byte("x"), 0o600)
+		err := homefile.WriteAtomic(filepath.Join(t.TempDir(), "nope", "f"), []byte("x"), 0o600)
 		require.ErrorIs(t, err, fs.ErrNotExist)
-		require.True(t, strings.HasPrefix(err.Error(), "marker: "), err.Error())
 	})
 	t.Run("temp file removed when the write fails", func(t *testing.T) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "big")
 		require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
 		err := withFileSizeLimit(t, 16, func() error {
-			return marker.WriteFileAtomic(p, make([]byte, 4096), 0o600)
+			return homefile.WriteAtomic(p, make([]byte, 4096), 0o600)
 		})
 		require.Error(t, err)
 		require.Empty(t, tempFiles(t, dir), "temp removed on the error path")
@@ -100,13 +102,13 @@ func TestWriteValidation(t *testing.T) {
 
 	require.NoError(t, os.Mkdir(marker.Path(home), 0o700))
 	_, err = marker.Write(home, marker.Request{})
-	require.ErrorIs(t, err, marker.ErrNotRegular)
+	require.ErrorIs(t, err, homefile.ErrNotRegular)
 }
 
 func TestWriteRemovesOrphanTemps(t *testing.T) {
 	home := t.TempDir()
-	orphan := filepath.Join(home, marker.FileName+marker.TempInfix+"0123456789abcdef")
-	other := filepath.Join(home, "gateway_state.json"+marker.TempInfix+"0123456789abcdef")
+	orphan := filepath.Join(home, marker.FileName+homefile.TempInfix+"0123456789abcdef")
+	other := filepath.Join(home, "gateway_state.json"+homefile.TempInfix+"0123456789abcdef")
 	for _, p := range []string{orphan, other} {
 		require.NoError(t, os.WriteFile(p, []byte(`{"action":"dr`), 0o600))
 	}

@@ -16,7 +16,6 @@
 //     that survived a restart of the machine reads as stale.
 //   - [Watch]: a coalesced "reconcile now" signal driven by fsnotify on the
 //     home directory, with a periodic poll as a fallback.
-//   - [WriteFileAtomic]: the project's single atomic file writer.
 //
 // # Reading rules
 //

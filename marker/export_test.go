@@ -6,9 +6,6 @@ import (
 	"time"
 )
 
-// TempInfix is the infix of WriteFileAtomic's temporary file names.
-const TempInfix = tempInfix
-
 // WatchPollOnly is Watch with fsnotify disabled: signals come from the poll
 // only. Benchmarks compare it with Watch.
 func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {

@@ -15,6 +15,7 @@ import (
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/internal/logbuf"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -123,7 +124,7 @@ func newLogger() (*slog.Logger, *syncBuffer) {
 // tempFiles lists the writer's temporary files in home.
 func tempFiles(t testing.TB, home string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(home, "*"+marker.TempInfix+"*"))
+	m, err := filepath.Glob(filepath.Join(home, "*"+homefile.TempInfix+"*"))
 	require.NoError(t, err)
 	return m
 }

@@ -1,17 +1,16 @@
 package marker
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/quiesce-dev/quiesce/internal/randid"
 )
 
 // FileName is the base name of the drain marker inside the home directory.
@@ -26,10 +25,6 @@ const LockFileName = ".drain_request.lock"
 // the request leaves Action empty.
 const ActionDrain = "drain"
 
-// tempInfix separates a target's base name from the random suffix of the
-// temporary files [WriteFileAtomic] creates next to it.
-const tempInfix = ".tmp-"
-
 // Sentinel errors. Callers branch on them with errors.Is.
 var (
 	// ErrRequestMismatch is returned by Clear when a request id was given
@@ -37,10 +32,10 @@ var (
 	// left untouched.
 	ErrRequestMismatch = errors.New("marker: request id does not match the active marker")
 
-	// ErrNotRegular is returned (wrapped) by WriteFileAtomic, and so by
-	// Write, when the target exists and is not a regular file (a directory,
-	// a symlink, a device, a FIFO, ...). The target is left untouched.
-	ErrNotRegular = errors.New("marker: target exists and is not a regular file")
+	// ErrNotRegular is wrapped by Write when the marker path exists and is
+	// not a regular file (a directory, a symlink, a device, a FIFO, ...).
+	// The marker is left untouched.
+	ErrNotRegular = homefile.ErrNotRegular
 
 	// ErrInvalidRequest is returned (wrapped) by Write when the request
 	// cannot be written, such as an action other than "drain".
@@ -89,7 +84,7 @@ type Request struct {
 // Write holds the home's lock file while it writes, so it is serialised with
 // other Write and Clear calls in any process, and it removes temporary files
 // left in home by an earlier writer that was killed. home must exist. The
-// file is replaced as by WriteFileAtomic with mode 0600, so a concurrent
+// file is replaced as by homefile.WriteAtomic with mode 0600, so a concurrent
 // reader sees either the old marker or the new one, never a mix.
 func Write(home string, req Request) (Request, error) {
 	switch req.Action {
@@ -104,7 +99,7 @@ func Write(home string, req Request) (Request, error) {
 	}
 	req.RequestedAt = req.RequestedAt.UTC() // also strips the monotonic reading
 	if req.RequestID == "" {
-		req.RequestID = newRequestID()
+		req.RequestID = randid.New()
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
@@ -117,18 +112,11 @@ func Write(home string, req Request) (Request, error) {
 		return Request{}, err
 	}
 	defer unlock()
-	removeOrphanTemps(home)
-	if err := WriteFileAtomic(Path(home), data, 0o600); err != nil {
-		return Request{}, err
+	homefile.RemoveTemps(home, FileName)
+	if err := homefile.WriteAtomic(Path(home), data, 0o600); err != nil {
+		return Request{}, fmt.Errorf("marker: %w", err)
 	}
 	return req, nil
-}
-
-// newRequestID returns 16 random hex digits.
-func newRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it crashes instead)
-	return hex.EncodeToString(b[:])
 }
 
 // Clear removes the drain marker in home. existed reports whether a marker
@@ -148,19 +136,19 @@ func newRequestID() string {
 func Clear(home, requestID string) (existed bool, err error) {
 	unlock, err := lockHome(home)
 	if err != nil {
-		if isNotExist(err) {
+		if homefile.IsNotExist(err) {
 			return false, nil // no home, no marker
 		}
 		return false, err
 	}
 	defer unlock()
-	removeOrphanTemps(home)
+	homefile.RemoveTemps(home, FileName)
 
 	p := Path(home)
 	if requestID != "" {
 		data, _, err := readMarkerFile(p)
 		if err != nil {
-			if isNotExist(err) {
+			if homefile.IsNotExist(err) {
 				return false, nil
 			}
 			return false, fmt.Errorf("marker: clear: %w", err)
@@ -171,12 +159,12 @@ func Clear(home, requestID string) (existed bool, err error) {
 		}
 	}
 	if err := os.Remove(p); err != nil {
-		if isNotExist(err) {
+		if homefile.IsNotExist(err) {
 			return false, nil
 		}
 		return false, fmt.Errorf("marker: clear: %w", err)
 	}
-	if err := syncDir(home); err != nil {
+	if err := homefile.SyncDir(home); err != nil {
 		return true, fmt.Errorf("marker: clear: %w", err)
 	}
 	return true, nil
@@ -188,8 +176,10 @@ func lockHome(home string) (unlock func(), err error) {
 	p := lockPath(home)
 	// Read-only is enough for flock(2), and mode 0644 lets a process of
 	// another user that can write the home (the server, when an operator
-	// ran the CLI as root first) still take the lock.
-	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|syscall.O_CLOEXEC, 0o644)
+	// ran the CLI as root first) still take the lock. homefile.Open never
+	// blocks on a FIFO and never follows a symlink, and refuses anything
+	// but a regular file with an error naming it.
+	f, err := homefile.Open(p, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("marker: lock: %w", err)
 	}
@@ -206,149 +196,4 @@ func lockHome(home string) (unlock func(), err error) {
 	// Closing the only descriptor of this open file description releases
 	// the lock; so does the death of the process.
 	return func() { _ = f.Close() }, nil
-}
-
-// removeOrphanTemps removes the marker's temporary files left in home by a
-// writer that died between creating and renaming them. It must be called
-// with the home's lock held, so no live writer owns such a file. Errors are
-// ignored: the files are harmless, and the next writer tries again.
-func removeOrphanTemps(home string) {
-	matches, err := filepath.Glob(filepath.Join(globEscape(home), FileName+tempInfix+"*"))
-	if err != nil {
-		return
-	}
-	for _, m := range matches {
-		_ = os.Remove(m)
-	}
-}
-
-// globEscape escapes the characters filepath.Glob treats specially.
-func globEscape(s string) string {
-	if !strings.ContainsAny(s, `*?[\`) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-// WriteFileAtomic replaces path with data so that a reader sees either the
-// old content or the new one, never a partial file, even if the process is
-// killed at any point.
-//
-// It creates a temporary file next to path (same directory, so on the same
-// file system), opened O_RDWR|O_CREATE|O_EXCL with mode 0600, writes data,
-// sets the mode to perm, fsyncs and closes it, renames it over path and
-// fsyncs the directory so the rename itself is durable. Without the file
-// fsync a zero-length file would be a valid outcome of a crash after the
-// rename. The temporary file is removed on every error path. If path exists
-// and is not a regular file (a symlink included) it is left alone and the
-// error wraps ErrNotRegular. A directory fsync refused by the file system
-// as unsupported is not an error.
-//
-// Concurrent calls for the same path are safe (each has its own temporary
-// file; the last rename wins); callers that need ordering serialise
-// themselves, as Write does. Do not use it for the drain marker itself:
-// Write takes the home's lock and may remove temporary files of marker
-// writers that do not. See the package documentation for the NFS caveat.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("marker: write %s: %w", path, ErrNotRegular)
-		}
-	} else if !isNotExist(err) {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-
-	dir := filepath.Dir(path)
-	f, tmp, err := createTemp(dir, filepath.Base(path))
-	if err != nil {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-	closed, renamed := false, false
-	defer func() {
-		if err == nil {
-			return
-		}
-		if !closed {
-			_ = f.Close()
-		}
-		if !renamed {
-			_ = os.Remove(tmp)
-		}
-	}()
-
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-	if perm.Perm() != 0o600 {
-		if err = f.Chmod(perm.Perm()); err != nil {
-			return fmt.Errorf("marker: write %s: %w", path, err)
-		}
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("marker: write %s: fsync: %w", path, err)
-	}
-	closed = true
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-	renamed = true
-	if err = syncDir(dir); err != nil {
-		return fmt.Errorf("marker: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// createTemp creates a new temporary file for base in dir, named
-// base + ".tmp-" + 16 random hex digits.
-func createTemp(dir, base string) (*os.File, string, error) {
-	var err error
-	for range 10 {
-		name := filepath.Join(dir, base+tempInfix+newRequestID())
-		var f *os.File
-		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_CLOEXEC, 0o600)
-		if err == nil {
-			return f, name, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, "", err
-		}
-	}
-	return nil, "", err
-}
-
-// syncDir fsyncs the directory dir, so that a rename or removal in it is
-// durable. File systems that cannot fsync a directory are tolerated.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync dir: %w", err)
-	}
-	err = d.Sync()
-	cerr := d.Close()
-	if err != nil {
-		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) {
-			return nil
-		}
-		return fmt.Errorf("fsync dir: %w", err)
-	}
-	if cerr != nil {
-		return fmt.Errorf("fsync dir: %w", cerr)
-	}
-	return nil
-}
-
-// isNotExist reports whether err means the file, or a directory on its
-// path, does not exist.
-func isNotExist(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -177,7 +178,7 @@ func TestPropertyMarkerStateMachine(t *testing.T) {
 			},
 			"corrupt": func(rt *rapid.T) {
 				body := rapid.SampledFrom(corruptBodies).Draw(rt, "body")
-				require.NoError(rt, marker.WriteFileAtomic(marker.Path(home), []byte(body), 0o600))
+				require.NoError(rt, homefile.WriteAtomic(marker.Path(home), []byte(body), 0o600))
 				require.NoError(rt, os.Chtimes(marker.Path(home), now, now))
 				m = model{present: true, kind: "corrupt", at: now}
 			},
@@ -187,7 +188,7 @@ func TestPropertyMarkerStateMachine(t *testing.T) {
 				ts := now.Format(rapid.SampledFrom([]string{time.RFC3339, "2006-01-02T15:04:05"}).Draw(rt, "layout"))
 				id := fmt.Sprintf("legacy-%d", serial)
 				body := markerJSON("action", q("drain"), "requested_at", q(ts), "suppress_notification", strconv.FormatBool(s), "request_id", q(id))
-				require.NoError(rt, marker.WriteFileAtomic(marker.Path(home), []byte(body), 0o600))
+				require.NoError(rt, homefile.WriteAtomic(marker.Path(home), []byte(body), 0o600))
 				m = model{present: true, kind: "legacy", suppress: s, at: now, id: id}
 			},
 			"machineRestart": func(rt *rapid.T) {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // DefaultMaxAge is the maximum age of a marker that Read honours when the
@@ -125,7 +127,7 @@ func read(home string, now time.Time, epoch string, maxAge time.Duration) (st St
 
 	data, fi, err := readMarkerFile(Path(home))
 	if err != nil {
-		if isNotExist(err) {
+		if homefile.IsNotExist(err) {
 			return State{Status: Absent}, fileKey{status: Absent}
 		}
 		// Present but unreadable (permissions, a directory, too large,
@@ -182,12 +184,12 @@ func ageSince(now, t time.Time) time.Duration {
 func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		if isNotExist(err) {
+		if homefile.IsNotExist(err) {
 			return nil, nil, err
 		}
 		if fi, serr := os.Stat(p); serr == nil {
 			return nil, fi, err
-		} else if isNotExist(serr) {
+		} else if homefile.IsNotExist(serr) {
 			return nil, nil, serr
 		}
 		return nil, nil, err

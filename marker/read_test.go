@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -182,7 +183,7 @@ func TestReadOddFiles(t *testing.T) {
 	})
 	t.Run("temp files are ignored", func(t *testing.T) {
 		home := t.TempDir()
-		tmp := filepath.Join(home, marker.FileName+marker.TempInfix+"0123456789abcdef")
+		tmp := filepath.Join(home, marker.FileName+homefile.TempInfix+"0123456789abcdef")
 		require.NoError(t, os.WriteFile(tmp, []byte(`{"action":"drain"}`), 0o600))
 		require.Equal(t, marker.Absent, marker.Read(home, time.Now(), epochA, 0).Status)
 	})

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // TestHandleEventDoesNotAllocate: the per-event work of the watch loop
@@ -17,7 +19,7 @@ func TestHandleEventDoesNotAllocate(t *testing.T) {
 		{Name: filepath.Join(dir, FileName), Op: fsnotify.Create},
 		{Name: filepath.Join(dir, FileName), Op: fsnotify.Write},
 		{Name: filepath.Join(dir, FileName), Op: fsnotify.Chmod},
-		{Name: filepath.Join(dir, FileName+tempInfix+"0123456789abcdef"), Op: fsnotify.Create},
+		{Name: filepath.Join(dir, FileName+homefile.TempInfix+"0123456789abcdef"), Op: fsnotify.Create},
 		{Name: filepath.Join(dir, "gateway_state.json"), Op: fsnotify.Rename},
 	}
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -47,7 +49,7 @@ func TestHandleEventFilter(t *testing.T) {
 		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Remove}, true},
 		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Rename}, true},
 		{fsnotify.Event{Name: filepath.Join(dir, FileName), Op: fsnotify.Chmod}, false},
-		{fsnotify.Event{Name: filepath.Join(dir, FileName+tempInfix+"ab"), Op: fsnotify.Create}, false},
+		{fsnotify.Event{Name: filepath.Join(dir, FileName+homefile.TempInfix+"ab"), Op: fsnotify.Create}, false},
 		{fsnotify.Event{Name: filepath.Join(dir, LockFileName), Op: fsnotify.Create}, false},
 		{fsnotify.Event{Name: filepath.Join(dir, "x"+FileName), Op: fsnotify.Create}, false},
 		{fsnotify.Event{Name: dir, Op: fsnotify.Chmod}, false},

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -135,8 +136,8 @@ func TestWatchIgnoresOtherNames(t *testing.T) {
 	expectSignal(t, ch, "the initial signal")
 
 	require.NoError(t, os.Chmod(marker.Path(home), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(home, marker.FileName+marker.TempInfix+"x"), []byte("x"), 0o600))
-	require.NoError(t, os.Remove(filepath.Join(home, marker.FileName+marker.TempInfix+"x")))
+	require.NoError(t, os.WriteFile(filepath.Join(home, marker.FileName+homefile.TempInfix+"x"), []byte("x"), 0o600))
+	require.NoError(t, os.Remove(filepath.Join(home, marker.FileName+homefile.TempInfix+"x")))
 	require.NoError(t, os.WriteFile(filepath.Join(home, "gateway_state.json"), []byte("{}"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(home, marker.LockFileName), []byte(""), 0o600))
 	select {
