@@ -102,7 +102,8 @@ func TestWriteValidation(t *testing.T) {
 
 	require.NoError(t, os.Mkdir(marker.Path(home), 0o700))
 	_, err = marker.Write(home, marker.Request{})
-	require.ErrorIs(t, err, homefile.ErrNotRegular)
+	require.ErrorIs(t, err, marker.ErrUnusable)
+	require.DirExists(t, marker.Path(home))
 }
 
 func TestWriteRemovesOrphanTemps(t *testing.T) {

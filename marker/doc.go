@@ -8,6 +8,9 @@
 //     serialised across processes by an advisory lock file
 //     ($HOME/.drain_request.lock, flock(2) LOCK_EX) so that the HTTP server
 //     and the CLI can act on the same home at once. Readers never lock.
+//     Both refuse, with [ErrUnusable] and changing nothing, a marker path
+//     (or lock file) that is not a regular file; a regular file with
+//     corrupt content is replaced by Write and removed by Clear.
 //   - [Read]: a never-failing, never-panicking read that classifies the file
 //     as [Absent], [Active], [Contentless], [Stale] or [Expired], and
 //     [Reader], which does the same and logs each stale or expired marker once.
@@ -22,7 +25,11 @@
 // A missing file is [Absent]. A file that is empty, larger than 1 MiB, not
 // valid UTF-8, not JSON, not a JSON object, or an object whose known fields
 // have the wrong JSON type is [Contentless]: it drains (fail safe) and never
-// suppresses. Unknown extra fields are ignored, field names are matched
+// suppresses. So is anything at the marker path that is not a regular file
+// (a directory, FIFO, socket, device, or a symlink, dangling or not: the
+// marker is never followed through a symlink) or that cannot be read; such
+// a marker is examined with lstat(2) only and never opened, so a FIFO never
+// blocks a reader, and a [Reader] logs it once. Unknown extra fields are ignored, field names are matched
 // exactly (case-sensitively), and a JSON null counts as a missing field. The
 // "action" value is reported but not interpreted: any marker requests a drain.
 //

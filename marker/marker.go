@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -25,17 +26,13 @@ const LockFileName = ".drain_request.lock"
 // the request leaves Action empty.
 const ActionDrain = "drain"
 
-// Sentinel errors. Callers branch on them with errors.Is.
+// Sentinel errors. Callers branch on them with errors.Is. See also
+// ErrUnusable.
 var (
 	// ErrRequestMismatch is returned by Clear when a request id was given
 	// and the active marker carries another one (or none); the marker is
 	// left untouched.
 	ErrRequestMismatch = errors.New("marker: request id does not match the active marker")
-
-	// ErrNotRegular is wrapped by Write when the marker path exists and is
-	// not a regular file (a directory, a symlink, a device, a FIFO, ...).
-	// The marker is left untouched.
-	ErrNotRegular = homefile.ErrNotRegular
 
 	// ErrInvalidRequest is returned (wrapped) by Write when the request
 	// cannot be written, such as an action other than "drain".
@@ -86,6 +83,11 @@ type Request struct {
 // left in home by an earlier writer that was killed. home must exist. The
 // file is replaced as by homefile.WriteAtomic with mode 0600, so a concurrent
 // reader sees either the old marker or the new one, never a mix.
+//
+// A regular file at the marker path is replaced whatever it holds (corrupt,
+// too large, unreadable). Anything else there (a directory, FIFO, socket,
+// device or symlink), or at the lock file's path, is left alone and the
+// error wraps ErrUnusable and names the path and what it is.
 func Write(home string, req Request) (Request, error) {
 	switch req.Action {
 	case "":
@@ -113,7 +115,17 @@ func Write(home string, req Request) (Request, error) {
 	}
 	defer unlock()
 	homefile.RemoveTemps(home, FileName)
-	if err := homefile.WriteAtomic(Path(home), data, 0o600); err != nil {
+	p := Path(home)
+	if _, err := lstatUsable(p); err != nil {
+		if errors.Is(err, ErrUnusable) {
+			return Request{}, err
+		}
+		return Request{}, fmt.Errorf("marker: write: %w", err)
+	}
+	if err := homefile.WriteAtomic(p, data, 0o600); err != nil {
+		if errors.Is(err, homefile.ErrNotRegular) {
+			return Request{}, notRegularError(p, err) // replaced since the lstat
+		}
 		return Request{}, fmt.Errorf("marker: %w", err)
 	}
 	return req, nil
@@ -125,14 +137,22 @@ func Write(home string, req Request) (Request, error) {
 // If requestID is empty, any marker is removed. Otherwise Clear removes the
 // marker only if its request_id equals requestID; if not, it returns
 // existed=true and ErrRequestMismatch and leaves the marker untouched. A
-// contentless marker never matches a non-empty id. The comparison and the
-// removal happen under the home's lock file, the same lock Write takes, so a
-// marker written concurrently by another process is never removed by a
-// Clear that named an older request. A missing home or marker gives
-// (false, nil).
+// contentless marker (a regular file whose content is not understood) never
+// matches a non-empty id, but Clear with an empty id removes it. The
+// comparison and the removal happen under the home's lock file, the same
+// lock Write takes, so a marker written concurrently by another process is
+// never removed by a Clear that named an older request. A missing home or
+// marker gives (false, nil).
 //
-// When err is neither nil nor ErrRequestMismatch, existed is false and the
-// marker may or may not be there.
+// Clear removes only a regular file. Anything else at the marker path (a
+// directory, FIFO, socket, device or symlink, dangling or not) is left for
+// an operator to look at: Clear returns existed=true and an error wrapping
+// ErrUnusable that names the path and what it is. So does a regular marker
+// Clear cannot read when requestID is not empty. An unusable lock file
+// gives existed=false and an error wrapping ErrUnusable that names it.
+//
+// When err is none of nil, ErrRequestMismatch and ErrUnusable, existed is
+// false and the marker may or may not be there.
 func Clear(home, requestID string) (existed bool, err error) {
 	unlock, err := lockHome(home)
 	if err != nil {
@@ -145,12 +165,26 @@ func Clear(home, requestID string) (existed bool, err error) {
 	homefile.RemoveTemps(home, FileName)
 
 	p := Path(home)
+	fi, err := lstatUsable(p)
+	switch {
+	case errors.Is(err, ErrUnusable):
+		return true, err
+	case err != nil:
+		return false, fmt.Errorf("marker: clear: %w", err)
+	case fi == nil:
+		return false, nil
+	}
 	if requestID != "" {
 		data, _, err := readMarkerFile(p)
-		if err != nil {
-			if homefile.IsNotExist(err) {
-				return false, nil
-			}
+		switch {
+		case err == nil:
+		case homefile.IsNotExist(err):
+			return false, nil
+		case errors.Is(err, errTooLarge):
+			return true, ErrRequestMismatch // contentless
+		case errors.Is(err, ErrUnusable):
+			return true, err
+		default:
 			return false, fmt.Errorf("marker: clear: %w", err)
 		}
 		req, ok := parseRequest(data)
@@ -158,11 +192,16 @@ func Clear(home, requestID string) (existed bool, err error) {
 			return true, ErrRequestMismatch
 		}
 	}
-	if err := os.Remove(p); err != nil {
+	// unlink(2), not os.Remove: should the marker have been replaced by a
+	// directory since the lstat, it fails instead of removing it.
+	if err := syscall.Unlink(p); err != nil {
 		if homefile.IsNotExist(err) {
 			return false, nil
 		}
-		return false, fmt.Errorf("marker: clear: %w", err)
+		if fi, lerr := os.Lstat(p); lerr == nil && !fi.Mode().IsRegular() {
+			return true, unusableError(p, fi)
+		}
+		return false, fmt.Errorf("marker: clear: %w", &fs.PathError{Op: "unlink", Path: p, Err: err})
 	}
 	if err := homefile.SyncDir(home); err != nil {
 		return true, fmt.Errorf("marker: clear: %w", err)
@@ -181,6 +220,9 @@ func lockHome(home string) (unlock func(), err error) {
 	// but a regular file with an error naming it.
 	f, err := homefile.Open(p, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
+		if errors.Is(err, homefile.ErrNotRegular) {
+			return nil, notRegularError(p, err)
+		}
 		return nil, fmt.Errorf("marker: lock: %w", err)
 	}
 	for {

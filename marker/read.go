@@ -5,9 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -95,30 +94,38 @@ func (s State) Suppresses() bool {
 // fileKey identifies one version of the marker file, for log-once.
 type fileKey struct {
 	status Status
+	mode   fs.FileMode
 	size   int64
 	mtime  int64
 	hash   uint64
 }
 
 // Read reports what the drain marker in home says. It never returns an
-// error and never panics: an unreadable marker is Contentless (fail safe).
+// error, never panics and never blocks: a marker that is not a regular file
+// (a directory, FIFO, socket, device, or a symlink, dangling or not) or that
+// cannot be read is Contentless (fail safe: it drains, never suppresses),
+// aged by its own modification time (lstat), and is never opened unless it
+// is a regular file. [Reader] logs such a marker once.
 //
 // now is the caller's clock; epoch is this instance's epoch ("" disables the
 // staleness check, so markers are honoured by presence and age); maxAge <= 0
 // means DefaultMaxAge. The rules are in the package documentation. Read
 // takes no lock and ignores temporary files left by writers.
 func Read(home string, now time.Time, epoch string, maxAge time.Duration) State {
-	st, _ := read(home, now, epoch, maxAge)
+	st, _, _ := read(home, now, epoch, maxAge)
 	return st
 }
 
-// read is Read that also returns the identity of the file version it saw.
-func read(home string, now time.Time, epoch string, maxAge time.Duration) (st State, key fileKey) {
+// read is Read that also returns the identity of the file version it saw
+// and, for a marker that is unusable (not a regular file, unreadable), the
+// error that says why (wrapping ErrUnusable).
+func read(home string, now time.Time, epoch string, maxAge time.Duration) (st State, key fileKey, problem error) {
 	defer func() {
 		// Read must not panic; nothing below should, but if it does, fail
 		// safe (a drain) rather than take the caller down.
-		if recover() != nil {
+		if r := recover(); r != nil {
 			st, key = State{Status: Contentless, AgeFromMtime: true}, fileKey{status: Contentless}
+			problem = fmt.Errorf("%w: reading %s panicked: %v", ErrUnusable, Path(home), r)
 		}
 	}()
 	if maxAge <= 0 {
@@ -128,22 +135,25 @@ func read(home string, now time.Time, epoch string, maxAge time.Duration) (st St
 	data, fi, err := readMarkerFile(Path(home))
 	if err != nil {
 		if homefile.IsNotExist(err) {
-			return State{Status: Absent}, fileKey{status: Absent}
+			return State{Status: Absent}, fileKey{status: Absent}, nil
 		}
-		// Present but unreadable (permissions, a directory, too large,
-		// an I/O error): fail safe.
+		// Present but not a readable regular file of a sane size (a
+		// directory, FIFO, symlink, unreadable, too large): fail safe.
 		st = State{Status: Contentless, AgeFromMtime: true}
 		if fi != nil {
 			st.Age = ageSince(now, fi.ModTime())
-			key = fileKey{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+			key = fileKey{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 		}
 		if st.Age > maxAge {
 			st.Status = Expired
 		}
 		key.status = st.Status
-		return st, key
+		if errors.Is(err, ErrUnusable) {
+			problem = err
+		}
+		return st, key, problem
 	}
-	key = fileKey{size: fi.Size(), mtime: fi.ModTime().UnixNano(), hash: fnv64a(data)}
+	key = fileKey{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano(), hash: fnv64a(data)}
 
 	req, ok := parseRequest(data)
 	if !ok {
@@ -166,7 +176,7 @@ func read(home string, now time.Time, epoch string, maxAge time.Duration) (st St
 		st.Status = Expired
 	}
 	key.status = st.Status
-	return st, key
+	return st, key, nil
 }
 
 // ageSince returns now - t, or 0 when t is in the future.
@@ -177,52 +187,43 @@ func ageSince(now, t time.Time) time.Duration {
 	return 0
 }
 
-// readMarkerFile reads the marker at p. It opens without blocking (a FIFO
-// in the marker's place must not hang the reader) and reads at most
-// maxMarkerSize bytes. On an error after the open, fi is the file's info
-// when known.
+// readMarkerFile reads the marker at p. It opens nothing but a regular
+// file: p is examined with lstat first, and the open itself (homefile.Open)
+// refuses a FIFO, device, directory or symlink without blocking should p
+// change in between. It reads at most maxMarkerSize bytes.
+//
+// The error is one homefile.IsNotExist accepts when there is no marker,
+// errTooLarge for a larger regular file, and wraps ErrUnusable for
+// anything else (not a regular file, unreadable). fi is p's information
+// when known, also on an error.
 func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	lfi, err := os.Lstat(p)
 	if err != nil {
 		if homefile.IsNotExist(err) {
 			return nil, nil, err
 		}
-		if fi, serr := os.Stat(p); serr == nil {
-			return nil, fi, err
-		} else if homefile.IsNotExist(serr) {
-			return nil, nil, serr
-		}
-		return nil, nil, err
+		return nil, nil, unreadableError(p, err)
 	}
-	defer f.Close()
-	fi, err = f.Stat()
-	if err != nil {
-		return nil, nil, err
+	if !lfi.Mode().IsRegular() {
+		return nil, lfi, unusableError(p, lfi)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fi, fmt.Errorf("%s: %w", p, ErrNotRegular)
+	if lfi.Size() > maxMarkerSize {
+		return nil, lfi, errTooLarge
 	}
-	size := fi.Size()
-	if size > maxMarkerSize {
+	data, fi, truncated, err := homefile.ReadFile(p, maxMarkerSize)
+	switch {
+	case err == nil:
+	case homefile.IsNotExist(err):
+		return nil, nil, err // removed since the lstat
+	case errors.Is(err, homefile.ErrNotRegular):
+		return nil, lfi, notRegularError(p, err) // replaced since the lstat
+	default:
+		return nil, lfi, unreadableError(p, err)
+	}
+	if truncated {
 		return nil, fi, errTooLarge
 	}
-	data = make([]byte, 0, size+1) // +1 so a file exactly this size hits EOF without growing
-	for {
-		n, err := f.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err == io.EOF {
-			return data, fi, nil
-		}
-		if err != nil {
-			return nil, fi, err
-		}
-		if len(data) > maxMarkerSize {
-			return nil, fi, errTooLarge
-		}
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)] // grown while we read: make room
-		}
-	}
+	return data, fi, nil
 }
 
 var errTooLarge = errors.New("marker: file too large")

@@ -27,7 +27,8 @@ func TestReadOutcomes(t *testing.T) {
 	}
 	type row struct {
 		name         string
-		content      *string       // nil: no file
+		content      *string       // nil: no file (unless hostile)
+		hostile      string        // a makeHostile kind instead of content
 		mtimeAgo     time.Duration // mtime = t0 - mtimeAgo (default 1m)
 		epoch        string        // reader's epoch (default epochA; "-" means "")
 		maxAge       time.Duration // default 1h
@@ -95,6 +96,22 @@ func TestReadOutcomes(t *testing.T) {
 		{name: "active", content: s(valid()), want: marker.Active, age: 10 * time.Minute, requestID: "abc123"},
 		{name: "active suppress true", content: s(valid("suppress_notification", "true")), want: marker.Active, suppresses: true, age: 10 * time.Minute, requestID: "abc123"},
 
+		// not a regular file, or unreadable → present, contentless (drains,
+		// never suppresses), aged by its own mtime; never opened, never blocks
+		{name: "directory", hostile: hostileDir, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "non-empty directory", hostile: hostileFullDir, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "FIFO", hostile: hostileFIFO, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "socket", hostile: hostileSocket, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "character device", hostile: hostileCharDevice, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "dangling symlink", hostile: hostileDangling, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "symlink to a regular file", hostile: hostileLinkToFile, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "symlink to a valid marker", hostile: hostileLinkToValid, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "symlink to a device", hostile: hostileLinkToDev, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "unreadable", hostile: hostileUnreadable, want: marker.Contentless, age: time.Minute, ageFromMtime: true},
+		{name: "old directory is expired", hostile: hostileDir, mtimeAgo: 61 * time.Minute, want: marker.Expired, age: 61 * time.Minute, ageFromMtime: true},
+		{name: "old FIFO is expired", hostile: hostileFIFO, mtimeAgo: 61 * time.Minute, want: marker.Expired, age: 61 * time.Minute, ageFromMtime: true},
+		{name: "old dangling symlink is expired", hostile: hostileDangling, mtimeAgo: 61 * time.Minute, want: marker.Expired, age: 61 * time.Minute, ageFromMtime: true},
+
 		// requested_at: missing, unparseable, future → age from mtime; naive → UTC
 		{name: "requested_at missing", content: s(markerJSON("epoch", q(epochA))), mtimeAgo: 3 * time.Minute, want: marker.Active, age: 3 * time.Minute, ageFromMtime: true},
 		{name: "requested_at missing, old mtime", content: s(markerJSON("epoch", q(epochA))), mtimeAgo: 90 * time.Minute, want: marker.Expired, age: 90 * time.Minute, ageFromMtime: true},
@@ -112,11 +129,14 @@ func TestReadOutcomes(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			home := t.TempDir()
-			if r.content != nil {
-				ago := r.mtimeAgo
-				if ago == 0 {
-					ago = time.Minute
-				}
+			ago := r.mtimeAgo
+			if ago == 0 {
+				ago = time.Minute
+			}
+			switch {
+			case r.hostile != "":
+				makeHostile(t, marker.Path(home), r.hostile, t0.Add(-ago))
+			case r.content != nil:
 				writeRaw(t, home, *r.content, t0.Add(-ago))
 			}
 			epoch := epochA
@@ -127,7 +147,8 @@ func TestReadOutcomes(t *testing.T) {
 			if maxAge == 0 {
 				maxAge = time.Hour
 			}
-			st := marker.Read(home, t0, epoch, maxAge)
+			var st marker.State
+			callWithDeadline(t, "Read", func() { st = marker.Read(home, t0, epoch, maxAge) })
 			checkInvariants(t, st)
 			require.Equal(t, r.want, st.Status, "status")
 			require.Equal(t, r.legacy, st.Legacy, "legacy")
@@ -176,10 +197,12 @@ func TestReadOddFiles(t *testing.T) {
 		checkInvariants(t, st)
 		require.Equal(t, marker.Contentless, st.Status)
 	})
-	t.Run("dangling symlink is absent", func(t *testing.T) {
+	t.Run("dangling symlink is contentless", func(t *testing.T) {
 		home := t.TempDir()
 		require.NoError(t, os.Symlink(filepath.Join(home, "nowhere"), marker.Path(home)))
-		require.Equal(t, marker.Absent, marker.Read(home, time.Now(), epochA, 0).Status)
+		st := marker.Read(home, time.Now(), epochA, 0)
+		checkInvariants(t, st)
+		require.Equal(t, marker.Contentless, st.Status, "present: something is at the marker path")
 	})
 	t.Run("temp files are ignored", func(t *testing.T) {
 		home := t.TempDir()

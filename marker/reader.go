@@ -1,6 +1,7 @@
 package marker
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -9,7 +10,11 @@ import (
 // Reader reads the drain marker of one home with fixed settings and logs,
 // once per distinct marker, why a marker is being ignored: "stale marker
 // ignored" or "expired marker ignored" at WARN, with the home, request_id,
-// the marker's epoch, the current epoch and the age. A marker is the same
+// the marker's epoch, the current epoch and the age (and the error, for an
+// unusable marker that expired). A marker that is unusable (not a regular
+// file, or unreadable) and so drains is logged once as "unusable marker
+// drains" at WARN, with the home, the path and the error naming what is
+// there. A marker is the same
 // as long as its status, size, modification time and content are; a
 // rewritten or touched marker is a new one.
 //
@@ -34,15 +39,15 @@ type Reader struct {
 	logged bool    // whether last is set
 }
 
-// Read reads the marker as the package-level Read does, logging a stale or
-// expired marker the first time this Reader sees it.
+// Read reads the marker as the package-level Read does, logging a stale,
+// expired or unusable marker the first time this Reader sees it.
 func (r *Reader) Read() State {
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
 	}
-	st, key := read(r.Home, now(), r.Epoch, r.MaxAge)
-	if st.Status != Stale && st.Status != Expired {
+	st, key, problem := read(r.Home, now(), r.Epoch, r.MaxAge)
+	if st.Status != Stale && st.Status != Expired && problem == nil {
 		return st
 	}
 
@@ -58,15 +63,26 @@ func (r *Reader) Read() State {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	msg := "stale marker ignored"
-	if st.Status == Expired {
-		msg = "expired marker ignored"
-	}
 	maxAge := r.MaxAge
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
 	}
-	logger.Warn(msg,
+	if st.Status == Contentless {
+		// Only an unusable marker gets here as Contentless.
+		logger.Warn("unusable marker drains",
+			slog.String("home", r.Home),
+			slog.String("path", Path(r.Home)),
+			slog.Any("error", problem),
+			slog.Duration("age", st.Age),
+			slog.Duration("max_age", maxAge),
+		)
+		return st
+	}
+	msg := "stale marker ignored"
+	if st.Status == Expired {
+		msg = "expired marker ignored"
+	}
+	attrs := []slog.Attr{
 		slog.String("home", r.Home),
 		slog.String("request_id", st.Request.RequestID),
 		slog.String("epoch", st.Request.Epoch),
@@ -74,6 +90,10 @@ func (r *Reader) Read() State {
 		slog.Duration("age", st.Age),
 		slog.Bool("age_from_mtime", st.AgeFromMtime),
 		slog.Duration("max_age", maxAge),
-	)
+	}
+	if problem != nil {
+		attrs = append(attrs, slog.Any("error", problem))
+	}
+	logger.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
 	return st
 }
