@@ -12,29 +12,40 @@ import (
 	"time"
 )
 
-// Agent runs one turn: it answers text for session. It must return soon
-// after ctx is cancelled (a forced shutdown cancels it).
+// Turn is one turn as an Agent sees it.
+type Turn struct {
+	Session string // the session the turn belongs to
+	Text    string // the user's message, or the internal event's text
+	TurnID  string // unique per turn (also per retry of an event)
+	// EventID is set for a system turn started by an internal event: the
+	// same on every run of that event (delivery is at-least-once), so an
+	// agent can deduplicate. Empty for user turns.
+	EventID string
+}
+
+// Agent runs one turn and returns the reply. It must return soon after
+// ctx is cancelled (a forced shutdown cancels it).
 type Agent interface {
-	Run(ctx context.Context, session, text string) (string, error)
+	Run(ctx context.Context, t Turn) (string, error)
 }
 
 // AgentFunc adapts a function to Agent.
-type AgentFunc func(ctx context.Context, session, text string) (string, error)
+type AgentFunc func(ctx context.Context, t Turn) (string, error)
 
 // Run calls f.
-func (f AgentFunc) Run(ctx context.Context, session, text string) (string, error) {
-	return f(ctx, session, text)
+func (f AgentFunc) Run(ctx context.Context, t Turn) (string, error) {
+	return f(ctx, t)
 }
 
 // NewEcho returns the built-in agent that replies with the text after
 // work, or returns ctx's error if cancelled first.
 func NewEcho(work time.Duration) Agent {
-	return AgentFunc(func(ctx context.Context, _, text string) (string, error) {
+	return AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
 		t := time.NewTimer(work)
 		defer t.Stop()
 		select {
 		case <-t.C:
-			return text, nil
+			return turn.Text, nil
 		case <-ctx.Done():
 			return "", context.Cause(ctx)
 		}
@@ -52,20 +63,26 @@ const execWaitDelay = 2 * time.Second
 // turn: the message on stdin, the reply from stdout (trailing newline
 // trimmed), stderr logged line by line, a non-zero exit a turn error. On
 // cancellation the whole process group is killed, so children the command
-// started die with it. The environment gets QUIESCE_SESSION.
+// started die with it; on Linux the command also gets SIGKILL when the
+// gateway dies (even by kill -9). The environment gets QUIESCE_SESSION,
+// QUIESCE_TURN_ID and, for internal events, QUIESCE_EVENT_ID; the message
+// is only ever on stdin, never in argv or the shell string.
 func NewExec(command string, logger *slog.Logger) Agent {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return AgentFunc(func(ctx context.Context, session, text string) (string, error) {
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-		cmd.Env = append(cmd.Environ(), "QUIESCE_SESSION="+session)
-		cmd.Stdin = strings.NewReader(text)
+	return AgentFunc(func(ctx context.Context, t Turn) (string, error) {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", execScript(command))
+		cmd.Env = append(cmd.Environ(), "QUIESCE_SESSION="+t.Session, "QUIESCE_TURN_ID="+t.TurnID)
+		if t.EventID != "" {
+			cmd.Env = append(cmd.Env, "QUIESCE_EVENT_ID="+t.EventID)
+		}
+		cmd.Stdin = strings.NewReader(t.Text)
 		var out limitedBuffer
 		cmd.Stdout = &out
-		stderr := &lineLogger{logger: logger, session: session}
+		stderr := &lineLogger{logger: logger, session: t.Session}
 		cmd.Stderr = stderr // copied by exec; Wait waits for it (bounded by WaitDelay)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = processGroup()
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		cmd.WaitDelay = execWaitDelay
 		if err := cmd.Start(); err != nil {
@@ -85,6 +102,16 @@ func NewExec(command string, logger *slog.Logger) Agent {
 		}
 		return strings.TrimRight(out.String(), "\n"), nil
 	})
+}
+
+// execScript wraps an exec agent's command so that its whole process
+// group dies when the shell gets SIGTERM (the parent-death signal): the
+// command runs as a child of the shell, with the shell's stdin (fd 3
+// carries it past the /dev/null an asynchronous list would get), while
+// the shell waits and keeps a trap that kills the group. The exit status
+// is the command's.
+func execScript(command string) string {
+	return "exec 3<&0\ntrap 'kill -KILL 0' TERM\n{\n" + command + "\n} <&3 3<&- &\nwait $!\n"
 }
 
 // lineLogger logs each line written to it at WARN and remembers the

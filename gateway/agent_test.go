@@ -16,13 +16,13 @@ import (
 
 func TestEchoAgent(t *testing.T) {
 	a := NewEcho(time.Millisecond)
-	got, err := a.Run(context.Background(), "s", "hello")
+	got, err := a.Run(context.Background(), Turn{Session: "s", Text: "hello"})
 	require.NoError(t, err)
 	require.Equal(t, "hello", got)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(ErrInterrupted)
-	_, err = NewEcho(time.Hour).Run(ctx, "s", "hello")
+	_, err = NewEcho(time.Hour).Run(ctx, Turn{Session: "s", Text: "hello"})
 	require.ErrorIs(t, err, ErrInterrupted)
 }
 
@@ -37,7 +37,7 @@ func TestExecAgent(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := NewExec(tc.cmd, quietLogger()).Run(context.Background(), "sess-1", tc.in)
+			got, err := NewExec(tc.cmd, quietLogger()).Run(context.Background(), Turn{Session: "sess-1", Text: tc.in})
 			if tc.errPart != "" {
 				require.ErrorContains(t, err, tc.errPart)
 				return
@@ -57,7 +57,7 @@ func TestExecAgentInterruptKillsProcessGroup(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := NewExec(cmd, quietLogger()).Run(ctx, "s", "x")
+		_, err := NewExec(cmd, quietLogger()).Run(ctx, Turn{Session: "s", Text: "x"})
 		done <- err
 	}()
 	var pid int

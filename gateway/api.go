@@ -28,6 +28,25 @@ var (
 	ErrRequestMismatch = marker.ErrRequestMismatch
 	// ErrAgent wraps an agent failure (error, non-zero exit or panic).
 	ErrAgent = errors.New("gateway: agent failed")
+	// ErrSpoolUnavailable is returned by Event when the event could not be
+	// appended to the spool (disk full, home unwritable): nothing was
+	// accepted and the caller should retry later.
+	ErrSpoolUnavailable = errors.New("gateway: event spool unavailable")
+	// ErrMarkerUnusable is returned by BeginDrain and CancelDrain (and
+	// LocalDrain, LocalCancel) when the marker path holds something that
+	// is not a regular file (a directory, FIFO, symlink): nothing was
+	// changed; the wrapped error names the path.
+	ErrMarkerUnusable = errors.New("gateway: drain marker unusable")
+	// ErrShuttingDown is returned by BeginDrain and CancelDrain once the
+	// shutdown sequence has begun (shutdown wins): the marker is untouched.
+	ErrShuttingDown = errors.New("gateway: shutting down")
+	// ErrLocked is returned by New when another live process holds the
+	// home's lock (one home, one gateway); the error names its pid.
+	ErrLocked = errors.New("gateway: home is held by another gateway")
+	// ErrHome is returned by New when a file of the home cannot be used
+	// (a FIFO, directory or symlink where a file belongs, or unreadable);
+	// the error names the file.
+	ErrHome = errors.New("gateway: unusable file in home")
 )
 
 // RefusedError is returned by Turn when the gate refuses a new turn. It
@@ -61,6 +80,9 @@ type DrainInfo struct {
 	RequestID            string    `json:"request_id"`
 	// Status is "active", "stale", "expired" or "contentless".
 	Status string `json:"status"`
+	// ExpiresAt is when the marker stops draining (its age reaches the
+	// max age); zero when unknown.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // DrainResult is what BeginDrain did.
@@ -68,6 +90,8 @@ type DrainResult struct {
 	Drain        DrainInfo // the marker as written
 	State        fsm.State // after reconciling
 	ActiveAgents int
+	WasDraining  bool      // an active drain request was replaced
+	ExpiresAt    time.Time // when the marker expires (requested_at + max age)
 }
 
 // CancelResult is what CancelDrain did.
@@ -85,12 +109,33 @@ type Status struct {
 	Epoch         string     `json:"epoch"`
 	PID           int        `json:"pid"`
 	UptimeSeconds float64    `json:"uptime_seconds"`
+	// EpochError says why the epoch could not be computed ("" when it
+	// could): markers then drain by presence only and never suppress.
+	EpochError string `json:"epoch_error,omitempty"`
+	// OldestTurnSeconds is the age of the oldest turn in flight (0 if none).
+	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
+	// SpooledEvents counts internal events waiting or running.
+	SpooledEvents int `json:"spooled_events"`
+	// Live reports, for LocalStatus, whether a gateway holds the home's
+	// lock (its state file is current); always true from a live gateway.
+	Live bool `json:"live"`
 }
 
 // EventReceipt acknowledges an internal event.
 type EventReceipt struct {
 	ID      string `json:"event_id"`
 	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
+}
+
+// ShutdownStart is what BeginShutdown did.
+type ShutdownStart struct {
+	ID string `json:"shutdown_id"`
+	// Force reports that the sequence is now forced (this call or an
+	// earlier one asked for it).
+	Force bool `json:"force"`
+	// AlreadyShuttingDown reports that the sequence was already running:
+	// a repeat without force changed nothing.
+	AlreadyShuttingDown bool `json:"already_shutting_down"`
 }
 
 // ShutdownReport tells what a shutdown did.
@@ -111,4 +156,7 @@ type Metrics interface {
 	// DrainReaction observes the time from a drain request (the marker's
 	// requested_at) to the gate closing.
 	DrainReaction(d time.Duration)
+	// EventRejected counts an internal event moved to the rejected file
+	// after its last failed try.
+	EventRejected()
 }

@@ -12,12 +12,12 @@ import (
 // slot, panic guard, state kick) against calling the agent directly, in
 // the same run.
 func BenchmarkTurn(b *testing.B) {
-	agent := AgentFunc(func(_ context.Context, _, text string) (string, error) { return text, nil })
+	agent := AgentFunc(func(_ context.Context, t Turn) (string, error) { return t.Text, nil })
 	ctx := context.Background()
 	b.Run("baseline=agent-direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = agent.Run(ctx, "s", "hi")
+			_, _ = agent.Run(ctx, Turn{Session: "s", Text: "hi"})
 		}
 	})
 	b.Run("turn", func(b *testing.B) {

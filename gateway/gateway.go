@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -24,12 +23,21 @@ const (
 	DefaultProcRoot      = "/proc"
 )
 
-// Files the gateway keeps in its home.
+// Files the gateway keeps in its home (besides LockFileName and the
+// marker's files).
 const (
-	StateFileName  = "gateway_state.json"
-	OutboxFileName = "outbox.jsonl"
-	SpoolFileName  = "events.spool.jsonl"
+	StateFileName    = "gateway_state.json"
+	OutboxFileName   = "outbox.jsonl"
+	SpoolFileName    = "events.spool.jsonl"
+	RejectedFileName = "events.spool.rejected.jsonl"
+	// WebhookPendingFileName is where a webhook sink keeps what it could
+	// not deliver, for the next start (the caller wires it).
+	WebhookPendingFileName = "webhook.pending.jsonl"
 )
+
+// homeFiles are the files of the home whose leftover temp files New
+// removes (it holds the lock, so no live writer owns them).
+var homeFiles = []string{StateFileName, OutboxFileName, SpoolFileName, RejectedFileName, WebhookPendingFileName}
 
 // Config builds a Gateway. Zero durations take the defaults.
 type Config struct {
@@ -50,40 +58,60 @@ type Config struct {
 	Metrics       Metrics // may be nil
 }
 
-// Gateway is the quiesce runtime. Build it with New, then call Start. All
-// methods are safe for concurrent use.
+// Gateway is the quiesce runtime. Build it with New, then call Start;
+// Close releases the home once the gateway has stopped (or was never
+// started). All methods are safe for concurrent use.
+//
+// Concurrency: ctlMu serialises reconciles (one marker read and event at
+// a time); sessMu guards sessions; evMu serialises event dispatch and
+// guards events; bg counts background goroutines (system turns, dispatch,
+// the watcher, the state writer) so stop can wait for them; runCtx stops
+// them. The fsm.Machine, spool, notifier and state writer guard
+// themselves.
 type Gateway struct {
 	cfg      Config
 	log      *slog.Logger
 	m        *fsm.Machine
 	epoch    string
+	epochErr error
 	reader   *marker.Reader
 	notifier *notify.Notifier
 	started  time.Time
+	lock     *homeLock
 
-	ctlMu sync.Mutex // serializes Reconcile: one marker read + event at a time
+	ctlMu sync.Mutex
 
 	sessMu   sync.Mutex
 	sessions map[string]*slot // sessions with a turn running
 
+	evMu   sync.Mutex
+	events map[string]*eventState // pending events the dispatcher has tried
+
 	spool *spool
 	state *stateWriter
 
-	bg      sync.WaitGroup // system turns, dispatches, the watcher
+	bg      sync.WaitGroup
 	runCtx  context.Context
 	stopRun context.CancelFunc
 
-	sd shutdown
+	closeOnce sync.Once
+	sd        shutdown
 }
 
 // slot is a session's running turn.
 type slot struct {
 	cancel context.CancelCauseFunc
 	system bool
+	start  time.Time
 }
 
-// New builds a Gateway from cfg: it creates the home, computes the epoch
-// and opens the outbox. It starts nothing; call Start.
+// New builds a Gateway from cfg: it creates the home, takes its lock (one
+// home, one gateway: another live gateway's lock gives ErrLocked naming
+// its pid, after retrying for up to a second), removes temp files killed
+// writers left, checks and opens the home's files without blocking (a
+// FIFO, directory or symlink where a file belongs gives ErrHome naming
+// it), computes the epoch (logging a warning when it cannot) and opens the
+// outbox and the spool. It starts nothing; call Start.
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Home == "" {
 		return nil, fmt.Errorf("%w: empty home", ErrInvalid)
@@ -116,25 +144,54 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Metrics = nopMetrics{}
 	}
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
-		return nil, fmt.Errorf("gateway: home: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrHome, err)
+	}
+	lock, err := lockHome(cfg.Home, lockWait)
+	if err != nil {
+		return nil, err
+	}
+	g, err := open(cfg, lock)
+	if err != nil {
+		_ = lock.release()
+		return nil, err
+	}
+	return g, nil
+}
+
+// open builds the Gateway once the home is locked.
+func open(cfg Config, lock *homeLock) (*Gateway, error) {
+	if n := homefile.RemoveTemps(cfg.Home, homeFiles...); n > 0 {
+		cfg.Logger.Info("removed temp files left by a killed writer", "home", cfg.Home, "count", n)
+	}
+	statePath := filepath.Join(cfg.Home, StateFileName)
+	if fi, err := os.Lstat(statePath); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s): remove it", ErrHome, statePath, fi.Mode().Type())
 	}
 	outbox, err := notify.OpenOutbox(filepath.Join(cfg.Home, OutboxFileName))
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrHome, err)
 	}
-	sp, err := openSpool(filepath.Join(cfg.Home, SpoolFileName))
+	sp, err := openSpool(filepath.Join(cfg.Home, SpoolFileName), filepath.Join(cfg.Home, RejectedFileName), cfg.Logger)
 	if err != nil {
 		_ = outbox.Close()
-		return nil, fmt.Errorf("gateway: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrHome, err)
+	}
+	epoch, epochErr := epochOf(cfg.ProcRoot)
+	if epochErr != nil {
+		cfg.Logger.Warn("instance epoch unavailable: drain markers drain by presence only and never suppress the broadcast",
+			"proc_root", cfg.ProcRoot, "error", epochErr)
 	}
 	g := &Gateway{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		m:        fsm.New(),
-		epoch:    marker.ProcessEpoch(cfg.ProcRoot),
+		epoch:    epoch,
+		epochErr: epochErr,
 		notifier: notify.NewNotifier(outbox, cfg.Logger, cfg.Sinks...),
 		started:  cfg.Now(),
+		lock:     lock,
 		sessions: map[string]*slot{},
+		events:   map[string]*eventState{},
 		spool:    sp,
 	}
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
@@ -144,6 +201,18 @@ func New(cfg Config) (*Gateway, error) {
 	g.runCtx, g.stopRun = context.WithCancel(context.Background())
 	g.m.Subscribe(g.onTransition)
 	return g, nil
+}
+
+// Close closes the spool and releases the home's lock, so another gateway
+// may take it. Call it once the gateway has stopped (Done is closed) or
+// was never started; it is idempotent. Events after Close fail with
+// ErrSpoolUnavailable.
+func (g *Gateway) Close() error {
+	var err error
+	g.closeOnce.Do(func() {
+		err = errors.Join(g.spool.close(), g.lock.release())
+	})
+	return err
 }
 
 // Start reconciles with the marker (a surviving same-epoch marker means the
@@ -220,9 +289,14 @@ func (g *Gateway) onTransition(t fsm.Transition) {
 
 // BeginDrain writes the drain marker (stamped with this instance's epoch
 // and the current time) and reconciles before it returns: a turn started
-// after BeginDrain returns is refused. The marker is written even while
-// shutting down (it then changes nothing but suppression).
+// after BeginDrain returns is refused. Once shutting down it changes
+// nothing and returns ErrShuttingDown (shutdown wins); a marker path that
+// is not a regular file gives ErrMarkerUnusable, nothing changed.
 func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult, error) {
+	if g.shuttingDown() {
+		return DrainResult{}, fmt.Errorf("gateway: drain: %w", ErrShuttingDown)
+	}
+	was := g.reader.Read()
 	written, err := marker.Write(g.cfg.Home, marker.Request{
 		Action:               marker.ActionDrain,
 		RequestedAt:          g.cfg.Now(),
@@ -232,46 +306,69 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 		RequestID:            req.RequestID,
 	})
 	if err != nil {
-		return DrainResult{}, fmt.Errorf("gateway: drain: %w", err)
+		return DrainResult{}, markerError("drain", err)
 	}
 	g.Reconcile(ctx)
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
-	return DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight}, nil
+	info.ExpiresAt = written.RequestedAt.Add(g.cfg.MaxAge).UTC()
+	return DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight,
+		WasDraining: was.Drains(), ExpiresAt: info.ExpiresAt}, nil
 }
 
 // CancelDrain removes the drain marker (only if its request id matches,
 // when requestID is not empty; else ErrRequestMismatch) and reconciles
-// before it returns. Cancelling with no marker is not an error.
+// before it returns. Cancelling with no marker is not an error. Once
+// shutting down it returns ErrShuttingDown; a marker path that is not a
+// regular file gives ErrMarkerUnusable; in both cases nothing changed.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
+	if g.shuttingDown() {
+		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", ErrShuttingDown)
+	}
 	existed, err := marker.Clear(g.cfg.Home, requestID)
 	if err != nil {
-		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", err)
+		return CancelResult{}, markerError("cancel drain", err)
 	}
 	g.Reconcile(ctx)
 	snap := g.m.Snapshot()
 	return CancelResult{WasDraining: existed, State: snap.State, ActiveAgents: snap.InFlight}, nil
 }
 
+// shuttingDown reports whether the shutdown sequence has begun.
+func (g *Gateway) shuttingDown() bool {
+	s := g.m.State()
+	return s == fsm.ShuttingDown || s == fsm.Stopped
+}
+
 // Status returns a snapshot for the API.
 func (g *Gateway) Status() Status {
 	snap := g.m.Snapshot()
-	return Status{
-		State:         snap.State,
-		ActiveAgents:  snap.InFlight,
-		Drain:         drainStatus(g.reader.Read()),
-		Epoch:         g.epoch,
-		PID:           os.Getpid(),
-		UptimeSeconds: g.cfg.Now().Sub(g.started).Seconds(),
+	st := Status{
+		State:             snap.State,
+		ActiveAgents:      snap.InFlight,
+		Drain:             drainStatus(g.reader.Read(), g.cfg.MaxAge),
+		Epoch:             g.epoch,
+		PID:               os.Getpid(),
+		UptimeSeconds:     g.cfg.Now().Sub(g.started).Seconds(),
+		OldestTurnSeconds: g.oldestTurn().Seconds(),
+		SpooledEvents:     g.spool.len(),
+		Live:              true,
 	}
+	if g.epochErr != nil {
+		st.EpochError = g.epochErr.Error()
+	}
+	return st
 }
 
 // drainStatus converts a marker read into the API's view (nil if absent).
-func drainStatus(st marker.State) *DrainInfo {
+func drainStatus(st marker.State, maxAge time.Duration) *DrainInfo {
 	if st.Status == marker.Absent {
 		return nil
 	}
 	info := drainInfo(st.Request, st.Status)
+	if !st.Request.RequestedAt.IsZero() && !st.AgeFromMtime {
+		info.ExpiresAt = st.Request.RequestedAt.Add(maxAge).UTC()
+	}
 	return &info
 }
 
@@ -282,14 +379,17 @@ func drainInfo(r marker.Request, s marker.Status) DrainInfo {
 	}
 }
 
-// newID returns a random 16-hex-character id.
-func newID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// markerError wraps a marker write or clear failure: a marker path that
+// is not a regular file becomes ErrMarkerUnusable.
+func markerError(op string, err error) error {
+	if errors.Is(err, homefile.ErrNotRegular) {
+		return fmt.Errorf("gateway: %s: %w: %w", op, ErrMarkerUnusable, err)
+	}
+	return fmt.Errorf("gateway: %s: %w", op, err)
 }
 
 type nopMetrics struct{}
 
 func (nopMetrics) TurnEnded(string)            {}
 func (nopMetrics) DrainReaction(time.Duration) {}
+func (nopMetrics) EventRejected()              {}

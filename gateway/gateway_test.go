@@ -91,9 +91,19 @@ func TestShutdownDefersStopUntilActiveTurnFinishes(t *testing.T) {
 func TestShutdownRequestIsIdempotent(t *testing.T) {
 	f := newFixture(t, nil)
 	out := f.startTurn(t, "alice", "work")
-	id1 := f.g.BeginShutdown(false)
-	id2 := f.g.BeginShutdown(false) // a second request escalates to force
-	require.Equal(t, id1, id2)
+	first := f.g.BeginShutdown(false)
+	again := f.g.BeginShutdown(false) // a repeat without force changes nothing
+	require.Equal(t, first.ID, again.ID)
+	require.False(t, first.AlreadyShuttingDown)
+	require.True(t, again.AlreadyShuttingDown)
+	require.False(t, again.Force)
+	select {
+	case r := <-out:
+		t.Fatalf("a repeated non-force shutdown cut the turn off: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	forced := f.g.BeginShutdown(true) // only force escalates
+	require.True(t, forced.Force)
 	require.ErrorIs(t, recv(t, out).err, ErrInterrupted)
 	f.waitDone(t)
 	f.g.BeginShutdown(false) // after stop: nothing repeats
@@ -127,7 +137,7 @@ func TestInvalidInput(t *testing.T) {
 
 func TestAgentPanicBecomesTurnError(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
-		c.Agent = AgentFunc(func(context.Context, string, string) (string, error) { panic("boom") })
+		c.Agent = AgentFunc(func(context.Context, Turn) (string, error) { panic("boom") })
 	})
 	_, err := f.g.Turn(context.Background(), "alice", "hi")
 	require.ErrorIs(t, err, ErrAgent)
@@ -217,6 +227,7 @@ func TestSpoolReplaysAtNextStart(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.g.Shutdown(context.Background(), false)
 	require.NoError(t, err)
+	require.NoError(t, f.g.Close())
 	_, err = marker.Clear(f.home, "")
 	require.NoError(t, err)
 
@@ -224,7 +235,9 @@ func TestSpoolReplaysAtNextStart(t *testing.T) {
 	f2 := newFixture(t, func(c *Config) { c.Home, c.ProcRoot, c.Agent = f.home, f.procRoot, agent })
 	agent.waitStarted(t, "carol")
 	require.Equal(t, []string{"carol:later"}, agent.startedTexts())
-	require.Zero(t, f2.g.spool.len())
+	require.Equal(t, 1, f2.g.spool.len(), "an event leaves the spool only once its turn completed")
+	agent.finish("carol")
+	eventually(t, "carol's event completed", func() bool { return f2.g.spool.len() == 0 })
 }
 
 func TestInterruptedSystemTurnGoesBackToTheSpool(t *testing.T) {
@@ -234,11 +247,14 @@ func TestInterruptedSystemTurnGoesBackToTheSpool(t *testing.T) {
 	f.agent.waitStarted(t, "dave")
 	rep, err := f.g.Shutdown(context.Background(), true)
 	require.NoError(t, err)
-	require.Equal(t, []string{"dave"}, rep.Interrupted)
-	sp, err := openSpool(filepath.Join(f.home, SpoolFileName))
+	require.Empty(t, rep.Interrupted, "an interrupted system turn resumes by itself: no ping")
+	require.Zero(t, count(f.outbox(t), notify.KindSessionInterrupted, "dave"))
+	require.NoError(t, f.g.Close())
+	sp, err := openSpool(filepath.Join(f.home, SpoolFileName), filepath.Join(f.home, RejectedFileName), quietLogger())
 	require.NoError(t, err)
-	require.Len(t, sp.entries, 1)
-	require.Equal(t, "job", sp.entries[0].Text)
+	defer sp.close()
+	require.Len(t, sp.pending, 1)
+	require.Equal(t, "job", sp.pending[0].Text)
 }
 
 func TestStateFile(t *testing.T) {

@@ -28,14 +28,19 @@ type gatedAgent struct {
 	gates   map[string]chan struct{} // per session: closed to finish its turn
 	started []string                 // session:text, in start order
 	running chan string              // receives the session of each started turn
+	eventIDs []string                // event ids of started system turns, in start order
 }
 
 func newGatedAgent() *gatedAgent {
 	return &gatedAgent{gates: map[string]chan struct{}{}, running: make(chan string, 1024)}
 }
 
-func (a *gatedAgent) Run(ctx context.Context, session, text string) (string, error) {
+func (a *gatedAgent) Run(ctx context.Context, t Turn) (string, error) {
+	session, text := t.Session, t.Text
 	a.mu.Lock()
+	if t.EventID != "" {
+		a.eventIDs = append(a.eventIDs, t.EventID)
+	}
 	gate := make(chan struct{})
 	a.gates[session] = gate
 	a.started = append(a.started, session+":"+text)
@@ -123,6 +128,7 @@ func newFixture(tb testing.TB, mod func(*Config)) *fixture {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		_, _ = g.Shutdown(ctx, true)
+		_ = g.Close()
 	})
 	return f
 }

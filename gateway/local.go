@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/marker"
@@ -23,7 +22,7 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainInfo, error) {
 		RequestID:            req.RequestID,
 	})
 	if err != nil {
-		return DrainInfo{}, fmt.Errorf("gateway: drain: %w", err)
+		return DrainInfo{}, markerError("drain", err)
 	}
 	return drainInfo(written, marker.Active), nil
 }
@@ -34,14 +33,16 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainInfo, error) {
 func LocalCancel(home, requestID string) (wasDraining bool, err error) {
 	existed, err := marker.Clear(home, requestID)
 	if err != nil {
-		return false, fmt.Errorf("gateway: cancel drain: %w", err)
+		return false, markerError("cancel drain", err)
 	}
 	return existed, nil
 }
 
 // LocalStatus reads the status of the gateway whose home is home from its
-// state file and the marker, judged with this machine's epoch. The error
-// wraps fs.ErrNotExist when no gateway ever ran there.
+// state file and the marker, judged with this machine's epoch. Live tells
+// whether a gateway holds the home's lock now: if not, the state file is
+// what a gateway that is gone last wrote. The error wraps fs.ErrNotExist
+// when no gateway ever ran there.
 func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
@@ -50,14 +51,20 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	live, _, err := HomeLive(home)
+	if err != nil {
+		return Status{}, err
+	}
 	epoch := marker.ProcessEpoch(procRoot)
 	now := time.Now()
 	return Status{
-		State:         doc.GatewayState,
-		ActiveAgents:  doc.ActiveAgents,
-		Drain:         drainStatus(marker.Read(home, now, epoch, maxAge)),
-		Epoch:         doc.Epoch,
-		PID:           doc.PID,
-		UptimeSeconds: doc.UpdatedAt.Sub(doc.StartedAt).Seconds(),
+		State:             doc.GatewayState,
+		ActiveAgents:      doc.ActiveAgents,
+		Drain:             drainStatus(marker.Read(home, now, epoch, maxAge), maxAge),
+		Epoch:             doc.Epoch,
+		PID:               doc.PID,
+		UptimeSeconds:     doc.UpdatedAt.Sub(doc.StartedAt).Seconds(),
+		OldestTurnSeconds: doc.OldestTurnSeconds,
+		Live:              live,
 	}, nil
 }

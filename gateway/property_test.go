@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +74,8 @@ type gwModel struct {
 	returned map[string]int          // turn results received, by session
 	events   []string                // every internal event text issued
 	finished []chan turnOut          // result channels already read once
+
+	completed map[string]int // I8: event text → its starts when its turn completed
 
 	pendingSuppressed bool // suppression decided when shutdown began with turns in flight
 	checked           bool // this instance's stop was checked
@@ -227,16 +230,16 @@ func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
 	if n := count(mine, notify.KindShutdownBroadcast, notify.HomeTarget); n != wantB {
 		t.Fatalf("I6: %d broadcasts, want %d (suppressed=%v)", n, wantB, suppressed)
 	}
-	// Every user turn in flight was cut off; a system turn may have been
-	// dispatched asynchronously just before, so those may add to the set.
+	// Every user turn in flight was cut off and pinged; a system turn is
+	// cut off too but never pinged (its event stays spooled).
 	for s := range m.turns {
 		if !slices.Contains(rep.Interrupted, s) {
 			t.Fatalf("user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
 		}
 	}
 	for _, s := range rep.Interrupted {
-		if _, user := m.turns[s]; !user && !slices.Contains(systemSessions, s) {
-			t.Fatalf("interrupted %s, which had no turn", s)
+		if _, user := m.turns[s]; !user {
+			t.Fatalf("interrupted %s, which had no user turn", s)
 		}
 		if n := count(mine, notify.KindSessionInterrupted, s); n != 1 {
 			t.Fatalf("I6: %d pings for %s", n, s)
@@ -290,23 +293,55 @@ func (m *gwModel) invariants(t *rapid.T) {
 			t.Fatal("a turn returned twice")
 		}
 	}
-	// No internal event is lost: each started or still spooled.
+	// I8: no internal event is lost: each completed or still spooled; a
+	// completed one never runs again.
 	for _, ev := range m.events {
-		eventually(t, "event "+ev+" started or spooled", func() bool {
-			return slices.Contains(m.agent.startedTexts(), ev) || slices.Contains(m.spooled(), ev)
-		})
+		if _, done := m.completed[ev]; done {
+			if slices.Contains(m.spooled(), ev) {
+				t.Fatalf("I8: completed event %s still spooled", ev)
+			}
+			continue
+		}
+		if !slices.Contains(m.spooled(), ev) {
+			t.Fatalf("I8: event %s neither completed nor spooled", ev)
+		}
+	}
+	for ev, n := range m.completed {
+		if got := m.starts(ev); got != n {
+			t.Fatalf("I8: completed event %s ran again (%d starts, %d at completion)", ev, got, n)
+		}
 	}
 }
 
 // spooled lists the spooled events as session:text.
 func (m *gwModel) spooled() []string {
-	m.g.spool.mu.Lock()
-	defer m.g.spool.mu.Unlock()
-	out := make([]string, len(m.g.spool.entries))
-	for i, e := range m.g.spool.entries {
-		out[i] = e.Session + ":" + e.Text
+	var out []string
+	for _, e := range m.g.spool.entries() {
+		out = append(out, e.Session+":"+e.Text)
 	}
 	return out
+}
+
+// starts counts how often the agent started ev (session:text).
+func (m *gwModel) starts(ev string) int {
+	n := 0
+	for _, s := range m.agent.startedTexts() {
+		if s == ev {
+			n++
+		}
+	}
+	return n
+}
+
+// runningText returns session:text of the turn the agent runs for s.
+func (m *gwModel) runningText(s string) string {
+	started := m.agent.startedTexts()
+	for i := len(started) - 1; i >= 0; i-- {
+		if strings.HasPrefix(started[i], s+":") {
+			return started[i]
+		}
+	}
+	return ""
 }
 
 // inFlightSessions lists every session with a turn in flight now.
@@ -338,13 +373,14 @@ func TestPropertyGateway(t *testing.T) {
 		m := &gwModel{
 			home: filepath.Join(base, "home"), procBase: filepath.Join(base, "proc"), bootStart: 100,
 			clock: &fakeClock{now: time.Now()}, agent: newGatedAgent(), rec: &notify.Recorder{},
-			turns: map[string]chan turnOut{}, returned: map[string]int{},
+			turns: map[string]chan turnOut{}, returned: map[string]int{}, completed: map[string]int{},
 		}
 		m.boot(t)
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			_, _ = m.g.Shutdown(ctx, true)
+			_ = m.g.Close()
 			_ = os.RemoveAll(base)
 		}()
 
@@ -398,7 +434,10 @@ func TestPropertyGateway(t *testing.T) {
 				if !m.agentHolds(s) {
 					t.Skip("no system turn")
 				}
+				ev := m.runningText(s)
 				m.agent.finish(s)
+				eventually(t, "event "+ev+" completed", func() bool { return !slices.Contains(m.spooled(), ev) })
+				m.completed[ev] = m.starts(ev)
 				m.settle(t)
 			},
 			"write marker": func(t *rapid.T) {
@@ -407,7 +446,14 @@ func TestPropertyGateway(t *testing.T) {
 			},
 			"begin drain api": func(t *rapid.T) {
 				suppress := rapid.Bool().Draw(t, "suppress")
-				if _, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: suppress}); err != nil {
+				_, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: suppress})
+				if m.shutting {
+					if !errorsIs(err, ErrShuttingDown) {
+						t.Fatalf("BeginDrain while shutting down: %v, want ErrShuttingDown", err)
+					}
+					return // shutdown wins: the marker is untouched
+				}
+				if err != nil {
 					t.Fatalf("BeginDrain: %v", err)
 				}
 				kind := mkFresh
@@ -457,7 +503,23 @@ func TestPropertyGateway(t *testing.T) {
 					m.pendingSuppressed = suppressed
 				}
 			},
-			"force or second shutdown": func(t *rapid.T) {
+			"repeat shutdown": func(t *rapid.T) {
+				if !m.shutting {
+					t.Skip("not shutting down")
+				}
+				st := m.g.BeginShutdown(false)
+				if !st.AlreadyShuttingDown {
+					t.Fatalf("I3: repeated shutdown not reported as already shutting down: %+v", st)
+				}
+				for s, ch := range m.turns {
+					select {
+					case out := <-ch:
+						t.Fatalf("I3: a repeated non-force shutdown ended turn %s: %v", s, out.err)
+					default:
+					}
+				}
+			},
+			"force shutdown": func(t *rapid.T) {
 				suppressed := m.suppresses()
 				if m.shutting {
 					suppressed = m.pendingSuppressed
@@ -467,11 +529,7 @@ func TestPropertyGateway(t *testing.T) {
 					t.Skip("already stopped")
 				default:
 				}
-				if rapid.Bool().Draw(t, "second call instead of force") && m.shutting {
-					m.g.BeginShutdown(false)
-				} else {
-					m.g.BeginShutdown(true)
-				}
+				m.g.BeginShutdown(true)
 				m.shutting = true
 				m.stopAndCheck(t, suppressed, true)
 			},
@@ -483,6 +541,9 @@ func TestPropertyGateway(t *testing.T) {
 				}
 				if rapid.Bool().Draw(t, "machine restart (new epoch)") {
 					m.bootStart++
+				}
+				if err := m.g.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
 				}
 				m.boot(t)
 				m.settle(t)

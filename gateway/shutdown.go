@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -20,22 +21,25 @@ type shutdown struct {
 }
 
 // BeginShutdown starts the shutdown sequence (see runShutdown) and returns
-// its id once the gate is closed and the broadcast decided (and, unless
-// suppressed, recorded). It does not wait for in-flight turns. A call
-// while the sequence runs never starts another: it escalates to force (cut
-// off the remaining turns now), as does force=true.
-func (g *Gateway) BeginShutdown(force bool) string {
+// once the gate is closed and the broadcast decided (and, unless
+// suppressed, recorded). It does not wait for in-flight turns. The first
+// call starts the sequence; a later call without force changes nothing
+// and says so (AlreadyShuttingDown): a supervisor's SIGTERM after a
+// preStop or ExecStop request must not cut turns off. force (now or in a
+// later call) cuts the remaining turns off at once.
+func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 	g.sd.mu.Lock()
 	first := g.sd.id == ""
 	if first {
-		g.sd.id = newID()
+		g.sd.id = randid.New()
 	}
 	id := g.sd.id
-	escalate := (force || !first) && !g.sd.forced
+	escalate := force && !g.sd.forced
 	if escalate {
 		g.sd.forced = true
 		close(g.sd.force)
 	}
+	forced := g.sd.forced
 	g.sd.mu.Unlock()
 
 	if first {
@@ -43,9 +47,11 @@ func (g *Gateway) BeginShutdown(force bool) string {
 		go g.runShutdown(id, begun)
 		<-begun
 	} else if escalate {
-		g.log.Warn("shutdown escalated: interrupting remaining turns", "shutdown_id", id)
+		g.log.Warn("shutdown forced: interrupting remaining turns", "shutdown_id", id)
+	} else {
+		g.log.Info("shutdown already in progress; request changes nothing", "shutdown_id", id)
 	}
-	return id
+	return ShutdownStart{ID: id, Force: forced, AlreadyShuttingDown: !first}
 }
 
 // Shutdown runs BeginShutdown(force) and waits until the gateway has
@@ -118,9 +124,6 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	waitGroup(flush, &g.bg)
 	if _, err := g.m.Fire(ctx, fsm.Stop); err != nil {
 		g.log.Error("stop", "error", err)
-	}
-	if err := g.spool.close(); err != nil {
-		g.log.Warn("close spool", "error", err)
 	}
 	g.log.Info("gateway stopped", "shutdown_id", id, "broadcast", rep.Broadcast, "suppressed", rep.Suppressed,
 		"interrupted", len(rep.Interrupted))

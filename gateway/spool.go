@@ -3,11 +3,11 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -16,7 +16,7 @@ import (
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
-// spoolEntry is one internal event waiting to start.
+// spoolEntry is one accepted internal event.
 type spoolEntry struct {
 	ID      string    `json:"id"`
 	Session string    `json:"session"`
@@ -24,230 +24,310 @@ type spoolEntry struct {
 	At      time.Time `json:"at"`
 }
 
-// spool is the durable queue of internal events (events.spool.jsonl): an
-// append-only file mirrored in memory, rewritten atomically when started
-// events leave it.
-type spool struct {
-	mu      sync.Mutex
-	path    string
-	f       *os.File
-	entries []spoolEntry
-	size    atomic.Int64
+// spoolRecord is one line of the spool: an accepted event, or the record
+// that an event completed (Done holds its id). Lines written before
+// completions were recorded are plain events.
+type spoolRecord struct {
+	spoolEntry
+	Done string `json:"done,omitempty"`
 }
 
-// openSpool loads path (skipping unparseable lines, e.g. a torn last line)
-// and opens it for appending.
-func openSpool(path string) (*spool, error) {
-	s := &spool{path: path}
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+// rejectedRecord is one line of events.spool.rejected.jsonl.
+type rejectedRecord struct {
+	At     time.Time       `json:"at"`
+	Reason string          `json:"reason"`
+	Event  *spoolEntry     `json:"event,omitempty"`
+	Line   json.RawMessage `json:"line,omitempty"` // an unparseable line, as a JSON string
+}
+
+// compactAfter is how many completion records the spool collects before it
+// rewrites itself with only the pending events.
+const compactAfter = 256
+
+// closeCompactTries and closeCompactGap bound how hard close tries to
+// record completions a full or read-only disk refused (a home briefly
+// unwritable must not make finished events run again after a restart).
+const (
+	closeCompactTries = 3
+	closeCompactGap   = 100 * time.Millisecond
+)
+
+// spool is the durable queue of internal events (events.spool.jsonl), an
+// append-only log: an event is appended (fsync) before it is acknowledged
+// and leaves only when a completion record for it is appended, after its
+// turn has completed. Compaction rewrites the file atomically with only
+// the pending events. A torn last line (crash or full disk mid-append) is
+// cut before the next append; an unparseable line goes to the rejected
+// file with a log line.
+//
+// Concurrency: mu serialises every file operation and guards pending;
+// size mirrors len(pending) so the hot path can check it without the lock.
+type spool struct {
+	mu       sync.Mutex
+	path     string
+	rejected string
+	log      *slog.Logger
+	f        *os.File     // append handle; nil once closed
+	good     int64        // file size up to the last complete line
+	torn     bool         // rewrite before the next append: a partial line may follow good, or a completion is unrecorded
+	pending  []spoolEntry // accepted, not completed, in order
+	done     int          // completion records since the last compaction
+	size     atomic.Int64
+}
+
+// openSpool loads path, moving unparseable lines to rejected, and opens it
+// for appending. A FIFO, directory or symlink at either path is refused
+// with an error naming it (homefile.ErrNotRegular).
+func openSpool(path, rejected string, log *slog.Logger) (*spool, error) {
+	s := &spool{path: path, rejected: rejected, log: log}
+	f, err := homefile.Open(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<22)
-	for sc.Scan() {
-		var e spoolEntry
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.ID != "" && e.Session != "" {
-			s.entries = append(s.entries, e)
-		}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: read %s: %w", path, err)
 	}
+	s.f = f
+	var bad [][]byte
+	s.pending, s.done, bad = parseSpool(data)
+	s.good = int64(len(data))
 	if len(data) > 0 && data[len(data)-1] != '\n' {
-		// A torn last line: rewrite so the next append starts a fresh line.
-		if err := s.rewriteLocked(); err != nil {
-			return nil, err
-		}
-	} else if err := s.reopenLocked(); err != nil {
-		return nil, err
+		s.good = int64(bytes.LastIndexByte(data, '\n') + 1)
+		s.torn = true
 	}
-	s.size.Store(int64(len(s.entries)))
+	if len(bad) > 0 {
+		if err := s.reject(nil, "unparseable spool line", bad...); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	if s.torn || s.done > 0 || len(bad) > 0 {
+		if err := s.compactLocked(); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	s.size.Store(int64(len(s.pending)))
 	return s, nil
 }
 
-func (s *spool) reopenLocked() error {
-	_ = s.closeLocked()
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+// parseSpool replays the log: events in order, minus completed ones. It
+// returns the lines it could not parse (a torn last line included).
+func parseSpool(data []byte) (pending []spoolEntry, done int, bad [][]byte) {
+	var order []spoolEntry
+	completed := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<22)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r spoolRecord
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		switch err := dec.Decode(&r); {
+		case err != nil, dec.More():
+			bad = append(bad, bytes.Clone(line))
+		case r.Done != "":
+			completed[r.Done] = true
+			done++
+		case r.ID != "" && r.Session != "":
+			order = append(order, r.spoolEntry)
+		default:
+			bad = append(bad, bytes.Clone(line))
+		}
 	}
-	s.f = f
-	return nil
+	for _, e := range order {
+		if !completed[e.ID] {
+			pending = append(pending, e)
+		}
+	}
+	return pending, done, bad
 }
 
-// len returns the number of spooled events without taking the lock.
+// len returns the number of pending events without taking the lock.
 func (s *spool) len() int { return int(s.size.Load()) }
 
-// append adds e durably (written and fsynced) at the end.
-func (s *spool) append(e spoolEntry) error {
-	line, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
+// entries returns the pending events in order.
+func (s *spool) entries() []spoolEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil { // closed at stop: an event after stop still lands
-		if err := s.reopenLocked(); err != nil {
-			return err
-		}
-		defer s.closeLocked()
-	}
-	if _, err := s.f.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("spool: append: %w", err)
-	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("spool: fsync: %w", err)
-	}
-	s.entries = append(s.entries, e)
-	s.size.Store(int64(len(s.entries)))
-	return nil
+	return append([]spoolEntry(nil), s.pending...)
 }
 
-// rewriteLocked replaces the file with the in-memory entries.
-func (s *spool) rewriteLocked() error {
-	var buf bytes.Buffer
-	for _, e := range s.entries {
-		line, _ := json.Marshal(e)
-		buf.Write(line)
-		buf.WriteByte('\n')
-	}
-	if err := homefile.WriteAtomic(s.path, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("spool: rewrite: %w", err)
-	}
-	s.size.Store(int64(len(s.entries)))
-	return s.reopenLocked()
-}
-
-// requeue puts e back at the front (an interrupted system turn).
-func (s *spool) requeue(e spoolEntry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.entries = append([]spoolEntry{e}, s.entries...)
-	return s.rewriteLocked()
-}
-
-// ids returns the ids of the spooled events, in order.
+// ids returns the ids of the pending events, in order.
 func (s *spool) ids() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, len(s.entries))
-	for i, e := range s.entries {
+	out := make([]string, len(s.pending))
+	for i, e := range s.pending {
 		out[i] = e.ID
 	}
 	return out
 }
 
-// close closes the append handle; a later append reopens it.
+// add appends e durably (written and fsynced); only then is it pending.
+func (s *spool) add(e spoolEntry) error {
+	line, err := json.Marshal(spoolRecord{spoolEntry: e})
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.appendLocked(line); err != nil {
+		return err
+	}
+	s.pending = append(s.pending, e)
+	s.size.Store(int64(len(s.pending)))
+	return nil
+}
+
+// complete records that event id's turn completed, so it never runs
+// again, and drops it from the pending events. If the record cannot be
+// written the event is still dropped from memory (it does not run again
+// in this process) and the next compaction, which rewrites the file
+// without it, makes that durable; the error says so.
+func (s *spool) complete(id string) error {
+	line, _ := json.Marshal(spoolRecord{Done: id})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dropLocked(id) {
+		return nil
+	}
+	if err := s.appendLocked(line); err != nil {
+		s.torn = true // forces a compaction at the next chance
+		return err
+	}
+	s.done++
+	if s.done >= compactAfter {
+		if err := s.compactLocked(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rejectEvent moves e to the rejected file and completes it.
+func (s *spool) rejectEvent(e spoolEntry, reason string) error {
+	s.mu.Lock()
+	err := s.reject(&e, reason)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.complete(e.ID)
+}
+
+// reject appends records to the rejected file (fsync) and logs each.
+func (s *spool) reject(e *spoolEntry, reason string, lines ...[]byte) error {
+	var buf bytes.Buffer
+	now := time.Now().UTC()
+	recs := []rejectedRecord{}
+	if e != nil {
+		recs = append(recs, rejectedRecord{At: now, Reason: reason, Event: e})
+	}
+	for _, l := range lines {
+		q, _ := json.Marshal(string(l))
+		recs = append(recs, rejectedRecord{At: now, Reason: reason, Line: q})
+	}
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		buf.Write(append(b, '\n'))
+		if r.Event != nil {
+			s.log.Error("internal event rejected", "event_id", r.Event.ID, "session", r.Event.Session, "reason", reason, "file", s.rejected)
+		} else {
+			s.log.Error("spool line rejected", "reason", reason, "line", string(r.Line), "file", s.rejected)
+		}
+	}
+	f, err := homefile.Open(s.rejected, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: rejected: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("spool: rejected %s: %w", s.rejected, err)
+	}
+	return homefile.Sync(f)
+}
+
+// dropLocked removes id from pending and reports whether it was there.
+func (s *spool) dropLocked(id string) bool {
+	for i, e := range s.pending {
+		if e.ID == id {
+			s.pending = append(s.pending[:i:i], s.pending[i+1:]...)
+			s.size.Store(int64(len(s.pending)))
+			return true
+		}
+	}
+	return false
+}
+
+// appendLocked writes line durably at the end of the file, first cutting
+// a torn tail (or compacting, when completions could not be recorded).
+func (s *spool) appendLocked(line []byte) error {
+	if s.f == nil {
+		return fmt.Errorf("spool: %s: closed", s.path)
+	}
+	if s.torn {
+		if err := s.compactLocked(); err != nil {
+			return err
+		}
+	}
+	n, err := s.f.Write(append(line, '\n'))
+	if err == nil {
+		err = homefile.Sync(s.f)
+	}
+	if err != nil {
+		// The line may be partly on disk, or on disk but not durable:
+		// cut it now, or (if even that fails) before the next append.
+		s.torn = s.f.Truncate(s.good) != nil
+		return fmt.Errorf("spool: append %s: %w", s.path, err)
+	}
+	s.good += int64(n)
+	return nil
+}
+
+// compactLocked rewrites the file atomically with only the pending events
+// and reopens it for appending.
+func (s *spool) compactLocked() error {
+	var buf bytes.Buffer
+	for _, e := range s.pending {
+		line, _ := json.Marshal(spoolRecord{spoolEntry: e})
+		buf.Write(append(line, '\n'))
+	}
+	if err := homefile.WriteAtomic(s.path, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("spool: compact: %w", err)
+	}
+	f, err := homefile.Open(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if s.f != nil {
+		_ = s.f.Close()
+	}
+	s.f, s.good, s.torn, s.done = f, int64(buf.Len()), false, 0
+	return nil
+}
+
+// close compacts the file if a completion could not be recorded, and
+// closes it; later operations fail.
 func (s *spool) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closeLocked()
-}
-
-func (s *spool) closeLocked() error {
 	if s.f == nil {
 		return nil
 	}
-	err := s.f.Close()
+	var err error
+	for try := 0; s.torn && try < closeCompactTries; try++ {
+		if try > 0 {
+			time.Sleep(closeCompactGap)
+		}
+		err = s.compactLocked()
+	}
+	err = errors.Join(err, s.f.Close())
 	s.f = nil
 	return err
-}
-
-// Event takes an internal event for session (e.g. a background job
-// finished). It is never refused for the gateway's state: the event is
-// appended to the durable spool and starts as a system turn as soon as the
-// gateway runs and the session is free (at once, if both hold now). It is
-// removed from the spool only once started. Spooled in the receipt reports
-// that it did not start at once.
-func (g *Gateway) Event(ctx context.Context, session, text string) (EventReceipt, error) {
-	if err := validSession(session); err != nil {
-		return EventReceipt{}, err
-	}
-	if text == "" {
-		return EventReceipt{}, fmt.Errorf("%w: empty text", ErrInvalid)
-	}
-	e := spoolEntry{ID: newID(), Session: session, Text: text, At: g.cfg.Now().UTC()}
-	if err := g.spool.append(e); err != nil {
-		return EventReceipt{}, fmt.Errorf("gateway: event: %w", err)
-	}
-	started := g.dispatch()
-	_, now := started[e.ID]
-	return EventReceipt{ID: e.ID, Spooled: !now}, nil
-}
-
-// dispatch starts spooled events, in order, whose session is free, while
-// the gate admits them; the first event of a session blocks that session's
-// later ones. Started events leave the spool. It returns their ids.
-func (g *Gateway) dispatch() map[string]struct{} {
-	if g.spool.len() == 0 {
-		return nil
-	}
-	s := g.spool
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	seen := map[string]bool{}
-	started := map[string]struct{}{}
-	var rest []spoolEntry
-	type run struct {
-		e   spoolEntry
-		ctx context.Context
-	}
-	var runs []run
-	for _, e := range s.entries {
-		if seen[e.Session] || !g.m.Accept() {
-			seen[e.Session] = true
-			rest = append(rest, e)
-			continue
-		}
-		seen[e.Session] = true
-		ctx, ok := g.claim(context.Background(), e.Session, true)
-		if !ok {
-			g.release()
-			rest = append(rest, e)
-			continue
-		}
-		started[e.ID] = struct{}{}
-		runs = append(runs, run{e, ctx})
-	}
-	if len(runs) == 0 {
-		return nil
-	}
-	s.entries = rest
-	if err := s.rewriteLocked(); err != nil {
-		// The events run anyway; the file still lists them, so a crash
-		// before the next rewrite replays them (at least once).
-		g.log.Error("spool rewrite", "error", err)
-	}
-	for _, r := range runs {
-		g.bg.Add(1)
-		go g.systemTurn(r.ctx, r.e)
-	}
-	return started
-}
-
-// dispatchAsync runs dispatch on its own goroutine.
-func (g *Gateway) dispatchAsync() {
-	g.bg.Add(1)
-	go func() {
-		defer g.bg.Done()
-		g.dispatch()
-	}()
-}
-
-// systemTurn runs a started internal event; an interrupted one goes back
-// to the front of the spool so it is not lost.
-func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
-	defer g.bg.Done()
-	reply, err := g.runAgent(ctx, e.Session, e.Text)
-	switch {
-	case err == nil:
-		g.log.Info("system turn done", "session", e.Session, "event_id", e.ID, "reply_bytes", len(reply))
-	case errors.Is(err, ErrInterrupted):
-		if qerr := g.spool.requeue(e); qerr != nil {
-			g.log.Error("requeue interrupted event", "event_id", e.ID, "error", qerr)
-		}
-	default:
-		g.log.Warn("system turn failed", "session", e.Session, "event_id", e.ID, "error", err)
-	}
-	g.unclaim(e.Session)
-	g.release()
-	g.cfg.Metrics.TurnEnded(turnResult(err))
 }

@@ -26,6 +26,8 @@ type stateFile struct {
 	StartedAt    time.Time  `json:"started_at"`
 	UpdatedAt    time.Time  `json:"updated_at"`
 	Drain        *DrainInfo `json:"drain"`
+	// OldestTurnSeconds is the age of the oldest turn in flight.
+	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
 }
 
 // stateWriter writes gateway_state.json atomically: at once on every
@@ -58,7 +60,8 @@ func (w *stateWriter) writeNow() {
 	snap := g.m.Snapshot()
 	doc := stateFile{
 		GatewayState: snap.State, ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
-		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read()),
+		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read(), g.cfg.MaxAge),
+		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")
 	if err := homefile.WriteAtomic(w.path, append(data, '\n'), 0o600); err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/randid"
 )
 
 // maxSessionLen bounds a session id.
@@ -50,11 +53,15 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 		g.cfg.Metrics.TurnEnded("busy")
 		return "", fmt.Errorf("%w: %s", ErrSessionBusy, session)
 	}
+	var err error
+	defer func() {
+		g.unclaim(session)
+		g.release()
+		g.cfg.Metrics.TurnEnded(turnResult(err))
+	}()
 	g.state.kick() // the state file counts this turn (coalesced, no I/O here)
-	reply, err := g.runAgent(turnCtx, session, text)
-	g.unclaim(session)
-	g.release()
-	g.cfg.Metrics.TurnEnded(turnResult(err))
+	var reply string
+	reply, err = g.runAgent(turnCtx, Turn{Session: session, Text: text, TurnID: randid.New()})
 	return reply, err
 }
 
@@ -92,7 +99,7 @@ func (g *Gateway) claim(ctx context.Context, session string, system bool) (conte
 		return nil, false
 	}
 	turnCtx, cancel := context.WithCancelCause(ctx)
-	g.sessions[session] = &slot{cancel: cancel, system: system}
+	g.sessions[session] = &slot{cancel: cancel, system: system, start: time.Now()}
 	return turnCtx, true
 }
 
@@ -118,30 +125,50 @@ func (g *Gateway) release() {
 }
 
 // interruptAll cancels every running turn with ErrInterrupted and returns
-// their sessions.
+// the sessions of the user turns among them, sorted (the ones to ping:
+// an interrupted system turn stays spooled and resumes by itself).
 func (g *Gateway) interruptAll() []string {
 	g.sessMu.Lock()
 	defer g.sessMu.Unlock()
 	out := make([]string, 0, len(g.sessions))
 	for id, s := range g.sessions {
 		s.cancel(ErrInterrupted)
-		out = append(out, id)
+		if !s.system {
+			out = append(out, id)
+		}
 	}
+	slices.Sort(out)
 	return out
+}
+
+// oldestTurn returns the age of the oldest turn in flight (0 if none).
+func (g *Gateway) oldestTurn() time.Duration {
+	g.sessMu.Lock()
+	defer g.sessMu.Unlock()
+	var oldest time.Time
+	for _, s := range g.sessions {
+		if oldest.IsZero() || s.start.Before(oldest) {
+			oldest = s.start
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest)
 }
 
 // runAgent runs the agent, turning a panic into an error and a forced
 // interrupt into ErrInterrupted.
-func (g *Gateway) runAgent(ctx context.Context, session, text string) (reply string, err error) {
+func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			g.log.Error("agent panic", "session", session, "panic", p)
+			g.log.Error("agent panic", "session", t.Session, "turn_id", t.TurnID, "panic", p)
 			reply, err = "", fmt.Errorf("%w: panic: %v", ErrAgent, p)
 		}
 	}()
-	reply, err = g.cfg.Agent.Run(ctx, session, text)
+	reply, err = g.cfg.Agent.Run(ctx, t)
 	if errors.Is(context.Cause(ctx), ErrInterrupted) {
-		return "", fmt.Errorf("%w: session %s", ErrInterrupted, session)
+		return "", fmt.Errorf("%w: session %s", ErrInterrupted, t.Session)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrAgent, err)

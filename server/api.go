@@ -67,6 +67,8 @@ type ShutdownResponse struct {
 	ShutdownID string    `json:"shutdown_id"`
 	Force      bool      `json:"force"`
 	State      fsm.State `json:"state"`
+	// AlreadyShuttingDown reports a repeat: without force it changed nothing.
+	AlreadyShuttingDown bool `json:"already_shutting_down"`
 }
 
 // MessageBody is the body of POST /v1/sessions/{id}/messages.

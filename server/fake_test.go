@@ -22,7 +22,7 @@ type Gateway struct {
 	CancelDrainFn   func(ctx context.Context, requestID string) (gateway.CancelResult, error)
 	StatusFn        func() gateway.Status
 	WaitIdleFn      func(ctx context.Context) error
-	BeginShutdownFn func(force bool) string
+	BeginShutdownFn func(force bool) gateway.ShutdownStart
 
 	mu    sync.Mutex
 	calls []string
@@ -128,11 +128,11 @@ func (g *Gateway) WaitIdle(ctx context.Context) error {
 }
 
 // BeginShutdown implements server.Gateway.
-func (g *Gateway) BeginShutdown(force bool) string {
+func (g *Gateway) BeginShutdown(force bool) gateway.ShutdownStart {
 	g.record("BeginShutdown")
 	if g.BeginShutdownFn != nil {
 		return g.BeginShutdownFn(force)
 	}
 	g.setState(fsm.ShuttingDown)
-	return "sd1"
+	return gateway.ShutdownStart{ID: "sd1", Force: force}
 }

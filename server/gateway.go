@@ -30,9 +30,10 @@ type Gateway interface {
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then
 	// returns ctx.Err().
 	WaitIdle(ctx context.Context) error
-	// BeginShutdown starts the shutdown sequence without waiting for it
-	// and returns the shutdown id; a second call escalates to force.
-	BeginShutdown(force bool) string
+	// BeginShutdown starts the shutdown sequence without waiting for it;
+	// a repeat without force changes nothing (AlreadyShuttingDown), force
+	// cuts the remaining turns off.
+	BeginShutdown(force bool) gateway.ShutdownStart
 }
 
 var _ Gateway = (*gateway.Gateway)(nil)

@@ -226,10 +226,12 @@ func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	id := s.gw.BeginShutdown(body.Force)
+	start := s.gw.BeginShutdown(body.Force)
 	st := s.gw.Status()
-	s.logControl(r, "shutdown", "ok", "force", body.Force, "shutdown_id", id, "state", st.State)
-	writeJSON(w, http.StatusAccepted, ShutdownResponse{OK: true, ShutdownID: id, Force: body.Force, State: st.State})
+	s.logControl(r, "shutdown", "ok", "force", start.Force, "shutdown_id", start.ID, "state", st.State,
+		"already_shutting_down", start.AlreadyShuttingDown)
+	writeJSON(w, http.StatusAccepted, ShutdownResponse{OK: true, ShutdownID: start.ID, Force: start.Force, State: st.State,
+		AlreadyShuttingDown: start.AlreadyShuttingDown})
 }
 
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,7 @@ var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 //	quiesce_turns_total{result}           turns by result (see TurnResults)
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
+//	quiesce_events_rejected_total         internal events moved to the rejected file
 //
 // State and in-flight count are read from the Gateway at scrape time, so
 // they are never stale. Metrics implements gateway.Metrics; all methods
@@ -33,6 +34,7 @@ type Metrics struct {
 	turns    *prometheus.CounterVec
 	reaction prometheus.Histogram
 	requests *prometheus.CounterVec
+	rejected prometheus.Counter
 	status   atomic.Pointer[func() gateway.Status]
 }
 
@@ -58,16 +60,22 @@ func NewMetrics() *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
 		}, []string{"route", "code"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "quiesce_events_rejected_total", Help: "Internal events moved to events.spool.rejected.jsonl after their last failed try.",
+		}),
 	}
 	for _, r := range TurnResults {
 		m.turns.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.turns, m.reaction, m.requests, stateCollector{m})
+	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, stateCollector{m})
 	return m
 }
 
 // TurnEnded counts a turn by result.
 func (m *Metrics) TurnEnded(result string) { m.turns.WithLabelValues(result).Inc() }
+
+// EventRejected counts an internal event rejected after its last try.
+func (m *Metrics) EventRejected() { m.rejected.Inc() }
 
 // DrainReaction observes the time from a drain request to the gate closing.
 func (m *Metrics) DrainReaction(d time.Duration) { m.reaction.Observe(d.Seconds()) }

@@ -401,7 +401,11 @@ func TestShutdown(t *testing.T) {
 		t.Run(fmt.Sprintf("body=%q", tt.body), func(t *testing.T) {
 			var got *bool
 			gw := &Gateway{}
-			gw.BeginShutdownFn = func(force bool) string { got = &force; gw.setState(fsm.ShuttingDown); return "sd-9" }
+			gw.BeginShutdownFn = func(force bool) gateway.ShutdownStart {
+				got = &force
+				gw.setState(fsm.ShuttingDown)
+				return gateway.ShutdownStart{ID: "sd-9", Force: force}
+			}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/shutdown", opsToken, tt.body)
 			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 			require.NotNil(t, got)

@@ -17,7 +17,8 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitWaitTimeout = 3 // drain --wait: turns still in flight at --timeout
+	exitWaitTimeout = 3  // drain --wait: turns still in flight at --timeout
+	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
 func main() {
@@ -81,6 +82,17 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// configError is a configuration error at start (unusable tokens file,
+// home held by another gateway, unusable file in the home, address in
+// use): exit code 78, so a supervisor stops its restart loop.
+type configError struct{ err error }
+
+// Error implements error.
+func (e *configError) Error() string { return e.err.Error() }
+
+// Unwrap returns the cause.
+func (e *configError) Unwrap() error { return e.err }
+
 // errWaitTimeout is returned by drain --wait when turns are still in
 // flight at its timeout: exit code 3.
 var errWaitTimeout = errors.New("timed out waiting for in-flight turns to finish")
@@ -105,11 +117,14 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 // ExitCode maps an error from ParseFlags or Run to the exit code.
 func ExitCode(err error) int {
 	var ue *usageError
+	var ce *configError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &ce):
+		return exitConfig
 	case errors.Is(err, errWaitTimeout):
 		return exitWaitTimeout
 	default:

@@ -20,8 +20,11 @@ import (
 )
 
 // serverCloseTimeout bounds how long run waits, after the gateway has
-// stopped, for the last HTTP responses to be written.
-const serverCloseTimeout = 5 * time.Second
+// stopped, for the last HTTP responses to be written before it closes
+// every connection (a slow upload included). The gateway's sequence ends
+// within drain + notify timeout; this keeps the whole shutdown within
+// drain + notify + 1s, with room for the exit itself.
+const serverCloseTimeout = 750 * time.Millisecond
 
 // runCmd is "quiesce run".
 type runCmd struct {
@@ -137,24 +140,12 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	// Start-up, in order: lock the home (inside gateway.New, before any
+	// other file of the home is opened for writing), tokens, listen,
+	// reconcile (gateway Start), serve.
 	if err := os.MkdirAll(c.home, 0o700); err != nil {
-		return fmt.Errorf("create home: %w", err)
+		return &configError{fmt.Errorf("create home %s: %w", c.home, err)}
 	}
-	tokensPath := filepath.Join(c.home, "tokens")
-	var devToken string
-	var devCreated bool
-	if c.dev {
-		if devToken, devCreated, err = server.EnsureDevToken(tokensPath); err != nil {
-			return fmt.Errorf("dev token: %w", err)
-		}
-	}
-	tokens, err := server.LoadTokens(tokensPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), or start with --dev", tokensPath)
-	} else if err != nil {
-		return fmt.Errorf("refusing to start: %w", err)
-	}
-
 	var agent gateway.Agent
 	switch c.agent {
 	case "exec":
@@ -179,9 +170,32 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		Logger:        logger,
 		Metrics:       metrics,
 	})
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
+	if errors.Is(err, gateway.ErrLocked) || errors.Is(err, gateway.ErrHome) {
+		return &configError{err}
+	} else if err != nil {
+		return err
 	}
+	defer func() {
+		if err := gw.Close(); err != nil {
+			logger.Warn("close gateway", "error", err)
+		}
+	}()
+
+	tokensPath := filepath.Join(c.home, "tokens")
+	var devToken string
+	var devCreated bool
+	if c.dev {
+		if devToken, devCreated, err = server.EnsureDevToken(tokensPath); err != nil {
+			return &configError{fmt.Errorf("dev token: %w", err)}
+		}
+	}
+	tokens, err := server.LoadTokens(tokensPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), or start with --dev", tokensPath)}
+	} else if err != nil {
+		return &configError{fmt.Errorf("refusing to start: %w", err)}
+	}
+
 	srv, err := server.New(server.Config{
 		Addr:       c.addr,
 		Gateway:    gw,
@@ -199,7 +213,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	// a surviving marker), and only then serve: connections that arrive
 	// meanwhile wait in the listen backlog.
 	if err := srv.Listen(); err != nil {
-		return err
+		return &configError{fmt.Errorf("%w (is another gateway running there? pick another --addr)", err)}
 	}
 	// Watchers and writers of the gateway run until it stops or run ends.
 	gctx, cancel := context.WithCancel(ctx)
@@ -218,16 +232,21 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 
 	var g group
 	{
-		// Signals: the first starts the shutdown sequence, the next force it.
+		// Signals: SIGTERM or SIGINT starts the shutdown sequence; a
+		// repeated SIGTERM changes nothing (a supervisor and a preStop or
+		// ExecStop hook may each send one); a SIGINT while shutting down
+		// (Ctrl-C twice) forces it.
 		stop := make(chan struct{})
 		g.add(func() error {
-			n := 0
 			for {
 				select {
 				case sig := <-sigs:
-					n++
-					id := gw.BeginShutdown(n > 1)
-					logger.Info("signal received", "signal", sig.String(), "count", n, "force", n > 1, "shutdown_id", id)
+					st := gw.BeginShutdown(false)
+					if sig == syscall.SIGINT && st.AlreadyShuttingDown {
+						st = gw.BeginShutdown(true)
+					}
+					logger.Info("signal received", "signal", sig.String(), "shutdown_id", st.ID,
+						"already_shutting_down", st.AlreadyShuttingDown, "force", st.Force)
 				case <-stop:
 					return nil
 				}
