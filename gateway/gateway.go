@@ -163,9 +163,11 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	if n := homefile.RemoveTemps(cfg.Home, homeFiles...); n > 0 {
 		cfg.Logger.Info("removed temp files left by a killed writer", "home", cfg.Home, "count", n)
 	}
-	statePath := filepath.Join(cfg.Home, StateFileName)
-	if fi, err := os.Lstat(statePath); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file (%s): remove it", ErrHome, statePath, fi.Mode().Type())
+	for _, name := range homeFiles {
+		p := filepath.Join(cfg.Home, name)
+		if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s is not a regular file (%v): move it away", ErrHome, p, fi.Mode().Type())
+		}
 	}
 	outbox, err := notify.OpenOutbox(filepath.Join(cfg.Home, OutboxFileName))
 	if err != nil {

@@ -24,11 +24,11 @@ func writeProcRoot(tb require.TestingT, dir, bootID string, start int) {
 // gatedAgent runs turns that finish when the test says so (finish), or
 // when their context is cancelled. It records every text it started.
 type gatedAgent struct {
-	mu      sync.Mutex
-	gates   map[string]chan struct{} // per session: closed to finish its turn
-	started []string                 // session:text, in start order
-	running chan string              // receives the session of each started turn
-	eventIDs []string                // event ids of started system turns, in start order
+	mu       sync.Mutex
+	gates    map[string]chan struct{} // per session: closed to finish its turn
+	started  []string                 // session:text, in start order
+	running  chan string              // receives the session of each started turn
+	eventIDs []string                 // event ids of started system turns, in start order
 }
 
 func newGatedAgent() *gatedAgent {
