@@ -38,9 +38,14 @@
 // A marker whose epoch differs from the reader's (both non-empty) is [Stale].
 // A marker that is not stale but older than the maximum age (default
 // [DefaultMaxAge]) is [Expired]; this applies to legacy and contentless
-// markers too. Age is measured from "requested_at" (RFC 3339; a timestamp
-// without a zone is taken as UTC), or from the file's modification time when
-// requested_at is missing, unparseable or later than the reader's clock. A
+// markers too. Age is measured from "requested_at", or from the file's
+// modification time when requested_at is missing, unparseable or later than
+// the reader's clock. requested_at may be RFC 3339 or any form Python's
+// datetime.isoformat writes and datetime.fromisoformat reads back: "T" or a
+// space between date and time; the time to the hour, minute, second or any
+// fraction of a second ("." or ","; kept to the nanosecond); "Z", an offset
+// (±HH, ±HHMM, ±HH:MM, ±HH:MM:SS) or no zone at all (taken as UTC, as the
+// upstream writer means it); or a date alone (midnight UTC). A
 // contentless marker's age always comes from its modification time. So a
 // corrupt, legacy or future-dated marker drains, but never for longer than the
 // maximum age after it was last written.

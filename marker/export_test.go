@@ -21,3 +21,6 @@ func SetWatchAddedHook(f func(dir string)) (restore func()) {
 	testHookWatchAdded = f
 	return func() { testHookWatchAdded = old }
 }
+
+// ParseRequestedAt is the parser of requested_at.
+func ParseRequestedAt(s string) (time.Time, bool) { return parseTime(s) }

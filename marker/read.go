@@ -241,7 +241,8 @@ const (
 // parseRequest decodes a marker. ok is false when the content is not a
 // valid UTF-8 JSON object whose known fields have the right types (strings,
 // and a boolean for suppress_notification; null counts as missing). An
-// unparseable requested_at leaves RequestedAt zero and ok true.
+// unparseable requested_at (see parseTime) leaves RequestedAt zero and ok
+// true.
 func parseRequest(data []byte) (req Request, ok bool) {
 	if !utf8.Valid(data) {
 		return Request{}, false
@@ -287,27 +288,6 @@ func parseRequest(data []byte) (req Request, ok bool) {
 
 // isNull reports whether raw is the JSON literal null.
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
-
-// timeLayouts are tried in order by parseTime. The first has a zone; the
-// others do not and are read as UTC. Fractional seconds are accepted after
-// the seconds by every layout.
-var timeLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02T15:04:05",
-	"2006-01-02 15:04:05Z07:00",
-	"2006-01-02 15:04:05",
-}
-
-// parseTime parses requested_at: RFC 3339, or the same without a zone (taken
-// as UTC), with "T" or a space between date and time.
-func parseTime(s string) (time.Time, bool) {
-	for _, layout := range timeLayouts {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t.UTC(), true
-		}
-	}
-	return time.Time{}, false
-}
 
 // fnv64a hashes b with 64-bit FNV-1a.
 func fnv64a(b []byte) uint64 {
