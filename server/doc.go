@@ -13,7 +13,9 @@
 // Every error is JSON {"error": "<code>", "message": "..."} with a fixed
 // code per status (see Error); an internal error is logged and never echoed.
 // A request that fails validation changes nothing: the body is decoded and
-// checked completely before the gateway is called.
+// checked completely before the gateway is called. Request bodies are
+// strict JSON: one object, keys exactly the documented field names (no
+// case folding, no key twice), values of the documented types.
 //
 // Timeouts: a request must arrive within ReadHeaderTimeout (headers) and
 // Config.ReadTimeout (headers and body), so a slow client cannot pin a

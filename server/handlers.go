@@ -1,12 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,60 +44,6 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	s.logger.Warn("unauthorized request", "method", r.Method, "route", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
 	s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "%s", msg))
-}
-
-// decode reads r's body into v strictly: at most MaxBodyBytes (else 413),
-// one JSON object and nothing after it, no
-// unknown fields, every field of its declared type. An empty body leaves
-// v untouched when optional is true and is a 400 otherwise.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body is over %d bytes", MaxBodyBytes)
-		}
-		return badRequest("reading request body: %v", err)
-	}
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		if optional {
-			return nil
-		}
-		return badRequest("request body is required (a JSON object)")
-	}
-	if trimmed[0] != '{' {
-		return badRequest("request body must be a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON body: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badRequest("invalid JSON body: data after the JSON object")
-	}
-	return nil
-}
-
-// jsonProblem describes a decoding error without Go type names.
-func jsonProblem(err error) string {
-	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		return fmt.Sprintf("field %q must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "bool":
-		return "boolean"
-	case "string":
-		return "string"
-	case "int", "int64", "float64":
-		return "number"
-	default:
-		return "value of another type"
-	}
 }
 
 // logControl writes the one INFO line every control call gets.

@@ -1,0 +1,190 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+)
+
+// decode reads r's body into v (a pointer to one of the request body
+// structs) with decodeJSON, reading at most MaxBodyBytes.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	return decodeJSON(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v, optional)
+}
+
+// decodeJSON decodes body into v, a pointer to a struct whose fields are
+// all JSON scalars, strictly and in one streaming pass:
+//
+//   - the body is one JSON object and nothing after it but white space;
+//   - every key is exactly the json tag name of one field (encoding/json
+//     would also accept "ACTION" for "action"; here that is an unknown
+//     field), and no key appears twice;
+//   - every value has its field's JSON type;
+//   - a body that body's reader refuses as over its limit
+//     (*http.MaxBytesError) is a 413.
+//
+// An empty body (or only white space) leaves v untouched when optional is
+// true and is a 400 otherwise. Every error is an *Error with a 4xx status
+// whose message names the field at fault, if one is.
+func decodeJSON(body io.Reader, v any, optional bool) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		panic(fmt.Sprintf("server: decodeJSON into %T, want a pointer to a struct", v))
+	}
+	target := rv.Elem()
+	fields := fieldsOf(target.Type())
+
+	dec := json.NewDecoder(body)
+	tok, err := dec.Token()
+	switch {
+	case errors.Is(err, io.EOF):
+		if optional {
+			return nil
+		}
+		return badRequest("request body is required (a JSON object)")
+	case err != nil:
+		return bodyError(err, "")
+	}
+	if tok != json.Delim('{') {
+		return badRequest("request body must be a JSON object")
+	}
+	seen := make(map[string]bool, len(fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return bodyError(err, "")
+		}
+		key, ok := tok.(string)
+		if !ok { // json.Decoder only yields strings in key position
+			return badRequest("invalid JSON body: object key is not a string")
+		}
+		index, known := fields[key]
+		if !known {
+			return unknownField(key, fields)
+		}
+		if seen[key] {
+			return badRequest("invalid JSON body: duplicate field %q", key)
+		}
+		seen[key] = true
+		if err := dec.Decode(target.Field(index).Addr().Interface()); err != nil {
+			return bodyError(err, key)
+		}
+	}
+	if tok, err := dec.Token(); err != nil {
+		return bodyError(err, "")
+	} else if tok != json.Delim('}') {
+		return badRequest("invalid JSON body: object not closed")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			if e := bodyError(err, ""); e.Status != http.StatusBadRequest {
+				return e
+			}
+		}
+		return badRequest("invalid JSON body: data after the JSON object")
+	}
+	return nil
+}
+
+// unknownField is the error for a key that is no field's exact name; a
+// key that differs from one only in case says so.
+func unknownField(key string, fields map[string]int) *Error {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return badRequest("invalid JSON body: unknown field %q (field names are case-sensitive: did you mean %q?)", key, name)
+		}
+	}
+	return badRequest("invalid JSON body: unknown field %q", key)
+}
+
+// bodyError maps an error of the JSON decoder (or of the body's reader
+// underneath it) to a 4xx *Error; key is the field being decoded, if any.
+func bodyError(err error, key string) *Error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+			Message: fmt.Sprintf("request body is over %d bytes", MaxBodyBytes), Err: err}
+	}
+	e := &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typ):
+		field := key
+		if field == "" {
+			field = typ.Field
+		}
+		e.Message = fmt.Sprintf("invalid JSON body: field %q must be a JSON %s, not %s",
+			field, jsonKind(typ.Type.Kind()), jsonKindOfValue(typ.Value))
+	case errors.As(err, &syntax):
+		e.Message = "invalid JSON body: " + strings.TrimPrefix(syntax.Error(), "json: ")
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		e.Message = "invalid JSON body: unexpected end of JSON input"
+	default:
+		e.Message = fmt.Sprintf("reading request body: %v", err)
+	}
+	return e
+}
+
+// jsonKind names the JSON type a field of Go kind k takes.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "boolean"
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "number"
+	default:
+		return "value of another type"
+	}
+}
+
+// jsonKindOfValue names the JSON type of UnmarshalTypeError.Value ("bool",
+// "string", "number", "number 1.5", "object", "array").
+func jsonKindOfValue(v string) string {
+	if v == "bool" {
+		return "boolean"
+	}
+	kind, _, _ := strings.Cut(v, " ")
+	return kind
+}
+
+// fieldCache holds fieldsOf's answer per struct type.
+var fieldCache sync.Map // reflect.Type → map[string]int
+
+// fieldsOf maps each exact json tag name of the struct type t to its field
+// index. It panics on a field decodeJSON cannot decode exactly (a nested
+// struct or map, whose own keys encoding/json would match loosely) or a
+// field without a json name: request bodies are declared in this package.
+func fieldsOf(t reflect.Type) map[string]int {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]int)
+	}
+	m := map[string]int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			panic(fmt.Sprintf("server: %s.%s has no json name", t, f.Name))
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch ft.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array, reflect.Interface:
+			panic(fmt.Sprintf("server: %s.%s is a %s; request bodies hold only scalars", t, f.Name, ft.Kind()))
+		}
+		m[name] = i
+	}
+	actual, _ := fieldCache.LoadOrStore(t, m)
+	return actual.(map[string]int)
+}
