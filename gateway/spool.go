@@ -191,7 +191,9 @@ func (s *spool) add(e spoolEntry) error {
 // in this process) and the next compaction, which rewrites the file
 // without it, makes that durable; the error says so.
 func (s *spool) complete(id string) error {
-	line, _ := json.Marshal(spoolRecord{Done: id})
+	line, _ := json.Marshal(struct {
+		Done string `json:"done"`
+	}{id})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.dropLocked(id) {

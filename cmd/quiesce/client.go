@@ -28,7 +28,8 @@ const (
 	// waitPollInterval is how often drain --wait reads the status.
 	waitPollInterval = 250 * time.Millisecond
 	// signalSettleTimeout bounds how long local shutdown --force waits
-	// for the first SIGTERM to show in the state file before the second.
+	// for its SIGTERM to show in the state file before the SIGINT (sent
+	// together, they may arrive in either order).
 	signalSettleTimeout = 5 * time.Second
 )
 
@@ -297,8 +298,15 @@ func (c *statusCmd) run(ctx context.Context, m *Main) error {
 
 func printStatus(w io.Writer, st gateway.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "state\t%s\n", st.State)
+	if st.Live {
+		fmt.Fprintf(tw, "state\t%s\n", st.State)
+	} else {
+		fmt.Fprintf(tw, "state\tnot running (no gateway holds the home's lock; last recorded state %s)\n", st.State)
+	}
 	fmt.Fprintf(tw, "turns in flight\t%d\n", st.ActiveAgents)
+	if st.OldestTurnSeconds > 0 {
+		fmt.Fprintf(tw, "oldest turn\t%v\n", time.Duration(st.OldestTurnSeconds*float64(time.Second)).Round(100*time.Millisecond))
+	}
 	if d := st.Drain; d != nil {
 		who := d.Principal
 		if who == "" {
@@ -310,6 +318,9 @@ func printStatus(w io.Writer, st gateway.Status) {
 		fmt.Fprintf(tw, "drain request\tnone\n")
 	}
 	fmt.Fprintf(tw, "epoch\t%s\n", orDash(st.Epoch))
+	if st.EpochError != "" {
+		fmt.Fprintf(tw, "epoch error\t%s (markers drain by presence only, never suppress)\n", st.EpochError)
+	}
 	fmt.Fprintf(tw, "pid\t%d\n", st.PID)
 	fmt.Fprintf(tw, "uptime\t%v\n", (time.Duration(st.UptimeSeconds * float64(time.Second))).Round(time.Second))
 	_ = tw.Flush()
@@ -333,7 +344,8 @@ func (c *shutdownCmd) flagSet(m *Main) *flagSet {
 Start the shutdown sequence: refuse new turns, broadcast once (unless the
 drain suppressed it), wait up to the drain timeout for in-flight turns, then
 interrupt the rest and ping each cut-off session. Returns without waiting.
-Locally it sends SIGTERM to the gateway's pid (a second SIGTERM for --force).`)
+Locally it sends SIGTERM to the gateway's pid (then SIGINT for --force: a
+repeated SIGTERM changes nothing, a SIGINT while shutting down forces).`)
 	c.target.register(fs)
 	fs.BoolVar(&c.force, "force", false, "interrupt in-flight turns now")
 	return fs
@@ -373,10 +385,10 @@ func (c *shutdownCmd) run(ctx context.Context, m *Main) error {
 	if err := c.awaitShutdownStarted(ctx); err != nil {
 		return fmt.Errorf("shutdown --force: %w", err)
 	}
-	if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(st.PID, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("shutdown: signal pid %d: %w", st.PID, err)
 	}
-	fmt.Fprintf(m.Stdout, "sent SIGTERM twice to pid %d: forced shutdown\n", st.PID)
+	fmt.Fprintf(m.Stdout, "sent SIGTERM then SIGINT to pid %d: forced shutdown\n", st.PID)
 	return nil
 }
 
@@ -402,22 +414,14 @@ func (c *shutdownCmd) awaitShutdownStarted(ctx context.Context) error {
 // names a stopped gateway, a dead process, or (where /proc tells) a
 // process that is not quiesce: the pid may have been reused.
 func checkGatewayProcess(st gateway.Status) error {
+	if !st.Live {
+		return fmt.Errorf("no gateway holds this home's lock: the gateway is not running (last state %s, pid %d)", st.State, st.PID)
+	}
 	if st.State == fsm.Stopped {
 		return errors.New("the gateway is not running (state stopped)")
 	}
 	if st.PID <= 0 {
 		return fmt.Errorf("the state file has no pid")
-	}
-	if err := syscall.Kill(st.PID, 0); err != nil {
-		return fmt.Errorf("pid %d from the state file is not running (%w); the gateway is gone", st.PID, err)
-	}
-	cmdline, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(st.PID), "cmdline"))
-	if err != nil {
-		return nil // no /proc here: nothing more to check
-	}
-	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-	if !strings.Contains(filepath.Base(argv0), "quiesce") {
-		return fmt.Errorf("pid %d is %q, not a quiesce gateway (stale state file?)", st.PID, argv0)
 	}
 	return nil
 }

@@ -305,14 +305,35 @@ func TestE2ESIGTERMDeadline(t *testing.T) {
 	}
 }
 
-// TestE2EDoubleSIGTERMForces: the drain timeout is long, so the first
-// SIGTERM waits for the turn; the second interrupts it at once. The CLI
-// variant is "quiesce shutdown --force" on the local home, which sends
-// both signals to the pid in the state file.
-func TestE2EDoubleSIGTERMForces(t *testing.T) {
+// TestE2ERepeatedSIGTERMChangesNothing: a supervisor's SIGTERM after a
+// preStop or ExecStop request (or a second SIGTERM) must not cut a turn
+// off (I3); only a SIGINT while shutting down (Ctrl-C twice), or local
+// "quiesce shutdown --force" (SIGTERM, then SIGINT), forces.
+func TestE2ERepeatedSIGTERMChangesNothing(t *testing.T) {
+	t.Parallel()
+	home := newHome(t)
+	p := startGateway(t, home, fakeProcRoot(t, "boot-g", 100), "--agent-work", "1500ms", "--drain-timeout", "1m")
+	inflight := p.turnAsync("alice", "long")
+	p.waitInFlight(1)
+	r := p.call(http.MethodPost, "/api/gateway/shutdown", opsToken, "")
+	require.Equal(t, http.StatusAccepted, r.code, r.raw)
+	p.signal(syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
+	r = await(t, inflight)
+	assert.Equal(t, http.StatusOK, r.code, "the turn finished: %s", r.raw)
+	assert.Equal(t, "long", r.body["reply"])
+	require.Equal(t, 0, p.wait())
+	assert.Empty(t, outbox(t, home, notify.KindSessionInterrupted), "nobody was cut off")
+	assert.Len(t, outbox(t, home, notify.KindShutdownBroadcast), 1)
+	assert.Contains(t, p.stderr.String(), "already_shutting_down\":true")
+}
+
+// TestE2EForcedShutdown: SIGTERM then SIGINT, or local shutdown --force,
+// interrupts the turn at once and pings its session.
+func TestE2EForcedShutdown(t *testing.T) {
 	t.Parallel()
 	for _, viaCLI := range []bool{false, true} {
-		name := map[bool]string{false: "Signals", true: "LocalCLI"}[viaCLI]
+		name := map[bool]string{false: "SIGTERMThenSIGINT", true: "LocalCLI"}[viaCLI]
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			home := newHome(t)
@@ -322,16 +343,16 @@ func TestE2EDoubleSIGTERMForces(t *testing.T) {
 			if viaCLI {
 				out, errOut, code := cli(t, nil, "shutdown", "--force", "--home", home)
 				require.Equal(t, 0, code, "stdout %s stderr %s", out, errOut)
-				assert.Contains(t, out, "twice")
+				assert.Contains(t, out, "SIGINT")
 			} else {
 				p.signal(syscall.SIGTERM)
 				eventually(t, exitTimeout, "state shutting_down", func() bool { return p.status()["state"] == "shutting_down" })
 				select {
 				case r := <-inflight:
-					t.Fatalf("turn ended before the second signal: %d %s", r.code, r.raw)
+					t.Fatalf("turn ended before the SIGINT: %d %s", r.code, r.raw)
 				default:
 				}
-				p.signal(syscall.SIGTERM)
+				p.signal(syscall.SIGINT)
 			}
 			r := await(t, inflight)
 			assert.Equal(t, http.StatusServiceUnavailable, r.code, r.raw)
@@ -383,7 +404,7 @@ func TestE2ETokensRefused(t *testing.T) {
 				require.NoError(t, os.Chmod(path, tt.mode))
 			}
 			p := startProcess(t, home, fakeProcRoot(t, "boot-i", 100))
-			require.Equal(t, 1, p.wait())
+			require.Equal(t, 78, p.wait(), "EX_CONFIG: a supervisor stops restarting")
 			assert.Contains(t, p.stderr.String(), path)
 			assert.Contains(t, p.stderr.String(), tt.want)
 			_, err := os.Stat(filepath.Join(home, "gateway_state.json"))
@@ -535,14 +556,14 @@ func TestE2EShutdownEndpointForce(t *testing.T) {
 	assert.Equal(t, []string{"alice"}, targets(outbox(t, home, notify.KindSessionInterrupted)))
 }
 
-// TestE2EAddrInUse: a second gateway on a taken address exits 1 before
+// TestE2EAddrInUse: a second gateway on a taken address exits 78 before
 // its gateway starts, so it sends no shutdown broadcast.
 func TestE2EAddrInUse(t *testing.T) {
 	t.Parallel()
 	first := startGateway(t, newHome(t), fakeProcRoot(t, "boot-m", 100))
 	home := newHome(t)
 	second := startProcess(t, home, fakeProcRoot(t, "boot-m", 100), "--addr", strings.TrimPrefix(first.url, "http://"))
-	require.Equal(t, 1, second.wait())
+	require.Equal(t, 78, second.wait())
 	assert.Contains(t, second.stderr.String(), "address already in use")
 	assert.Empty(t, outbox(t, home, notify.KindShutdownBroadcast), "the gateway never started, so never shut down")
 	assert.Equal(t, "running", first.status()["state"])
