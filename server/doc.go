@@ -6,7 +6,9 @@
 // The package wraps net/http and github.com/gorilla/mux so that cmd/quiesce
 // never touches either. It fills two gaps mux leaves open: a method mismatch
 // answers 405 with a JSON body and an Allow header (mux sends a bare 405),
-// and every GET route also answers HEAD (mux does not imply it).
+// and every GET route also answers HEAD (mux does not imply it). A path with
+// a dot segment ("." or "..", also percent-encoded) or "//" is a JSON 404,
+// never mux's redirect to the cleaned path.
 //
 // The server talks to the runtime only through the small Gateway interface
 // declared here; it never touches the lifecycle state machine itself.

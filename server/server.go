@@ -60,8 +60,9 @@ type Server struct {
 	retryAfter time.Duration
 	logger     *slog.Logger
 
-	router *mux.Router
-	srv    *http.Server
+	router  *mux.Router
+	handler http.Handler // router behind the path check
+	srv     *http.Server
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -111,7 +112,12 @@ func New(cfg Config) (*Server, error) {
 	s.metrics.observe(s.gw.Status)
 
 	r := mux.NewRouter()
+	// mux would answer a path with dot segments or "//" with a 301 to its
+	// cleaned form (and an empty body); such paths are 404s here instead
+	// (uncleanPath), so mux must not clean.
+	r.SkipClean(true)
 	s.router = r
+	s.handler = s.rejectUncleanPaths(r)
 	r.Use(s.instrument)
 	// mux runs these two without the router's middleware: count them here.
 	r.NotFoundHandler = s.count("unmatched", http.HandlerFunc(s.handleNotFound))
@@ -130,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 	r.Handle("/v1/sessions/{id}/messages", s.auth(s.handleMessage)).Methods(http.MethodPost)
 
 	s.srv = &http.Server{
-		Handler:           r,
+		Handler:           s.handler,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       IdleTimeout,
@@ -141,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler (for httptest).
-func (s *Server) Handler() http.Handler { return s.router }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Open listens on the configured address and serves in a goroutine: Listen
 // then Serve. It listens synchronously, so an address already in use is
@@ -291,6 +297,36 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap returns the wrapped writer, for http.ResponseController.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// rejectUncleanPaths answers a JSON 404, before routing, for a path that
+// uncleanPath refuses; it never redirects.
+func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
+	notFound := s.count("unmatched", http.HandlerFunc(s.handleNotFound))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if uncleanPath(r.URL.Path) {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// uncleanPath reports whether the decoded path p has an empty segment
+// ("//") or a dot segment ("." or "..", also when sent percent-encoded as
+// %2e or %2E, which the decoding has turned into dots). No route has one,
+// and routing such a path by its cleaned form would let
+// /v1/sessions/../messages reach another route than it names.
+func uncleanPath(p string) bool {
+	if strings.Contains(p, "//") {
+		return true
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
