@@ -178,7 +178,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 		_ = outbox.Close()
 		return nil, fmt.Errorf("%w: %w", ErrHome, err)
 	}
-	epoch, epochErr := epochOf(cfg.ProcRoot)
+	epoch, epochErr := marker.ProcessEpochOf(cfg.ProcRoot)
 	if epochErr != nil {
 		cfg.Logger.Warn("instance epoch unavailable: drain markers drain by presence only and never suppress the broadcast",
 			"proc_root", cfg.ProcRoot, "error", epochErr)
@@ -384,7 +384,7 @@ func drainInfo(r marker.Request, s marker.Status) DrainInfo {
 // markerError wraps a marker write or clear failure: a marker path that
 // is not a regular file becomes ErrMarkerUnusable.
 func markerError(op string, err error) error {
-	if errors.Is(err, homefile.ErrNotRegular) {
+	if errors.Is(err, homefile.ErrNotRegular) || errors.Is(err, marker.ErrUnusable) {
 		return fmt.Errorf("gateway: %s: %w: %w", op, ErrMarkerUnusable, err)
 	}
 	return fmt.Errorf("gateway: %s: %w", op, err)

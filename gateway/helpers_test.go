@@ -213,3 +213,20 @@ func eventually(tb failer, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// shutdown runs Shutdown(force) and fails, rather than hangs, when the
+// sequence does not end within its own bound plus a margin.
+func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
+	tb.Helper()
+	bound := f.g.cfg.DrainTimeout + f.g.cfg.NotifyTimeout + 10*time.Second
+	if force {
+		bound = f.g.cfg.NotifyTimeout + 10*time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	rep, err := f.g.Shutdown(ctx, force)
+	if err != nil {
+		tb.Fatalf("shutdown (force %v) did not end within %v: %v", force, bound, err)
+	}
+	return rep, err
+}
