@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -288,6 +289,36 @@ func TestWaitIdle(t *testing.T) {
 		cancel()
 		require.ErrorIs(t, m.WaitIdle(ctx), context.Canceled)
 	})
+}
+
+// TestWaitIdleNoLostWakeupRacingLastRelease races WaitIdle against the
+// Release that ends the last turn, many times: a waiter that reads the
+// count before it takes the wake-up channel would sleep through the
+// release and miss it. Each round has a deadline, so a lost wake-up is a
+// failure with a message, not a hang.
+func TestWaitIdleNoLostWakeupRacingLastRelease(t *testing.T) {
+	rounds := 3000
+	if testing.Short() {
+		rounds = 300
+	}
+	for i := range rounds {
+		m := fsm.New()
+		require.True(t, m.Accept())
+		_, _ = m.Fire(context.Background(), fsm.Shutdown)
+		start := make(chan struct{})
+		go func() {
+			<-start
+			if i%2 == 0 {
+				runtime.Gosched()
+			}
+			_ = m.Release()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		close(start)
+		err := m.WaitIdle(ctx)
+		cancel()
+		require.NoError(t, err, "round %d: WaitIdle missed the last release (lost wake-up)", i)
+	}
 }
 
 // TestDescribeWhileFiring: diagrams are drawn from the rules, never from a
