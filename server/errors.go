@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -22,12 +23,15 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeConflict         = "conflict"           // 409: request id mismatch
 	CodeSessionBusy      = "session_busy"       // 409: the session has a turn running
+	CodeMarkerUnusable   = "marker_unusable"    // 409: the drain marker path is not a usable file
+	CodeShuttingDown     = "shutting_down"      // 409: drain or cancel after the shutdown began
 	CodeTooLarge         = "too_large"          // 413: body over MaxBodyBytes
 	CodeInternal         = "internal"           // 500: logged, never echoed
 	CodeAgentFailed      = "agent_failed"       // 502: the agent failed the turn
 	CodeDraining         = "draining"           // 503: the gate refused a new turn
 	CodeInterrupted      = "interrupted"        // 503: a shutdown cut the turn off
 	CodeNotReady         = "not_ready"          // 503: /readyz while not running
+	CodeSpoolUnavailable = "spool_unavailable"  // 503: the event could not be spooled, not accepted
 )
 
 // RefusalText is the message of a 503 "draining" refusal.
@@ -36,6 +40,13 @@ const RefusalText = "The gateway is draining for maintenance and is not starting
 
 // InterruptedText is the message of a 503 "interrupted" answer.
 const InterruptedText = "The gateway shut down and cut this turn off. Please resend your message shortly."
+
+// SpoolUnavailableText is the message of a 503 "spool_unavailable" answer.
+const SpoolUnavailableText = "The event was NOT accepted: the gateway cannot write its event spool right now. " +
+	"Nothing was recorded; retry the event later."
+
+// ShuttingDownText is the message of a 409 "shutting_down" answer.
+const ShuttingDownText = "The gateway is shutting down and the shutdown wins: nothing was changed."
 
 // ErrorBody is the JSON body of every error response. State is set on
 // 503 answers (the lifecycle state that refused the request).
@@ -90,7 +101,13 @@ func errorFor(err error) *Error {
 	case errors.Is(err, gateway.ErrSessionBusy):
 		return &Error{Status: http.StatusConflict, Code: CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
 	case errors.Is(err, gateway.ErrRequestMismatch):
-		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: "request_id is not the active drain's; nothing was changed", Err: err}
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: mismatchMessage(err), Err: err}
+	case errors.Is(err, gateway.ErrShuttingDown):
+		return &Error{Status: http.StatusConflict, Code: CodeShuttingDown, Message: ShuttingDownText, Err: err}
+	case errors.Is(err, gateway.ErrMarkerUnusable):
+		return &Error{Status: http.StatusConflict, Code: CodeMarkerUnusable, Message: markerMessage(err), Err: err}
+	case errors.Is(err, gateway.ErrSpoolUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: SpoolUnavailableText, Err: err}
 	case errors.Is(err, gateway.ErrInvalid):
 		// The gateway's invalid-input messages name only the field at fault.
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error(), Err: err}
@@ -103,11 +120,87 @@ func errorFor(err error) *Error {
 	}
 }
 
-// writeError answers with the JSON body for err. 5xx errors are logged
-// with the real error; 503s carry Retry-After.
+// ActiveRequestIDer is implemented by a gateway.ErrRequestMismatch error
+// that knows the request id of the active drain; the 409 then names it.
+// ActiveRequestID returns "" when there is no active id to name.
+type ActiveRequestIDer interface {
+	error
+	ActiveRequestID() string
+}
+
+// mismatchMessage is the message of a 409 "conflict": it names the active
+// drain's request id when err carries one (ActiveRequestIDer).
+func mismatchMessage(err error) string {
+	if a, ok := errors.AsType[ActiveRequestIDer](err); ok {
+		if id := a.ActiveRequestID(); id != "" {
+			return fmt.Sprintf("request_id is not the active drain's (the active request_id is %q); nothing was changed", id)
+		}
+	}
+	return "request_id is not the active drain's; nothing was changed"
+}
+
+// markerMessage is the message of a 409 "marker_unusable": what the
+// gateway's error says about the marker path (the path and what is there,
+// e.g. "/home/q/drain.json is a FIFO", from markerDetail) and what to do.
+func markerMessage(err error) string {
+	const todo = "Nothing was changed: quiesce only replaces or removes a regular file it can read. " +
+		"Look at what is there, move it aside, and retry."
+	if d := markerDetail(err); d != "" {
+		return "The drain marker cannot be used: " + d + ". " + todo
+	}
+	return "The drain marker path holds something that is not a usable regular file. " + todo
+}
+
+// markerDetail returns the innermost description in err's tree: the text
+// of the deepest error that wraps another, less the wrapped text when it
+// starts with it ("<sentinel>: <path> is a FIFO" gives "<path> is a
+// FIFO"). That is where the marker and homefile packages name the path
+// and what is there, without the prefixes of the layers above. It returns
+// "" when err wraps only sentinels.
+func markerDetail(err error) string {
+	var best string
+	bestDepth := -1
+	var walk func(e error, depth int)
+	walk = func(e error, depth int) {
+		var children []error
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			if c := u.Unwrap(); c != nil {
+				children = []error{c}
+			}
+		case interface{ Unwrap() []error }:
+			children = u.Unwrap()
+		}
+		if len(children) > 0 && depth > bestDepth {
+			text := e.Error()
+			for _, c := range children {
+				text = strings.TrimPrefix(text, c.Error()+": ")
+			}
+			best, bestDepth = text, depth
+		}
+		for _, c := range children {
+			walk(c, depth+1)
+		}
+	}
+	walk(err, 0)
+	if bestDepth == 0 { // err itself is the only wrapper: no inner detail
+		return ""
+	}
+	return best
+}
+
+// expected503 reports whether a 503 code is a lifecycle answer, not a
+// fault worth an ERROR log line.
+func expected503(code string) bool {
+	return code == CodeDraining || code == CodeInterrupted || code == CodeNotReady
+}
+
+// writeError answers with the JSON body for err. 5xx errors other than
+// the lifecycle's expected 503s are logged with the real error; 503s carry
+// Retry-After.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := errorFor(err)
-	if e.Status >= 500 && e.Status != http.StatusServiceUnavailable {
+	if e.Status >= 500 && !expected503(e.Code) {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "error", err)
 	}
 	switch e.Status {

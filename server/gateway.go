@@ -16,14 +16,22 @@ type Gateway interface {
 	// an error wrapping gateway.ErrAgent.
 	Turn(ctx context.Context, session, text string) (string, error)
 	// Event accepts an internal event for session: never refused, started
-	// or spooled. Returns gateway.ErrInvalid for bad input.
+	// or spooled. Returns gateway.ErrInvalid for bad input and an error
+	// wrapping gateway.ErrSpoolUnavailable when the event could not be
+	// spooled (it was not accepted).
 	Event(ctx context.Context, session, text string) (gateway.EventReceipt, error)
 	// BeginDrain writes the drain marker and reconciles before returning,
-	// so a turn started after it returns is refused.
+	// so a turn started after it returns is refused. Once the shutdown
+	// began it returns gateway.ErrShuttingDown; a marker path that is not a
+	// usable file gives an error wrapping gateway.ErrMarkerUnusable whose
+	// innermost error names the path and what is there. Either way nothing
+	// was changed.
 	BeginDrain(ctx context.Context, req gateway.DrainRequest) (gateway.DrainResult, error)
 	// CancelDrain removes the drain marker and reconciles. Returns
 	// gateway.ErrRequestMismatch, changing nothing, when requestID is not
-	// empty and is not the active drain's.
+	// empty and is not the active drain's (an error that is also an
+	// ActiveRequestIDer lets the answer name the active id), and
+	// gateway.ErrShuttingDown or gateway.ErrMarkerUnusable as BeginDrain.
 	CancelDrain(ctx context.Context, requestID string) (gateway.CancelResult, error)
 	// Status returns a snapshot of the gateway.
 	Status() gateway.Status
