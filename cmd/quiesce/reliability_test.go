@@ -238,3 +238,55 @@ func TestE2EEpochUnavailableIsReported(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	require.Equal(t, 0, p.wait())
 }
+
+// TestE2ENoTurnServedBeforeFirstReconcile: start-up is lock → listen →
+// reconcile → serve, so with a surviving marker of this epoch even the
+// very first request, sent while the process starts, is refused: clients
+// hammering the port from before it opens never get a 200.
+func TestE2ENoTurnServedBeforeFirstReconcile(t *testing.T) {
+	t.Parallel()
+	home := newHome(t)
+	proc := fakeProcRoot(t, "boot-order", 100)
+	marker := fmt.Sprintf(`{"action":"drain","requested_at":%q,"principal":"ops","epoch":"boot-order:100","suppress_notification":false,"request_id":"r"}`,
+		time.Now().UTC().Format(time.RFC3339))
+	require.NoError(t, os.WriteFile(filepath.Join(home, ".drain_request.json"), []byte(marker), 0o600))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	type answer struct{ code int }
+	answers := make(chan answer, 1024)
+	stop := make(chan struct{})
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := doCall("http://"+addr, http.MethodPost, "/v1/sessions/early/messages", opsToken, `{"text":"hi"}`)
+				if err == nil {
+					select {
+					case answers <- answer{r.code}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	p := startProcess(t, home, proc, "--addr", addr, "--agent-work", "0s")
+	defer close(stop)
+	got := 0
+	deadline := time.After(startTimeout)
+	for got < 20 {
+		select {
+		case a := <-answers:
+			got++
+			require.Equal(t, http.StatusServiceUnavailable, a.code, "answer %d: a turn was served before the marker was reconciled", got)
+		case <-deadline:
+			t.Fatalf("only %d answers within %v; stderr:\n%s", got, startTimeout, p.stderr.String())
+		}
+	}
+}
