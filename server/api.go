@@ -24,7 +24,9 @@ type DrainBody struct {
 
 // DrainResponse answers a drain: the upstream shape (ok, action,
 // requested_at, draining, suppress_notification) plus who asked, the
-// request id, and the state after reconciling.
+// request id, the state after reconciling, whether it replaced an active
+// drain request (was_draining) and when the marker expires (expires_at,
+// absent when unknown).
 type DrainResponse struct {
 	OK                   bool      `json:"ok"`
 	Action               string    `json:"action"`
@@ -35,6 +37,8 @@ type DrainResponse struct {
 	RequestID            string    `json:"request_id"`
 	State                fsm.State `json:"state"`
 	ActiveAgents         int       `json:"active_agents"`
+	WasDraining          bool      `json:"was_draining"`
+	ExpiresAt            time.Time `json:"expires_at,omitzero"`
 }
 
 // CancelResponse answers a cancel. WasDraining reports whether a drain

@@ -13,8 +13,9 @@ var _ server.Gateway = (*Gateway)(nil)
 
 // Gateway is a function-field fake of server.Gateway that records the
 // order of calls. A nil function field falls back to a small model: a
-// state that BeginDrain sets to draining and CancelDrain back to running,
-// and a Turn that the model refuses unless running.
+// state that BeginDrain sets to draining (reporting WasDraining when it
+// already was) and CancelDrain back to running, and a Turn that the model
+// refuses unless running.
 type Gateway struct {
 	TurnFn          func(ctx context.Context, session, text string) (string, error)
 	EventFn         func(ctx context.Context, session, text string) (gateway.EventReceipt, error)
@@ -84,6 +85,7 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	if g.BeginDrainFn != nil {
 		return g.BeginDrainFn(ctx, req)
 	}
+	was := g.getState() == fsm.Draining
 	g.setState(fsm.Draining)
 	id := req.RequestID
 	if id == "" {
@@ -92,7 +94,8 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	return gateway.DrainResult{
 		Drain: gateway.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id,
 			SuppressNotification: req.SuppressNotification, Status: "active"},
-		State: fsm.Draining,
+		State:       fsm.Draining,
+		WasDraining: was,
 	}, nil
 }
 

@@ -76,7 +76,12 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.logControl(r, action, "ok", "request_id", res.Drain.RequestID,
-			"suppress_notification", res.Drain.SuppressNotification, "state", res.State)
+			"suppress_notification", res.Drain.SuppressNotification, "state", res.State,
+			"was_draining", res.WasDraining)
+		expires := res.ExpiresAt
+		if expires.IsZero() {
+			expires = res.Drain.ExpiresAt
+		}
 		writeJSON(w, http.StatusOK, DrainResponse{
 			OK:                   true,
 			Action:               ActionDrain,
@@ -87,6 +92,8 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 			RequestID:            res.Drain.RequestID,
 			State:                res.State,
 			ActiveAgents:         res.ActiveAgents,
+			WasDraining:          res.WasDraining,
+			ExpiresAt:            expires,
 		})
 	case ActionCancel:
 		res, err := s.gw.CancelDrain(r.Context(), body.RequestID)
