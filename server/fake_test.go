@@ -15,7 +15,8 @@ var _ server.Gateway = (*Gateway)(nil)
 // order of calls. A nil function field falls back to a small model: a
 // state that BeginDrain sets to draining (reporting WasDraining when it
 // already was) and CancelDrain back to running, and a Turn that the model
-// refuses unless running.
+// refuses unless running; BeginShutdown is idempotent like the real one
+// (a repeat reports AlreadyShuttingDown, force sticks once asked for).
 type Gateway struct {
 	TurnFn          func(ctx context.Context, session, text string) (string, error)
 	EventFn         func(ctx context.Context, session, text string) (gateway.EventReceipt, error)
@@ -25,9 +26,10 @@ type Gateway struct {
 	WaitIdleFn      func(ctx context.Context) error
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
 
-	mu    sync.Mutex
-	calls []string
-	state fsm.State
+	mu     sync.Mutex
+	calls  []string
+	state  fsm.State
+	forced bool // a BeginShutdown asked for force
 }
 
 // Calls returns the names of the methods called so far, in order.
@@ -136,6 +138,10 @@ func (g *Gateway) BeginShutdown(force bool) gateway.ShutdownStart {
 	if g.BeginShutdownFn != nil {
 		return g.BeginShutdownFn(force)
 	}
-	g.setState(fsm.ShuttingDown)
-	return gateway.ShutdownStart{ID: "sd1", Force: force}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	already := g.state == fsm.ShuttingDown
+	g.state = fsm.ShuttingDown
+	g.forced = g.forced || force
+	return gateway.ShutdownStart{ID: "sd1", Force: g.forced, AlreadyShuttingDown: already}
 }

@@ -418,6 +418,32 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownRepeatReportsAlreadyShuttingDown shows that the 202 of a
+// shutdown carries the gateway's already_shutting_down and force: false
+// for the first call, true for a repeat, and force only once one asked.
+func TestShutdownRepeatReportsAlreadyShuttingDown(t *testing.T) {
+	gw := &Gateway{}
+	h := MustServer(t, gw).Handler()
+	for i, step := range []struct {
+		body           string
+		already, force bool
+	}{
+		{``, false, false},
+		{`{"force":false}`, true, false},
+		{``, true, false},
+		{`{"force":true}`, true, true},
+		{`{"force":false}`, true, true}, // force, once asked for, sticks
+	} {
+		rec := do(t, h, http.MethodPost, "/api/gateway/shutdown", opsToken, step.body)
+		require.Equalf(t, http.StatusAccepted, rec.Code, "call #%d: %s", i, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equalf(t, step.already, m["already_shutting_down"], "call #%d already_shutting_down", i)
+		assert.Equalf(t, step.force, m["force"], "call #%d force", i)
+		assert.Equalf(t, "sd1", m["shutdown_id"], "call #%d", i)
+		assert.Equalf(t, "shutting_down", m["state"], "call #%d", i)
+	}
+}
+
 func TestMessage(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		var gotSession, gotText string
