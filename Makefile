@@ -4,7 +4,7 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fmt vet
+.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet
 
 all: build
 
@@ -37,6 +37,21 @@ bench:
 diagrams:
 	$(GO) test ./fsm -run '^TestDiagrams$$' -count=1 -update
 
-# soak: the crash-safety test with 1000 kills instead of 200.
+# soak: the reliability drills at full scale (docs/RELIABILITY.md): the
+# marker writer killed 1000 times, the real binary killed with -9 at least
+# 200 times under load, and the outside I1 monitor at 10k turns.
+SOAK_KILLS ?= 200
 soak:
 	QUIESCE_SOAK=1 $(GO) test -count=1 -run 'TestCrashSafety' ./marker
+	QUIESCE_SOAK_KILLS=$(SOAK_KILLS) QUIESCE_SOAK_SCALE=5 $(GO) test -count=1 -timeout 60m -v -run 'TestSoak' ./cmd/quiesce
+
+# fuzz: every fuzz target for FUZZTIME each (their seed corpora also run
+# in make test).
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run=NONE -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
