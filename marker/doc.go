@@ -14,9 +14,11 @@
 //   - [Read]: a never-failing, never-panicking read that classifies the file
 //     as [Absent], [Active], [Contentless], [Stale] or [Expired], and
 //     [Reader], which does the same and logs each stale or expired marker once.
-//   - [CurrentEpoch] and [ProcessEpoch]: the identity of this machine or
+//   - [EpochOf] and [ProcessEpochOf] (cached), and [CurrentEpoch] and
+//     [ProcessEpoch] without the error: the identity of this machine or
 //     container instantiation ("<boot_id>:<starttime of pid 1>"), so a marker
-//     that survived a restart of the machine reads as stale.
+//     that survived a restart of the machine reads as stale. When it cannot
+//     be computed the error wraps [ErrNoEpoch] and names the file.
 //   - [Watch]: a coalesced "reconcile now" signal driven by fsnotify on the
 //     home directory, with a periodic poll as a fallback.
 //
