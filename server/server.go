@@ -227,10 +227,14 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // Serve.
 func (s *Server) Done() <-chan error { return s.serve }
 
-// Close stops the server gracefully: it stops listening, then waits for
-// in-flight requests to finish (http.Server.Shutdown). If ctx ends first,
-// it closes the remaining connections and returns ctx.Err(). It also
-// closes a listener that Serve never used.
+// Close stops the server gracefully: it stops listening, closes idle
+// connections, then waits for in-flight requests to finish
+// (http.Server.Shutdown). If ctx ends first, it cuts every remaining
+// connection (http.Server.Close) and returns ctx.Err() without waiting for
+// their handlers, so it returns by ctx's deadline whatever clients do: a
+// body trickling in or an idle keep-alive connection cannot hold it
+// (TestCloseBoundedBySlowUpload). It also closes a listener that Serve
+// never used.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.ln != nil && !s.served {
