@@ -11,9 +11,10 @@
 //     Both refuse, with [ErrUnusable] and changing nothing, a marker path
 //     (or lock file) that is not a regular file; a regular file with
 //     corrupt content is replaced by Write and removed by Clear.
-//   - [Read]: a never-failing, never-panicking read that classifies the file
-//     as [Absent], [Active], [Contentless], [Stale] or [Expired], and
-//     [Reader], which does the same and logs each stale or expired marker once.
+//   - [Read]: a never-failing, never-panicking, never-blocking read that
+//     classifies the file as [Absent], [Active], [Contentless], [Stale] or
+//     [Expired], and [Reader], which does the same and logs each stale,
+//     expired or unusable marker once.
 //   - [EpochOf] and [ProcessEpochOf] (cached), and [CurrentEpoch] and
 //     [ProcessEpoch] without the error: the identity of this machine or
 //     container instantiation ("<boot_id>:<starttime of pid 1>"), so a marker

@@ -13,9 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
-	"github.com/quiesce-dev/quiesce/internal/logbuf"
-
 	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/quiesce-dev/quiesce/internal/logbuf"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 

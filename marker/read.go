@@ -31,8 +31,9 @@ const (
 	// fresh: it requests a drain.
 	Active
 	// Contentless means a marker whose content could not be understood
-	// (empty, not JSON, not an object, wrong field types, unreadable): it
-	// requests a drain (fail safe) and never suppresses.
+	// (empty, not JSON, not an object, wrong field types, too large,
+	// unreadable, or not a regular file at all): it requests a drain (fail
+	// safe) and never suppresses.
 	Contentless
 	// Stale means a marker written by another instantiation of the machine
 	// or container (its epoch differs): it is ignored.
