@@ -9,11 +9,18 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // MinTokenLength is the shortest token LoadTokens accepts.
 const MinTokenLength = 16
+
+// MaxTokensFileBytes is the largest tokens file LoadTokens and
+// ReadClientToken read.
+const MaxTokensFileBytes = 1 << 20
 
 // DevPrincipal is the principal of the token EnsureDevToken creates.
 const DevPrincipal = "dev"
@@ -77,15 +84,23 @@ func (t *Tokens) Lookup(token string) (principal string, ok bool) {
 // LoadTokens reads a tokens file: one "principal token" pair per line,
 // blank lines and lines starting with # ignored. It refuses (with an error
 // wrapping ErrTokens that names the file, and the line where one is at
-// fault) a file that is not a regular file, is accessible by group or
-// others (mode & 0o077 != 0), has a line that is not exactly two fields,
-// a token shorter than MinTokenLength, a token listed twice, or no token
-// at all. A missing file gives an error wrapping fs.ErrNotExist.
+// fault) a file that is not a regular file (a FIFO is refused without
+// blocking; a symlink is followed to a regular file), cannot be read, is
+// over MaxTokensFileBytes, is accessible by group or others (mode & 0o077
+// != 0), has a line that is not exactly two fields, a token shorter than
+// MinTokenLength, a token listed twice, or no token at all. A missing file
+// gives an error wrapping fs.ErrNotExist.
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := readPrivateFile(path)
 	if err != nil {
 		return nil, err
 	}
+	return parseTokens(path, data)
+}
+
+// parseTokens parses the content of the tokens file path (named in
+// errors), as LoadTokens describes.
+func parseTokens(path string, data []byte) (*Tokens, error) {
 	t := &Tokens{}
 	seen := map[[sha256.Size]byte]int{}
 	for n, line := range lines(data) {
@@ -116,7 +131,8 @@ func LoadTokens(path string) (*Tokens, error) {
 // ReadClientToken returns the token a client should send, read from path:
 // the first line that is not blank or a # comment, which is either a bare
 // token or a "principal token" pair (so a server's tokens file works too).
-// Like LoadTokens it refuses a file accessible by group or others.
+// Like LoadTokens it opens the file without blocking and refuses one that
+// is not a regular file or is accessible by group or others.
 func ReadClientToken(path string) (string, error) {
 	data, err := readPrivateFile(path)
 	if err != nil {
@@ -139,23 +155,26 @@ func ReadClientToken(path string) (string, error) {
 }
 
 // EnsureDevToken makes sure path holds a usable tokens file. If the file
-// is missing it creates it (mode 0600, never overwriting a file that
-// appears meanwhile) with one fresh random token for DevPrincipal, and
-// returns that token with created=true. Otherwise it returns the file's
-// first token with created=false, or LoadTokens' error.
+// is missing it creates it with one fresh random token for DevPrincipal,
+// atomically (homefile.WriteAtomic: mode 0600, a reader or a crash never
+// sees a partial file), and returns that token with created=true; temp
+// files a killed earlier call left next to it are removed first.
+// Otherwise it returns the file's first token with created=false, or
+// LoadTokens' error; a file that is not a regular file is never replaced.
+//
+// Callers serialise calls for one path (quiesce run holds the home's lock
+// while it calls it): a tokens file another process creates between the
+// check and the rename would be replaced.
 func EnsureDevToken(path string) (token string, created bool, err error) {
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		token, err := newToken()
-		if err != nil {
-			return "", false, err
-		}
+	if _, err := os.Lstat(path); homefile.IsNotExist(err) {
+		homefile.RemoveTemps(filepath.Dir(path), filepath.Base(path))
+		token := newToken()
 		content := "# quiesce bearer tokens: one \"principal token\" per line (created by --dev).\n" +
 			DevPrincipal + " " + token + "\n"
-		if err := writeNewFile(path, []byte(content)); err == nil {
-			return token, true, nil
-		} else if !errors.Is(err, fs.ErrExist) {
-			return "", false, err
+		if err := homefile.WriteAtomic(path, []byte(content), 0o600); err != nil {
+			return "", false, fmt.Errorf("server: create tokens file: %w", err)
 		}
+		return token, true, nil
 	}
 	if _, err := LoadTokens(path); err != nil {
 		return "", false, err
@@ -164,53 +183,47 @@ func EnsureDevToken(path string) (token string, created bool, err error) {
 	return token, false, err
 }
 
-func newToken() (string, error) {
+// newToken returns 48 random hex digits (192 bits): more than randid's 64
+// bits, as a bearer token must not be guessable. crypto/rand.Read never
+// fails (on a broken system it crashes the program).
+func newToken() string {
 	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("server: random token: %w", err)
-	}
-	return hex.EncodeToString(b), nil
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
-func writeNewFile(path string, data []byte) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("server: create %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(path)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("server: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("server: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("server: close %s: %w", path, err)
-	}
-	return nil
-}
-
-// readPrivateFile reads a regular file that only its owner may access.
+// readPrivateFile reads a tokens file that only its owner may access. It
+// opens it with homefile, so it never blocks (a FIFO is refused, not
+// waited on) and reads only a regular file, at most MaxTokensFileBytes.
+// A symlink is followed to its target, which must itself be such a file
+// (a mounted secret is often a symlink); the error then names both.
 func readPrivateFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("server: tokens file: %w", err)
+	name, open := path, path
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return nil, fmt.Errorf("server: tokens file %s: %w", path, err)
+		}
+		name, open = fmt.Sprintf("%s (a symlink to %s)", path, target), target
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrTokens, path)
+	data, fi, truncated, err := homefile.ReadFile(open, MaxTokensFileBytes)
+	via := "" // homefile's errors name the file they opened
+	if name != open {
+		via = " " + path + ":"
+	}
+	switch {
+	case homefile.IsNotExist(err):
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			err = pe // homefile's text repeats the path the PathError has
+		}
+		return nil, fmt.Errorf("server: tokens file:%s %w", via, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w:%s %w", ErrTokens, via, err)
+	case truncated:
+		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrTokens, name, MaxTokensFileBytes)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o, readable by group or others; run: chmod 600 %s", ErrTokens, path, perm, path)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("server: tokens file: %w", err)
+		return nil, fmt.Errorf("%w: %s has mode %04o, readable by group or others; run: chmod 600 %s", ErrTokens, name, perm, open)
 	}
 	return data, nil
 }

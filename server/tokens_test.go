@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -149,4 +152,106 @@ func TestReadClientToken(t *testing.T) {
 		_, err := server.ReadClientToken(writeTokens(t, "# none\n", 0o600))
 		assert.True(t, errors.Is(err, server.ErrTokens) && strings.Contains(err.Error(), "no token"), "%v", err)
 	})
+}
+
+// tokensCall runs f in a goroutine and fails the test if it has not
+// returned within a generous deadline (it would block on a FIFO).
+func tokensCall(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s had not returned after 10s: blocked opening a FIFO?", what)
+		return nil
+	}
+}
+
+// TestTokensFileFIFOFailsWithoutBlocking shows that a FIFO at the tokens
+// path, or a symlink to one, is an ErrTokens error naming the file from
+// LoadTokens, ReadClientToken and EnsureDevToken, which never block on it
+// and leave it in place.
+func TestTokensFileFIFOFailsWithoutBlocking(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "tokens")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	link := filepath.Join(dir, "tokens-link")
+	require.NoError(t, os.Symlink(fifo, link))
+	for _, path := range []string{fifo, link} {
+		for name, call := range map[string]func() error{
+			"LoadTokens":      func() error { _, err := server.LoadTokens(path); return err },
+			"ReadClientToken": func() error { _, err := server.ReadClientToken(path); return err },
+			"EnsureDevToken":  func() error { _, _, err := server.EnsureDevToken(path); return err },
+		} {
+			err := tokensCall(t, name+"("+path+")", call)
+			require.Errorf(t, err, "%s(%s)", name, path)
+			assert.ErrorIsf(t, err, server.ErrTokens, "%s(%s)", name, path)
+			assert.Containsf(t, err.Error(), path, "%s names the file", name)
+			assert.Containsf(t, err.Error(), "FIFO", "%s says what it is", name)
+		}
+	}
+	fi, err := os.Lstat(fifo)
+	require.NoError(t, err)
+	assert.True(t, fi.Mode()&fs.ModeNamedPipe != 0, "the FIFO is left alone")
+}
+
+// TestTokensFileSymlinkIsFollowed shows that a tokens file reached through
+// a symlink (a mounted secret) is read, with the target's mode checked.
+func TestTokensFileSymlinkIsFollowed(t *testing.T) {
+	target := writeTokens(t, "ops ops-token-0123456789\n", 0o600)
+	link := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.Symlink(target, link))
+	tokens, err := server.LoadTokens(link)
+	require.NoError(t, err)
+	assert.Equal(t, 1, tokens.Len())
+
+	open := writeTokens(t, "ops ops-token-0123456789\n", 0o644)
+	openLink := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.Symlink(open, openLink))
+	_, err = server.LoadTokens(openLink)
+	assert.ErrorIs(t, err, server.ErrTokens)
+	assert.Contains(t, err.Error(), openLink)
+	assert.Contains(t, err.Error(), "0644")
+}
+
+// TestTokensFileOverLimitIsRefused shows that a tokens file over
+// MaxTokensFileBytes is refused (it is read no further).
+func TestTokensFileOverLimitIsRefused(t *testing.T) {
+	content := "ops ops-token-0123456789\n" + strings.Repeat("# padding\n", server.MaxTokensFileBytes/10+1)
+	path := writeTokens(t, content, 0o600)
+	_, err := server.LoadTokens(path)
+	assert.ErrorIs(t, err, server.ErrTokens)
+	assert.Contains(t, err.Error(), path)
+	_, err = server.ReadClientToken(path)
+	assert.ErrorIs(t, err, server.ErrTokens)
+}
+
+// TestEnsureDevTokenWritesAtomically shows that EnsureDevToken writes the
+// tokens file through homefile.WriteAtomic (a fsynced temp file renamed
+// over the path, then the directory fsynced) and first removes a temp
+// file a killed earlier call left behind.
+func TestEnsureDevTokenWritesAtomically(t *testing.T) {
+	var synced []string
+	homefile.SyncHook = func(path string) { synced = append(synced, path) }
+	t.Cleanup(func() { homefile.SyncHook = nil })
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens")
+	stale := path + homefile.TempInfix + "0123456789abcdef"
+	require.NoError(t, os.WriteFile(stale, []byte("dev half-written"), 0o600))
+
+	_, created, err := server.EnsureDevToken(path)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Len(t, synced, 2, "a temp file and the directory were fsynced: %v", synced)
+	assert.True(t, strings.HasPrefix(synced[0], path+homefile.TempInfix), "temp file fsynced: %s", synced[0])
+	assert.Equal(t, dir, synced[1], "directory fsynced after the rename")
+	_, err = os.Lstat(stale)
+	assert.True(t, errors.Is(err, fs.ErrNotExist), "the stale temp file is removed: %v", err)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the tokens file is left")
+	assert.Equal(t, "tokens", entries[0].Name())
 }
