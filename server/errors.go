@@ -156,7 +156,9 @@ func markerMessage(err error) string {
 // starts with it ("<sentinel>: <path> is a FIFO" gives "<path> is a
 // FIFO"). That is where the marker and homefile packages name the path
 // and what is there, without the prefixes of the layers above. It returns
-// "" when err wraps only sentinels.
+// "" when err wraps only sentinels, or when the description still starts
+// with a package prefix ("marker: lock: ..."): that is not a path's
+// description but an internal error, which is not echoed.
 func markerDetail(err error) string {
 	var best string
 	bestDepth := -1
@@ -183,10 +185,25 @@ func markerDetail(err error) string {
 		}
 	}
 	walk(err, 0)
-	if bestDepth == 0 { // err itself is the only wrapper: no inner detail
+	if bestDepth == 0 || hasPackagePrefix(best) { // no inner detail, or an internal one
 		return ""
 	}
 	return best
+}
+
+// hasPackagePrefix reports whether text starts like a Go error of a
+// package: a lower-case word and a colon ("marker: ...").
+func hasPackagePrefix(text string) bool {
+	word, _, ok := strings.Cut(text, ": ")
+	if !ok || word == "" {
+		return false
+	}
+	for _, r := range word {
+		if r < 'a' || r > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // expected503 reports whether a 503 code is a lifecycle answer, not a

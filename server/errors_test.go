@@ -102,6 +102,17 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 			assert.NotContains(t, m["message"], "marker:")
 		}
 	})
+	t.Run("InternalDetailNotEchoed", func(t *testing.T) {
+		inner := fmt.Errorf("marker: lock: %w", errors.New("input/output error at /secret"))
+		err := fmt.Errorf("gateway: drain: %w: %w", gateway.ErrMarkerUnusable, inner)
+		gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
+			return gateway.DrainResult{}, err
+		}}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
+		m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+		assert.NotContains(t, m["message"], "secret")
+		assert.NotContains(t, m["message"], "marker:")
+	})
 	t.Run("NoDetail", func(t *testing.T) {
 		gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
 			return gateway.DrainResult{}, fmt.Errorf("gateway: drain: %w", gateway.ErrMarkerUnusable)
