@@ -63,6 +63,25 @@ func (e *RefusedError) Error() string {
 // Unwrap makes errors.Is(err, ErrRefused) true.
 func (e *RefusedError) Unwrap() error { return ErrRefused }
 
+// MismatchError is returned by CancelDrain when the request id given is
+// not the active drain's; errors.Is(err, ErrRequestMismatch) holds. Active
+// is the active drain's request id ("" if it has none).
+type MismatchError struct{ Active string }
+
+// Error implements error.
+func (e *MismatchError) Error() string {
+	if e.Active == "" {
+		return ErrRequestMismatch.Error() + " (the active drain has no request id)"
+	}
+	return ErrRequestMismatch.Error() + " (active request_id " + e.Active + ")"
+}
+
+// Unwrap makes errors.Is(err, ErrRequestMismatch) true.
+func (e *MismatchError) Unwrap() error { return ErrRequestMismatch }
+
+// ActiveRequestID returns the active drain's request id.
+func (e *MismatchError) ActiveRequestID() string { return e.Active }
+
 // DrainRequest asks for an external drain.
 type DrainRequest struct {
 	Principal            string // who asked (recorded in the marker and logs)

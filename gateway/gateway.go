@@ -328,6 +328,9 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", ErrShuttingDown)
 	}
 	existed, err := marker.Clear(g.cfg.Home, requestID)
+	if errors.Is(err, marker.ErrRequestMismatch) {
+		return CancelResult{}, &MismatchError{Active: g.reader.Read().Request.RequestID}
+	}
 	if err != nil {
 		return CancelResult{}, markerError("cancel drain", err)
 	}

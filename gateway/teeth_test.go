@@ -216,3 +216,17 @@ func TestDrainOnUnusableMarkerChangesNothing(t *testing.T) {
 	require.ErrorIs(t, err, ErrMarkerUnusable)
 	assert.DirExists(t, marker.Path(f.home))
 }
+
+// TestCancelMismatchNamesActiveRequest: a cancel naming another request
+// changes nothing and the error names the active one.
+func TestCancelMismatchNamesActiveRequest(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{RequestID: "active-1"})
+	require.NoError(t, err)
+	_, err = f.g.CancelDrain(context.Background(), "other")
+	require.ErrorIs(t, err, ErrRequestMismatch)
+	var me *MismatchError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, "active-1", me.ActiveRequestID())
+	assert.Equal(t, fsm.Draining, f.g.State())
+}

@@ -160,7 +160,7 @@ func Open(path string, flag int, perm os.FileMode) (*os.File, error) {
 			}
 			return nil, fmt.Errorf("open %s: %w (%s)", path, ErrNotRegular, kind)
 		}
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err // an *fs.PathError: it names the path
 	}
 	fi, err := f.Stat()
 	if err != nil {
