@@ -80,7 +80,7 @@ type spool struct {
 // with an error naming it (homefile.ErrNotRegular).
 func openSpool(path, rejected string, log *slog.Logger) (*spool, error) {
 	s := &spool{path: path, rejected: rejected, log: log}
-	f, err := homefile.Open(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := homefile.Open(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

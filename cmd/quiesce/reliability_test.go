@@ -79,7 +79,14 @@ func TestE2ESecondGatewayOnHomeExits78(t *testing.T) {
 	require.NoError(t, err)
 
 	second := startProcess(t, home, proc)
-	require.Equal(t, 78, second.wait(), second.stderr.String())
+	select {
+	case <-second.addr:
+		t.Fatalf("a second gateway started serving on a held home; stderr:\n%s", second.stderr.String())
+	case <-second.done:
+	case <-time.After(exitTimeout):
+		t.Fatalf("the second gateway neither exited nor served within %v", exitTimeout)
+	}
+	require.Equal(t, 78, second.code, second.stderr.String())
 	assert.Contains(t, second.stderr.String(), "pid "+strconv.Itoa(p.cmd.Process.Pid))
 	after, err := os.ReadFile(filepath.Join(home, "events.spool.jsonl"))
 	require.NoError(t, err)
