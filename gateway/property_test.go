@@ -70,6 +70,7 @@ type gwModel struct {
 
 	marker   *markerModel
 	shutting bool                    // this instance began shutting down
+	forced   bool                    // this instance's shutdown was forced
 	turns    map[string]chan turnOut // user turns in flight, by session
 	returned map[string]int          // turn results received, by session
 	events   []string                // every internal event text issued
@@ -111,7 +112,7 @@ func (m *gwModel) boot(t *rapid.T) {
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	m.g, m.shutting, m.checked, m.prev = g, false, false, g.m.Snapshot()
+	m.g, m.shutting, m.forced, m.checked, m.prev = g, false, false, false, g.m.Snapshot()
 	m.checkMarkerHonoured(t, "boot")
 }
 
@@ -508,7 +509,7 @@ func TestPropertyGateway(t *testing.T) {
 					t.Skip("not shutting down")
 				}
 				st := m.g.BeginShutdown(false)
-				if !st.AlreadyShuttingDown || st.Force {
+				if !st.AlreadyShuttingDown || st.Force != m.forced {
 					t.Fatalf("I3: a repeated shutdown without force must change nothing: %+v", st)
 				}
 				for s, ch := range m.turns {
@@ -530,7 +531,7 @@ func TestPropertyGateway(t *testing.T) {
 				default:
 				}
 				m.g.BeginShutdown(true)
-				m.shutting = true
+				m.shutting, m.forced = true, true
 				m.stopAndCheck(t, suppressed, true)
 			},
 			"restart": func(t *rapid.T) {
