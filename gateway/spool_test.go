@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/internal/logbuf"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 )
@@ -197,4 +198,19 @@ func bufLogger(buf *logbuf.Buffer) *slog.Logger {
 func jsonLine(r spoolRecord) ([]byte, error) {
 	b, err := json.Marshal(r)
 	return append(b, '\n'), err
+}
+
+// TestSpoolAppendAndCompletionAreFsynced: an event is on disk (fsync)
+// before add returns, and so is its completion record.
+func TestSpoolAppendAndCompletionAreFsynced(t *testing.T) {
+	f := newSpoolFixture(t)
+	s := f.open(t)
+	var synced []string
+	homefile.SyncHook = func(p string) { synced = append(synced, p) }
+	t.Cleanup(func() { homefile.SyncHook = nil })
+	e := event("s", "durable")
+	require.NoError(t, s.add(e))
+	assert.Equal(t, []string{f.path}, synced, "add fsyncs the spool")
+	require.NoError(t, s.complete(e.ID))
+	assert.Equal(t, []string{f.path, f.path}, synced, "complete fsyncs the spool")
 }
