@@ -389,3 +389,63 @@ func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
+
+// doCallWith is doCall through client c (the soak tests use clients with
+// their own connection pools, so they can close them and count fds).
+func doCallWith(c *http.Client, base, method, path, token, body string) (response, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		return response{}, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	r := response{code: resp.StatusCode, header: resp.Header, raw: string(data)}
+	if len(bytes.TrimSpace(data)) > 0 && data[0] == '{' {
+		if err := json.Unmarshal(data, &r.body); err != nil {
+			return r, fmt.Errorf("decode %q: %w", data, err)
+		}
+	}
+	return r, nil
+}
+
+// envCount returns the positive integer in the environment variable name,
+// or def when it is unset; anything else fails the test.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != v {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// writeMarkerFile replaces the drain marker with data the way an outside
+// writer (an upstream Python tool, an operator's script) does: a temp file
+// in the home, then rename over the marker. The temp name does not match
+// the gateway's "<file>.tmp-<hex>" pattern, so it is never taken for a
+// leftover of the gateway's own writers.
+func writeMarkerFile(home string, data []byte) error {
+	tmp := filepath.Join(home, "outside-writer.drain_request.partial")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(home, ".drain_request.json"))
+}
