@@ -160,8 +160,13 @@ func New(cfg Config) (*Gateway, error) {
 
 // open builds the Gateway once the home is locked.
 func open(cfg Config, lock *homeLock) (*Gateway, error) {
-	if n := homefile.RemoveTemps(cfg.Home, homeFiles...); n > 0 {
-		cfg.Logger.Info("removed temp files left by a killed writer", "home", cfg.Home, "count", n)
+	n := homefile.RemoveTemps(cfg.Home, homeFiles...)
+	m, err := marker.RemoveTemps(cfg.Home)
+	if err != nil {
+		return nil, markerError("start", err) // e.g. a FIFO at the marker's lock file
+	}
+	if n+m > 0 {
+		cfg.Logger.Info("removed temp files left by a killed writer", "home", cfg.Home, "count", n+m)
 	}
 	for _, name := range homeFiles {
 		p := filepath.Join(cfg.Home, name)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // TestSecondGatewayOnHomeRefused: one home, one gateway (I9): New on a
@@ -100,7 +102,7 @@ func TestHostileHomeFilesRefused(t *testing.T) {
 // TestTempFilesRemovedAtStart: leftovers of killed writers are removed.
 func TestTempFilesRemovedAtStart(t *testing.T) {
 	home := t.TempDir()
-	for _, name := range []string{StateFileName + ".tmp-1", SpoolFileName + ".tmp-2", "unrelated.tmp-3"} {
+	for _, name := range []string{StateFileName + ".tmp-1", SpoolFileName + ".tmp-2", "unrelated.tmp-3", marker.FileName + ".tmp-4"} {
 		require.NoError(t, os.WriteFile(filepath.Join(home, name), nil, 0o600))
 	}
 	g, err := New(Config{Home: home, ProcRoot: t.TempDir(), Logger: quietLogger()})
@@ -108,5 +110,6 @@ func TestTempFilesRemovedAtStart(t *testing.T) {
 	defer g.Close()
 	assert.NoFileExists(t, filepath.Join(home, StateFileName+".tmp-1"))
 	assert.NoFileExists(t, filepath.Join(home, SpoolFileName+".tmp-2"))
+	assert.NoFileExists(t, filepath.Join(home, marker.FileName+".tmp-4"), "the marker's too, under its lock")
 	assert.FileExists(t, filepath.Join(home, "unrelated.tmp-3"), "only the home's own temp files")
 }

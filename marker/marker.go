@@ -210,6 +210,23 @@ func Clear(home, requestID string) (existed bool, err error) {
 }
 
 // lockHome takes the exclusive advisory lock of home and returns the function
+// RemoveTemps removes the marker's temp files left in home by a writer
+// that was killed between creating and renaming one, and returns how many.
+// It holds the home's marker lock, so a live writer in another process (a
+// local "quiesce drain") never loses its temp file. A missing home is not
+// an error.
+func RemoveTemps(home string) (int, error) {
+	unlock, err := lockHome(home)
+	if err != nil {
+		if homefile.IsNotExist(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	defer unlock()
+	return homefile.RemoveTemps(home, FileName), nil
+}
+
 // that releases it. The error wraps fs.ErrNotExist when home does not exist.
 func lockHome(home string) (unlock func(), err error) {
 	p := lockPath(home)
