@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -16,8 +17,8 @@ import (
 // TurnResults lists the values of the result label of quiesce_turns_total.
 var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 
-// Metrics is the Prometheus side of a gateway, on its own registry (no
-// default go_* or process_* collectors):
+// Metrics is the Prometheus side of a gateway, on its own registry, with
+// the standard go_* and process_* collectors and:
 //
 //	quiesce_state{state}                  1 for the current lifecycle state, 0 for the others
 //	quiesce_turns_in_flight               turns accepted and not yet finished
@@ -25,6 +26,7 @@ var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
 //	quiesce_events_rejected_total         internal events moved to the rejected file
+//	quiesce_spooled_events                internal events in the spool
 //
 // State and in-flight count are read from the Gateway at scrape time, so
 // they are never stale. Metrics implements gateway.Metrics; all methods
@@ -43,6 +45,7 @@ var _ gateway.Metrics = (*Metrics)(nil)
 var (
 	stateDesc    = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
 	inFlightDesc = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
+	spoolDesc    = prometheus.NewDesc("quiesce_spooled_events", "Internal events in the spool: waiting, running or retrying.", nil, nil)
 )
 
 // NewMetrics returns Metrics with every series registered and every label
@@ -67,7 +70,8 @@ func NewMetrics() *Metrics {
 	for _, r := range TurnResults {
 		m.turns.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, stateCollector{m})
+	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, stateCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -99,6 +103,7 @@ type stateCollector struct{ m *Metrics }
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- inFlightDesc
+	ch <- spoolDesc
 }
 
 // Collect implements prometheus.Collector: one Status call per scrape.
@@ -115,4 +120,5 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, string(s))
 	}
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.ActiveAgents))
+	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(st.SpooledEvents))
 }

@@ -126,6 +126,9 @@ func TestMetrics(t *testing.T) {
 		`quiesce_drain_reaction_seconds_count 0`,
 		`quiesce_http_requests_total{code="200",route="/healthz"} 1`,
 		`quiesce_http_requests_total{code="404",route="unmatched"} 1`,
+		`quiesce_spooled_events 0`,
+		`go_goroutines `,
+		`process_start_time_seconds `,
 	} {
 		assert.Contains(t, body, want)
 	}
