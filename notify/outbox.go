@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // Outbox is the durable record of every notification: a JSON-lines file with
@@ -30,61 +32,59 @@ type Outbox struct {
 // mode 0600 if needed (an existing file keeps its mode) and syncing its
 // directory so the new entry survives a crash.
 //
+// The file is opened through homefile.Open: without blocking and without
+// following a final symlink, so a FIFO, directory, device, socket or symlink
+// at path is refused at once with an error that names path and wraps
+// homefile.ErrNotRegular.
+//
 // A torn last line left by a crash during a write (bytes after the last
 // newline) was never reported as sent: OpenOutbox truncates it so the next
 // message starts on a line of its own. If that tail is a complete JSON object
 // missing only its newline, the newline is added instead.
 func OpenOutbox(path string) (*Outbox, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := openAppend(path)
 	if err != nil {
 		return nil, fmt.Errorf("notify: open outbox: %w", err)
 	}
-	if err := prepareOutbox(f, path); err != nil {
+	return &Outbox{path: path, mu: make(chan struct{}, 1), f: f}, nil
+}
+
+// openAppend opens the JSON-lines file at path for appending through
+// homefile.Open (creating it 0600), repairs a torn tail (see OpenOutbox)
+// and fsyncs the file and its directory. Errors name path.
+func openAppend(path string) (*os.File, error) {
+	f, err := homefile.Open(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareAppend(f, path); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
-	o := &Outbox{path: path, mu: make(chan struct{}, 1), f: f}
-	return o, nil
+	return f, nil
 }
 
-// prepareOutbox checks that f is a regular file, repairs a torn tail and
-// syncs the file and its directory.
-func prepareOutbox(f *os.File, path string) error {
+// prepareAppend repairs a torn tail of f and syncs f and its directory.
+func prepareAppend(f *os.File, path string) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("notify: open outbox: %w", err)
+		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("notify: open outbox %s: not a regular file", path)
+	if err := repairTail(f, fi.Size()); err != nil {
+		return fmt.Errorf("repair %s: %w", path, err)
 	}
-	if err := repairTail(f, path, fi.Size()); err != nil {
-		return fmt.Errorf("notify: open outbox: repair %s: %w", path, err)
+	if err := homefile.Sync(f); err != nil {
+		return err
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("notify: open outbox: %w", err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("notify: open outbox: sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("notify: open outbox: sync directory: %w", err)
-	}
-	return nil
+	return homefile.SyncDir(filepath.Dir(path))
 }
 
-// repairTail makes the file of the given size end with a newline (or be
-// empty): see OpenOutbox.
-func repairTail(w *os.File, path string, size int64) error {
+// repairTail makes f, of the given size and opened for reading and
+// appending, end with a newline (or be empty): see OpenOutbox.
+func repairTail(f *os.File, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	r, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	// Scan backwards in chunks for the last newline.
 	const chunk = 4096
 	var tail []byte
@@ -93,7 +93,7 @@ func repairTail(w *os.File, path string, size int64) error {
 	for end > 0 && lastNL < 0 {
 		start := max(end-chunk, 0)
 		buf := make([]byte, end-start)
-		if _, err := r.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
 		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
@@ -107,16 +107,17 @@ func repairTail(w *os.File, path string, size int64) error {
 		return nil // ends with a newline: nothing torn
 	}
 	if isObject(tail) {
-		_, err := w.Write([]byte{'\n'})
+		_, err := f.Write([]byte{'\n'})
 		return err
 	}
-	return w.Truncate(lastNL + 1)
+	return f.Truncate(lastNL + 1)
 }
 
 // Path returns the file the outbox appends to.
 func (o *Outbox) Path() string { return o.path }
 
-// Send appends m as one JSON line (At in UTC) and fsyncs the file. It returns
+// Send appends m as one JSON line (At in UTC) and fsyncs the file (through
+// homefile.Sync, so homefile.SyncHook sees it). It returns
 // ctx.Err() if ctx is done before the write starts; the write and fsync
 // themselves are not interruptible. If the write fails part-way the partial
 // line is truncated away. Send on a closed Outbox returns an error wrapping
@@ -150,7 +151,7 @@ func (o *Outbox) Send(ctx context.Context, m Message) error {
 		}
 		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
 	}
-	if err := o.f.Sync(); err != nil {
+	if err := homefile.Sync(o.f); err != nil {
 		return fmt.Errorf("notify: outbox sync %s: %w", m.ID(), err)
 	}
 	return nil
@@ -175,16 +176,34 @@ func (o *Outbox) Close() error {
 // String returns "outbox", the sink's name in log lines.
 func (o *Outbox) String() string { return "outbox" }
 
+// maxReadBytes bounds how much of an outbox or pending file is read.
+const maxReadBytes = 256 << 20
+
 // ReadOutbox reads every message in the outbox file at path, in the order
 // they were appended. Blank lines are skipped, and so is a torn last line (one
 // that does not end in a newline and does not parse), which a crash during a
 // write can leave. Any other line that is not a JSON message is an error
 // naming its line number; the messages before it are returned with the error.
-// A missing file is an error wrapping fs.ErrNotExist.
+// The file is opened through homefile.ReadFile, so a FIFO there is an error
+// (wrapping homefile.ErrNotRegular), never a hang. A missing file is an error
+// wrapping fs.ErrNotExist.
 func ReadOutbox(path string) ([]Message, error) {
-	data, err := os.ReadFile(path)
+	msgs, err := readLines(path)
 	if err != nil {
-		return nil, fmt.Errorf("notify: read outbox: %w", err)
+		return msgs, fmt.Errorf("notify: read outbox: %w", err)
+	}
+	return msgs, nil
+}
+
+// readLines reads the JSON-lines file at path: see ReadOutbox. Errors name
+// path.
+func readLines(path string) ([]Message, error) {
+	data, _, truncated, err := homefile.ReadFile(path, maxReadBytes)
+	if err != nil {
+		return nil, err
+	}
+	if truncated {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxReadBytes)
 	}
 	var msgs []Message
 	for lineNo := 1; len(data) > 0; lineNo++ {
@@ -202,11 +221,24 @@ func ReadOutbox(path string) ([]Message, error) {
 			if !terminated {
 				break // torn last line
 			}
-			return msgs, fmt.Errorf("notify: read outbox %s: line %d: %w", path, lineNo, err)
+			return msgs, fmt.Errorf("%s: line %d: %w", path, lineNo, err)
 		}
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// encodeLines returns msgs as JSON lines.
+func encodeLines(msgs []Message) ([]byte, error) {
+	var buf []byte
+	for _, m := range msgs {
+		line, err := encode(m)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(append(buf, line...), '\n')
+	}
+	return buf, nil
 }
 
 // encode returns m as a JSON object with At in UTC.

@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -246,5 +249,154 @@ func TestOutboxSendCancelled(t *testing.T) {
 	}
 	if got := mustReadOutbox(t, path); len(got) != 0 {
 		t.Errorf("got %d messages, want 0", len(got))
+	}
+}
+
+// hostilePaths lays out, in a fresh directory, a FIFO, a directory and a
+// symlink to a regular file, each where a home file would be, and returns
+// their paths by kind. A cleanup opens the FIFO for reading and then for
+// writing without blocking, so that a writer or reader stuck opening it (a
+// regression) is released.
+func hostilePaths(t *testing.T, name string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	paths := map[string]string{
+		"fifo":      filepath.Join(dir, "fifo", name),
+		"directory": filepath.Join(dir, "dir", name),
+		"symlink":   filepath.Join(dir, "link", name),
+	}
+	for _, p := range paths {
+		if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(paths["fifo"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, flag := range []int{os.O_RDONLY, os.O_WRONLY} {
+			if f, err := os.OpenFile(paths["fifo"], flag|syscall.O_NONBLOCK, 0); err == nil {
+				_ = f.Close()
+			}
+		}
+	})
+	if err := os.Mkdir(paths["directory"], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(dir, "real.jsonl")
+	if err := os.WriteFile(real, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, paths["symlink"]); err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// checkRefused runs op on each hostile path and fails unless it returns,
+// within a bounded wait, an error that names the path and wraps
+// homefile.ErrNotRegular.
+func checkRefused(t *testing.T, paths map[string]string, ops map[string]func(path string) error) {
+	t.Helper()
+	for kind, p := range paths {
+		for opName, op := range ops {
+			t.Run(kind+"/"+opName, func(t *testing.T) {
+				done := make(chan struct{})
+				var err error
+				go func() {
+					defer close(done)
+					err = op(p)
+				}()
+				within(t, 5*time.Second, done, opName+" on a "+kind)
+				switch {
+				case err == nil:
+					t.Fatalf("%s(%s): got nil error", opName, p)
+				case !errors.Is(err, homefile.ErrNotRegular):
+					t.Errorf("%s: got %v, want an error wrapping homefile.ErrNotRegular", opName, err)
+				case !strings.Contains(err.Error(), p):
+					t.Errorf("%s: error %q does not name %s", opName, err, p)
+				case !strings.HasPrefix(err.Error(), "notify: "):
+					t.Errorf("%s: error %q lacks the package prefix", opName, err)
+				}
+			})
+		}
+	}
+}
+
+// TestOutboxFIFORefusedWithoutBlocking: a FIFO (or directory, or symlink) at
+// outbox.jsonl makes OpenOutbox and ReadOutbox fail at once with an error
+// naming it, instead of hanging start-up until a reader appears.
+func TestOutboxFIFORefusedWithoutBlocking(t *testing.T) {
+	checkRefused(t, hostilePaths(t, "outbox.jsonl"), map[string]func(string) error{
+		"OpenOutbox": func(p string) error {
+			o, err := notify.OpenOutbox(p)
+			if err == nil {
+				_ = o.Close()
+			}
+			return err
+		},
+		"ReadOutbox": func(p string) error {
+			_, err := notify.ReadOutbox(p)
+			return err
+		},
+	})
+}
+
+// TestOutboxFsyncsEachAppend: every append is fsynced (seen through
+// homefile.SyncHook) before Send returns, and through a Notifier before any
+// other sink sees the message.
+func TestOutboxFsyncsEachAppend(t *testing.T) {
+	var mu sync.Mutex
+	synced := make(map[string]int)
+	homefile.SyncHook = func(p string) {
+		mu.Lock()
+		synced[p]++
+		mu.Unlock()
+	}
+	t.Cleanup(func() { homefile.SyncHook = nil })
+	syncs := func(p string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return synced[p]
+	}
+
+	o, path := mustOpenOutbox(t)
+	if got := syncs(filepath.Dir(path)); got < 1 {
+		t.Errorf("OpenOutbox did not fsync the directory of a new outbox")
+	}
+	base := syncs(path)
+	for i := range 3 {
+		if err := o.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if got := syncs(path) - base; got != i+1 {
+			t.Fatalf("after %d appends: %d fsyncs of %s, want %d", i+1, got, path, i+1)
+		}
+	}
+
+	o2, path2 := mustOpenOutbox(t)
+	base2 := syncs(path2)
+	var seen []int // fsyncs of the outbox when the sink saw each message
+	rec := &notify.Recorder{Hook: func(context.Context, notify.Message) error {
+		seen = append(seen, syncs(path2)-base2)
+		return nil
+	}}
+	n := notify.NewNotifier(o2, slog.New(slog.DiscardHandler), rec)
+	for i := range 3 {
+		if err := n.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.Flush(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if want := []int{1, 2, 3}; !slices.Equal(seen, want) {
+		t.Errorf("outbox fsyncs when the sink saw messages 1..3: got %v, want %v", seen, want)
 	}
 }
