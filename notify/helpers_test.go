@@ -1,8 +1,11 @@
 package notify_test
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,4 +112,57 @@ func within(tb testing.TB, d time.Duration, done <-chan struct{}, what string) {
 	case <-time.After(d):
 		tb.Fatalf("%s: not done after %v", what, d)
 	}
+}
+
+// observed counts Observer calls by sink and result; safe for concurrent
+// use.
+type observed struct {
+	mu     sync.Mutex
+	counts map[[2]string]int
+}
+
+// observe is a notify.Observer.
+func (o *observed) observe(sink, result string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.counts == nil {
+		o.counts = make(map[[2]string]int)
+	}
+	o.counts[[2]string{sink, result}]++
+}
+
+// count returns how many times sink was observed with result.
+func (o *observed) count(sink, result string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[[2]string{sink, result}]
+}
+
+// sleeps records the waits a Webhook asks for, without waiting; safe for
+// concurrent use.
+type sleeps struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+// sleep is a WebhookOptions.Sleep that records d and returns at once.
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.d = append(s.d, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+// got returns the waits asked for so far.
+func (s *sleeps) got() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.d)
+}
+
+// sortedIDs returns the IDs of msgs, sorted.
+func sortedIDs(msgs []notify.Message) []string {
+	out := ids(msgs)
+	slices.Sort(out)
+	return out
 }

@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
-// Webhook defaults, used when the matching WebhookOptions field is zero.
+// Webhook defaults and limits.
 const (
 	// DefaultTryTimeout bounds one HTTP attempt.
 	DefaultTryTimeout = 1 * time.Second
@@ -21,9 +23,20 @@ const (
 	DefaultBaseBackoff = 100 * time.Millisecond
 	// DefaultMaxTries is how many attempts Send makes before giving up.
 	DefaultMaxTries = 5
-	// MaxBackoff caps the wait between two attempts.
-	MaxBackoff = 2 * time.Second
+	// MaxBackoff caps the exponential backoff between two attempts (a
+	// Retry-After the receiver sends is honoured beyond it, up to
+	// MaxRetryAfter).
+	MaxBackoff = 1 * time.Second
+	// DefaultConcurrency is how many messages a Webhook sends at once to a
+	// Notifier (see ConcurrentSink).
+	DefaultConcurrency = 8
+	// MaxRetryAfter is the longest Retry-After Send waits for; a receiver
+	// asking for more makes Send give up on the message at once.
+	MaxRetryAfter = 1 * time.Minute
 )
+
+// webhookLabel names a Webhook for an Observer.
+const webhookLabel = "webhook"
 
 // maxDrain is how much of a response body Send reads before closing it.
 const maxDrain = 64 << 10
@@ -38,21 +51,40 @@ type WebhookOptions struct {
 	// TryTimeout bounds each attempt (default DefaultTryTimeout).
 	TryTimeout time.Duration
 	// BaseBackoff is the first wait between attempts (default
-	// DefaultBaseBackoff).
+	// DefaultBaseBackoff); the waits are capped at MaxBackoff.
 	BaseBackoff time.Duration
 	// MaxTries is the number of attempts (default DefaultMaxTries).
 	MaxTries int
+	// Concurrency is how many messages are sent at once (default
+	// DefaultConcurrency, at most 64).
+	Concurrency int
+	// Observer, if set, is told (sink "webhook") ResultRetried before each
+	// wait between two tries. The outcome of a message a Notifier sends is
+	// reported by the Notifier's own Observer, so both can feed one counter
+	// without counting anything twice.
+	Observer Observer
+	// Sleep, if set, replaces the wait between two tries (a test seam): it
+	// must wait d or until ctx is done, and return ctx.Err() in that case.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now, if set, replaces time.Now as the clock an HTTP-date Retry-After
+	// is measured against (a test seam). Context deadlines are always
+	// measured against the real clock.
+	Now func() time.Time
 }
 
 // Webhook is a Sink that POSTs each message as JSON to a URL. It is safe for
-// concurrent use.
+// concurrent use, and as a ConcurrentSink a Notifier sends it up to
+// Concurrency messages at once.
 //
 // A 2xx response means delivered. 408, 429, 5xx, network errors and attempts
-// that exceed the try timeout are retried with exponential backoff and
-// jitter while tries remain and ctx allows; any other status is a permanent
-// failure and is not retried. Each request carries Content-Type
-// application/json and an Idempotency-Key header holding Message.ID, since a
-// retried message may arrive twice.
+// that exceed the try timeout are retried with capped exponential backoff
+// and jitter while tries remain and ctx allows; on 429 and 503 a Retry-After
+// header (delta-seconds or HTTP-date) replaces the backoff, and when it
+// would pass ctx's deadline (or MaxRetryAfter) Send gives up at once instead
+// of sleeping into it. Any other status is a permanent failure and is not
+// retried. Each request carries Content-Type application/json and an
+// Idempotency-Key header holding Message.ID, the same on every try and on
+// every redelivery, since a message may arrive more than once.
 //
 // The URL's path and query often hold a secret (chat webhooks), so errors and
 // String show only its scheme and host.
@@ -76,6 +108,16 @@ func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 	if opt.MaxTries <= 0 {
 		opt.MaxTries = DefaultMaxTries
 	}
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = DefaultConcurrency
+	}
+	opt.Concurrency = min(opt.Concurrency, maxLanes)
+	if opt.Sleep == nil {
+		opt.Sleep = sleep
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	client := opt.Client
 	if client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -93,46 +135,72 @@ func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 // String returns "webhook " and the URL's scheme and host.
 func (w *Webhook) String() string { return "webhook " + w.name }
 
+// Concurrency returns how many messages the Webhook sends at once.
+func (w *Webhook) Concurrency() int { return w.opt.Concurrency }
+
 // Send posts m until it is delivered, it fails permanently, the tries run
 // out or ctx is done, whichever comes first. It gives up early when ctx's
-// deadline falls before the next attempt. The returned error wraps the last
-// attempt's error and, when ctx ended the retries, ctx.Err().
+// deadline (or MaxRetryAfter) falls before the next attempt. The returned
+// error wraps the last attempt's error and, when ctx ended the retries,
+// ctx.Err() or context.DeadlineExceeded.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
+	_, err := w.deliver(ctx, m)
+	return err
+}
+
+// deliver is Send, also reporting whether a failure is permanent.
+func (w *Webhook) deliver(ctx context.Context, m Message) (permanent bool, err error) {
 	body, err := encode(m)
 	if err != nil {
-		return err
+		return true, err
 	}
 	id := m.ID()
 	var last error
 	for try := 1; ; try++ {
 		if err := ctx.Err(); err != nil {
-			return w.gaveUp(id, try-1, err, last)
+			return false, w.gaveUp(id, try-1, err, last)
 		}
-		permanent, err := w.try(ctx, id, body)
-		if err == nil {
-			return nil
+		res := w.try(ctx, id, body)
+		if res.err == nil {
+			return false, nil
 		}
-		last = err
+		last = res.err
 		if ctx.Err() != nil {
 			continue // reported at the top of the loop
 		}
-		if permanent {
-			return fmt.Errorf("notify: %s: %s: permanent failure: %w", w, id, err)
+		if res.permanent {
+			return true, fmt.Errorf("notify: %s: %s: permanent failure: %w", w, id, res.err)
 		}
 		if try >= w.opt.MaxTries {
-			return fmt.Errorf("notify: %s: %s: gave up after %d tries: %w", w, id, try, err)
+			return false, fmt.Errorf("notify: %s: %s: gave up after %d tries: %w", w, id, try, res.err)
 		}
 		wait := w.backoff(try)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return w.gaveUp(id, try, context.DeadlineExceeded, last)
+		if res.retryAfter >= 0 {
+			wait = res.retryAfter
+			if wait > MaxRetryAfter {
+				return false, fmt.Errorf("notify: %s: %s: gave up after %d tries: Retry-After %v exceeds %v: %w",
+					w, id, try, wait, MaxRetryAfter, res.err)
+			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return w.gaveUp(id, try, ctx.Err(), last)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return false, w.gaveUp(id, try, context.DeadlineExceeded, last)
 		}
+		w.opt.Observer.observe(webhookLabel, ResultRetried)
+		if err := w.opt.Sleep(ctx, wait); err != nil {
+			return false, w.gaveUp(id, try, err, last)
+		}
+	}
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -145,16 +213,26 @@ func (w *Webhook) gaveUp(id string, tries int, ctxErr, last error) error {
 	return fmt.Errorf("notify: %s: %s: gave up after %d tries: %w (last: %w)", w, id, tries, ctxErr, last)
 }
 
-// try makes one attempt and reports whether its failure is permanent.
-func (w *Webhook) try(ctx context.Context, id string, body []byte) (permanent bool, err error) {
+// tryResult is the outcome of one attempt.
+type tryResult struct {
+	err        error         // nil: delivered
+	permanent  bool          // do not retry
+	retryAfter time.Duration // the receiver's Retry-After, or -1
+}
+
+// try makes one attempt.
+func (w *Webhook) try(ctx context.Context, id string, body []byte) tryResult {
+	res := tryResult{retryAfter: -1}
 	if !w.valid {
-		return true, errors.New("invalid URL: want an absolute http or https URL")
+		res.permanent, res.err = true, errors.New("invalid URL: want an absolute http or https URL")
+		return res
 	}
 	tctx, cancel := context.WithTimeout(ctx, w.opt.TryTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(tctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return true, errors.New("invalid URL") // the parse error would repeat the URL
+		res.permanent, res.err = true, errors.New("invalid URL") // the parse error would repeat the URL
+		return res
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", id)
@@ -168,23 +246,51 @@ func (w *Webhook) try(ctx context.Context, id string, body []byte) (permanent bo
 		if ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("try timed out after %v: %w", w.opt.TryTimeout, err)
 		}
-		return false, err
+		res.err = err
+		return res
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	_ = resp.Body.Close()
 	switch code := resp.StatusCode; {
 	case code >= 200 && code <= 299:
-		return false, nil
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return false, fmt.Errorf("status %d", code)
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
+		res.err = fmt.Errorf("status %d", code)
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), w.opt.Now()); ok {
+			res.retryAfter = d
+		}
+	case code == http.StatusRequestTimeout, code >= 500:
+		res.err = fmt.Errorf("status %d", code)
 	default:
-		return true, fmt.Errorf("status %d", code)
+		res.permanent, res.err = true, fmt.Errorf("status %d", code)
 	}
+	return res
+}
+
+// parseRetryAfter parses a Retry-After header value, delta-seconds or an
+// HTTP-date (a date in the past means 0), and reports whether it is valid.
+// A delay too large to represent is reported as more than MaxRetryAfter.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter + time.Second, true
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
 }
 
 // backoff returns the wait after the given failed try: BaseBackoff doubled
 // per try, capped at MaxBackoff, with equal jitter (between half and all of
-// it).
+// it), so it never exceeds MaxBackoff.
 func (w *Webhook) backoff(try int) time.Duration {
 	d := w.opt.BaseBackoff
 	for i := 1; i < try && d < MaxBackoff; i++ {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -262,5 +263,145 @@ func TestWebhookRedirects(t *testing.T) {
 				t.Errorf("delivered %d times, want %d", got, want)
 			}
 		})
+	}
+}
+
+// scriptServer answers the first request with status and a Retry-After of
+// retryAfter (if not empty), and every later one with 200. It returns its
+// URL and request count.
+func scriptServer(t *testing.T, status int, retryAfter string) (string, *atomic.Int64) {
+	t.Helper()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			w.WriteHeader(status)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &hits
+}
+
+// TestWebhookHonoursRetryAfter: on 429 and 503 the receiver's Retry-After,
+// delta-seconds or HTTP-date, replaces the backoff; one that would pass the
+// ctx deadline (or MaxRetryAfter) makes Send give up at once, without
+// sleeping into it; on other statuses, or when unparsable, the capped
+// backoff is used.
+func TestWebhookHonoursRetryAfter(t *testing.T) {
+	now := time.Now().Truncate(time.Second) // HTTP-dates have whole seconds
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		timeout    time.Duration // of ctx; 0: none
+		want       []time.Duration
+		backoff    bool // want one backoff wait instead of want
+		wantErrIs  error
+		wantHits   int64
+	}{
+		{"503 delta-seconds", 503, "2", 0, []time.Duration{2 * time.Second}, false, nil, 2},
+		{"429 delta-seconds", 429, "1", 0, []time.Duration{time.Second}, false, nil, 2},
+		{"503 HTTP-date", 503, now.Add(2 * time.Second).UTC().Format(http.TimeFormat), 0, []time.Duration{2 * time.Second}, false, nil, 2},
+		{"HTTP-date in the past", 503, now.Add(-time.Hour).UTC().Format(http.TimeFormat), 0, []time.Duration{0}, false, nil, 2},
+		{"zero", 503, "0", 0, []time.Duration{0}, false, nil, 2},
+		{"past the deadline", 503, "45", 30 * time.Second, nil, false, context.DeadlineExceeded, 1},
+		{"HTTP-date past the deadline", 429, now.Add(40 * time.Second).UTC().Format(http.TimeFormat), 30 * time.Second, nil, false, context.DeadlineExceeded, 1},
+		{"beyond MaxRetryAfter", 503, "3600", 0, nil, false, nil, 1},
+		{"huge", 503, "99999999999999999999999", 0, nil, false, nil, 1},
+		{"ignored on 500", 500, "30", 0, nil, true, nil, 2},
+		{"unparsable", 503, "soon", 0, nil, true, nil, 2},
+		{"absent", 503, "", 0, nil, true, nil, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, hits := scriptServer(t, tt.status, tt.retryAfter)
+			var naps sleeps
+			w := notify.NewWebhook(url, notify.WebhookOptions{Sleep: naps.sleep, Now: func() time.Time { return now }})
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			err := w.Send(ctx, ping("sd1", "s1"))
+			wantErr := tt.wantHits == 1
+			if gotErr := err != nil; gotErr != wantErr {
+				t.Fatalf("Send: got error %v, want error %v", err, wantErr)
+			}
+			if tt.wantErrIs != nil && !errors.Is(err, tt.wantErrIs) {
+				t.Errorf("Send: got %v, want errors.Is %v", err, tt.wantErrIs)
+			}
+			if tt.timeout > 0 && ctx.Err() != nil {
+				t.Errorf("Send returned only once ctx was done (%v); it should give up at once", ctx.Err())
+			}
+			if got := hits.Load(); got != tt.wantHits {
+				t.Errorf("got %d requests, want %d", got, tt.wantHits)
+			}
+			got := naps.got()
+			if tt.backoff {
+				if len(got) != 1 || got[0] <= 0 || got[0] > notify.MaxBackoff {
+					t.Errorf("waits %v, want one backoff in (0, %v]", got, notify.MaxBackoff)
+				}
+				return
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("waits asked for: got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWebhookBackoffIsCapped: however many tries fail and whatever the base,
+// no wait between tries exceeds MaxBackoff, and the waits do grow to it.
+func TestWebhookBackoffIsCapped(t *testing.T) {
+	srv := newHookServer(t, 500)
+	for _, base := range []time.Duration{time.Millisecond, 300 * time.Millisecond, 5 * time.Second} {
+		t.Run(base.String(), func(t *testing.T) {
+			const tries = 12
+			var naps sleeps
+			w := notify.NewWebhook(srv.URL, notify.WebhookOptions{BaseBackoff: base, MaxTries: tries, Sleep: naps.sleep})
+			if err := w.Send(context.Background(), ping("sd1", "s1")); err == nil {
+				t.Fatal("Send to a failing server: got nil error")
+			}
+			got := naps.got()
+			if len(got) != tries-1 {
+				t.Fatalf("got %d waits, want %d: %v", len(got), tries-1, got)
+			}
+			for i, d := range got {
+				if d <= 0 || d > notify.MaxBackoff {
+					t.Errorf("wait %d: %v, want in (0, %v]", i+1, d, notify.MaxBackoff)
+				}
+			}
+			if last := got[len(got)-1]; last < notify.MaxBackoff/2 {
+				t.Errorf("last wait %v: the backoff never grew to the cap %v (jitter keeps at least half)", last, notify.MaxBackoff)
+			}
+		})
+	}
+}
+
+// TestWebhookSameIdempotencyKeyOnEveryTry: every retry of a message carries
+// the same Idempotency-Key, its ID, and the same body.
+func TestWebhookSameIdempotencyKeyOnEveryTry(t *testing.T) {
+	srv := newHookServer(t, 500, 503, 429, 408, 502, 200)
+	var naps sleeps
+	m := ping("sd1", "team/alice")
+	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{MaxTries: 10, Sleep: naps.sleep})
+	if err := w.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.headers) != 6 {
+		t.Fatalf("got %d tries, want 6", len(srv.headers))
+	}
+	for i, h := range srv.headers {
+		if got := h.Get("Idempotency-Key"); got != m.ID() {
+			t.Errorf("try %d: Idempotency-Key %q, want %q", i+1, got, m.ID())
+		}
+		if srv.bodies[i].ID() != m.ID() {
+			t.Errorf("try %d: body is %s, want %s", i+1, srv.bodies[i].ID(), m.ID())
+		}
 	}
 }
