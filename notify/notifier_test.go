@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,26 +256,76 @@ func TestNotifierSinkFailuresAreLogged(t *testing.T) {
 	}
 }
 
-func TestNotifierOutboxFailure(t *testing.T) {
-	o, path := mustOpenOutbox(t)
-	rec := &notify.Recorder{}
-	n := notify.NewNotifier(o, slog.New(slog.DiscardHandler), rec)
-	defer n.Close(context.Background())
-	if err := o.Close(); err != nil { // the disk "fails"
-		t.Fatal(err)
+// TestFailingOutboxDoesNotHoldBackOtherSinks: when the outbox cannot be
+// written (closed, or every write failing as on a full disk), Send returns
+// the outbox's error, but the log sink and every other sink still get each
+// message once, and a repeat is still deduplicated.
+func TestFailingOutboxDoesNotHoldBackOtherSinks(t *testing.T) {
+	tests := []struct {
+		name   string
+		break_ func(*notify.Outbox) error
+		wantIs error
+	}{
+		{"closed outbox", (*notify.Outbox).Close, os.ErrClosed},
+		{"writes fail", notify.BreakOutboxWrites, nil},
 	}
-	m := ping("sd1", "s1")
-	if err := n.Send(context.Background(), m); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Send: got %v, want the outbox error", err)
-	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if rec.Calls() != 0 || len(n.Sent()) != 0 {
-		t.Errorf("a message the outbox refused went on: %d sink calls, Sent %v", rec.Calls(), n.Sent())
-	}
-	if got := mustReadOutbox(t, path); len(got) != 0 {
-		t.Errorf("outbox: got %v", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, path := mustOpenOutbox(t)
+			rec := &notify.Recorder{}
+			sinkLogger, sinkLogs := newLogger()
+			logger, logs := newLogger()
+			var obs observed
+			n := notify.NewNotifierWith(o, notify.NotifierOptions{Logger: logger, Observer: obs.observe}, notify.NewLog(sinkLogger), rec)
+			t.Cleanup(func() { _ = n.Close(context.Background()) })
+			if err := tt.break_(o); err != nil {
+				t.Fatal(err)
+			}
+			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
+			for _, m := range msgs {
+				err := n.Send(context.Background(), m)
+				if !errors.Is(err, notify.ErrNotRecorded) {
+					t.Errorf("Send(%s): got %v, want an error wrapping ErrNotRecorded", m.ID(), err)
+				}
+				if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+					t.Errorf("Send(%s): got %v, want the outbox's error %v", m.ID(), err, tt.wantIs)
+				}
+			}
+			if err := n.Send(context.Background(), ping("sd1", "s1")); err != nil {
+				t.Errorf("repeated Send: got %v, want nil (deduplicated)", err)
+			}
+			if err := flush(t, n, 5*time.Second); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			if got := ids(rec.Messages()); !slices.Equal(got, ids(msgs)) {
+				t.Errorf("recorder: got %v, want %v", got, ids(msgs))
+			}
+			for _, m := range msgs {
+				if got := sinkLogs.find(t, slog.LevelInfo, "notification", m.ID()); len(got) != 1 {
+					t.Errorf("log sink: got %d lines for %s, want 1", len(got), m.ID())
+				}
+				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 0 {
+					t.Errorf("unexpected WARN for %s: %v", m.ID(), got)
+				}
+			}
+			if got := ids(n.Sent()); !slices.Equal(got, ids(msgs)) {
+				t.Errorf("Sent: got %v, want %v", got, ids(msgs))
+			}
+			if got := mustReadOutbox(t, path); len(got) != 0 {
+				t.Errorf("outbox: got %v, want nothing written", ids(got))
+			}
+			for _, c := range []struct {
+				sink, result string
+				want         int
+			}{
+				{"outbox", notify.ResultFailed, 3}, {"outbox", notify.ResultDelivered, 0},
+				{"log", notify.ResultDelivered, 3}, {"recorder", notify.ResultDelivered, 3},
+			} {
+				if got := obs.count(c.sink, c.result); got != c.want {
+					t.Errorf("observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
+				}
+			}
+		})
 	}
 }
 
@@ -417,7 +468,10 @@ func TestNotifierCloseIdle(t *testing.T) {
 	}
 }
 
-func TestNotifierCloseStuckSink(t *testing.T) {
+// TestCloseReturnsByDeadlineWhenSinkIgnoresCtx: a sink whose Send never
+// returns, whatever its ctx, cannot keep Close past its deadline; what it
+// held is logged once and is in the outbox.
+func TestCloseReturnsByDeadlineWhenSinkIgnoresCtx(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // runs before goleak
@@ -442,7 +496,7 @@ func TestNotifierCloseStuckSink(t *testing.T) {
 		defer close(done)
 		err = n.Close(ctx)
 	}()
-	within(t, 1200*time.Millisecond, done, "Close")
+	within(t, 5*time.Second, done, "Close")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
 	}
@@ -519,5 +573,120 @@ func TestNewNotifierPanicsOnNil(t *testing.T) {
 			}()
 			notify.NewNotifier(tt.outbox, nil, tt.sinks...)
 		})
+	}
+}
+
+// TestSinkOnlyReturningOnCancelIsBoundedByNotifyTimeout: a sink that never
+// delivers but returns once its ctx is cancelled (a hanging webhook) is
+// cancelled when the notify timeout given to Close passes; Close returns,
+// each message is logged once, and the sink's goroutines exit.
+func TestSinkOnlyReturningOnCancelIsBoundedByNotifyTimeout(t *testing.T) {
+	hanging, hits := newSlowServer(t)
+	tests := []struct {
+		name string
+		sink func(cancelled chan<- struct{}) notify.Sink
+	}{
+		{"recorder", func(cancelled chan<- struct{}) notify.Sink {
+			var once sync.Once
+			return &notify.Recorder{Hook: func(ctx context.Context, _ notify.Message) error {
+				<-ctx.Done()
+				once.Do(func() { close(cancelled) })
+				return ctx.Err()
+			}}
+		}},
+		{"hanging webhook", func(cancelled chan<- struct{}) notify.Sink {
+			close(cancelled) // observed through the second Close below
+			return notify.NewWebhook(hanging.URL, notify.WebhookOptions{TryTimeout: time.Minute})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const notifyTimeout = 300 * time.Millisecond
+			cancelled := make(chan struct{})
+			o, path := mustOpenOutbox(t)
+			logger, logs := newLogger()
+			n := notify.NewNotifier(o, logger, tt.sink(cancelled))
+			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
+			for _, m := range msgs {
+				if err := n.Send(context.Background(), m); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			defer cancel()
+			done := make(chan struct{})
+			var err error
+			go func() {
+				defer close(done)
+				err = n.Close(ctx)
+			}()
+			within(t, 5*time.Second, done, "Close")
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
+			}
+			within(t, 5*time.Second, cancelled, "cancelling the sink's ctx")
+			// The goroutines exit once their Send returned.
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel2()
+			if err := n.Close(ctx2); err != nil {
+				t.Errorf("second Close (waits for the sink's goroutines): %v", err)
+			}
+			for _, m := range msgs {
+				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
+					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
+				}
+			}
+			if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
+				t.Errorf("outbox: got %v, want %v", got, ids(msgs))
+			}
+		})
+	}
+	if hits.Load() == 0 {
+		t.Error("the hanging webhook was never called")
+	}
+}
+
+// TestNotifierObserverCountsEachOutcomeOnce: the Observer hears the outcome
+// of every (message, sink) pair exactly once, the outbox included, and the
+// webhook's own Observer adds only its retries.
+func TestNotifierObserverCountsEachOutcomeOnce(t *testing.T) {
+	var obs observed
+	srv := newHookServer(t, 500, 200) // the first try of the first message fails
+	var naps sleeps
+	hook := notify.NewWebhook(srv.URL, notify.WebhookOptions{Observer: obs.observe, Sleep: naps.sleep, Concurrency: 1})
+	failing := &notify.Recorder{Hook: func(context.Context, notify.Message) error { return errors.New("boom") }}
+	stuck := &notify.Recorder{Hook: func(ctx context.Context, _ notify.Message) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	o, _ := mustOpenOutbox(t)
+	n := notify.NewNotifierWith(o, notify.NotifierOptions{Logger: slog.New(slog.DiscardHandler), Observer: obs.observe},
+		hook, failing, stuck, notify.NewLog(slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1")}
+	for _, m := range msgs {
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush: got %v, want context.DeadlineExceeded (the stuck sink)", err)
+	}
+	for _, c := range []struct {
+		sink, result string
+		want         int
+	}{
+		{"outbox", notify.ResultDelivered, 2},
+		{"webhook", notify.ResultDelivered, 2},
+		{"webhook", notify.ResultRetried, 1},
+		{"webhook", notify.ResultFailed, 0},
+		{"log", notify.ResultDelivered, 2},
+		{"recorder", notify.ResultFailed, 2},      // failing
+		{"recorder", notify.ResultUndelivered, 2}, // stuck
+		{"recorder", notify.ResultDelivered, 0},
+	} {
+		if got := obs.count(c.sink, c.result); got != c.want {
+			t.Errorf("observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
+		}
 	}
 }

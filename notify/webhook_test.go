@@ -405,3 +405,67 @@ func TestWebhookSameIdempotencyKeyOnEveryTry(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookSendsUpToEightAtOnce: through a Notifier the webhook has eight
+// requests in flight at once, never nine, so a slow receiver gets 30
+// sessions' pings in four rounds rather than thirty; all are delivered
+// once.
+func TestWebhookSendsUpToEightAtOnce(t *testing.T) {
+	const sessions, want = 30, notify.DefaultConcurrency
+	var cur, peak atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	keys := make(map[string]int)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the body first: only then does the server notice a client
+		// that gives up, and end r.Context().
+		m, err := decodeMessage(r)
+		if err != nil || r.Header.Get("Idempotency-Key") != m.ID() {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		defer cur.Add(-1)
+		c := cur.Add(1)
+		for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+		}
+		if c >= want {
+			once.Do(func() { close(release) })
+		}
+		select {
+		case <-release: // the first requests wait until eight are in flight
+		case <-r.Context().Done():
+			return
+		}
+		mu.Lock()
+		keys[m.ID()]++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	hook := notify.NewWebhook(srv.URL, notify.WebhookOptions{TryTimeout: time.Minute})
+	n, _, _ := newNotifier(t, hook)
+	var sent []notify.Message
+	for i := range sessions {
+		m := ping("sd1", fmt.Sprintf("s%02d", i))
+		sent = append(sent, m)
+		if err := n.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	if err := flush(t, n, 10*time.Second); err != nil {
+		t.Fatalf("Flush: %v (peak concurrency %d: the first requests wait for %d at once)", err, peak.Load(), want)
+	}
+	if got := peak.Load(); got != want {
+		t.Errorf("peak concurrent requests: got %d, want %d", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keys) != sessions {
+		t.Errorf("delivered %d distinct messages, want %d", len(keys), sessions)
+	}
+	for _, m := range sent {
+		if keys[m.ID()] != 1 {
+			t.Errorf("%s delivered %d times, want 1", m.ID(), keys[m.ID()])
+		}
+	}
+}
