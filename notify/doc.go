@@ -7,24 +7,68 @@
 // goes first to the [Outbox], a JSON-lines file that is appended to and
 // fsynced before any other sink is tried, so the outbox is the durable record
 // of everything the gateway meant to say. The [Notifier] then hands the
-// message to every other [Sink] ([Log], [Webhook], or a test [Recorder]) on
-// one background worker per sink, so a slow or dead webhook never makes
-// [Notifier.Send] wait.
+// message to every other [Sink] ([Log], [Webhook], or a test [Recorder]),
+// each on its own goroutines, so a slow or dead sink never makes
+// [Notifier.Send] wait, and one failing sink, a full disk under the outbox
+// included, never holds back the others.
 //
-// Two promises follow from the design contract (invariant I6):
+// Three promises follow from the design contract (invariant I6):
 //
 //   - notify never blocks shutdown past its deadline: [Notifier.Flush] and
 //     [Notifier.Close] return when their context is done, and the context a
-//     worker passes to its sink is cancelled at that moment;
+//     sink was given is cancelled at that moment;
 //   - notify never drops a message silently: a message that a sink did not
 //     accept by the deadline, or that a sink refused, is logged at WARN with
-//     its [Message.ID], and it is already in the outbox.
+//     its [Message.ID] and sink, exactly once, and it is in the outbox;
+//   - what the webhook could not deliver is kept: with
+//     [WebhookOptions.PendingPath] set it is appended to that file and
+//     [Webhook.Redeliver] sends it at the next start, with the same
+//     Idempotency-Key.
 //
 // Messages are deduplicated by [Message.ID] (shutdown id, kind and target),
-// so a gateway that asks twice still sends each notification once.
+// so a gateway that asks twice still sends each notification once. An
+// [Observer] in [NotifierOptions] and [WebhookOptions] counts outcomes by
+// sink and result, for a metric.
 //
-// Caveats: the outbox assumes one writer per file (one gateway per home).
-// A webhook may receive a message more than once when a try times out after
-// the receiver accepted it; the Idempotency-Key header carries the message ID
-// so receivers can deduplicate.
+// Caveats: the outbox and pending files assume one writer per file (one
+// gateway per home). A webhook may receive a message more than once (a try
+// that timed out after the receiver accepted it, a crash before Redeliver
+// rewrote its file); the Idempotency-Key header carries the message ID so
+// receivers can deduplicate. A [ConcurrentSink] such as the webhook may
+// receive messages out of order.
+//
+// # Concurrency
+//
+// Every mutex, atomic, goroutine and channel in the package, and why:
+//
+//   - Notifier.mu (sync.Mutex): serialises Send so that deduplication, the
+//     outbox, Sent and every sink queue see one order; guards seen and sent.
+//   - Notifier.closed (atomic.Bool): Close refuses new Sends at once, without
+//     waiting for mu, which a Send holds across an outbox fsync.
+//   - Notifier.live (atomic.Int32) and Notifier.exited (channel, closed once
+//     by the last lane): Close waits for the lanes with a ctx, which a
+//     sync.WaitGroup cannot do.
+//   - lane goroutines, one per sink (Concurrency() for a ConcurrentSink,
+//     eight for the webhook): each drains its sink's queue, so Send never
+//     waits on a sink and sinks never wait on each other.
+//   - queue.mu (sync.Mutex, one per sink): guards that sink's queued,
+//     in-flight and settling messages, its Flush waiters, stop flag and
+//     deadline.
+//   - queue.wake (sync.Cond on queue.mu): idle lanes sleep on it; enqueue
+//     signals one, Close wakes all so they exit.
+//   - flushWait.done (channel, one per Flush per lagging sink, closed once):
+//     the sink's "caught up" signal, closed only after the messages it
+//     covers were logged, so Flush can wait for it with a ctx.
+//   - one context per in-flight attempt: Flush and Close cancel it when
+//     their ctx is done; after Close it also carries Close's deadline.
+//   - Outbox.mu (one-slot channel): serialises appends to the file; a channel
+//     so that an Outbox.Send waiting behind a slow fsync honours its ctx.
+//   - Webhook.pendMu (sync.Mutex): serialises Keep's appends to the pending
+//     file with Redeliver's reads and rewrite of it.
+//   - Redeliver's goroutines (up to Concurrency, a sync.WaitGroup and an
+//     atomic.Int64 index): send the pending messages in parallel; all have
+//     exited when Redeliver returns.
+//   - the timer in the Webhook's default Sleep: the wait between tries,
+//     stopped early when ctx is done.
+//   - Recorder.mu (sync.Mutex): guards what a test Recorder recorded.
 package notify

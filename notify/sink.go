@@ -38,5 +38,6 @@ var (
 	_ Sink           = (*Log)(nil)
 	_ Sink           = (*Outbox)(nil)
 	_ ConcurrentSink = (*Webhook)(nil)
+	_ Keeper         = (*Webhook)(nil)
 	_ Sink           = (*Recorder)(nil)
 )

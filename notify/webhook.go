@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,12 +28,16 @@ const (
 	// Retry-After the receiver sends is honoured beyond it, up to
 	// MaxRetryAfter).
 	MaxBackoff = 1 * time.Second
-	// DefaultConcurrency is how many messages a Webhook sends at once to a
-	// Notifier (see ConcurrentSink).
+	// DefaultConcurrency is how many messages a Webhook sends at once, to a
+	// Notifier (see ConcurrentSink) and in Redeliver.
 	DefaultConcurrency = 8
 	// MaxRetryAfter is the longest Retry-After Send waits for; a receiver
-	// asking for more makes Send give up on the message at once.
+	// asking for more makes Send give up on the message at once (a
+	// Notifier then keeps it for Redeliver).
 	MaxRetryAfter = 1 * time.Minute
+	// MaxPending is how many messages the pending file keeps: Redeliver
+	// drops the oldest beyond it.
+	MaxPending = 1000
 )
 
 // webhookLabel names a Webhook for an Observer.
@@ -58,10 +63,16 @@ type WebhookOptions struct {
 	// Concurrency is how many messages are sent at once (default
 	// DefaultConcurrency, at most 64).
 	Concurrency int
+	// PendingPath, if set, is the file (conventionally
+	// $QUIESCE_HOME/webhook.pending.jsonl) where Keep records the messages
+	// that could not be delivered, and that Redeliver sends at the next
+	// start. Empty means nothing is kept.
+	PendingPath string
 	// Observer, if set, is told (sink "webhook") ResultRetried before each
-	// wait between two tries. The outcome of a message a Notifier sends is
-	// reported by the Notifier's own Observer, so both can feed one counter
-	// without counting anything twice.
+	// wait between two tries, and the outcome of each message Redeliver
+	// sends. The outcome of a message a Notifier sends is reported by the
+	// Notifier's own Observer, so both can feed one counter without
+	// counting anything twice.
 	Observer Observer
 	// Sleep, if set, replaces the wait between two tries (a test seam): it
 	// must wait d or until ctx is done, and return ctx.Err() in that case.
@@ -86,6 +97,10 @@ type WebhookOptions struct {
 // Idempotency-Key header holding Message.ID, the same on every try and on
 // every redelivery, since a message may arrive more than once.
 //
+// With WebhookOptions.PendingPath set, a Webhook is also a Keeper: what a
+// Notifier could not deliver is appended to that file, and Redeliver sends
+// it at the next start.
+//
 // The URL's path and query often hold a secret (chat webhooks), so errors and
 // String show only its scheme and host.
 type Webhook struct {
@@ -94,6 +109,10 @@ type Webhook struct {
 	valid  bool   // url is absolute http or https with a host
 	client *http.Client
 	opt    WebhookOptions
+
+	// pendMu serialises Keep's appends to the pending file and
+	// Redeliver's reads and rewrite of it.
+	pendMu sync.Mutex
 }
 
 // NewWebhook returns a Webhook posting to rawURL. A URL that is not an

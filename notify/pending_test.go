@@ -1,0 +1,339 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/notify"
+)
+
+// pendingPath returns where a fresh home's webhook pending file goes.
+func pendingPath(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "webhook.pending.jsonl")
+}
+
+// redeliver calls w.Redeliver with a 10s timeout and fails the test unless
+// it returns by then plus a second.
+func redeliver(t *testing.T, w *notify.Webhook) (delivered, left int, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		delivered, left, err = w.Redeliver(ctx)
+	}()
+	within(t, 11*time.Second, done, "Redeliver")
+	return delivered, left, err
+}
+
+// receivedKeys returns the Idempotency-Keys srv received, sorted, and fails
+// the test if one does not match its body.
+func receivedKeys(t *testing.T, srv *hookServer) []string {
+	t.Helper()
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	var keys []string
+	for i, h := range srv.headers {
+		key := h.Get("Idempotency-Key")
+		if key != srv.bodies[i].ID() {
+			t.Errorf("request %d: Idempotency-Key %q for message %s", i+1, key, srv.bodies[i].ID())
+		}
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestUndeliveredWebhookMessagesDeliveredAtNextStart: what the webhook could
+// not deliver during a shutdown (given up on a dead receiver, or still in
+// flight or queued when Close's deadline passed) is in the pending file
+// when Close returns; at the next start a new Webhook on the same file
+// redelivers it with the same Idempotency-Keys and empties the file.
+func TestUndeliveredWebhookMessagesDeliveredAtNextStart(t *testing.T) {
+	hanging, _ := newSlowServer(t)
+	tests := []struct {
+		name string
+		url  string
+		opt  notify.WebhookOptions
+	}{
+		{"down", newDownURL(t), notify.WebhookOptions{MaxTries: 2, BaseBackoff: time.Millisecond}},
+		{"hanging", hanging.URL, notify.WebhookOptions{TryTimeout: time.Minute, Concurrency: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pending := pendingPath(t)
+			opt := tt.opt
+			opt.PendingPath = pending
+			o, _ := mustOpenOutbox(t)
+			logger, logs := newLogger()
+			n := notify.NewNotifier(o, logger, notify.NewWebhook(tt.url, opt))
+			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2"), ping("sd1", "s3")}
+			for _, m := range msgs {
+				if err := n.Send(context.Background(), m); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = n.Close(ctx)
+			}()
+			within(t, 5*time.Second, done, "Close")
+			for _, m := range msgs {
+				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
+					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
+				}
+			}
+			if got := sortedIDs(mustReadOutbox(t, pending)); !slices.Equal(got, sortedIDs(msgs)) {
+				t.Fatalf("pending file after Close: got %v, want %v", got, sortedIDs(msgs))
+			}
+
+			// The next start: the receiver is up.
+			srv := newHookServer(t, 200)
+			var obs observed
+			next := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, Observer: obs.observe})
+			delivered, left, err := redeliver(t, next)
+			if err != nil || delivered != len(msgs) || left != 0 {
+				t.Fatalf("Redeliver: got (%d, %d, %v), want (%d, 0, nil)", delivered, left, err, len(msgs))
+			}
+			if got := receivedKeys(t, srv); !slices.Equal(got, sortedIDs(msgs)) {
+				t.Errorf("redelivered keys: got %v, want %v", got, sortedIDs(msgs))
+			}
+			if got := mustReadOutbox(t, pending); len(got) != 0 {
+				t.Errorf("pending file after Redeliver: got %v, want empty", ids(got))
+			}
+			if got := obs.count("webhook", notify.ResultDelivered); got != len(msgs) {
+				t.Errorf("observer webhook/delivered: got %d, want %d", got, len(msgs))
+			}
+			// Nothing left: a second Redeliver sends nothing.
+			if d, l, err := redeliver(t, next); d != 0 || l != 0 || err != nil {
+				t.Errorf("second Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err)
+			}
+			if got := srv.hits.Load(); got != int64(len(msgs)) {
+				t.Errorf("receiver got %d requests, want %d", got, len(msgs))
+			}
+		})
+	}
+}
+
+// keyServer is a loopback receiver whose status for each message is
+// decided by status; it records the Idempotency-Key of every message it
+// accepts (2xx) and flags a key that does not match the body.
+type keyServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	keys []string
+}
+
+// newKeyServer starts a keyServer; the test closes it.
+func newKeyServer(t *testing.T, status func(m notify.Message) int) *keyServer {
+	t.Helper()
+	s := &keyServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, err := decodeMessage(r)
+		if err != nil || r.Header.Get("Idempotency-Key") != m.ID() {
+			t.Errorf("request with body %s, Idempotency-Key %q (%v)", m.ID(), r.Header.Get("Idempotency-Key"), err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		code := status(m)
+		if code >= 200 && code <= 299 {
+			s.mu.Lock()
+			s.keys = append(s.keys, m.ID())
+			s.mu.Unlock()
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// accepted returns the keys of the messages accepted so far, sorted.
+func (s *keyServer) accepted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.keys)
+	slices.Sort(out)
+	return out
+}
+
+// TestRedeliverLeavesWhatFailsAgain: Redeliver rewrites the pending file with
+// exactly what it could not deliver; a later Redeliver sends only that.
+func TestRedeliverLeavesWhatFailsAgain(t *testing.T) {
+	pending := pendingPath(t)
+	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
+	var refuse atomic.Bool
+	refuse.Store(true)
+	srv := newKeyServer(t, func(m notify.Message) int {
+		if m.Target == "s1" && refuse.Load() {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	var naps sleeps
+	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, MaxTries: 2, Sleep: naps.sleep})
+	if err := w.Keep(msgs); err != nil {
+		t.Fatalf("Keep: %v", err)
+	}
+	delivered, left, err := redeliver(t, w)
+	if err != nil || delivered != 2 || left != 1 {
+		t.Fatalf("Redeliver: got (%d, %d, %v), want (2, 1, nil)", delivered, left, err)
+	}
+	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{msgs[1].ID()}) {
+		t.Errorf("pending file: got %v, want [%s]", got, msgs[1].ID())
+	}
+	refuse.Store(false)
+	delivered, left, err = redeliver(t, w)
+	if err != nil || delivered != 1 || left != 0 {
+		t.Fatalf("second Redeliver: got (%d, %d, %v), want (1, 0, nil)", delivered, left, err)
+	}
+	if got, want := srv.accepted(), sortedIDs(msgs); !slices.Equal(got, want) {
+		t.Errorf("delivered keys: got %v, want %v", got, want)
+	}
+}
+
+// TestRedeliverKeepsWhatIsKeptMeanwhile: a message kept while Redeliver is
+// sending (a shutdown during start-up) survives Redeliver's rewrite.
+func TestRedeliverKeepsWhatIsKeptMeanwhile(t *testing.T) {
+	pending := pendingPath(t)
+	old, late := ping("sd0", "s1"), ping("sd1", "s9")
+	var w *notify.Webhook
+	var kept atomic.Bool
+	srv := newKeyServer(t, func(notify.Message) int {
+		if kept.CompareAndSwap(false, true) {
+			if err := w.Keep([]notify.Message{late}); err != nil {
+				t.Errorf("Keep during Redeliver: %v", err)
+			}
+		}
+		return http.StatusOK
+	})
+	w = notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending})
+	if err := w.Keep([]notify.Message{old}); err != nil {
+		t.Fatalf("Keep: %v", err)
+	}
+	delivered, left, err := redeliver(t, w)
+	if err != nil || delivered != 1 || left != 1 {
+		t.Fatalf("Redeliver: got (%d, %d, %v), want (1, 1, nil)", delivered, left, err)
+	}
+	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{late.ID()}) {
+		t.Errorf("pending file: got %v, want [%s]", got, late.ID())
+	}
+}
+
+// TestRedeliverDropsTheOldestBeyondMaxPending: the pending file cannot grow
+// without bound: Redeliver sends the newest MaxPending messages, drops the
+// older ones and says so.
+func TestRedeliverDropsTheOldestBeyondMaxPending(t *testing.T) {
+	pending := pendingPath(t)
+	var msgs []notify.Message
+	for i := range notify.MaxPending + 2 {
+		msgs = append(msgs, ping("sd1", fmt.Sprintf("s%04d", i)))
+	}
+	srv := newHookServer(t, 200)
+	var obs observed
+	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, Observer: obs.observe})
+	if err := w.Keep(msgs); err != nil {
+		t.Fatalf("Keep: %v", err)
+	}
+	delivered, left, err := redeliver(t, w)
+	if delivered != notify.MaxPending || left != 0 {
+		t.Errorf("Redeliver: got (%d, %d), want (%d, 0)", delivered, left, notify.MaxPending)
+	}
+	if err == nil || !strings.Contains(err.Error(), "dropped the 2 oldest") {
+		t.Errorf("Redeliver: got error %v, want one saying 2 were dropped", err)
+	}
+	if got, want := receivedKeys(t, srv), sortedIDs(msgs[2:]); !slices.Equal(got, want) {
+		t.Errorf("delivered %d keys, want the newest %d", len(got), len(want))
+	}
+	if got := obs.count("webhook", notify.ResultFailed); got != 2 {
+		t.Errorf("observer webhook/failed: got %d, want 2", got)
+	}
+	if got := mustReadOutbox(t, pending); len(got) != 0 {
+		t.Errorf("pending file: got %d messages, want none", len(got))
+	}
+}
+
+// TestPendingFileToleratesTornTailAndRepeats: a torn last line (a crash
+// during Keep) is cut before the next append and never sent; a message
+// kept twice is sent once.
+func TestPendingFileToleratesTornTailAndRepeats(t *testing.T) {
+	pending := pendingPath(t)
+	a, b := ping("sd1", "a"), ping("sd1", "b")
+	line, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pending, append(append(line, '\n'), line[:len(line)/2]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := newHookServer(t, 200)
+	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending})
+	if err := w.Keep([]notify.Message{b, a}); err != nil {
+		t.Fatalf("Keep: %v", err)
+	}
+	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{a.ID(), b.ID(), a.ID()}) {
+		t.Fatalf("pending file: got %v", got)
+	}
+	delivered, left, err := redeliver(t, w)
+	if err != nil || delivered != 2 || left != 0 {
+		t.Fatalf("Redeliver: got (%d, %d, %v), want (2, 0, nil)", delivered, left, err)
+	}
+	if got := receivedKeys(t, srv); !slices.Equal(got, []string{a.ID(), b.ID()}) {
+		t.Errorf("delivered keys: got %v", got)
+	}
+}
+
+// TestRedeliverWithoutPendingFile: no PendingPath, or no file yet, is
+// nothing to do and no error; Keep without a PendingPath is a no-op.
+func TestRedeliverWithoutPendingFile(t *testing.T) {
+	for name, path := range map[string]string{"no path": "", "no file": pendingPath(t)} {
+		t.Run(name, func(t *testing.T) {
+			w := notify.NewWebhook("http://unused.invalid", notify.WebhookOptions{PendingPath: path})
+			if path == "" {
+				if err := w.Keep([]notify.Message{ping("sd1", "s1")}); err != nil {
+					t.Errorf("Keep: %v", err)
+				}
+			}
+			if d, l, err := redeliver(t, w); d != 0 || l != 0 || err != nil {
+				t.Errorf("Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err)
+			}
+			if path != "" {
+				if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("Redeliver created %s: %v", path, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPendingFileFIFORefusedWithoutBlocking: a FIFO (or directory, or
+// symlink) at the pending path makes Keep and Redeliver fail at once with
+// an error naming it.
+func TestPendingFileFIFORefusedWithoutBlocking(t *testing.T) {
+	checkRefused(t, hostilePaths(t, "webhook.pending.jsonl"), map[string]func(string) error{
+		"Keep": func(p string) error {
+			return notify.NewWebhook("http://unused.invalid", notify.WebhookOptions{PendingPath: p}).Keep([]notify.Message{ping("sd1", "s1")})
+		},
+		"Redeliver": func(p string) error {
+			_, _, err := notify.NewWebhook("http://unused.invalid", notify.WebhookOptions{PendingPath: p}).Redeliver(context.Background())
+			return err
+		},
+	})
+}
