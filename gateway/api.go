@@ -178,4 +178,8 @@ type Metrics interface {
 	// EventRejected counts an internal event moved to the rejected file
 	// after its last failed try.
 	EventRejected()
+	// Notified counts a notification outcome for a sink: result is one
+	// of notify's Result* constants (delivered, retried, undelivered,
+	// failed). It is the notify.Observer the gateway's Notifier reports to.
+	Notified(sink, result string)
 }

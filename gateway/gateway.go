@@ -194,7 +194,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 		m:        fsm.New(),
 		epoch:    epoch,
 		epochErr: epochErr,
-		notifier: notify.NewNotifier(outbox, cfg.Logger, cfg.Sinks...),
+		notifier: notify.NewNotifierWith(outbox, notify.NotifierOptions{Logger: cfg.Logger, Observer: cfg.Metrics.Notified}, cfg.Sinks...),
 		started:  cfg.Now(),
 		lock:     lock,
 		sessions: map[string]*slot{},
@@ -403,3 +403,4 @@ type nopMetrics struct{}
 func (nopMetrics) TurnEnded(string)            {}
 func (nopMetrics) DrainReaction(time.Duration) {}
 func (nopMetrics) EventRejected()              {}
+func (nopMetrics) Notified(string, string)     {}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -154,11 +155,17 @@ func (g *Gateway) waitIdleOrForce(ctx context.Context, limit time.Duration) bool
 // notify sends one message through the notifier and reports success.
 func (g *Gateway) notify(ctx context.Context, kind notify.Kind, target, text, id string) bool {
 	err := g.notifier.Send(ctx, notify.Message{At: g.cfg.Now().UTC(), Kind: kind, Target: target, Text: text, ShutdownID: id})
-	if err != nil {
-		g.log.Error("notification not recorded", "kind", kind, "target", target, "error", err)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, notify.ErrNotRecorded):
+		// The outbox failed (a full disk); the other sinks still get it.
+		g.log.Error("notification not recorded in the outbox; sent to the other sinks", "kind", kind, "target", target, "error", err)
+		return true
+	default:
+		g.log.Error("notification not sent", "kind", kind, "target", target, "error", err)
 		return false
 	}
-	return true
 }
 
 // waitGroup waits for wg or ctx, whichever comes first.

@@ -27,6 +27,7 @@ var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
 //	quiesce_events_rejected_total         internal events moved to the rejected file
 //	quiesce_spooled_events                internal events in the spool
+//	quiesce_notifications_total{sink,result} notification outcomes (delivered, retried, undelivered, failed)
 //
 // State and in-flight count are read from the Gateway at scrape time, so
 // they are never stale. Metrics implements gateway.Metrics; all methods
@@ -37,6 +38,7 @@ type Metrics struct {
 	reaction prometheus.Histogram
 	requests *prometheus.CounterVec
 	rejected prometheus.Counter
+	notified *prometheus.CounterVec
 	status   atomic.Pointer[func() gateway.Status]
 }
 
@@ -63,6 +65,9 @@ func NewMetrics() *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
 		}, []string{"route", "code"}),
+		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed.",
+		}, []string{"sink", "result"}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "quiesce_events_rejected_total", Help: "Internal events moved to events.spool.rejected.jsonl after their last failed try.",
 		}),
@@ -70,13 +75,16 @@ func NewMetrics() *Metrics {
 	for _, r := range TurnResults {
 		m.turns.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, stateCollector{m},
+	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, m.notified, stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // TurnEnded counts a turn by result.
 func (m *Metrics) TurnEnded(result string) { m.turns.WithLabelValues(result).Inc() }
+
+// Notified counts a notification outcome for a sink (notify.Observer).
+func (m *Metrics) Notified(sink, result string) { m.notified.WithLabelValues(sink, result).Inc() }
 
 // EventRejected counts an internal event rejected after its last try.
 func (m *Metrics) EventRejected() { m.rejected.Inc() }

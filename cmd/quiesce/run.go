@@ -153,11 +153,16 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	default:
 		agent = gateway.NewEcho(c.agentWork)
 	}
-	sinks := []notify.Sink{notify.NewLog(logger)}
-	if c.notifyWebhook != "" {
-		sinks = append(sinks, notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{}))
-	}
 	metrics := server.NewMetrics()
+	sinks := []notify.Sink{notify.NewLog(logger)}
+	var hook *notify.Webhook
+	if c.notifyWebhook != "" {
+		hook = notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{
+			PendingPath: filepath.Join(c.home, gateway.WebhookPendingFileName),
+			Observer:    metrics.Notified,
+		})
+		sinks = append(sinks, hook)
+	}
 	gw, err := gateway.New(gateway.Config{
 		Home:          c.home,
 		ProcRoot:      c.procRoot,
@@ -223,6 +228,15 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		return fmt.Errorf("start gateway: %w", err)
 	}
 	srv.Serve()
+	if hook != nil {
+		// What the webhook could not deliver before the last stop.
+		go func() {
+			delivered, left, err := hook.Redeliver(gctx)
+			if delivered+left > 0 || err != nil {
+				logger.Info("webhook redelivery", "delivered", delivered, "left", left, "error", err)
+			}
+		}()
+	}
 	logger.Info("listening", "addr", srv.Addr(), "url", srv.URL(), "home", c.home, "epoch", gw.Epoch(),
 		"state", gw.Status().State, "pid", os.Getpid(), "agent", c.agent, "home_channel", c.homeChannel,
 		"tokens", tokens.Len())
