@@ -139,7 +139,7 @@ func readProcFile(p string) ([]byte, error) {
 	case errors.Is(err, homefile.ErrNotRegular):
 		why = "not a regular file"
 		if fi, lerr := os.Lstat(p); lerr == nil {
-			why += " (" + describe(p, fi) + ")"
+			why += " (" + homefile.Describe(p, fi) + ")"
 		}
 	case errors.As(err, &pe):
 		why = pe.Err.Error() // the rest repeats the path

@@ -22,7 +22,7 @@ var ErrUnusable = errors.New("marker: marker file unusable")
 // unusableError returns the ErrUnusable error for the non-regular file p,
 // whose Lstat information is fi.
 func unusableError(p string, fi fs.FileInfo) error {
-	return fmt.Errorf("%w: %s is %s", ErrUnusable, p, describe(p, fi))
+	return fmt.Errorf("%w: %s is %s", ErrUnusable, p, homefile.Describe(p, fi))
 }
 
 // unreadableError returns the ErrUnusable error for the regular file p
@@ -43,37 +43,6 @@ func notRegularError(p string, err error) error {
 		return unusableError(p, fi)
 	}
 	return fmt.Errorf("%w: %w", ErrUnusable, err)
-}
-
-// describe names what the non-regular file p is, for error messages and
-// logs: "a directory", "a FIFO", "a symlink to /x", "a dangling symlink to
-// /x", ... It reads a symlink's target but never opens p.
-func describe(p string, fi fs.FileInfo) string {
-	m := fi.Mode()
-	switch {
-	case m&fs.ModeSymlink != 0:
-		target, err := os.Readlink(p)
-		if err != nil {
-			return "a symlink"
-		}
-		if _, err := os.Stat(p); err != nil && homefile.IsNotExist(err) {
-			return fmt.Sprintf("a dangling symlink to %q", target)
-		}
-		return fmt.Sprintf("a symlink to %q", target)
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return fmt.Sprintf("not a regular file (mode %v)", m)
 }
 
 // lstatUsable reports whether the marker at p may be replaced or removed:

@@ -238,33 +238,7 @@ func (p *gatewayProc) call(method, path, token, body string) response {
 }
 
 func doCall(base, method, path, token, body string) (response, error) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		return response{}, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, err
-	}
-	r := response{code: resp.StatusCode, header: resp.Header, raw: string(data)}
-	if len(bytes.TrimSpace(data)) > 0 && data[0] == '{' {
-		if err := json.Unmarshal(data, &r.body); err != nil {
-			return r, fmt.Errorf("decode %q: %w", data, err)
-		}
-	}
-	return r, nil
+	return doCallWith(httpClient, base, method, path, token, body)
 }
 
 // turn sends a message for session.

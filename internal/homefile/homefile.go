@@ -49,7 +49,7 @@ var SyncHook func(path string)
 func WriteAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("write %s: %w (%s)", path, ErrNotRegular, fileKind(fi.Mode()))
+			return fmt.Errorf("write %s: %w (%s)", path, ErrNotRegular, Describe(path, fi))
 		}
 	} else if !IsNotExist(err) {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -156,7 +156,7 @@ func Open(path string, flag int, perm os.FileMode) (*os.File, error) {
 		if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENXIO) {
 			kind := "unusable"
 			if fi, lerr := os.Lstat(path); lerr == nil {
-				kind = fileKind(fi.Mode())
+				kind = Describe(path, fi)
 			}
 			return nil, fmt.Errorf("open %s: %w (%s)", path, ErrNotRegular, kind)
 		}
@@ -169,7 +169,7 @@ func Open(path string, flag int, perm os.FileMode) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		_ = f.Close()
-		return nil, fmt.Errorf("open %s: %w (%s)", path, ErrNotRegular, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("open %s: %w (%s)", path, ErrNotRegular, Describe(path, fi))
 	}
 	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
 		_ = f.Close()
@@ -228,19 +228,33 @@ func IsNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// fileKind names what a non-regular file is, for error messages.
-func fileKind(m fs.FileMode) string {
+// Describe names what the non-regular file p is, for error messages and
+// logs: "a directory", "a FIFO", "a symlink to /x", "a dangling symlink to
+// /x", ... It reads a symlink's target but never opens p.
+func Describe(p string, fi fs.FileInfo) string {
+	m := fi.Mode()
 	switch {
 	case m&fs.ModeSymlink != 0:
-		return "a symlink"
+		target, err := os.Readlink(p)
+		if err != nil {
+			return "a symlink"
+		}
+		if _, err := os.Stat(p); err != nil && IsNotExist(err) {
+			return fmt.Sprintf("a dangling symlink to %q", target)
+		}
+		return fmt.Sprintf("a symlink to %q", target)
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
 		return "a FIFO"
 	case m&fs.ModeSocket != 0:
 		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
 	case m&fs.ModeDevice != 0:
-		return "a device"
+		return "a block device"
+	case m.IsRegular():
+		return "a regular file"
 	}
-	return "not a regular file"
+	return fmt.Sprintf("not a regular file (mode %v)", m)
 }
