@@ -488,15 +488,7 @@ func TestCloseReturnsByDeadlineWhenSinkIgnoresCtx(t *testing.T) {
 			t.Fatalf("Send: %v", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	done := make(chan struct{})
-	var err error
-	go func() {
-		defer close(done)
-		err = n.Close(ctx)
-	}()
-	within(t, 5*time.Second, done, "Close")
+	err := closeWithin(t, n, 200*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
 	}
@@ -612,15 +604,7 @@ func TestSinkOnlyReturningOnCancelIsBoundedByNotifyTimeout(t *testing.T) {
 					t.Fatalf("Send: %v", err)
 				}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-			defer cancel()
-			done := make(chan struct{})
-			var err error
-			go func() {
-				defer close(done)
-				err = n.Close(ctx)
-			}()
-			within(t, 5*time.Second, done, "Close")
+			err := closeWithin(t, n, notifyTimeout)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
 			}
@@ -689,4 +673,20 @@ func TestNotifierObserverCountsEachOutcomeOnce(t *testing.T) {
 			t.Errorf("observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
 		}
 	}
+}
+
+// closeWithin runs n.Close with a timeout of d and fails the test when
+// Close does not return within 5s (a sink ignoring its ctx must not hold it).
+func closeWithin(t *testing.T, n *notify.Notifier, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = n.Close(ctx)
+	}()
+	within(t, 5*time.Second, done, "Close")
+	return err
 }
