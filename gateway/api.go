@@ -122,6 +122,8 @@ type CancelResult struct {
 
 // Status is a snapshot of the gateway for the API and the CLI.
 type Status struct {
+	// Seq grows on every change the state file records (see WaitChange).
+	Seq           uint64     `json:"seq"`
 	State         fsm.State  `json:"state"`
 	ActiveAgents  int        `json:"active_agents"`
 	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
@@ -178,6 +180,9 @@ type Metrics interface {
 	// EventRejected counts an internal event moved to the rejected file
 	// after its last failed try.
 	EventRejected()
+	// MarkerRead counts a reconcile's marker read by outcome: absent,
+	// active, contentless, stale or expired.
+	MarkerRead(outcome string)
 	// Notified counts a notification outcome for a sink: result is one
 	// of notify's Result* constants (delivered, retried, undelivered,
 	// failed). It is the notify.Observer the gateway's Notifier reports to.

@@ -56,6 +56,11 @@ type Config struct {
 	Now           func() time.Time // clock for marker ages and timestamps; nil means time.Now
 	Logger        *slog.Logger
 	Metrics       Metrics // may be nil
+	// OnTransition, if set, is called after every lifecycle transition
+	// has been logged and written to the state file (e.g. to tell a
+	// supervisor). It runs on the transition's observer goroutine, one
+	// call at a time in commit order, and must not block for long.
+	OnTransition func(fsm.Transition)
 }
 
 // Gateway is the quiesce runtime. Build it with New, then call Start;
@@ -258,6 +263,24 @@ func (g *Gateway) Epoch() string { return g.epoch }
 // State returns the lifecycle state.
 func (g *Gateway) State() fsm.State { return g.m.State() }
 
+// WaitChange blocks until the status has changed since seq after (a
+// transition, turns in flight, the drain request: whatever the state file
+// records; changes are coalesced to a few a second) or ctx is done, and
+// returns the status then. A Status.Seq greater than after returns at once.
+func (g *Gateway) WaitChange(ctx context.Context, after uint64) (Status, error) {
+	for {
+		ch, seq := g.state.changed()
+		if seq > after {
+			return g.Status(), nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return g.Status(), ctx.Err()
+		}
+	}
+}
+
 // WaitIdle blocks until no turn is in flight or ctx is done.
 func (g *Gateway) WaitIdle(ctx context.Context) error { return g.m.WaitIdle(ctx) }
 
@@ -268,6 +291,7 @@ func (g *Gateway) Reconcile(ctx context.Context) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
 	st := g.reader.Read()
+	g.cfg.Metrics.MarkerRead(st.Status.String())
 	ev := fsm.Resume
 	if st.Drains() {
 		ev = fsm.Drain
@@ -289,6 +313,9 @@ func (g *Gateway) Reconcile(ctx context.Context) {
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
 	g.state.writeNow()
+	if g.cfg.OnTransition != nil {
+		g.cfg.OnTransition(t)
+	}
 	if t.To == fsm.Running {
 		g.dispatchAsync()
 	}
@@ -316,6 +343,7 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 		return DrainResult{}, markerError("drain", err)
 	}
 	g.Reconcile(ctx)
+	g.state.kick() // the drain request changed even if the state did not
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
 	info.ExpiresAt = written.RequestedAt.Add(g.cfg.MaxAge).UTC()
@@ -340,6 +368,7 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 		return CancelResult{}, markerError("cancel drain", err)
 	}
 	g.Reconcile(ctx)
+	g.state.kick()
 	snap := g.m.Snapshot()
 	return CancelResult{WasDraining: existed, State: snap.State, ActiveAgents: snap.InFlight}, nil
 }
@@ -354,6 +383,7 @@ func (g *Gateway) shuttingDown() bool {
 func (g *Gateway) Status() Status {
 	snap := g.m.Snapshot()
 	st := Status{
+		Seq:               g.state.seq(),
 		State:             snap.State,
 		ActiveAgents:      snap.InFlight,
 		Drain:             drainStatus(g.reader.Read(), g.cfg.MaxAge),
@@ -404,3 +434,4 @@ func (nopMetrics) TurnEnded(string)            {}
 func (nopMetrics) DrainReaction(time.Duration) {}
 func (nopMetrics) EventRejected()              {}
 func (nopMetrics) Notified(string, string)     {}
+func (nopMetrics) MarkerRead(string)           {}

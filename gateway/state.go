@@ -33,15 +33,46 @@ type stateFile struct {
 // stateWriter writes gateway_state.json atomically: at once on every
 // transition, coalesced (at most one write per stateWriteGap) on in-flight
 // changes. kick never blocks and never does I/O.
+//
+// Each write also ends a change (WaitChange): cmu guards the change
+// counter and the channel that is closed and replaced when it grows.
 type stateWriter struct {
 	g    *Gateway
 	path string
 	mu   sync.Mutex // one write at a time, each with a fresh snapshot
 	wake chan struct{}
+
+	cmu   sync.Mutex
+	count uint64
+	ch    chan struct{}
 }
 
 func newStateWriter(g *Gateway) *stateWriter {
-	return &stateWriter{g: g, path: filepath.Join(g.cfg.Home, StateFileName), wake: make(chan struct{}, 1)}
+	return &stateWriter{g: g, path: filepath.Join(g.cfg.Home, StateFileName), wake: make(chan struct{}, 1),
+		ch: make(chan struct{})}
+}
+
+// seq returns the change counter.
+func (w *stateWriter) seq() uint64 {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+	return w.count
+}
+
+// changed returns the channel the next change closes, and the counter.
+func (w *stateWriter) changed() (<-chan struct{}, uint64) {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+	return w.ch, w.count
+}
+
+// bump records a change and wakes WaitChange callers.
+func (w *stateWriter) bump() {
+	w.cmu.Lock()
+	w.count++
+	close(w.ch)
+	w.ch = make(chan struct{})
+	w.cmu.Unlock()
 }
 
 // kick asks for a coalesced write.
@@ -67,6 +98,7 @@ func (w *stateWriter) writeNow() {
 	if err := homefile.WriteAtomic(w.path, append(data, '\n'), 0o600); err != nil {
 		g.log.Error("write state file", "path", w.path, "error", err)
 	}
+	w.bump()
 }
 
 // run serves kicks until ctx is done.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,4 +230,59 @@ func TestCancelMismatchNamesActiveRequest(t *testing.T) {
 	require.ErrorAs(t, err, &me)
 	assert.Equal(t, "active-1", me.ActiveRequestID())
 	assert.Equal(t, fsm.Draining, f.g.State())
+}
+
+// TestWaitChangeWakesOnTransitionAndDrainRequest: a long-poll for changes
+// returns once something the status shows has changed, never before.
+func TestWaitChangeWakesOnTransitionAndDrainRequest(t *testing.T) {
+	f := newFixture(t, nil)
+	seq := f.g.Status().Seq
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	_, err := f.g.WaitChange(ctx, seq)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing changed")
+
+	got := make(chan Status, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, _ := f.g.WaitChange(ctx, seq)
+		got <- st
+	}()
+	_, err = f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
+	require.NoError(t, err)
+	st := recv(t, got)
+	assert.Greater(t, st.Seq, seq)
+	assert.Equal(t, fsm.Draining, st.State)
+
+	seq = st.Seq
+	_, err = f.g.BeginDrain(context.Background(), DrainRequest{Principal: "again"}) // no transition
+	require.NoError(t, err)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err = f.g.WaitChange(ctx, seq)
+	require.NoError(t, err, "a refreshed drain request is a change")
+	assert.Equal(t, "again", st.Drain.Principal)
+}
+
+// TestOnTransitionCalledInCommitOrder: the hook a supervisor notifier
+// uses sees every transition once, in order.
+func TestOnTransitionCalledInCommitOrder(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	f := newFixture(t, func(c *Config) {
+		c.OnTransition = func(tr fsm.Transition) {
+			mu.Lock()
+			seen = append(seen, string(tr.From)+">"+string(tr.To))
+			mu.Unlock()
+		}
+	})
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{})
+	require.NoError(t, err)
+	_, err = f.g.CancelDrain(context.Background(), "")
+	require.NoError(t, err)
+	_, _ = f.shutdown(t, false)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"running>draining", "draining>running", "running>shutting_down", "shutting_down>stopped"}, seen)
 }

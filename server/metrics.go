@@ -28,18 +28,20 @@ var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 //	quiesce_events_rejected_total         internal events moved to the rejected file
 //	quiesce_spooled_events                internal events in the spool
 //	quiesce_notifications_total{sink,result} notification outcomes (delivered, retried, undelivered, failed)
+//	quiesce_marker_reads_total{outcome}   reconciles' marker reads by outcome
 //
 // State and in-flight count are read from the Gateway at scrape time, so
 // they are never stale. Metrics implements gateway.Metrics; all methods
 // are safe for concurrent use. Create it with NewMetrics.
 type Metrics struct {
-	reg      *prometheus.Registry
-	turns    *prometheus.CounterVec
-	reaction prometheus.Histogram
-	requests *prometheus.CounterVec
-	rejected prometheus.Counter
-	notified *prometheus.CounterVec
-	status   atomic.Pointer[func() gateway.Status]
+	reg         *prometheus.Registry
+	turns       *prometheus.CounterVec
+	reaction    prometheus.Histogram
+	requests    *prometheus.CounterVec
+	rejected    prometheus.Counter
+	notified    *prometheus.CounterVec
+	markerReads *prometheus.CounterVec
+	status      atomic.Pointer[func() gateway.Status]
 }
 
 var _ gateway.Metrics = (*Metrics)(nil)
@@ -65,6 +67,9 @@ func NewMetrics() *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
 		}, []string{"route", "code"}),
+		markerReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiesce_marker_reads_total", Help: "Marker reads by reconciles, by outcome: absent, active, contentless, stale, expired.",
+		}, []string{"outcome"}),
 		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed.",
 		}, []string{"sink", "result"}),
@@ -75,13 +80,19 @@ func NewMetrics() *Metrics {
 	for _, r := range TurnResults {
 		m.turns.WithLabelValues(r)
 	}
-	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, m.notified, stateCollector{m},
+	for _, o := range []string{"absent", "active", "contentless", "stale", "expired"} {
+		m.markerReads.WithLabelValues(o)
+	}
+	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, m.notified, m.markerReads, stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // TurnEnded counts a turn by result.
 func (m *Metrics) TurnEnded(result string) { m.turns.WithLabelValues(result).Inc() }
+
+// MarkerRead counts a reconcile's marker read by outcome.
+func (m *Metrics) MarkerRead(outcome string) { m.markerReads.WithLabelValues(outcome).Inc() }
 
 // Notified counts a notification outcome for a sink (notify.Observer).
 func (m *Metrics) Notified(sink, result string) { m.notified.WithLabelValues(sink, result).Inc() }
