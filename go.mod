@@ -3,6 +3,7 @@ module github.com/quiesce-dev/quiesce
 go 1.26.0
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/gorilla/mux v1.8.1
 	github.com/looplab/fsm v1.0.3
