@@ -21,6 +21,19 @@ type Turn struct {
 	// same on every run of that event (delivery is at-least-once), so an
 	// agent can deduplicate. Empty for user turns.
 	EventID string
+	// OnDelta, when set, receives partial output as the agent produces
+	// it (a streaming client sees each as a server-sent event). Agents
+	// call Delta rather than this field. Calls come from one goroutine at
+	// a time and all happen before Run returns.
+	OnDelta func(text string)
+}
+
+// Delta reports partial output text (see OnDelta); without a listener it
+// does nothing.
+func (t Turn) Delta(text string) {
+	if t.OnDelta != nil && text != "" {
+		t.OnDelta(text)
+	}
 }
 
 // Agent runs one turn and returns the reply. It must return soon after
@@ -38,18 +51,52 @@ func (f AgentFunc) Run(ctx context.Context, t Turn) (string, error) {
 }
 
 // NewEcho returns the built-in agent that replies with the text after
-// work, or returns ctx's error if cancelled first.
+// work, or returns ctx's error if cancelled first. With a delta listener
+// it emits the reply word by word, spread over work; without one it just
+// waits.
 func NewEcho(work time.Duration) Agent {
 	return AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
-		t := time.NewTimer(work)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return turn.Text, nil
-		case <-ctx.Done():
-			return "", context.Cause(ctx)
+		words := []string{turn.Text}
+		if turn.OnDelta != nil {
+			words = splitWords(turn.Text)
 		}
+		t := time.NewTimer(work / time.Duration(len(words)))
+		defer t.Stop()
+		for i, w := range words {
+			if i > 0 {
+				t.Reset(work / time.Duration(len(words)))
+			}
+			select {
+			case <-t.C:
+				turn.Delta(w)
+			case <-ctx.Done():
+				return "", context.Cause(ctx)
+			}
+		}
+		return turn.Text, nil
 	})
+}
+
+// splitWords splits s after each run of spaces, so the parts join back to s.
+func splitWords(s string) []string {
+	var out []string
+	for s != "" {
+		i := strings.IndexByte(s, ' ')
+		if i < 0 {
+			out = append(out, s)
+			break
+		}
+		j := i
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		out = append(out, s[:j])
+		s = s[j:]
+	}
+	if len(out) == 0 {
+		out = []string{s}
+	}
+	return out
 }
 
 // maxReply bounds what an exec agent may print as its reply.
@@ -78,8 +125,8 @@ func NewExec(command string, logger *slog.Logger) Agent {
 			cmd.Env = append(cmd.Env, "QUIESCE_EVENT_ID="+t.EventID)
 		}
 		cmd.Stdin = strings.NewReader(t.Text)
-		var out limitedBuffer
-		cmd.Stdout = &out
+		out := limitedBuffer{turn: t}
+		cmd.Stdout = &out // copied by exec from one goroutine; Wait waits for it
 		stderr := &lineLogger{logger: logger, session: t.Session}
 		cmd.Stderr = stderr // copied by exec; Wait waits for it (bounded by WaitDelay)
 		cmd.SysProcAttr = processGroup()
@@ -100,6 +147,7 @@ func NewExec(command string, logger *slog.Logger) Agent {
 			}
 			return "", fmt.Errorf("exec agent: %w", err)
 		}
+		out.flushLine()
 		return strings.TrimRight(out.String(), "\n"), nil
 	})
 }
@@ -154,15 +202,37 @@ func (l *lineLogger) flush() string {
 	return l.last
 }
 
-// limitedBuffer keeps the first maxReply bytes written to it.
-type limitedBuffer struct{ bytes.Buffer }
+// limitedBuffer keeps the first maxReply bytes written to it and reports
+// each complete line as a delta of turn.
+type limitedBuffer struct {
+	bytes.Buffer
+	turn Turn
+	sent int // bytes already reported as deltas
+}
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	if room := maxReply - b.Len(); room < len(p) {
 		if room > 0 {
 			b.Buffer.Write(p[:room])
 		}
-		return len(p), nil
+	} else {
+		b.Buffer.Write(p)
 	}
-	return b.Buffer.Write(p)
+	if b.turn.OnDelta != nil {
+		if i := bytes.LastIndexByte(b.Bytes()[b.sent:], '\n'); i >= 0 {
+			for _, line := range strings.SplitAfter(string(b.Bytes()[b.sent:b.sent+i+1]), "\n") {
+				b.turn.Delta(line)
+			}
+			b.sent += i + 1
+		}
+	}
+	return len(p), nil
+}
+
+// flushLine reports an unterminated last line as a delta.
+func (b *limitedBuffer) flushLine() {
+	if b.turn.OnDelta != nil && b.sent < b.Len() {
+		b.turn.Delta(string(b.Bytes()[b.sent:]))
+		b.sent = b.Len()
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/randid"
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // maxSessionLen bounds a session id.
@@ -30,40 +31,68 @@ func validSession(id string) error {
 }
 
 // Turn runs one conversation turn for session and returns the agent's
-// reply. It passes the accept gate first (refused → *RefusedError, which
-// wraps ErrRefused and carries the state), then claims the session's slot
-// (taken → ErrSessionBusy). The agent runs with a context that ctx and a
-// forced shutdown cancel (then ErrInterrupted). A panicking or failing
-// agent gives an error wrapping ErrAgent; the gateway keeps running. The
-// gate ticket and the slot are released exactly once whatever happens.
+// reply: Stream without callbacks.
 func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error) {
-	if err := validSession(session); err != nil {
+	return g.Stream(ctx, TurnRequest{Session: session, Text: text})
+}
+
+// TurnRequest is one user turn for Stream.
+type TurnRequest struct {
+	Session string
+	Text    string
+	// Started, when set, is called once the turn has passed the gate and
+	// claimed its session, before the agent runs: from then on the turn
+	// ends in a reply, a failure or an interruption, never a refusal. A
+	// streaming caller commits to its stream there.
+	Started func()
+	// Delta, when set, receives the agent's partial output (see
+	// Turn.OnDelta), after Started and before Stream returns.
+	Delta func(text string)
+}
+
+// Stream runs one conversation turn and returns the agent's reply. It
+// passes the accept gate first (refused → *RefusedError, which wraps
+// ErrRefused and carries the state), then claims the session's slot
+// (taken → ErrSessionBusy); both before Started. The agent runs with a
+// context that ctx and a forced shutdown cancel (then ErrInterrupted:
+// InterruptMessage is what to tell the user). A panicking or failing agent
+// gives an error wrapping ErrAgent; the gateway keeps running. The gate
+// ticket and the slot are released exactly once whatever happens.
+func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
+	if err := validSession(req.Session); err != nil {
 		return "", err
 	}
-	if text == "" {
+	if req.Text == "" {
 		return "", fmt.Errorf("%w: empty text", ErrInvalid)
 	}
 	if !g.m.Accept() {
 		g.cfg.Metrics.TurnEnded("refused")
 		return "", refusal(g.m.State())
 	}
-	turnCtx, ok := g.claim(ctx, session, false)
+	turnCtx, ok := g.claim(ctx, req.Session, false)
 	if !ok {
 		g.release()
 		g.cfg.Metrics.TurnEnded("busy")
-		return "", fmt.Errorf("%w: %s", ErrSessionBusy, session)
+		return "", fmt.Errorf("%w: %s", ErrSessionBusy, req.Session)
 	}
 	var err error
 	defer func() {
-		g.unclaim(session)
+		g.unclaim(req.Session)
 		g.release()
 		g.cfg.Metrics.TurnEnded(turnResult(err))
 	}()
 	g.state.kick() // the state file counts this turn (coalesced, no I/O here)
+	if req.Started != nil {
+		req.Started()
+	}
 	var reply string
-	reply, err = g.runAgent(turnCtx, Turn{Session: session, Text: text, TurnID: randid.New()})
+	reply, err = g.runAgent(turnCtx, Turn{Session: req.Session, Text: req.Text, TurnID: randid.New(), OnDelta: req.Delta})
 	return reply, err
 }
+
+// InterruptMessage is what a user whose turn a forced shutdown cut off is
+// told (the same text as the session's interrupt ping).
+func InterruptMessage(session string) string { return notify.InterruptText(session) }
 
 // refusals are the gate's refusal errors, one per state, so a refused
 // turn allocates nothing.

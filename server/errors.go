@@ -114,7 +114,7 @@ func errorFor(err error) *Error {
 	case errors.Is(err, gateway.ErrInterrupted):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeInterrupted, Message: InterruptedText, Err: err}
 	case errors.Is(err, gateway.ErrAgent):
-		return &Error{Status: http.StatusBadGateway, Code: CodeAgentFailed, Message: "the agent failed to answer this turn", Err: err}
+		return &Error{Status: http.StatusBadGateway, Code: CodeAgentFailed, Message: agentFailedMessage(err), Err: err}
 	default:
 		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
 	}
@@ -247,4 +247,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// agentFailedMessage is the message of a 502 "agent_failed": it names the
+// upstream's HTTP status when an http agent's upstream answered, and says
+// it did not answer otherwise; nothing else of the error is shown.
+func agentFailedMessage(err error) string {
+	const msg = "the agent failed to answer this turn"
+	var ue *gateway.UpstreamError
+	switch {
+	case !errors.As(err, &ue):
+		return msg
+	case ue.Status != 0:
+		return fmt.Sprintf("%s: the upstream agent answered %d %s", msg, ue.Status, http.StatusText(ue.Status))
+	case strings.HasPrefix(ue.Reason, "timed out"):
+		return msg + ": the upstream agent " + ue.Reason
+	default:
+		return msg + ": the upstream agent did not answer"
+	}
 }

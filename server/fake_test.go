@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -24,11 +25,15 @@ type Gateway struct {
 	CancelDrainFn   func(ctx context.Context, requestID string) (gateway.CancelResult, error)
 	StatusFn        func() gateway.Status
 	WaitIdleFn      func(ctx context.Context) error
+	WaitChangeFn    func(ctx context.Context, after uint64) (gateway.Status, error)
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
+	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
 
 	mu     sync.Mutex
 	calls  []string
 	state  fsm.State
+	seq    uint64        // grows on every change of state, like gateway.Status.Seq
+	change chan struct{} // closed and replaced when seq grows; nil until a WaitChange needs it
 	forced bool // a BeginShutdown asked for force
 }
 
@@ -57,7 +62,32 @@ func (g *Gateway) getState() fsm.State {
 func (g *Gateway) setState(s fsm.State) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.setStateLocked(s)
+}
+
+// setStateLocked sets the state and, if it changed, grows seq and wakes
+// WaitChange callers. g.mu must be held.
+func (g *Gateway) setStateLocked(s fsm.State) {
+	if g.state == s || (g.state == "" && s == fsm.Running) {
+		g.state = s
+		return
+	}
 	g.state = s
+	g.seq++
+	if g.change != nil {
+		close(g.change)
+		g.change = nil
+	}
+}
+
+// changed returns the channel the next change closes, and seq now.
+func (g *Gateway) changed() (<-chan struct{}, uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.change == nil {
+		g.change = make(chan struct{})
+	}
+	return g.change, g.seq
 }
 
 // Turn implements server.Gateway.
@@ -70,6 +100,28 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 		return "", &gateway.RefusedError{State: st}
 	}
 	return text, nil
+}
+
+// Stream implements server.Gateway: Turn, with Started after a
+// successful "gate" and each word of the reply as a delta.
+func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, error) {
+	if g.StreamFn != nil {
+		return g.StreamFn(ctx, req)
+	}
+	if st := g.getState(); st != fsm.Running {
+		g.record("Turn")
+		return "", &gateway.RefusedError{State: st}
+	}
+	if req.Started != nil {
+		req.Started()
+	}
+	reply, err := g.Turn(ctx, req.Session, req.Text)
+	if err == nil && req.Delta != nil {
+		for _, w := range strings.SplitAfter(reply, " ") {
+			req.Delta(w)
+		}
+	}
+	return reply, err
 }
 
 // Event implements server.Gateway.
@@ -120,7 +172,30 @@ func (g *Gateway) Status() gateway.Status {
 	if g.StatusFn != nil {
 		return g.StatusFn()
 	}
-	return gateway.Status{State: g.getState(), Epoch: "boot:1", PID: 42}
+	g.mu.Lock()
+	seq := g.seq
+	g.mu.Unlock()
+	return gateway.Status{Seq: seq, State: g.getState(), Epoch: "boot:1", PID: 42}
+}
+
+// WaitChange implements server.Gateway: it waits until the model's seq
+// exceeds after (a state change) or ctx is done.
+func (g *Gateway) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
+	g.record("WaitChange")
+	if g.WaitChangeFn != nil {
+		return g.WaitChangeFn(ctx, after)
+	}
+	for {
+		ch, seq := g.changed()
+		if seq > after {
+			return g.Status(), nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return g.Status(), ctx.Err()
+		}
+	}
 }
 
 // WaitIdle implements server.Gateway.
@@ -141,7 +216,7 @@ func (g *Gateway) BeginShutdown(force bool) gateway.ShutdownStart {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	already := g.state == fsm.ShuttingDown
-	g.state = fsm.ShuttingDown
+	g.setStateLocked(fsm.ShuttingDown)
 	g.forced = g.forced || force
 	return gateway.ShutdownStart{ID: "sd1", Force: g.forced, AlreadyShuttingDown: already}
 }

@@ -15,6 +15,9 @@ type Gateway interface {
 	// gateway.ErrSessionBusy, gateway.ErrInvalid, gateway.ErrInterrupted or
 	// an error wrapping gateway.ErrAgent.
 	Turn(ctx context.Context, session, text string) (string, error)
+	// Stream runs a turn like Turn, calling req.Started once it has been
+	// accepted and req.Delta with partial output.
+	Stream(ctx context.Context, req gateway.TurnRequest) (string, error)
 	// Event accepts an internal event for session: never refused, started
 	// or spooled. Returns gateway.ErrInvalid for bad input and an error
 	// wrapping gateway.ErrSpoolUnavailable when the event could not be
@@ -38,6 +41,10 @@ type Gateway interface {
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then
 	// returns ctx.Err().
 	WaitIdle(ctx context.Context) error
+	// WaitChange blocks until the status has changed since the one whose
+	// Seq is after (Status.Seq > after) or ctx is done, and returns the
+	// status then, with ctx.Err() when ctx ended the wait.
+	WaitChange(ctx context.Context, after uint64) (gateway.Status, error)
 	// BeginShutdown starts the shutdown sequence without waiting for it;
 	// a repeat without force changes nothing (AlreadyShuttingDown), force
 	// cuts the remaining turns off.

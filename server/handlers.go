@@ -214,6 +214,10 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("text is required"))
 		return
 	}
+	if wantsEventStream(r) {
+		s.streamTurn(w, r, session, body.Text)
+		return
+	}
 	reply, err := s.gw.Turn(r.Context(), session, body.Text)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -34,6 +34,8 @@ type runCmd struct {
 	agent         string
 	agentWork     time.Duration
 	agentCmd      string
+	agentURL      string
+	agentTimeout  time.Duration
 	drainTimeout  time.Duration
 	notifyTimeout time.Duration
 	notifyWebhook string
@@ -56,9 +58,11 @@ must exist unless --dev creates one.`)
 	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
 	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
 	fs.StringVar(&c.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch (tests, containers)")
-	fs.StringVar(&c.agent, "agent", "echo", "agent: echo (replies with the text after --agent-work) or exec (runs --agent-cmd)")
+	fs.StringVar(&c.agent, "agent", "echo", "agent: echo (replies with the text after --agent-work), exec (runs --agent-cmd) or http (POSTs each turn to --agent-url)")
 	fs.DurationVar(&c.agentWork, "agent-work", 200*time.Millisecond, "echo agent: time each turn takes")
 	fs.StringVar(&c.agentCmd, "agent-cmd", "", "exec agent: shell command run per turn, message on stdin, reply from stdout")
+	fs.StringVar(&c.agentURL, "agent-url", "", `http agent: URL each turn is POSTed to as {"session","text","turn_id","event_id"}`)
+	fs.DurationVar(&c.agentTimeout, "agent-timeout", 0, "http agent: bound on each turn (0: none; a forced shutdown still cuts it off)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", gateway.DefaultDrainTimeout, "shutdown: how long to wait for in-flight turns before interrupting them")
 	fs.DurationVar(&c.notifyTimeout, "notify-timeout", gateway.DefaultNotifyTimeout, "shutdown: how long to wait for notifications to be delivered")
 	fs.StringVar(&c.notifyWebhook, "notify-webhook", "", "also POST every notification to this http(s) URL")
@@ -69,7 +73,7 @@ must exist unless --dev creates one.`)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.BoolVar(&c.dev, "dev", false, "create $home/tokens with a random dev token if missing, and print commands to try")
-	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "drain-timeout", "notify-timeout",
+	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "agent-url", "agent-timeout", "drain-timeout", "notify-timeout",
 		"notify-webhook", "drain-max-age", "watch-interval", "home-channel", "retry-after", "log-level", "log-format")
 	return fs
 }
@@ -99,8 +103,15 @@ func (c *runCmd) validate() error {
 		if strings.TrimSpace(c.agentCmd) == "" {
 			return usagef("--agent exec needs --agent-cmd")
 		}
+	case "http":
+		if u, err := url.Parse(c.agentURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usagef("--agent http needs --agent-url with an http:// or https:// URL, e.g. http://127.0.0.1:9000/turn")
+		}
+		if c.agentTimeout < 0 {
+			return usagef("--agent-timeout %v: must not be negative (0 means none), e.g. 30s", c.agentTimeout)
+		}
 	default:
-		return usagef("--agent %q: want echo or exec", c.agent)
+		return usagef("--agent %q: want echo, exec or http", c.agent)
 	}
 	for name, d := range map[string]time.Duration{
 		"--agent-work": c.agentWork, "--drain-timeout": c.drainTimeout, "--notify-timeout": c.notifyTimeout,
@@ -150,6 +161,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	switch c.agent {
 	case "exec":
 		agent = gateway.NewExec(c.agentCmd, logger)
+	case "http":
+		if agent, err = gateway.NewHTTP(c.agentURL, gateway.HTTPAgentOptions{Timeout: c.agentTimeout}); err != nil {
+			return usagef("--agent-url: %v", err)
+		}
 	default:
 		agent = gateway.NewEcho(c.agentWork)
 	}
