@@ -203,24 +203,25 @@ func (l *lineLogger) flush() string {
 }
 
 // limitedBuffer keeps the first maxReply bytes written to it and reports
-// each complete line as a delta of turn.
+// each complete line as a delta of turn. It has no ReadFrom on purpose:
+// io.Copy must go through Write, which enforces the limit.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf  bytes.Buffer
 	turn Turn
 	sent int // bytes already reported as deltas
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := maxReply - b.Len(); room < len(p) {
+	if room := maxReply - b.buf.Len(); room < len(p) {
 		if room > 0 {
-			b.Buffer.Write(p[:room])
+			b.buf.Write(p[:room])
 		}
 	} else {
-		b.Buffer.Write(p)
+		b.buf.Write(p)
 	}
 	if b.turn.OnDelta != nil {
-		if i := bytes.LastIndexByte(b.Bytes()[b.sent:], '\n'); i >= 0 {
-			for _, line := range strings.SplitAfter(string(b.Bytes()[b.sent:b.sent+i+1]), "\n") {
+		if i := bytes.LastIndexByte(b.buf.Bytes()[b.sent:], '\n'); i >= 0 {
+			for _, line := range strings.SplitAfter(string(b.buf.Bytes()[b.sent:b.sent+i+1]), "\n") {
 				b.turn.Delta(line)
 			}
 			b.sent += i + 1
@@ -229,10 +230,13 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns what was kept.
+func (b *limitedBuffer) String() string { return b.buf.String() }
+
 // flushLine reports an unterminated last line as a delta.
 func (b *limitedBuffer) flushLine() {
-	if b.turn.OnDelta != nil && b.sent < b.Len() {
-		b.turn.Delta(string(b.Bytes()[b.sent:]))
-		b.sent = b.Len()
+	if b.turn.OnDelta != nil && b.sent < b.buf.Len() {
+		b.turn.Delta(string(b.buf.Bytes()[b.sent:]))
+		b.sent = b.buf.Len()
 	}
 }

@@ -1,0 +1,160 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+func TestEchoStreamsWordByWord(t *testing.T) {
+	var deltas []string
+	reply, err := NewEcho(0).Run(context.Background(), Turn{Text: "one two  three", OnDelta: func(d string) { deltas = append(deltas, d) }})
+	require.NoError(t, err)
+	assert.Equal(t, "one two  three", reply)
+	assert.Equal(t, []string{"one ", "two  ", "three"}, deltas)
+}
+
+func TestExecStreamsEachStdoutLine(t *testing.T) {
+	var deltas []string
+	reply, err := NewExec(`echo first; echo second; printf last`, quietLogger()).Run(context.Background(),
+		Turn{Session: "s", Text: "x", OnDelta: func(d string) { deltas = append(deltas, d) }})
+	require.NoError(t, err)
+	assert.Equal(t, "first\nsecond\nlast", reply)
+	assert.Equal(t, []string{"first\n", "second\n", "last"}, deltas)
+}
+
+// TestExecMessageNeverReachesTheShell: the message is only on stdin, so
+// shell syntax in it runs nothing; the environment carries the ids.
+func TestExecMessageNeverReachesTheShell(t *testing.T) {
+	dir := t.TempDir()
+	reply, err := NewExec(`cd `+dir+` && cat && echo " $QUIESCE_SESSION $QUIESCE_TURN_ID $QUIESCE_EVENT_ID"`, quietLogger()).Run(
+		context.Background(), Turn{Session: "s1", Text: "$(touch pwned) `touch pwned2`", TurnID: "t1", EventID: "e1"})
+	require.NoError(t, err)
+	assert.Equal(t, "$(touch pwned) `touch pwned2` s1 t1 e1", reply)
+	assert.NoFileExists(t, dir+"/pwned")
+	assert.NoFileExists(t, dir+"/pwned2")
+}
+
+// TestPropertyStreamedTurnsEndExactlyOnce: with a streaming agent that
+// replies, fails or hangs at random, and drains and forced shutdowns at
+// random, every accepted turn (Started called) ends exactly once — a
+// reply, a failure or an interruption, never two — no delta arrives
+// after its end, and a refused turn never starts.
+func TestPropertyStreamedTurnsEndExactlyOnce(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		type plan struct {
+			deltas int
+			fail   bool
+			hang   bool
+		}
+		var plans sync.Map // text → plan
+		agent := AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
+			v, _ := plans.Load(turn.Text)
+			p := v.(plan)
+			var sb strings.Builder
+			for i := range p.deltas {
+				d := fmt.Sprintf("d%d ", i)
+				sb.WriteString(d)
+				turn.Delta(d)
+			}
+			switch {
+			case p.hang:
+				<-ctx.Done()
+				return "", context.Cause(ctx)
+			case p.fail:
+				return "", errors.New("agent broke")
+			}
+			return sb.String(), nil
+		})
+		home, proc := t.TempDir(), t.TempDir()
+		writeProcRoot(t, proc, "boot-s", 1)
+		g, err := New(Config{Home: home, ProcRoot: proc, Agent: agent, DrainTimeout: time.Hour,
+			NotifyTimeout: 5 * time.Second, WatchInterval: -1, Logger: quietLogger()})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer g.Close()
+		if err := g.Start(context.Background()); err != nil {
+			rt.Fatal(err)
+		}
+		n := rapid.IntRange(1, 12).Draw(rt, "turns")
+		var wg sync.WaitGroup
+		type outcome struct {
+			started, ended atomic.Int32
+			lateDelta      atomic.Bool
+			err            error
+		}
+		outs := make([]*outcome, n)
+		for i := range n {
+			p := plan{deltas: rapid.IntRange(0, 3).Draw(rt, "deltas"), fail: rapid.Bool().Draw(rt, "fail"), hang: rapid.Bool().Draw(rt, "hang")}
+			text := fmt.Sprintf("t%d", i)
+			plans.Store(text, p)
+			o := &outcome{}
+			outs[i] = o
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := g.Stream(context.Background(), TurnRequest{Session: fmt.Sprintf("s%d", i), Text: text,
+					Started: func() { o.started.Add(1) },
+					Delta: func(string) {
+						if o.ended.Load() > 0 {
+							o.lateDelta.Store(true)
+						}
+					}})
+				o.err = err
+				o.ended.Add(1)
+			}()
+		}
+		if rapid.Bool().Draw(rt, "drain") {
+			if _, err := g.BeginDrain(context.Background(), DrainRequest{}); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := g.Shutdown(ctx, true); err != nil {
+			rt.Fatalf("shutdown: %v", err)
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			rt.Fatal("a turn never returned")
+		}
+		for i, o := range outs {
+			if o.ended.Load() != 1 {
+				rt.Fatalf("turn %d returned %d times", i, o.ended.Load())
+			}
+			if o.lateDelta.Load() {
+				rt.Fatalf("turn %d: a delta after it ended", i)
+			}
+			refused := errors.Is(o.err, ErrRefused)
+			switch s := o.started.Load(); {
+			case refused && s != 0:
+				rt.Fatalf("turn %d: refused but started", i)
+			case !refused && s != 1:
+				rt.Fatalf("turn %d: started %d times (err %v)", i, s, o.err)
+			case !refused && o.err != nil && !errors.Is(o.err, ErrAgent) && !errors.Is(o.err, ErrInterrupted):
+				rt.Fatalf("turn %d: ended with %v, want a reply, a failure or an interruption", i, o.err)
+			}
+		}
+	})
+}
+
+// TestExecReplyIsBounded: a runaway command's output is cut at maxReply
+// (io.Copy must not bypass the limit through ReadFrom).
+func TestExecReplyIsBounded(t *testing.T) {
+	reply, err := NewExec(`head -c 3000000 /dev/zero | tr '\000' a`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Len(t, reply, maxReply)
+}
