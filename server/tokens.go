@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
@@ -30,9 +31,16 @@ const DevPrincipal = "dev"
 var ErrTokens = errors.New("server: unusable tokens file")
 
 // Tokens is a set of bearer tokens, each belonging to a principal. The
-// zero value holds no tokens and authenticates nobody. It is immutable
-// and safe for concurrent use.
+// zero value holds no tokens and authenticates nobody. It is safe for
+// concurrent use: Reload and Replace swap the whole set at once, so a
+// Lookup sees either the old set or the new one, never a mix, and takes no
+// lock (one atomic load). Do not copy a Tokens after first use.
 type Tokens struct {
+	set atomic.Pointer[tokenSet] // the current set, immutable; nil holds no tokens
+}
+
+// tokenSet is one immutable generation of a Tokens.
+type tokenSet struct {
 	entries []tokenEntry
 }
 
@@ -41,22 +49,38 @@ type tokenEntry struct {
 	digest    [sha256.Size]byte
 }
 
+// newTokensOf returns Tokens holding set.
+func newTokensOf(set *tokenSet) *Tokens {
+	t := &Tokens{}
+	t.set.Store(set)
+	return t
+}
+
 // NewTokens returns Tokens holding the given principal → token pairs.
 // It is meant for tests and embedding; files go through LoadTokens.
 func NewTokens(pairs map[string]string) *Tokens {
-	t := &Tokens{}
+	set := &tokenSet{}
 	for principal, token := range pairs {
-		t.entries = append(t.entries, tokenEntry{principal: principal, digest: sha256.Sum256([]byte(token))})
+		set.entries = append(set.entries, tokenEntry{principal: principal, digest: sha256.Sum256([]byte(token))})
 	}
-	return t
+	return newTokensOf(set)
+}
+
+// load returns the current set, or nil.
+func (t *Tokens) load() *tokenSet {
+	if t == nil {
+		return nil
+	}
+	return t.set.Load()
 }
 
 // Len returns the number of tokens.
 func (t *Tokens) Len() int {
-	if t == nil {
+	set := t.load()
+	if set == nil {
 		return 0
 	}
-	return len(t.entries)
+	return len(set.entries)
 }
 
 // Lookup returns the principal owning token. It compares SHA-256 digests
@@ -64,13 +88,14 @@ func (t *Tokens) Len() int {
 // match, so its timing reveals neither which token matched nor how much
 // of one did.
 func (t *Tokens) Lookup(token string) (principal string, ok bool) {
-	if t == nil || token == "" {
+	set := t.load()
+	if set == nil || token == "" {
 		return "", false
 	}
 	d := sha256.Sum256([]byte(token))
 	found := -1
-	for i := range t.entries {
-		eq := subtle.ConstantTimeCompare(d[:], t.entries[i].digest[:])
+	for i := range set.entries {
+		eq := subtle.ConstantTimeCompare(d[:], set.entries[i].digest[:])
 		if eq == 1 && found < 0 {
 			found = i
 		}
@@ -78,7 +103,29 @@ func (t *Tokens) Lookup(token string) (principal string, ok bool) {
 	if found < 0 {
 		return "", false
 	}
-	return t.entries[found].principal, true
+	return set.entries[found].principal, true
+}
+
+// Replace makes t hold the tokens of other from now on, atomically: a
+// Lookup running meanwhile sees the old set or the new one. A nil other
+// empties t. Later changes to other do not reach t.
+func (t *Tokens) Replace(other *Tokens) {
+	t.set.Store(other.load())
+}
+
+// Reload reads path as LoadTokens does and, only if the file passes every
+// check, replaces t's tokens with its own (Replace). On any error (the
+// file is missing, malformed, holds no token, or is accessible by group
+// or others) t keeps the tokens it had and LoadTokens' error, which names
+// the file and the fault, is returned. It returns the number of tokens t
+// holds afterwards.
+func (t *Tokens) Reload(path string) (int, error) {
+	fresh, err := LoadTokens(path)
+	if err != nil {
+		return t.Len(), err
+	}
+	t.Replace(fresh)
+	return fresh.Len(), nil
 }
 
 // LoadTokens reads a tokens file: one "principal token" pair per line,
@@ -101,7 +148,7 @@ func LoadTokens(path string) (*Tokens, error) {
 // parseTokens parses the content of the tokens file path (named in
 // errors), as LoadTokens describes.
 func parseTokens(path string, data []byte) (*Tokens, error) {
-	t := &Tokens{}
+	set := &tokenSet{}
 	seen := map[[sha256.Size]byte]int{}
 	for n, line := range lines(data) {
 		fields := strings.Fields(line)
@@ -120,12 +167,12 @@ func parseTokens(path string, data []byte) (*Tokens, error) {
 			return nil, fmt.Errorf("%w: %s:%d: same token as line %d", ErrTokens, path, n, prev)
 		}
 		seen[d] = n
-		t.entries = append(t.entries, tokenEntry{principal: principal, digest: d})
+		set.entries = append(set.entries, tokenEntry{principal: principal, digest: d})
 	}
-	if len(t.entries) == 0 {
+	if len(set.entries) == 0 {
 		return nil, fmt.Errorf("%w: %s: no tokens (add a line \"principal token\")", ErrTokens, path)
 	}
-	return t, nil
+	return newTokensOf(set), nil
 }
 
 // ReadClientToken returns the token a client should send, read from path:

@@ -255,3 +255,139 @@ func TestEnsureDevTokenWritesAtomically(t *testing.T) {
 	require.Len(t, entries, 1, "only the tokens file is left")
 	assert.Equal(t, "tokens", entries[0].Name())
 }
+
+// TestTokensReload shows that Reload replaces the tokens with those of a
+// file that passes every check, and that a file failing one keeps the old
+// tokens working and returns an error naming the file.
+func TestTokensReload(t *testing.T) {
+	const (
+		oldToken = "old-token-0123456789"
+		newToken = "new-token-0123456789"
+	)
+	tests := []struct {
+		name    string
+		content string // "" with mode 0: no file at all
+		mode    os.FileMode
+		ok      bool   // the new file is taken
+		reason  string // in the error when !ok
+	}{
+		{name: "Good", content: "ops " + newToken + "\nci ci-token-0123456789abc\n", mode: 0o600, ok: true},
+		{name: "OwnerReadOnly", content: "ops " + newToken + "\n", mode: 0o400, ok: true},
+		{name: "GroupReadable", content: "ops " + newToken + "\n", mode: 0o640, reason: "0640"},
+		{name: "WorldReadable", content: "ops " + newToken + "\n", mode: 0o604, reason: "0604"},
+		{name: "Malformed", content: "ops " + newToken + " extra\n", mode: 0o600, reason: ":1:"},
+		{name: "ShortToken", content: "ops short\n", mode: 0o600, reason: "shorter"},
+		{name: "NoTokens", content: "# emptied\n", mode: 0o600, reason: "no tokens"},
+		{name: "Missing", reason: "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tokens, err := server.LoadTokens(writeTokens(t, "ops "+oldToken+"\n", 0o600))
+			require.NoError(t, err)
+			path := filepath.Join(t.TempDir(), "tokens")
+			if tt.mode != 0 {
+				path = writeTokens(t, tt.content, tt.mode)
+			}
+
+			n, err := tokens.Reload(path)
+
+			if tt.ok {
+				require.NoError(t, err)
+				assert.Equal(t, strings.Count(tt.content, "\n"), n, "tokens held")
+				p, ok := tokens.Lookup(newToken)
+				assert.True(t, ok && p == "ops", "the new token authenticates ops: (%q, %v)", p, ok)
+				_, ok = tokens.Lookup(oldToken)
+				assert.False(t, ok, "the old token no longer authenticates")
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), path, "the error names the file")
+			assert.Contains(t, err.Error(), tt.reason, "the error says why")
+			assert.Equal(t, 1, n, "tokens held")
+			p, ok := tokens.Lookup(oldToken)
+			assert.True(t, ok && p == "ops", "the old token still authenticates ops: (%q, %v)", p, ok)
+			_, ok = tokens.Lookup(newToken)
+			assert.False(t, ok, "the refused file's token does not authenticate")
+		})
+	}
+}
+
+// TestTokensReplaceZeroAndNil shows that the zero Tokens authenticates
+// nobody until it is given a set, and that Replace(nil) empties it.
+func TestTokensReplaceZeroAndNil(t *testing.T) {
+	var tokens server.Tokens
+	_, ok := tokens.Lookup("ops-token-0123456789")
+	assert.False(t, ok)
+	tokens.Replace(server.NewTokens(map[string]string{"ops": "ops-token-0123456789"}))
+	p, ok := tokens.Lookup("ops-token-0123456789")
+	assert.True(t, ok && p == "ops")
+	tokens.Replace(nil)
+	assert.Equal(t, 0, tokens.Len())
+	_, ok = tokens.Lookup("ops-token-0123456789")
+	assert.False(t, ok)
+}
+
+// TestTokensReloadConcurrentLookup reloads while lookups run (under -race:
+// no data race). A token both generations hold authenticates throughout,
+// so a request made during a rotation never finds no tokens at all, and
+// the token of a refused file never authenticates.
+func TestTokensReloadConcurrentLookup(t *testing.T) {
+	const (
+		tokenA    = "token-a-0123456789"
+		tokenB    = "token-b-0123456789"
+		tokenKeep = "token-keep-0123456789"
+		tokenBad  = "token-bad-0123456789"
+	)
+	pathA := writeTokens(t, "ops "+tokenA+"\nkeep "+tokenKeep+"\n", 0o600)
+	pathB := writeTokens(t, "ops "+tokenB+"\nkeep "+tokenKeep+"\n", 0o600)
+	bad := writeTokens(t, "evil "+tokenBad+"\nkeep "+tokenKeep+"\n", 0o644)
+	tokens, err := server.LoadTokens(pathA)
+	require.NoError(t, err)
+
+	const readers, reloads = 4, 200
+	stop := make(chan struct{})       // closed when the reloads are done
+	errs := make(chan error, readers) // one result per reader
+	for range readers {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if p, ok := tokens.Lookup(tokenKeep); !ok || p != "keep" {
+					errs <- fmt.Errorf("the token both files hold looked up to (%q, %v)", p, ok)
+					return
+				}
+				if _, ok := tokens.Lookup(tokenBad); ok {
+					errs <- fmt.Errorf("the refused file's token authenticated")
+					return
+				}
+			}
+		}()
+	}
+	for i := range reloads {
+		path := pathA
+		if i%2 == 1 {
+			path = pathB
+		}
+		_, err := tokens.Reload(path)
+		require.NoError(t, err)
+		_, err = tokens.Reload(bad)
+		require.Error(t, err, "a group-readable file is refused")
+	}
+	close(stop)
+	for range readers {
+		select {
+		case err := <-errs:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a reader did not stop within 10s")
+		}
+	}
+	_, ok := tokens.Lookup(tokenB)
+	assert.True(t, ok, "the last good file (B) is in use")
+	_, ok = tokens.Lookup(tokenA)
+	assert.False(t, ok, "the earlier file (A) is not")
+}
