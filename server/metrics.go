@@ -2,7 +2,10 @@ package server
 
 import (
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,85 +20,136 @@ import (
 // TurnResults lists the values of the result label of quiesce_turns_total.
 var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 
+// MarkerOutcomes lists the values of the outcome label of
+// quiesce_marker_reads_total.
+var MarkerOutcomes = []string{"absent", "active", "contentless", "stale", "expired"}
+
 // Metrics is the Prometheus side of a gateway, on its own registry, with
 // the standard go_* and process_* collectors and:
 //
+//	quiesce_build_info{version,revision,goversion} 1, labelled with what built the binary
 //	quiesce_state{state}                  1 for the current lifecycle state, 0 for the others
 //	quiesce_turns_in_flight               turns accepted and not yet finished
+//	quiesce_drain_expires_in_seconds      seconds until the active drain request expires (absent without one)
 //	quiesce_turns_total{result}           turns by result (see TurnResults)
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
 //	quiesce_events_rejected_total         internal events moved to the rejected file
 //	quiesce_spooled_events                internal events in the spool
 //	quiesce_notifications_total{sink,result} notification outcomes (delivered, retried, undelivered, failed)
-//	quiesce_marker_reads_total{outcome}   reconciles' marker reads by outcome
+//	quiesce_marker_reads_total{outcome}   reconciles' marker reads by outcome (see MarkerOutcomes)
 //
-// State and in-flight count are read from the Gateway at scrape time, so
-// they are never stale. Metrics implements gateway.Metrics; all methods
-// are safe for concurrent use. Create it with NewMetrics.
+// State, in-flight count, spool depth and drain expiry are read from the
+// Gateway at scrape time, so they are never stale. Metrics implements
+// gateway.Metrics; all methods are safe for concurrent use. Counting is
+// off the hot path's locks and allocations: each label combination's
+// counter is resolved once and then found with an atomic load and a map
+// read (TurnEnded and an HTTP request's count allocate nothing). Create it
+// with NewMetrics.
 type Metrics struct {
 	reg         *prometheus.Registry
-	turns       *prometheus.CounterVec
+	turns       *counterCache[string]
 	reaction    prometheus.Histogram
-	requests    *prometheus.CounterVec
+	requests    *counterCache[requestKey]
 	rejected    prometheus.Counter
-	notified    *prometheus.CounterVec
-	markerReads *prometheus.CounterVec
-	status      atomic.Pointer[func() gateway.Status]
+	notified    *counterCache[notifyKey]
+	markerReads *counterCache[string]
+	status      atomic.Pointer[func() gateway.Status] // set once by the Server, read by every scrape
+	now         func() time.Time                      // clock of quiesce_drain_expires_in_seconds
 }
 
 var _ gateway.Metrics = (*Metrics)(nil)
 
 var (
-	stateDesc    = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
-	inFlightDesc = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
-	spoolDesc    = prometheus.NewDesc("quiesce_spooled_events", "Internal events in the spool: waiting, running or retrying.", nil, nil)
+	stateDesc       = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
+	inFlightDesc    = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
+	spoolDesc       = prometheus.NewDesc("quiesce_spooled_events", "Internal events in the spool: waiting, running or retrying.", nil, nil)
+	drainExpiryDesc = prometheus.NewDesc("quiesce_drain_expires_in_seconds",
+		"Seconds until the active drain request expires and the gateway resumes by itself; absent while no drain request with a known expiry drains it.", nil, nil)
 )
 
+// requestKey labels one child of quiesce_http_requests_total.
+type requestKey struct {
+	route string
+	code  int
+}
+
+// notifyKey labels one child of quiesce_notifications_total.
+type notifyKey struct{ sink, result string }
+
 // NewMetrics returns Metrics with every series registered and every label
-// value of quiesce_state and quiesce_turns_total present from the start.
+// value of quiesce_state, quiesce_turns_total and
+// quiesce_marker_reads_total present from the start.
 func NewMetrics() *Metrics {
+	turns := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiesce_turns_total", Help: "Turns by result: ok, error, refused, busy, interrupted.",
+	}, []string{"result"})
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
+	}, []string{"route", "code"})
+	markerReads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiesce_marker_reads_total", Help: "Marker reads by reconciles, by outcome: absent, active, contentless, stale, expired.",
+	}, []string{"outcome"})
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed.",
+	}, []string{"sink", "result"})
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		turns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiesce_turns_total", Help: "Turns by result: ok, error, refused, busy, interrupted.",
-		}, []string{"result"}),
+		reg:   prometheus.NewRegistry(),
+		turns: newCounterCache(turns, func(r string) []string { return []string{r} }),
 		reaction: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "quiesce_drain_reaction_seconds", Help: "Time from a drain request (the marker's requested_at) to the gate closing.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1ms … 65s
 		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiesce_http_requests_total", Help: "HTTP requests by route template and status code.",
-		}, []string{"route", "code"}),
-		markerReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiesce_marker_reads_total", Help: "Marker reads by reconciles, by outcome: absent, active, contentless, stale, expired.",
-		}, []string{"outcome"}),
-		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed.",
-		}, []string{"sink", "result"}),
+		requests:    newCounterCache(requests, func(k requestKey) []string { return []string{k.route, strconv.Itoa(k.code)} }),
+		markerReads: newCounterCache(markerReads, func(o string) []string { return []string{o} }),
+		notified:    newCounterCache(notified, func(k notifyKey) []string { return []string{k.sink, k.result} }),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "quiesce_events_rejected_total", Help: "Internal events moved to events.spool.rejected.jsonl after their last failed try.",
 		}),
+		now: time.Now,
 	}
-	for _, r := range TurnResults {
-		m.turns.WithLabelValues(r)
-	}
-	for _, o := range []string{"absent", "active", "contentless", "stale", "expired"} {
-		m.markerReads.WithLabelValues(o)
-	}
-	m.reg.MustRegister(m.turns, m.reaction, m.requests, m.rejected, m.notified, m.markerReads, stateCollector{m},
+	m.turns.preload(TurnResults...)
+	m.markerReads.preload(MarkerOutcomes...)
+	m.reg.MustRegister(turns, m.reaction, requests, m.rejected, notified, markerReads, stateCollector{m},
+		newBuildInfo(debug.ReadBuildInfo),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// TurnEnded counts a turn by result.
-func (m *Metrics) TurnEnded(result string) { m.turns.WithLabelValues(result).Inc() }
+// newBuildInfo returns the quiesce_build_info gauge (always 1) labelled
+// with the binary's module version, VCS revision and Go version, as read
+// says; "(devel)" and "unknown" stand in for what it does not know.
+func newBuildInfo(read func() (*debug.BuildInfo, bool)) prometheus.Collector {
+	version, revision, goversion := "(devel)", "unknown", runtime.Version()
+	if bi, ok := read(); ok && bi != nil {
+		if v := bi.Main.Version; v != "" {
+			version = v
+		}
+		if bi.GoVersion != "" {
+			goversion = bi.GoVersion
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				revision = s.Value
+			}
+		}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "quiesce_build_info",
+		Help:        "Always 1; the labels tell the module version, VCS revision and Go version that built this binary.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goversion},
+	}, func() float64 { return 1 })
+}
+
+// TurnEnded counts a turn by result. It allocates nothing and takes no
+// lock for a result of TurnResults.
+func (m *Metrics) TurnEnded(result string) { m.turns.get(result).Inc() }
 
 // MarkerRead counts a reconcile's marker read by outcome.
-func (m *Metrics) MarkerRead(outcome string) { m.markerReads.WithLabelValues(outcome).Inc() }
+func (m *Metrics) MarkerRead(outcome string) { m.markerReads.get(outcome).Inc() }
 
 // Notified counts a notification outcome for a sink (notify.Observer).
-func (m *Metrics) Notified(sink, result string) { m.notified.WithLabelValues(sink, result).Inc() }
+func (m *Metrics) Notified(sink, result string) { m.notified.get(notifyKey{sink, result}).Inc() }
 
 // EventRejected counts an internal event rejected after its last try.
 func (m *Metrics) EventRejected() { m.rejected.Inc() }
@@ -106,16 +160,65 @@ func (m *Metrics) DrainReaction(d time.Duration) { m.reaction.Observe(d.Seconds(
 // observe makes the scrape read state and in-flight count from status.
 func (m *Metrics) observe(status func() gateway.Status) { m.status.Store(&status) }
 
+// countRequest counts one HTTP request; after the first request of a
+// route and code it allocates nothing and takes no lock.
 func (m *Metrics) countRequest(route string, code int) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.requests.get(requestKey{route, code}).Inc()
 }
 
 func (m *Metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// stateCollector reports quiesce_state and quiesce_turns_in_flight from
-// one Status call per scrape.
+// counterCache resolves each label combination K of a CounterVec to its
+// child once, so counting is a map read and an Inc, never a
+// WithLabelValues (which builds a label slice and hashes it under the
+// vector's lock). The map is copied on write: label combinations are few
+// and fixed after warm-up.
+type counterCache[K comparable] struct {
+	vec    *prometheus.CounterVec
+	labels func(K) []string                         // K's label values, in the vector's order
+	m      atomic.Pointer[map[K]prometheus.Counter] // immutable snapshot read lock-free by get
+	mu     sync.Mutex                               // serialises misses, which copy m
+}
+
+func newCounterCache[K comparable](vec *prometheus.CounterVec, labels func(K) []string) *counterCache[K] {
+	c := &counterCache[K]{vec: vec, labels: labels}
+	c.m.Store(&map[K]prometheus.Counter{})
+	return c
+}
+
+// preload resolves keys now, so their series exist (at 0) from the start.
+func (c *counterCache[K]) preload(keys ...K) {
+	for _, k := range keys {
+		c.get(k)
+	}
+}
+
+// get returns the child for k, creating it on the first call for k.
+func (c *counterCache[K]) get(k K) prometheus.Counter {
+	if ctr, ok := (*c.m.Load())[k]; ok {
+		return ctr
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.m.Load()
+	if ctr, ok := old[k]; ok {
+		return ctr
+	}
+	next := make(map[K]prometheus.Counter, len(old)+1)
+	for key, ctr := range old {
+		next[key] = ctr
+	}
+	ctr := c.vec.WithLabelValues(c.labels(k)...)
+	next[k] = ctr
+	c.m.Store(&next)
+	return ctr
+}
+
+// stateCollector reports quiesce_state, quiesce_turns_in_flight,
+// quiesce_spooled_events and quiesce_drain_expires_in_seconds from one
+// Status call per scrape.
 type stateCollector struct{ m *Metrics }
 
 // Describe implements prometheus.Collector.
@@ -123,6 +226,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- inFlightDesc
 	ch <- spoolDesc
+	ch <- drainExpiryDesc
 }
 
 // Collect implements prometheus.Collector: one Status call per scrape.
@@ -140,4 +244,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.ActiveAgents))
 	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(st.SpooledEvents))
+	if d := st.Drain; d != nil && d.Status == "active" && !d.ExpiresAt.IsZero() {
+		left := max(d.ExpiresAt.Sub(c.m.now()).Seconds(), 0)
+		ch <- prometheus.MustNewConstMetric(drainExpiryDesc, prometheus.GaugeValue, left)
+	}
 }

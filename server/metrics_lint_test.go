@@ -1,0 +1,52 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// lintAllowed lists the promlint problems accepted, by metric and text,
+// each with the reason. It is empty: every series passes as it is.
+var lintAllowed = map[[2]string]string{}
+
+// TestMetricsLint runs promlint over every family /metrics serves, with
+// every series present (a drain active, each counter counted once), and
+// fails on any problem not in lintAllowed.
+func TestMetricsLint(t *testing.T) {
+	m := NewMetrics()
+	m.observe(func() gateway.Status {
+		return gateway.Status{State: fsm.Draining, ActiveAgents: 1,
+			Drain: &gateway.DrainInfo{Status: "active", ExpiresAt: time.Now().Add(time.Hour)}}
+	})
+	m.TurnEnded("ok")
+	m.MarkerRead("active")
+	m.Notified("webhook", "delivered")
+	m.EventRejected()
+	m.countRequest("/readyz", 200)
+	m.DrainReaction(time.Millisecond)
+
+	mfs, err := m.reg.Gather()
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, want := range []string{"quiesce_drain_expires_in_seconds", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
+		require.True(t, names[want], "%s is linted", want)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	require.NoError(t, err)
+	for _, p := range problems {
+		if reason, ok := lintAllowed[[2]string{p.Metric, p.Text}]; ok {
+			t.Logf("allowed: %s: %s (%s)", p.Metric, p.Text, reason)
+			continue
+		}
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
