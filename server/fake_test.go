@@ -34,7 +34,7 @@ type Gateway struct {
 	state  fsm.State
 	seq    uint64        // grows on every change of state, like gateway.Status.Seq
 	change chan struct{} // closed and replaced when seq grows; nil until a WaitChange needs it
-	forced bool // a BeginShutdown asked for force
+	forced bool          // a BeginShutdown asked for force
 }
 
 // Calls returns the names of the methods called so far, in order.
@@ -178,17 +178,17 @@ func (g *Gateway) Status() gateway.Status {
 	return gateway.Status{Seq: seq, State: g.getState(), Epoch: "boot:1", PID: 42}
 }
 
-// WaitChange implements server.Gateway: it waits until the model's seq
-// exceeds after (a state change) or ctx is done.
+// WaitChange implements server.Gateway: it waits until Status().Seq
+// exceeds after (in the model: a state change) or ctx is done.
 func (g *Gateway) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
 	g.record("WaitChange")
 	if g.WaitChangeFn != nil {
 		return g.WaitChangeFn(ctx, after)
 	}
 	for {
-		ch, seq := g.changed()
-		if seq > after {
-			return g.Status(), nil
+		ch, _ := g.changed()
+		if st := g.Status(); st.Seq > after {
+			return st, nil
 		}
 		select {
 		case <-ch:

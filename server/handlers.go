@@ -120,16 +120,20 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 // waits, on the gateway's idle signal, until no turn is in flight or the
 // timeout (?timeout=, a Go duration or seconds; default
 // DefaultWaitTimeout, capped at MaxWaitTimeout) passes, and then answers
-// 200 with "idle" true or false.
+// 200 with "idle" true or false. ?wait=change&after=<seq> waits for a
+// change instead (handleWaitChange).
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	wait, rawTimeout := q.Get("wait"), q.Get("timeout")
 	switch {
-	case wait == "" && rawTimeout == "":
+	case wait == "" && rawTimeout == "" && !q.Has("after"):
 		writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status()})
 		return
-	case wait != "idle":
-		s.writeError(w, r, badRequest("wait must be \"idle\" (timeout needs wait=idle)"))
+	case wait == WaitChange:
+		s.handleWaitChange(w, r)
+		return
+	case wait != "idle" || q.Has("after"):
+		s.writeError(w, r, badRequest("wait must be \"idle\" or \"change\" (timeout needs a wait, after needs wait=change)"))
 		return
 	}
 	timeout := DefaultWaitTimeout

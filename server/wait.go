@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// WaitChange is the value of status?wait= that long-polls for a change.
+const WaitChange = "change"
+
+// ChangeResponse is the body of GET /api/gateway/status?wait=change: the
+// status, and whether it is another status than the caller's (Changed:
+// its Seq differs from after) rather than the same one answered at the
+// timeout.
+type ChangeResponse struct {
+	gateway.Status
+	Changed bool `json:"changed"`
+}
+
+// handleWaitChange answers status?wait=change&after=<seq>[&timeout=]: it
+// waits until the gateway's status has changed since the one whose Seq is
+// after, or the timeout (as wait=idle: a Go duration or seconds, default
+// DefaultWaitTimeout, capped at MaxWaitTimeout) passes, and answers 200
+// with the status then and "changed" true or false.
+//
+// It answers at once, without waiting, in two cases: after is greater than
+// the current Seq (the caller's status is from an earlier life of the
+// gateway, whose counter started again: changed), and the gateway is
+// stopped (terminal: nothing will change, so a wait would only hold the
+// connection open while the server closes).
+func (s *Server) handleWaitChange(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rawAfter, rawTimeout := q.Get("after"), q.Get("timeout")
+	if rawAfter == "" {
+		s.writeError(w, r, badRequest("after is required with wait=change: the seq of the status you have"))
+		return
+	}
+	after, err := parseSeq(rawAfter)
+	if err != nil {
+		s.writeError(w, r, badRequest("after: %v", err))
+		return
+	}
+	timeout := DefaultWaitTimeout
+	if rawTimeout != "" {
+		d, err := parseTimeout(rawTimeout)
+		if err != nil {
+			s.writeError(w, r, badRequest("timeout: %v", err))
+			return
+		}
+		timeout = min(d, MaxWaitTimeout)
+	}
+	if st := s.gw.Status(); st.Seq < after || st.State == fsm.Stopped {
+		writeJSON(w, http.StatusOK, ChangeResponse{Status: st, Changed: st.Seq != after})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	st, _ := s.gw.WaitChange(ctx, after) // a timeout still answers the status then
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	writeJSON(w, http.StatusOK, ChangeResponse{Status: st, Changed: st.Seq != after})
+}
+
+// parseSeq parses a status seq: a decimal unsigned integer, no sign.
+func parseSeq(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a seq (a whole number from a status answer)", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,147 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/server"
+)
+
+// TestStatusWaitChange shows status?wait=change&after=<seq>: it answers as
+// soon as the status is another than the caller's (a drain while it
+// waits), answers the unchanged status with "changed": false at the
+// timeout, and answers at once when there is nothing to wait for.
+func TestStatusWaitChange(t *testing.T) {
+	t.Run("DrainWakesIt", func(t *testing.T) {
+		gw := &Gateway{}
+		h := MustServer(t, gw).Handler()
+		done := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			done <- do(t, h, http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=1m", opsToken, "")
+		}()
+		rec := do(t, h, http.MethodPost, "/api/gateway/drain", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		select {
+		case rec = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("wait=change did not answer after a drain")
+		}
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equal(t, true, m["changed"])
+		assert.Equal(t, "draining", m["state"])
+		assert.Equal(t, float64(1), m["seq"])
+	})
+	t.Run("AlreadyNewer", func(t *testing.T) {
+		gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{Seq: 7, State: fsm.Running} }}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=6", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equal(t, true, m["changed"])
+		assert.Equal(t, float64(7), m["seq"])
+	})
+	t.Run("TimeoutAnswersUnchanged", func(t *testing.T) {
+		var deadline time.Time
+		gw := &Gateway{}
+		gw.WaitChangeFn = func(ctx context.Context, after uint64) (gateway.Status, error) {
+			deadline, _ = ctx.Deadline()
+			<-ctx.Done()
+			return gw.Status(), ctx.Err()
+		}
+		before := time.Now()
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=10ms", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equal(t, false, m["changed"])
+		assert.Equal(t, "running", m["state"])
+		assert.Equal(t, float64(0), m["seq"])
+		assert.NotContains(t, m, "idle")
+		assert.True(t, deadline.After(before), "WaitChange got a bounded context")
+	})
+	t.Run("TimeoutCapped", func(t *testing.T) {
+		var deadline time.Time
+		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (gateway.Status, error) {
+			deadline, _ = ctx.Deadline()
+			return gateway.Status{Seq: after + 1}, nil
+		}}
+		before := time.Now()
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=100h", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.False(t, deadline.After(before.Add(server.MaxWaitTimeout+time.Minute)), "deadline %v", deadline)
+	})
+	t.Run("SecondsTimeout", func(t *testing.T) {
+		gw := &Gateway{WaitChangeFn: func(_ context.Context, after uint64) (gateway.Status, error) {
+			return gateway.Status{Seq: after + 1}, nil
+		}}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=3", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.Equal(t, true, decodeBody(t, rec)["changed"])
+	})
+	// A seq from before a restart is above the new life's counter: the
+	// caller's status is old, so the answer is at once, and changed.
+	t.Run("EarlierLife", func(t *testing.T) {
+		gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{Seq: 3, State: fsm.Running} }}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=57", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equal(t, true, m["changed"])
+		assert.Equal(t, float64(3), m["seq"])
+		assert.NotContains(t, gw.Calls(), "WaitChange")
+	})
+	// Stopped is terminal: nothing will change, so the wait would only
+	// hold the connection while the server closes.
+	t.Run("StoppedAnswersAtOnce", func(t *testing.T) {
+		gw := &Gateway{state: fsm.Stopped}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=5m", opsToken, "")
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		m := decodeBody(t, rec)
+		assert.Equal(t, false, m["changed"])
+		assert.Equal(t, "stopped", m["state"])
+		assert.NotContains(t, gw.Calls(), "WaitChange")
+	})
+	t.Run("NeedsToken", func(t *testing.T) {
+		gw := &Gateway{}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0", "", "")
+		requireError(t, rec, http.StatusUnauthorized, server.CodeUnauthorized)
+		assert.Empty(t, gw.Calls())
+	})
+}
+
+// TestStatusWaitChangeBadQuery shows that a malformed wait=change query is
+// a 400 that waits for nothing.
+func TestStatusWaitChangeBadQuery(t *testing.T) {
+	for _, q := range []string{
+		"wait=change",                            // after is required
+		"wait=change&after=",                     // empty
+		"wait=change&after=-1",                   // signed
+		"wait=change&after=%2B1",                 // "+1"
+		"wait=change&after=1.5",                  // not whole
+		"wait=change&after=0x10",                 // not decimal
+		"wait=change&after=1_000",                // no separators
+		"wait=change&after=18446744073709551616", // over uint64
+		"wait=change&after=abc",
+		"wait=change&after=1&timeout=soon",
+		"wait=change&after=1&timeout=0",
+		"wait=change&after=1&timeout=-1s",
+		"after=1",              // needs wait=change
+		"wait=idle&after=1",    // after is not for wait=idle
+		"wait=changes&after=1", // unknown wait
+		"wait=CHANGE&after=1",  // values match exactly
+	} {
+		t.Run(q, func(t *testing.T) {
+			gw := &Gateway{}
+			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?"+q, opsToken, "")
+			requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			assert.NotContains(t, gw.Calls(), "WaitChange")
+			assert.NotContains(t, gw.Calls(), "WaitIdle")
+		})
+	}
+}
