@@ -17,6 +17,14 @@ import (
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
+// ErrUnreachable is wrapped by Client methods when the request got no
+// answer from the server at all: the connection was refused or reset, the
+// name did not resolve, or ctx ended first. The error also wraps the
+// transport's cause, so errors.Is(err, syscall.ECONNREFUSED) tells a
+// server that is not listening (a gateway that has exited) from one that
+// is slow.
+var ErrUnreachable = errors.New("gateway unreachable")
+
 // APIError is returned by Client methods when the server answers with an
 // error status. Code and Message come from the JSON error body.
 type APIError struct {
@@ -38,6 +46,10 @@ func (e *APIError) Error() string {
 
 // Client calls the quiesce HTTP API. The zero value is not usable; create
 // it with NewClient. It is safe for concurrent use.
+//
+// Its errors carry no package prefix, so a CLI can show them as they are:
+// an *APIError for an error answer, ErrUnreachable (with the method, the
+// URL and the transport's cause) when no answer came.
 type Client struct {
 	base  *url.URL
 	token string
@@ -50,16 +62,20 @@ type Client struct {
 func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil {
-		return nil, fmt.Errorf("server: client url: %w", err)
+		return nil, fmt.Errorf("url %q: %w", baseURL, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server: client url %q: want http://host:port", baseURL)
+		return nil, fmt.Errorf("url %q: want http://host:port", baseURL)
 	}
 	if hc == nil {
 		hc = http.DefaultClient
 	}
 	return &Client{base: u, token: token, hc: hc}, nil
 }
+
+// URL returns the server's base URL, as given to NewClient without a
+// trailing slash.
+func (c *Client) URL() string { return c.base.String() }
 
 // Drain asks for a drain. The gateway refuses new turns once it returns.
 func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (DrainResponse, error) {
@@ -86,9 +102,11 @@ func (c *Client) Status(ctx context.Context) (gateway.Status, error) {
 	return out.Status, err
 }
 
-// WaitIdle long-polls the status until no turn is in flight or the server
-// side timeout passes, and reports which happened. ctx should outlive
-// timeout by a little.
+// WaitIdle long-polls the status (GET /api/gateway/status?wait=idle)
+// until no turn is in flight or the server-side timeout passes, and
+// reports which happened. The server answers at once when the gateway is
+// already idle, and caps timeout at MaxWaitTimeout. ctx should outlive
+// timeout by a little (the answer has to travel back).
 func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gateway.Status, idle bool, err error) {
 	q := url.Values{"wait": {"idle"}, "timeout": {timeout.String()}}
 	var out StatusResponse
@@ -96,6 +114,14 @@ func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gatewa
 		return gateway.Status{}, false, err
 	}
 	return out.Status, out.Idle != nil && *out.Idle, nil
+}
+
+// Health calls GET /healthz (no token needed): nil while the process
+// serves. After a shutdown it fails with ErrUnreachable, and with
+// syscall.ECONNREFUSED once the server has closed its listener.
+func (c *Client) Health(ctx context.Context) error {
+	var out HealthResponse
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, &out)
 }
 
 // Shutdown starts the shutdown sequence (force: interrupt remaining turns
@@ -121,13 +147,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("server: client: encode %s: %w", path, err)
+			return fmt.Errorf("encode the body of %s %s: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return fmt.Errorf("server: client: %w", err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -135,12 +161,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("server: client: %s %s: %w", method, path, err)
+		return unreachable(method, u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("server: client: %s %s: read answer: %w", method, path, err)
+		return unreachable(method, u.Redacted(), fmt.Errorf("read the answer: %w", err))
 	}
 	if resp.StatusCode >= 300 {
 		e := &APIError{StatusCode: resp.StatusCode}
@@ -156,9 +182,18 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return e
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("server: client: %s %s: decode answer: %w", method, path, err)
+		return fmt.Errorf("%s %s: the answer is not the API's JSON (is the URL a quiesce gateway?): %w", method, u.Redacted(), err)
 	}
 	return nil
+}
+
+// unreachable wraps a transport failure in ErrUnreachable, naming the
+// request once: the *url.Error's own text repeats the method and URL.
+func unreachable(method, u string, err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrUnreachable, method, u, err)
 }
 
 // IsAPIError reports whether err is an *APIError with the given status.

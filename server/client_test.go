@@ -2,7 +2,11 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,10 +84,70 @@ func TestClient(t *testing.T) {
 	assert.True(t, server.IsAPIError(err, http.StatusUnauthorized), "%v", err)
 }
 
+// TestClientErrors shows what a caller branches on and what a user reads:
+// a closed port is ErrUnreachable and ECONNREFUSED, an error answer is an
+// *APIError, and neither message stacks package prefixes or repeats the
+// URL.
+func TestClientErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	s := MustServer(t, &Gateway{})
+	MustOpen(t, s)
+	hc := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("ConnectionRefused", func(t *testing.T) {
+		c, err := server.NewClient(closed+"/", opsToken, hc)
+		require.NoError(t, err)
+		assert.Equal(t, closed, c.URL(), "no trailing slash")
+		for name, call := range map[string]func() error{
+			"Status": func() error { _, err := c.Status(ctx); return err },
+			"Health": func() error { return c.Health(ctx) },
+			"Drain":  func() error { _, err := c.Drain(ctx, false, ""); return err },
+		} {
+			err := call()
+			require.Errorf(t, err, "%s", name)
+			assert.ErrorIs(t, err, server.ErrUnreachable, name)
+			assert.ErrorIs(t, err, syscall.ECONNREFUSED, name)
+			assert.NotContains(t, err.Error(), "server:", name)
+			assert.Equal(t, 1, strings.Count(err.Error(), closed), "%s names the URL once: %v", name, err)
+		}
+	})
+	t.Run("Deadline", func(t *testing.T) {
+		c, err := server.NewClient(s.URL(), opsToken, hc)
+		require.NoError(t, err)
+		past, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+		defer cancel()
+		err = c.Health(past)
+		assert.ErrorIs(t, err, server.ErrUnreachable)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.False(t, errors.Is(err, syscall.ECONNREFUSED), "a slow server is not a gone one")
+	})
+	t.Run("APIError", func(t *testing.T) {
+		c, err := server.NewClient(s.URL(), "wrong-token-0123456789", hc)
+		require.NoError(t, err)
+		require.NoError(t, c.Health(ctx), "healthz needs no token")
+		_, err = c.Cancel(ctx, "")
+		apiErr, ok := errors.AsType[*server.APIError](err)
+		require.True(t, ok, "%v", err)
+		assert.Equal(t, http.StatusUnauthorized, apiErr.StatusCode)
+		assert.Equal(t, server.CodeUnauthorized, apiErr.Code)
+		assert.False(t, errors.Is(err, server.ErrUnreachable))
+		assert.True(t, strings.HasPrefix(err.Error(), "HTTP 401 unauthorized"), err.Error())
+	})
+}
+
 func TestNewClientURL(t *testing.T) {
 	for _, u := range []string{"", "127.0.0.1:8470", "ftp://x", "http://"} {
 		_, err := server.NewClient(u, "t", nil)
-		assert.Errorf(t, err, "url %q", u)
+		if assert.Errorf(t, err, "url %q", u) {
+			assert.NotContains(t, err.Error(), "server:")
+		}
 	}
 }
 
