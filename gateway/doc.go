@@ -9,16 +9,28 @@
 // before they return, so an API caller's next turn already sees the result.
 //
 // Turns pass the accept gate first, then claim their session's slot (one
-// turn per session). Internal events are never refused: they go to a
-// durable spool (events.spool.jsonl) and start as system turns when the
-// gateway runs and the session is free, so the in-flight count never rises
-// while draining (I1) and nothing is lost.
+// turn per session); Stream reports partial output as the agent produces
+// it. Built-in agents: NewEcho, NewExec (a command per turn) and NewHTTP
+// (an upstream agent service); any Agent can be plugged in.
 //
-// Shutdown runs the sequence of DESIGN.md: refuse new turns, broadcast
-// once unless the marker suppresses it, wait for in-flight turns up to the
-// drain timeout, interrupt what is left and ping each cut-off session,
-// flush the sinks within the notify timeout, stop.
+// Internal events (Event) are never refused and never lost: each is
+// appended and fsynced to the spool (events.spool.jsonl) before Event
+// returns, starts as a system turn when the gateway runs and its session
+// is free, and leaves the spool only once that turn has completed. A crash
+// or a forced interrupt runs it again (at-least-once), with the same event
+// id, so agents can deduplicate; an agent error retries with backoff and
+// after five failures the event moves to events.spool.rejected.jsonl. The
+// in-flight count never rises while draining: events wait, too.
+//
+// New takes the home's lock (gateway.lock, one gateway per home) before it
+// opens anything else for writing, refuses a FIFO, directory or symlink
+// where a file of the home belongs, and removes temp files killed writers
+// left. Shutdown refuses new turns, broadcasts once unless the marker
+// suppresses it, waits for in-flight turns up to the drain timeout,
+// interrupts what is left and pings each cut-off user session, flushes the
+// sinks within the notify timeout, and stops. A repeated BeginShutdown
+// without force changes nothing.
 //
 // The package parses no HTTP and no flags. The exec agent relies on Unix
-// process groups.
+// process groups (and, on Linux, the parent-death signal).
 package gateway

@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/server"
+)
+
+// Example embeds the runtime in a Go program with its own agent, serves it
+// with the HTTP API on a loopback port, and drains and shuts it down.
+func Example() {
+	home, _ := os.MkdirTemp("", "quiesce-example-")
+	defer os.RemoveAll(home)
+
+	shout := gateway.AgentFunc(func(ctx context.Context, t gateway.Turn) (string, error) {
+		t.Delta(strings.ToUpper(t.Text)) // partial output, for streaming clients
+		return strings.ToUpper(t.Text) + "!", nil
+	})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	gw, err := gateway.New(gateway.Config{Home: home, Agent: shout, Logger: quiet})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer gw.Close()
+	srv, _ := server.New(server.Config{
+		Addr:    "127.0.0.1:0",
+		Gateway: gw,
+		Tokens:  server.NewTokens(map[string]string{"ops": "example-token"}),
+		Logger:  quiet,
+	})
+	_ = srv.Listen()                   // claim the port
+	_ = gw.Start(context.Background()) // reconcile with a surviving marker
+	srv.Serve()                        // then serve
+
+	ctx := context.Background()
+	api, _ := server.NewClient(srv.URL(), "example-token", nil)
+	reply, _ := api.Send(ctx, "alice", "hello")
+	fmt.Println("reply:", reply)
+
+	d, _ := api.Drain(ctx, false, "")
+	fmt.Println("drain:", d.State)
+	_, err = api.Send(ctx, "alice", "again")
+	fmt.Println("refused while draining:", server.IsAPIError(err, 503))
+
+	shut, _ := api.Shutdown(ctx, false)
+	fmt.Println("shutdown started:", shut.OK)
+	<-gw.Done()
+	closeCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_ = srv.Close(closeCtx)
+	fmt.Println("state:", gw.State())
+	// Output:
+	// reply: HELLO!
+	// drain: draining
+	// refused while draining: true
+	// shutdown started: true
+	// state: stopped
+}
