@@ -12,7 +12,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/quiesce
 
 run: build
-	./$(BIN) run --dev
+	./$(BIN) run --dev $(ARGS)
 
 # test: vet, then every test (unit, rapid properties, fuzz seeds, planted
 # bugs, end-to-end) under the race detector. Rapid reads RAPID_* env vars.
