@@ -126,7 +126,8 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 // the rejected file.
 func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 	defer g.bg.Done()
-	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: randid.New(), EventID: e.ID})
+	turnID := randid.New()
+	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
 	var retry time.Duration
 	g.evMu.Lock()
 	st := g.events[e.ID]
@@ -137,7 +138,7 @@ func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 		if cerr := g.spool.complete(e.ID); cerr != nil {
 			g.log.Error("event completion not recorded; retried at stop", "event_id", e.ID, "error", cerr)
 		}
-		g.log.Info("system turn done", "session", e.Session, "event_id", e.ID, "reply_bytes", len(reply))
+		g.log.Info("system turn done", "session", e.Session, "event_id", e.ID, "turn_id", turnID, "reply_bytes", len(reply))
 	case errors.Is(err, ErrInterrupted):
 		g.log.Warn("system turn interrupted; the event stays spooled", "session", e.Session, "event_id", e.ID)
 	default:
@@ -151,7 +152,7 @@ func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 		} else {
 			retry = eventBackoff(st.tries)
 			st.retryAt = time.Now().Add(retry)
-			g.log.Warn("system turn failed; will retry", "session", e.Session, "event_id", e.ID,
+			g.log.Warn("system turn failed; will retry", "session", e.Session, "event_id", e.ID, "turn_id", turnID,
 				"try", st.tries, "retry_in", retry, "error", err)
 		}
 	}

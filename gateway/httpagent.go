@@ -42,6 +42,7 @@ type HTTPAgentOptions struct {
 // error Turn returns.
 type UpstreamError struct {
 	URL    string
+	TurnID string // the X-Request-Id the upstream got
 	Status int    // 0 if no answer
 	Reason string // what went wrong, in words
 }
@@ -49,9 +50,9 @@ type UpstreamError struct {
 // Error implements error.
 func (e *UpstreamError) Error() string {
 	if e.Status != 0 {
-		return fmt.Sprintf("upstream agent %s answered %d %s: %s", e.URL, e.Status, http.StatusText(e.Status), e.Reason)
+		return fmt.Sprintf("upstream agent %s answered %d %s to turn %s: %s", e.URL, e.Status, http.StatusText(e.Status), e.TurnID, e.Reason)
 	}
-	return fmt.Sprintf("upstream agent %s: %s", e.URL, e.Reason)
+	return fmt.Sprintf("upstream agent %s, turn %s: %s", e.URL, e.TurnID, e.Reason)
 }
 
 // upstreamRequest is the body of each turn's POST.
@@ -101,7 +102,12 @@ func NewHTTP(rawURL string, opt HTTPAgentOptions) (Agent, error) {
 }
 
 // Run implements Agent.
-func (a *httpAgent) Run(ctx context.Context, t Turn) (string, error) {
+func (a *httpAgent) Run(ctx context.Context, t Turn) (_ string, err error) {
+	defer func() {
+		if ue, ok := errors.AsType[*UpstreamError](err); ok {
+			ue.TurnID = t.TurnID // so both sides' logs name the turn
+		}
+	}()
 	if a.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.timeout)
