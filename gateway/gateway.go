@@ -292,9 +292,12 @@ func (g *Gateway) Reconcile(ctx context.Context) {
 	defer g.ctlMu.Unlock()
 	st := g.reader.Read()
 	g.cfg.Metrics.MarkerRead(st.Status.String())
-	ev := fsm.Resume
+	ev, want := fsm.Resume, fsm.Running
 	if st.Drains() {
-		ev = fsm.Drain
+		ev, want = fsm.Drain, fsm.Draining
+	}
+	if cur := g.m.State(); cur == want || cur == fsm.ShuttingDown || cur == fsm.Stopped {
+		return // nothing to change (or shutdown wins): no call into looplab, no allocation
 	}
 	changed, err := g.m.Fire(ctx, ev)
 	if err != nil {
