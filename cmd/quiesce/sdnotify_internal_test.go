@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+)
+
+// sdWait bounds every wait of these tests.
+const sdWait = 10 * time.Second
+
+// fakeStatus is a statusSource whose status the test sets.
+type fakeStatus struct {
+	mu      sync.Mutex     // guards st and changed
+	st      gateway.Status // the current status
+	changed chan struct{}  // closed and replaced by set
+}
+
+func newFakeStatus(st gateway.Status) *fakeStatus {
+	return &fakeStatus{st: st, changed: make(chan struct{})}
+}
+
+func (f *fakeStatus) Status() gateway.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+
+func (f *fakeStatus) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
+	for {
+		f.mu.Lock()
+		st, ch := f.st, f.changed
+		f.mu.Unlock()
+		if st.Seq > after {
+			return st, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+// set replaces the status with st (its Seq one past the last).
+func (f *fakeStatus) set(st gateway.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st.Seq = f.st.Seq + 1
+	f.st = st
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// recorder is a send func that hands each message to the test.
+type recorder struct{ msgs chan string }
+
+func newRecorder() *recorder { return &recorder{msgs: make(chan string, 256)} }
+
+func (r *recorder) send(msg string) error {
+	r.msgs <- msg
+	return nil
+}
+
+// next returns the next message that is not a watchdog ping.
+func (r *recorder) next(t *testing.T, what string) string {
+	t.Helper()
+	deadline := time.After(sdWait)
+	for {
+		select {
+		case m := <-r.msgs:
+			if m != "WATCHDOG=1" {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no sd_notify message within %v: wanted %s", sdWait, what)
+			return ""
+		}
+	}
+}
+
+// none fails if a message other than a watchdog ping is waiting.
+func (r *recorder) none(t *testing.T) {
+	t.Helper()
+	for {
+		select {
+		case m := <-r.msgs:
+			if m != "WATCHDOG=1" {
+				t.Fatalf("unexpected sd_notify message %q", m)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestSDStatusLine(t *testing.T) {
+	tests := []struct {
+		st   gateway.Status
+		want string
+	}{
+		{gateway.Status{State: fsm.Running}, "running, 0 turns in flight"},
+		{gateway.Status{State: fsm.Running, ActiveAgents: 1, OldestTurnSeconds: 0.2}, "running, 1 turn in flight, oldest <1s"},
+		{gateway.Status{State: fsm.Draining, ActiveAgents: 2, OldestTurnSeconds: 14.4}, "draining, 2 turns in flight, oldest 14s"},
+		{gateway.Status{State: fsm.ShuttingDown, ActiveAgents: 3, OldestTurnSeconds: 75}, "shutting_down, 3 turns in flight, oldest 1m15s"},
+		{gateway.Status{State: fsm.Stopped}, "stopped, 0 turns in flight"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, sdStatusLine(tt.st))
+	}
+}
+
+// TestSDNotifierSilentWithoutSocket shows that without NOTIFY_SOCKET there
+// is no notifier and every call on it is a no-op.
+func TestSDNotifierSilentWithoutSocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	n := newSDNotifier(discardLogger(), time.Second)
+	require.Nil(t, n)
+	n.ready(t.Context(), newFakeStatus(gateway.Status{State: fsm.Running}))
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+	n.close()
+}
+
+// TestSDNotifierSequence shows the messages a supervisor gets, in order:
+// READY=1 with the status, a STATUS= for each change of the status line
+// (none for a change that leaves it the same), STOPPING=1 with
+// EXTEND_TIMEOUT_USEC when shutdown begins.
+func TestSDNotifierSequence(t *testing.T) {
+	rec := newRecorder()
+	n := startSDNotifier(discardLogger(), rec.send, 0, 13*time.Second)
+	defer n.close()
+	gw := newFakeStatus(gateway.Status{State: fsm.Running})
+
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.Draining}) // not a shutdown: nothing
+	n.ready(t.Context(), gw)
+	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", rec.next(t, "READY=1"))
+
+	gw.set(gateway.Status{State: fsm.Draining})
+	assert.Equal(t, "STATUS=draining, 0 turns in flight", rec.next(t, "STATUS=draining"))
+	gw.set(gateway.Status{State: fsm.Draining}) // same line: not repeated
+	gw.set(gateway.Status{State: fsm.Running, ActiveAgents: 1})
+	assert.Equal(t, "STATUS=running, 1 turn in flight", rec.next(t, "STATUS=running"))
+
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown, Event: fsm.Shutdown})
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=13000000", rec.next(t, "STOPPING=1"))
+	n.close()
+	rec.none(t)
+}
+
+// TestSDNotifierNoReadyAfterStopping shows that a shutdown begun before
+// the gateway was ready is not followed by READY=1.
+func TestSDNotifierNoReadyAfterStopping(t *testing.T) {
+	rec := newRecorder()
+	n := startSDNotifier(discardLogger(), rec.send, 0, time.Second)
+	defer n.close()
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=1000000", rec.next(t, "STOPPING=1"))
+	gw := newFakeStatus(gateway.Status{State: fsm.ShuttingDown})
+	n.ready(t.Context(), gw)
+	gw.set(gateway.Status{State: fsm.Stopped})
+	assert.Equal(t, "STATUS=stopped, 0 turns in flight", rec.next(t, "STATUS=stopped"))
+	n.close()
+	rec.none(t)
+}
+
+// TestSDNotifierWatchdog shows the watchdog pings while the notifier runs
+// and stops with close (its writer has returned).
+func TestSDNotifierWatchdog(t *testing.T) {
+	rec := newRecorder()
+	n := startSDNotifier(discardLogger(), rec.send, 20*time.Millisecond, time.Second)
+	pings := 0
+	deadline := time.After(sdWait)
+	for pings < 2 {
+		select {
+		case m := <-rec.msgs:
+			require.Equal(t, "WATCHDOG=1", m)
+			pings++
+		case <-deadline:
+			t.Fatalf("%d watchdog pings within %v, want 2", pings, sdWait)
+		}
+	}
+	n.close()
+	select {
+	case <-n.done:
+	default:
+		t.Fatal("the writer (and its watchdog ticker) still runs after close")
+	}
+}
+
+// TestSDNotifierSendFailureKeepsGoing shows that a failing socket is
+// logged once at WARN and does not stop later messages.
+func TestSDNotifierSendFailureKeepsGoing(t *testing.T) {
+	var mu sync.Mutex // guards calls
+	var calls []string
+	send := func(msg string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, msg)
+		return errors.New("connection refused")
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex // guards logs
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	n := startSDNotifier(logger, send, 0, time.Second)
+	n.ready(t.Context(), newFakeStatus(gateway.Status{State: fsm.Running}))
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+	n.close()
+	mu.Lock()
+	assert.Len(t, calls, 2, "both messages were tried: %q", calls)
+	mu.Unlock()
+	logMu.Lock()
+	assert.Equal(t, 1, strings.Count(logs.String(), "sd_notify failed"), "logged once at WARN:\n%s", logs.String())
+	logMu.Unlock()
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestRunTokensFileFlag shows --tokens-file and its environment variable.
+func TestRunTokensFileFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"run"}, nil, ""},
+		{[]string{"run", "--tokens-file", "/run/secrets/quiesce/tokens"}, nil, "/run/secrets/quiesce/tokens"},
+		{[]string{"run"}, map[string]string{"QUIESCE_TOKENS_FILE": "/etc/quiesce/tokens"}, "/etc/quiesce/tokens"},
+		{[]string{"run", "--tokens-file", "/a"}, map[string]string{"QUIESCE_TOKENS_FILE": "/b"}, "/a"},
+	}
+	for _, tt := range tests {
+		m, _, _ := newTestMain(tt.env)
+		require.NoError(t, m.ParseFlags(t.Context(), tt.args))
+		assert.Equal(t, tt.want, m.cmd.(*runCmd).tokensFile, "%v %v", tt.args, tt.env)
+	}
+}

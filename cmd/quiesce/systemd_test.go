@@ -1,0 +1,214 @@
+package main_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// notifySocket is a unixgram socket standing in for systemd's
+// NOTIFY_SOCKET: it hands each line of each datagram to the test.
+type notifySocket struct {
+	path  string
+	lines chan string // every line received, in order
+	// watchdog counts WATCHDOG=1 lines next has skipped.
+	watchdog int
+	seen     []string // every other line next has returned, in order
+}
+
+// listenNotify opens a notify socket in a short temp dir (a unix socket's
+// path is limited to about 100 bytes) and reads it until the test ends.
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sdn")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	s := &notifySocket{path: filepath.Join(dir, "notify.sock"), lines: make(chan string, 4096)}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: s.path, Net: "unixgram"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(s.lines)
+				return
+			}
+			for line := range strings.SplitSeq(string(buf[:n]), "\n") {
+				if line != "" {
+					s.lines <- line
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// read consumes lines until done holds for one, failing after a bound:
+// watchdog pings are counted, every other line is kept in seen.
+func (s *notifySocket) read(t *testing.T, what string, done func(line string) bool) string {
+	t.Helper()
+	deadline := time.After(startTimeout)
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("notify socket closed before %s; got %q", what, s.seen)
+			}
+			if line == "WATCHDOG=1" {
+				s.watchdog++
+			} else {
+				s.seen = append(s.seen, line)
+			}
+			if done(line) {
+				return line
+			}
+		case <-deadline:
+			t.Fatalf("no %s on NOTIFY_SOCKET within %v; got %q and %d watchdog pings", what, startTimeout, s.seen, s.watchdog)
+			return ""
+		}
+	}
+}
+
+// next returns the next line other than a watchdog ping for which match
+// holds.
+func (s *notifySocket) next(t *testing.T, what string, match func(string) bool) string {
+	t.Helper()
+	return s.read(t, what, func(l string) bool { return l != "WATCHDOG=1" && match(l) })
+}
+
+// awaitWatchdog waits until n watchdog pings have arrived in all.
+func (s *notifySocket) awaitWatchdog(t *testing.T, n int) {
+	t.Helper()
+	s.read(t, fmt.Sprintf("%d WATCHDOG=1", n), func(string) bool { return s.watchdog >= n })
+}
+
+// drain reads everything sent so far (by a process that has exited): it
+// sends a sentinel datagram itself and reads up to it.
+func (s *notifySocket) drain(t *testing.T) {
+	t.Helper()
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.path, Net: "unixgram"})
+	require.NoError(t, err)
+	_, err = conn.Write([]byte("TEST_END=1"))
+	require.NoError(t, err)
+	require.NoError(t, conn.Close())
+	s.next(t, "the sentinel", sdIs("TEST_END=1"))
+	s.seen = s.seen[:len(s.seen)-1]
+}
+
+func sdIs(want string) func(string) bool { return func(l string) bool { return l == want } }
+
+func sdPrefix(p string) func(string) bool {
+	return func(l string) bool { return strings.HasPrefix(l, p) }
+}
+
+// TestSystemdNotify runs the binary with NOTIFY_SOCKET and WATCHDOG_USEC
+// set, as systemd does for a Type=notify unit with WatchdogSec, and shows
+// what the supervisor is told, in order: READY=1 once the gateway serves
+// (a request right after it is answered), a STATUS= line when a drain
+// starts, when a turn is in flight and when the drain is cancelled,
+// STOPPING=1 then EXTEND_TIMEOUT_USEC (drain + notify timeout + 1s) when a
+// SIGTERM begins the shutdown, and watchdog pings all along; the gateway
+// then exits 0.
+func TestSystemdNotify(t *testing.T) {
+	needBinary(t)
+	sock := listenNotify(t)
+	// The child inherits the test's environment (helpers' cleanEnv): set
+	// systemd's variables here. WATCHDOG_PID stays unset, so the child
+	// takes the watchdog for its own.
+	t.Setenv("NOTIFY_SOCKET", sock.path)
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", "")
+	home := newHome(t)
+	p := startGateway(t, home, fakeProcRoot(t, "boot-sd", 100),
+		"--agent-work", "3s", "--drain-timeout", "10s", "--notify-timeout", "2s")
+
+	sock.next(t, "READY=1", sdIs("READY=1"))
+	r := p.call(http.MethodGet, "/readyz", "", "")
+	assert.Equal(t, http.StatusOK, r.code, "ready once READY=1 is sent: %s", r.raw)
+	assert.Equal(t, "STATUS=running, 0 turns in flight", sock.next(t, "STATUS with READY=1", sdPrefix("STATUS=")))
+
+	r = p.call(http.MethodPost, "/api/gateway/drain", opsToken, "")
+	require.Equal(t, http.StatusOK, r.code, r.raw)
+	sock.next(t, "STATUS=draining", sdIs("STATUS=draining, 0 turns in flight"))
+
+	r = p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel"}`)
+	require.Equal(t, http.StatusOK, r.code, r.raw)
+	sock.next(t, "STATUS=running after cancel", sdIs("STATUS=running, 0 turns in flight"))
+
+	turn := p.turnAsync("alice", "hello")
+	sock.next(t, "STATUS with a turn in flight", sdPrefix("STATUS=running, 1 turn in flight"))
+
+	// At least two pings at WATCHDOG_USEC/2 = 100ms before shutting down.
+	sock.awaitWatchdog(t, 2)
+
+	p.signal(syscall.SIGTERM)
+	sock.next(t, "STOPPING=1", sdIs("STOPPING=1"))
+	want := fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (10*time.Second + 2*time.Second + time.Second).Microseconds())
+	sock.next(t, "EXTEND_TIMEOUT_USEC", sdPrefix("EXTEND_TIMEOUT_USEC="))
+	assert.Equal(t, want, sock.seen[len(sock.seen)-1], "EXTEND_TIMEOUT_USEC covers drain + notify + 1s")
+	assert.Equal(t, "STOPPING=1", sock.seen[len(sock.seen)-2], "right after STOPPING=1")
+
+	got := await(t, turn)
+	assert.Equal(t, http.StatusOK, got.code, "the turn in flight finishes: %s", got.raw)
+	assert.Equal(t, 0, p.wait(), "exit 0 after the shutdown sequence")
+	sock.drain(t)
+
+	ready := sdIndex(sock.seen, "READY=1")
+	assert.Zero(t, ready, "READY=1 is the first message: %q", sock.seen)
+	assert.Less(t, ready, sdIndex(sock.seen, "STATUS=draining, 0 turns in flight"))
+	assert.Less(t, sdIndex(sock.seen, "STATUS=draining, 0 turns in flight"), sdIndex(sock.seen, "STOPPING=1"))
+	assert.Equal(t, 1, sdCount(sock.seen, "READY=1"), "READY=1 once: %q", sock.seen)
+	assert.Equal(t, 1, sdCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
+	assert.GreaterOrEqual(t, sock.watchdog, 2, "watchdog pings")
+}
+
+// TestSystemdNotifyRepeatedSignal shows that a second SIGTERM (systemd's
+// ExecStop and its own stop both send one) does not repeat STOPPING=1.
+func TestSystemdNotifyRepeatedSignal(t *testing.T) {
+	needBinary(t)
+	sock := listenNotify(t)
+	t.Setenv("NOTIFY_SOCKET", sock.path)
+	t.Setenv("WATCHDOG_USEC", "")
+	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-sd2", 100), "--agent-work", "2s")
+	sock.next(t, "READY=1", sdIs("READY=1"))
+	turn := p.turnAsync("bob", "hi")
+	sock.next(t, "STATUS with a turn in flight", sdPrefix("STATUS=running, 1 turn in flight"))
+	p.signal(syscall.SIGTERM)
+	sock.next(t, "STOPPING=1", sdIs("STOPPING=1"))
+	p.signal(syscall.SIGTERM)
+	assert.Equal(t, http.StatusOK, await(t, turn).code, "the turn finishes: a repeated SIGTERM does not force")
+	assert.Equal(t, 0, p.wait())
+	sock.drain(t)
+	assert.Equal(t, 1, sdCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
+	assert.Zero(t, sock.watchdog, "no watchdog pings without WATCHDOG_USEC")
+}
+
+func sdIndex(lines []string, want string) int {
+	for i, l := range lines {
+		if l == want {
+			return i
+		}
+	}
+	return -1
+}
+
+func sdCount(lines []string, want string) int {
+	n := 0
+	for _, l := range lines {
+		if l == want {
+			n++
+		}
+	}
+	return n
+}
