@@ -46,6 +46,7 @@ type runCmd struct {
 	logLevel      string
 	logFormat     string
 	dev           bool
+	tokensFile    string // "" means $home/tokens
 }
 
 func (c *runCmd) flagSet(m *Main) *flagSet {
@@ -53,8 +54,11 @@ func (c *runCmd) flagSet(m *Main) *flagSet {
 Start a gateway: reconcile with a surviving drain marker, then serve the HTTP
 API on --addr until SIGTERM or SIGINT (or POST /api/gateway/shutdown) starts
 the shutdown sequence; a second signal forces it. Exits 0 after a clean
-shutdown. The tokens file $home/tokens ("principal token" per line, mode 0600)
-must exist unless --dev creates one.`)
+shutdown. The tokens file ($home/tokens or --tokens-file: "principal token"
+per line, mode 0600 or 0400) must exist unless --dev creates one; SIGHUP
+reloads it (a file that fails the checks keeps the old tokens). Under systemd
+(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1 and watchdog pings.
+Exits 78 when it cannot start as configured.`)
 	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
 	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
 	fs.StringVar(&c.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch (tests, containers)")
@@ -73,6 +77,8 @@ must exist unless --dev creates one.`)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.BoolVar(&c.dev, "dev", false, "create $home/tokens with a random dev token if missing, and print commands to try")
+	fs.StringVar(&c.tokensFile, "tokens-file", "", "bearer tokens file, e.g. a mounted Secret (default $home/tokens); SIGHUP reloads it")
+	fs.withEnv("tokens-file")
 	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "agent-url", "agent-timeout", "drain-timeout", "notify-timeout",
 		"notify-webhook", "drain-max-age", "watch-interval", "home-channel", "retry-after", "log-level", "log-format")
 	return fs
@@ -149,7 +155,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	// Catch signals from the start: one that arrives while the gateway is
 	// starting waits here, and starts the shutdown once the group runs.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	// Start-up, in order: lock the home (inside gateway.New, before any
 	// other file of the home is opened for writing), tokens, listen,
@@ -168,6 +174,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	default:
 		agent = gateway.NewEcho(c.agentWork)
 	}
+	// A service manager (systemd, Type=notify) hears of readiness, status
+	// changes and the shutdown; nil, and silent, without NOTIFY_SOCKET.
+	sd := newSDNotifier(logger, c.drainTimeout+c.notifyTimeout+time.Second)
+	defer sd.close()
 	metrics := server.NewMetrics()
 	sinks := []notify.Sink{notify.NewLog(logger)}
 	var hook *notify.Webhook
@@ -189,6 +199,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		WatchInterval: c.watchInterval,
 		Logger:        logger,
 		Metrics:       metrics,
+		OnTransition:  sd.transition,
 	})
 	if errors.Is(err, gateway.ErrLocked) || errors.Is(err, gateway.ErrHome) {
 		return &configError{err}
@@ -201,7 +212,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}()
 
-	tokensPath := filepath.Join(c.home, "tokens")
+	tokensPath := c.tokensFile
+	if tokensPath == "" {
+		tokensPath = filepath.Join(c.home, "tokens")
+	}
 	var devToken string
 	var devCreated bool
 	if c.dev {
@@ -211,7 +225,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	}
 	tokens, err := server.LoadTokens(tokensPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), or start with --dev", tokensPath)}
+		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), point --tokens-file at yours, or start with --dev", tokensPath)}
 	} else if err != nil {
 		return &configError{fmt.Errorf("refusing to start: %w", err)}
 	}
@@ -258,18 +272,23 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if c.dev {
 		printDevHelp(m, srv.URL(), c.home, tokensPath, devToken, devCreated)
 	}
+	sd.ready(gctx, gw)
 
 	var g group
 	{
 		// Signals: SIGTERM or SIGINT starts the shutdown sequence; a
 		// repeated SIGTERM changes nothing (a supervisor and a preStop or
 		// ExecStop hook may each send one); a SIGINT while shutting down
-		// (Ctrl-C twice) forces it.
+		// (Ctrl-C twice) forces it. SIGHUP reloads the tokens file.
 		stop := make(chan struct{})
 		g.add(func() error {
 			for {
 				select {
 				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						reloadTokens(logger, tokens, tokensPath)
+						continue
+					}
 					st := gw.BeginShutdown(false)
 					if sig == syscall.SIGINT && st.AlreadyShuttingDown {
 						st = gw.BeginShutdown(true)
