@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Exit codes.
@@ -17,7 +18,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitWaitTimeout = 3  // drain --wait: turns still in flight at --timeout
+	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -34,7 +35,8 @@ type Main struct {
 	Stderr  io.Writer           // logs, errors and help
 	Getenv  func(string) string // environment lookup
 
-	cmd command
+	cmd  command
+	name string // the parsed command's name, for messages
 }
 
 // NewMain returns a Main wired to the process: os.Args[0], stdout, stderr
@@ -58,19 +60,33 @@ type command interface {
 	run(ctx context.Context, m *Main) error
 }
 
+// argsCommand is a command that takes arguments after its flags
+// (completion bash, help drain); other commands refuse any.
+type argsCommand interface {
+	command
+	// setArgs checks and keeps the arguments.
+	setArgs(args []string) error
+}
+
 type commandInfo struct {
 	summary string
 	new     func() command
 }
 
+// commands is every subcommand; commandNames gives their order in help.
 var commands = map[string]commandInfo{
-	"run":      {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
-	"drain":    {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
-	"cancel":   {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
-	"status":   {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
-	"shutdown": {"start the shutdown sequence (--force: interrupt turns now)", func() command { return &shutdownCmd{} }},
-	"diagram":  {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
+	"run":        {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
+	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
+	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
+	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
+	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
+	"diagram":    {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
+	"version":    {"print the version and the commit it was built from", func() command { return &versionCmd{} }},
+	"completion": {"print a shell completion script (bash or zsh)", func() command { return &completionCmd{} }},
+	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
+
+var commandNames = []string{"run", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -93,12 +109,8 @@ func (e *configError) Error() string { return e.err.Error() }
 // Unwrap returns the cause.
 func (e *configError) Unwrap() error { return e.err }
 
-// errWaitTimeout is returned by drain --wait when turns are still in
-// flight at its timeout: exit code 3.
-var errWaitTimeout = errors.New("timed out waiting for in-flight turns to finish")
-
 // Main parses args, runs the command and returns the exit code, printing
-// any error to Stderr.
+// any error to Stderr: "quiesce drain: <what went wrong and what to do>".
 func (m *Main) Main(ctx context.Context, args []string) int {
 	err := m.ParseFlags(ctx, args)
 	if err == nil {
@@ -106,9 +118,18 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 	}
 	code := ExitCode(err)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(m.Stderr, "%s: %v\n", filepath.Base(m.Program), err)
+		prog := filepath.Base(m.Program)
+		prefix := prog
+		if m.name != "" {
+			prefix += " " + m.name
+		}
+		fmt.Fprintf(m.Stderr, "%s: %s\n", prefix, stripPrefixes(err.Error()))
 		if code == exitUsage {
-			fmt.Fprintf(m.Stderr, "Run '%s -h' for usage.\n", m.Program)
+			if m.name != "" {
+				fmt.Fprintf(m.Stderr, "Run '%s help %s' for usage.\n", prog, m.name)
+			} else {
+				fmt.Fprintf(m.Stderr, "Run '%s -h' for usage.\n", prog)
+			}
 		}
 	}
 	return code
@@ -134,7 +155,8 @@ func ExitCode(err error) int {
 
 // ParseFlags picks the subcommand named by args[0] and parses the rest
 // with its own flag set. It returns flag.ErrHelp after printing help for
-// -h, and a usage error (exit 2) for anything it cannot parse.
+// -h, and a usage error (exit 2) for anything it cannot parse; a mistyped
+// command or flag gets a suggestion.
 func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	if len(args) == 0 {
 		m.usage(m.Stderr)
@@ -142,30 +164,43 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	}
 	name := args[0]
 	switch name {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		m.usage(m.Stdout)
 		return flag.ErrHelp
+	case "-version", "--version":
+		name = "version"
 	}
 	info, ok := commands[name]
 	if !ok {
-		return usagef("unknown command %q", name)
+		return unknownCommand(name)
 	}
 	cmd := info.new()
 	fs := cmd.flagSet(m)
-	if err := fs.Parse(args[1:]); err != nil {
+	m.name = name
+	if err := fs.parse(args[1:], m.Getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.printHelp(m.Stdout)
+		}
+		return err
+	}
+	if ac, ok := cmd.(argsCommand); ok {
+		if err := ac.setArgs(fs.Args()); err != nil {
 			return err
 		}
-		return &usageError{msg: err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", name, fs.Arg(0))
-	}
-	if err := fs.applyEnv(m.Getenv); err != nil {
-		return err
+	} else if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	m.cmd = cmd
 	return nil
+}
+
+// unknownCommand is the usage error for a command that does not exist,
+// with the closest one if any is close.
+func unknownCommand(name string) error {
+	if s := suggest(name, commandNames); s != "" {
+		return usagef("unknown command %q; did you mean %q?", name, s)
+	}
+	return usagef("unknown command %q", name)
 }
 
 // Run runs the parsed command.
@@ -184,25 +219,30 @@ func (m *Main) usage(w io.Writer) {
 	}
 	sort.Slice(names, func(i, j int) bool { return commandOrder(names[i]) < commandOrder(names[j]) })
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(w, `
-Run '%[1]s <command> -h' for the flags of a command.
+Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
+and '%[1]s --version' for the version.
 
 Client commands (drain, cancel, status, shutdown) use the HTTP API when --url
 or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and otherwise
 act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce) directly.
+Each prints the API's JSON with --json.
 
 Exit codes:
   0  success
   1  error
   2  usage error
-  3  drain --wait timed out with turns still in flight
+  3  drain --wait timed out with turns still in flight, or shutdown --wait
+     before the gateway exited
+  78 run: cannot start as configured (tokens file, home held by another
+     gateway, unusable file in the home, address in use)
 `, m.Program)
 }
 
 func commandOrder(name string) int {
-	for i, n := range []string{"run", "drain", "cancel", "status", "shutdown", "diagram"} {
+	for i, n := range commandNames {
 		if n == name {
 			return i
 		}
@@ -223,20 +263,27 @@ func envName(flagName string) string {
 // the environment.
 type flagSet struct {
 	*flag.FlagSet
-	env []string
+	env                         []string
+	prog, synopsis, description string
 }
 
-// newFlagSet returns a ContinueOnError flag set whose -h help shows the
-// synopsis, the description and the flags.
+// newFlagSet returns a ContinueOnError flag set whose help (-h, or
+// "help <command>") shows the synopsis, the description and the flags.
 func (m *Main) newFlagSet(name, synopsis, description string) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError),
+		prog: m.Program, synopsis: synopsis, description: description}
 	fs.SetOutput(m.Stderr)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", m.Program, name, synopsis, strings.TrimSpace(description))
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { fs.printHelp(fs.Output()) }
 	return fs
+}
+
+// printHelp writes the command's help to w.
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", fs.prog, fs.Name(), fs.synopsis, strings.TrimSpace(fs.description))
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
 }
 
 // withEnv marks flags that fall back to their environment variable when
@@ -247,6 +294,76 @@ func (fs *flagSet) withEnv(names ...string) {
 		f.Usage += " (env " + envName(n) + ")"
 		fs.env = append(fs.env, n)
 	}
+}
+
+// parse parses args, then fills the env-backed flags not given from
+// getenv. Errors are usage errors that say what to write instead: a
+// duration gets an example, an unknown flag a suggestion. The flag
+// package's own printing is silenced (Main prints the error once).
+func (fs *flagSet) parse(args []string, getenv func(string) string) error {
+	restore := fs.friendlyDurations()
+	defer restore()
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	case err != nil:
+		return &usageError{msg: fs.explainParseError(err)}
+	}
+	return fs.applyEnv(getenv)
+}
+
+// explainParseError adds a suggestion to "flag provided but not defined".
+func (fs *flagSet) explainParseError(err error) string {
+	const undefined = "flag provided but not defined: "
+	msg := err.Error()
+	name, ok := strings.CutPrefix(msg, undefined)
+	if !ok {
+		return strings.Replace(msg, "for flag -", "for flag --", 1)
+	}
+	name = strings.TrimLeft(name, "-")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	msg = fmt.Sprintf("unknown flag --%s", name)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf("; did you mean --%s?", s)
+	}
+	return msg
+}
+
+// friendlyDurations wraps every duration flag's value, until restore is
+// called, so that a bad value says how to write one.
+func (fs *flagSet) friendlyDurations() (restore func()) {
+	var wrapped []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				f.Value = durationValue{g}
+				wrapped = append(wrapped, f)
+			}
+		}
+	})
+	return func() {
+		for _, f := range wrapped {
+			f.Value = f.Value.(durationValue).Getter
+		}
+	}
+}
+
+// durationValue is a duration flag whose parse error gives examples.
+type durationValue struct{ flag.Getter }
+
+// Set implements flag.Value.
+func (d durationValue) Set(s string) error {
+	if err := d.Getter.Set(s); err != nil {
+		return errors.New("want a duration such as 25s, 1m30s or 500ms")
+	}
+	return nil
 }
 
 // applyEnv sets every env-backed flag that was not given on the command

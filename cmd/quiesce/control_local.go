@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/server"
+)
+
+// localControl is a control over a gateway home on this machine: drain
+// and cancel write or remove the marker (as the server does), status reads
+// the state file and the home lock, shutdown signals the pid holding the
+// lock. With no server to long-poll, waits read the state file every
+// localPollInterval: it is rewritten at most a few times a second anyway
+// (coalesced, plus every transition), so a file watcher would learn
+// nothing sooner, and polling also works where inotify does not (network
+// file systems, some container volumes).
+type localControl struct {
+	home     string
+	procRoot string
+}
+
+// checkHome fails when the home directory does not exist: a typo in
+// --home must not look like success.
+func (l *localControl) checkHome() error {
+	fi, err := os.Stat(l.home)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &hintError{err: err, msg: fmt.Sprintf("the home %s does not exist: is --home (QUIESCE_HOME) right? To talk to a gateway over HTTP, set --url (QUIESCE_URL)", l.home)}
+	case err != nil:
+		return fmt.Errorf("home %s: %w", l.home, err)
+	case !fi.IsDir():
+		return &hintError{msg: fmt.Sprintf("the home %s is not a directory: is --home (QUIESCE_HOME) right?", l.home)}
+	}
+	return nil
+}
+
+// status is LocalStatus, or ok=false when no gateway ever ran here.
+func (l *localControl) status() (st gateway.Status, ok bool, err error) {
+	st, err = gateway.LocalStatus(l.home, l.procRoot, marker.DefaultMaxAge)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("read the status in %s: %s", l.home, plain(err))
+	}
+	return st, true, nil
+}
+
+// refuseWhileShuttingDown mirrors the API's 409 shutting_down: once a
+// live gateway is shutting down, drain and cancel change nothing (the
+// marker would only outlive the process and drain its successor).
+func (l *localControl) refuseWhileShuttingDown() error {
+	st, ok, err := l.status()
+	if err != nil || !ok {
+		return err
+	}
+	if st.Live && (st.State == fsm.ShuttingDown || st.State == fsm.Stopped) {
+		return &hintError{err: gateway.ErrShuttingDown, msg: shuttingDownHint}
+	}
+	return nil
+}
+
+// Drain writes the marker, then gives a live gateway up to
+// localAckTimeout to show it (state no longer running), so the answer
+// tells whether new turns are already refused.
+func (l *localControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
+	if err := l.checkHome(); err != nil {
+		return drainResult{}, err
+	}
+	if err := l.refuseWhileShuttingDown(); err != nil {
+		return drainResult{}, err
+	}
+	before := marker.Read(l.home, time.Now(), marker.ProcessEpoch(l.procRoot), marker.DefaultMaxAge)
+	if req.Principal == "" {
+		req.Principal = localPrincipal()
+	}
+	info, err := gateway.LocalDrain(l.home, l.procRoot, req)
+	if err != nil {
+		return drainResult{}, l.explain(err)
+	}
+	st, err := l.await(ctx, func(st gateway.Status) bool { return st.State != fsm.Running })
+	if err != nil {
+		return drainResult{}, err
+	}
+	return drainResult{DrainResponse: server.DrainResponse{
+		OK: true, Action: server.ActionDrain, RequestedAt: info.RequestedAt, Draining: true,
+		SuppressNotification: info.SuppressNotification, Principal: info.Principal, RequestID: info.RequestID,
+		State: st.State, ActiveAgents: st.ActiveAgents, WasDraining: before.Drains(),
+	}, localInfo: l.info(st)}, nil
+}
+
+// Cancel removes the marker, then gives a live gateway that was draining
+// up to localAckTimeout to show it.
+func (l *localControl) Cancel(ctx context.Context, requestID string) (cancelResult, error) {
+	if err := l.checkHome(); err != nil {
+		return cancelResult{}, err
+	}
+	if err := l.refuseWhileShuttingDown(); err != nil {
+		return cancelResult{}, err
+	}
+	was, err := gateway.LocalCancel(l.home, requestID)
+	if err != nil {
+		return cancelResult{}, l.explain(err)
+	}
+	st, err := l.await(ctx, func(st gateway.Status) bool { return !was || st.State != fsm.Draining })
+	if err != nil {
+		return cancelResult{}, err
+	}
+	return cancelResult{CancelResponse: server.CancelResponse{
+		OK: true, Action: server.ActionCancel, WasDraining: was, State: st.State, ActiveAgents: st.ActiveAgents,
+	}, localInfo: l.info(st)}, nil
+}
+
+// info is the localInfo for status st.
+func (l *localControl) info(st gateway.Status) localInfo {
+	live := st.Live
+	return localInfo{Home: l.home, Live: &live}
+}
+
+// await reads the status until done holds, the gateway is not live, or
+// localAckTimeout passes (then the last status read: the gateway's
+// watcher may still pick the marker up at its next poll).
+func (l *localControl) await(ctx context.Context, done func(gateway.Status) bool) (gateway.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, localAckTimeout)
+	defer cancel()
+	tick := time.NewTicker(localPollInterval / 5)
+	defer tick.Stop()
+	for {
+		st, ok, err := l.status()
+		if err != nil || !ok || !st.Live || done(st) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Status reads the state file and the home lock.
+func (l *localControl) Status(context.Context) (gateway.Status, error) {
+	if err := l.checkHome(); err != nil {
+		return gateway.Status{}, err
+	}
+	st, ok, err := l.status()
+	if err != nil {
+		return st, err
+	}
+	if !ok {
+		return st, &hintError{err: fs.ErrNotExist, msg: fmt.Sprintf(
+			"no gateway has run in %s (it has no %s): is --home (QUIESCE_HOME) right?", l.home, gateway.StateFileName)}
+	}
+	return st, nil
+}
+
+// WaitIdle reads the state file every localPollInterval until no turn is
+// in flight, or within passes. A home no live gateway holds is idle.
+func (l *localControl) WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error) {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(localPollInterval)
+	defer tick.Stop()
+	for {
+		st, err := l.Status(ctx)
+		if err != nil {
+			return st, false, err
+		}
+		if !st.Live || st.ActiveAgents == 0 {
+			return st, true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, false, ctx.Err()
+		case <-deadline.C:
+			return st, false, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Shutdown sends SIGTERM to the gateway holding the home's lock; with
+// force, once the state file shows the sequence started, SIGINT (a
+// SIGINT while shutting down forces; a repeated SIGTERM changes nothing).
+func (l *localControl) Shutdown(ctx context.Context, force bool) (shutdownResult, error) {
+	st, err := l.Status(ctx)
+	if err != nil {
+		return shutdownResult{}, err
+	}
+	pid, err := l.livePID(st)
+	if err != nil {
+		return shutdownResult{}, err
+	}
+	res := shutdownResult{PID: pid, ShutdownResponse: server.ShutdownResponse{
+		OK: true, Force: force, AlreadyShuttingDown: st.State == fsm.ShuttingDown,
+	}}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return shutdownResult{}, fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	res.Signals = append(res.Signals, "SIGTERM")
+	if force {
+		// Two signals sent back to back may arrive as one: wait until the
+		// first has started the sequence (the state file says so).
+		sctx, cancel := context.WithTimeout(ctx, signalSettleTimeout)
+		defer cancel()
+		if err := l.awaitState(sctx, fsm.ShuttingDown, fsm.Stopped); err != nil {
+			return shutdownResult{}, fmt.Errorf("sent SIGTERM to pid %d, but the gateway did not report shutting_down within %v, so no SIGINT was sent: %w",
+				pid, signalSettleTimeout, err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return shutdownResult{}, fmt.Errorf("signal pid %d: %w", pid, err)
+		}
+		res.Signals = append(res.Signals, "SIGINT")
+	}
+	if st, ok, err := l.status(); err == nil && ok {
+		res.State = st.State
+	}
+	return res, nil
+}
+
+// awaitState reads the state file until it shows one of states.
+func (l *localControl) awaitState(ctx context.Context, states ...fsm.State) error {
+	tick := time.NewTicker(localPollInterval / 10)
+	defer tick.Stop()
+	for {
+		if st, ok, err := l.status(); err == nil && ok {
+			for _, s := range states {
+				if st.State == s {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// livePID returns the pid of the gateway that holds the home's lock. It
+// refuses to signal when no gateway holds it: the pid in a state file a
+// dead gateway left may belong to another process by now.
+func (l *localControl) livePID(st gateway.Status) (int, error) {
+	live, lockPID, err := gateway.HomeLive(l.home)
+	if err != nil {
+		return 0, fmt.Errorf("probe the home lock: %s", plain(err))
+	}
+	if !live {
+		return 0, &hintError{msg: fmt.Sprintf("the gateway is not running: no process holds %s's lock (last recorded state %s, pid %d); nothing to shut down",
+			l.home, st.State, st.PID)}
+	}
+	if pid, err := strconv.Atoi(lockPID); err == nil && pid > 0 {
+		return pid, nil
+	}
+	if st.PID > 0 {
+		return st.PID, nil
+	}
+	return 0, fmt.Errorf("neither %s nor %s names the gateway's pid", gateway.LockFileName, gateway.StateFileName)
+}
+
+// WaitExited waits until the home's lock is free and the process that
+// held it is gone: released by its exit (or left as a zombie for its
+// parent to reap), checked every exitPollInterval.
+func (l *localControl) WaitExited(ctx context.Context) error {
+	tick := time.NewTicker(exitPollInterval)
+	defer tick.Stop()
+	pid := 0
+	for {
+		live, lockPID, err := gateway.HomeLive(l.home)
+		if err != nil {
+			return fmt.Errorf("probe the home lock: %s", plain(err))
+		}
+		if n, err := strconv.Atoi(lockPID); err == nil && n > 0 {
+			pid = n
+		}
+		if !live && (pid <= 0 || processGone(pid)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			what := "holds the home's lock"
+			if !live {
+				what = "released the home's lock but has not exited"
+			}
+			return &hintError{err: ctx.Err(), msg: fmt.Sprintf("the gateway (pid %d) still %s", pid, what)}
+		case <-tick.C:
+		}
+	}
+}
+
+// processGone reports whether pid has exited: no such process, or a
+// zombie waiting for its parent (Linux /proc tells).
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	// The state is the first field after the parenthesised command name.
+	if i := strings.LastIndexByte(string(data), ')'); i >= 0 {
+		if f := strings.Fields(string(data[i+1:])); len(f) > 0 {
+			return f[0] == "Z" || f[0] == "X"
+		}
+	}
+	return false
+}
+
+// explain turns a LocalDrain or LocalCancel error into what to do.
+func (l *localControl) explain(err error) error {
+	switch {
+	case errors.Is(err, gateway.ErrRequestMismatch):
+		active := "it has none"
+		if st := marker.Read(l.home, time.Now(), "", marker.DefaultMaxAge); st.Request.RequestID != "" {
+			active = fmt.Sprintf("%q", st.Request.RequestID)
+		}
+		return &hintError{err: err, msg: fmt.Sprintf("request_id is not the active drain's (the active request_id: %s); nothing was changed. "+
+			"Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active", active)}
+	case errors.Is(err, gateway.ErrMarkerUnusable):
+		return &hintError{err: err, msg: "the drain marker cannot be used: " + markerDetail(err) +
+			". Nothing was changed: quiesce only replaces or removes a regular file it can read. Look at what is there, move it aside, and retry"}
+	default:
+		return &hintError{err: err, msg: plain(err)}
+	}
+}
+
+// localPrincipal names the operator of a local drain.
+func localPrincipal() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "local:" + u.Username
+	}
+	return "local"
+}
