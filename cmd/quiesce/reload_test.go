@@ -41,6 +41,7 @@ func (p *gatewayProc) statusCode(token string) int {
 // working, the bad file's token refused, and logs why at ERROR. The
 // gateway survives every SIGHUP and still shuts down cleanly.
 func TestSIGHUPReloadsTokens(t *testing.T) {
+	t.Parallel()
 	const (
 		rotated = "ops-rotated-token-0123456789"
 		refused = "ops-refused-token-0123456789"
@@ -96,6 +97,7 @@ func TestSIGHUPReloadsTokens(t *testing.T) {
 // and a message naming the file and the fix, when --tokens-file is
 // missing or readable by others.
 func TestTokensFileConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open-tokens")
 	require.NoError(t, os.WriteFile(open, []byte("ops "+opsToken+"\n"), 0o600))
