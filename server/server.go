@@ -128,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet, http.MethodHead)
+	s.routePage(r) // GET / (the status page, no token) and its static files
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)

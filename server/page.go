@@ -1,0 +1,193 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+)
+
+// The status page: GET / (and HEAD), no token needed. It is rendered on
+// the server with html/template and shows only what /readyz and /metrics
+// already tell anyone who can reach the port: the state, the turns in
+// flight and the oldest turn's age, and the lifecycle diagram with the
+// current state marked. Nothing from the drain request (who, request id)
+// is in it. Its script (a separate file, so the Content-Security-Policy
+// needs no inline script) asks for a token, keeps it in sessionStorage,
+// and with it shows the drain request, offers Drain and Cancel, and
+// follows changes through status?wait=change long-polls. Without
+// JavaScript the page is read-only and reloads itself every
+// PageRefreshSeconds.
+
+// Paths of the status page and its two static files.
+const (
+	PagePath   = "/"
+	ScriptPath = "/static/page.js"
+	StylePath  = "/static/page.css"
+)
+
+// PageRefreshSeconds is how often the page reloads itself when
+// JavaScript is off (a <meta http-equiv="refresh"> inside <noscript>).
+const PageRefreshSeconds = 5
+
+// PageCSP is the Content-Security-Policy of the status page: scripts,
+// styles and requests from this origin only, no inline script or style, no
+// plugins, no framing, no form submission (the token form is handled by
+// the script and never submitted, so the token cannot land in a URL).
+const PageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+	"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+//go:embed page/page.html page/page.js page/page.css
+var pageFiles embed.FS
+
+// pageTemplate is the status page's template.
+var pageTemplate = template.Must(template.ParseFS(pageFiles, "page/page.html"))
+
+// staticFile is an embedded file served at a fixed path.
+type staticFile struct {
+	body        []byte
+	contentType string
+	etag        string // strong, from the content
+}
+
+// staticFiles are the page's script and style, by path.
+var staticFiles = map[string]staticFile{
+	ScriptPath: mustStatic("page/page.js", "text/javascript; charset=utf-8"),
+	StylePath:  mustStatic("page/page.css", "text/css; charset=utf-8"),
+}
+
+func mustStatic(name, contentType string) staticFile {
+	body, err := pageFiles.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("server: embedded %s: %v", name, err))
+	}
+	sum := sha256.Sum256(body)
+	return staticFile{body: body, contentType: contentType, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+}
+
+// pageData is what the page template shows. It carries nothing that
+// needs a token.
+type pageData struct {
+	State          fsm.State
+	StateClass     string // "state-running", or "state-unknown" for a state the page does not know
+	Description    string
+	InFlight       int
+	OldestTurn     string // "" with no turn in flight
+	RenderedAt     string
+	RefreshSeconds int
+	Diagram        template.HTML
+	ScriptURL      string
+	StyleURL       string
+}
+
+// routePage registers the status page and its static files on r.
+func (s *Server) routePage(r *mux.Router) {
+	r.HandleFunc(PagePath, s.handlePage).Methods(http.MethodGet, http.MethodHead)
+	for path := range staticFiles {
+		r.HandleFunc(path, s.handleStatic).Methods(http.MethodGet, http.MethodHead)
+	}
+}
+
+// setPageHeaders sets the security headers every page response carries.
+func setPageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", PageCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+}
+
+// handlePage renders the status page. The HTML is never cached: it is a
+// snapshot of the state.
+func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
+	st := s.gw.Status()
+	diagram, err := lifecycleSVG(st.State)
+	if err != nil {
+		s.logger.Error("status page: lifecycle diagram", "error", err)
+		diagram = `<p class="error">The lifecycle diagram could not be drawn; see the gateway's log.</p>`
+	}
+	class := "state-unknown"
+	if slices.Contains(fsm.States, st.State) {
+		class = "state-" + string(st.State)
+	}
+	data := pageData{
+		State:          st.State,
+		StateClass:     class,
+		Description:    stateDescriptions[st.State],
+		InFlight:       st.ActiveAgents,
+		OldestTurn:     formatAge(st.OldestTurnSeconds),
+		RenderedAt:     time.Now().UTC().Format(time.RFC3339),
+		RefreshSeconds: PageRefreshSeconds,
+		Diagram:        diagram,
+		ScriptURL:      ScriptPath + "?v=" + staticFiles[ScriptPath].etag[1:9],
+		StyleURL:       StylePath + "?v=" + staticFiles[StylePath].etag[1:9],
+	}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, data); err != nil {
+		s.writeError(w, r, fmt.Errorf("server: status page: %w", err))
+		return
+	}
+	h := w.Header()
+	setPageHeaders(h)
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// handleStatic serves the page's script or style. They may be cached but
+// are revalidated on every use (ETag), so a new binary's files are used at
+// once.
+func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
+	f := staticFiles[r.URL.Path]
+	h := w.Header()
+	setPageHeaders(h)
+	h.Set("Content-Type", f.contentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("ETag", f.etag)
+	if r.Header.Get("If-None-Match") == f.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(f.body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(f.body)
+	}
+}
+
+// formatAge shows a turn's age: "" for none, tenths of a second below
+// 10 s, then seconds, minutes and hours (the page's script uses the same units).
+func formatAge(seconds float64) string {
+	switch {
+	case !(seconds > 0) || math.IsInf(seconds, 0):
+		return ""
+	case seconds < 10:
+		return strconv.FormatFloat(seconds, 'f', 1, 64) + " s"
+	}
+	s := int64(math.Round(seconds))
+	if s < 60 {
+		return fmt.Sprintf("%d s", s)
+	}
+	m := s / 60
+	s %= 60
+	if m < 60 {
+		return fmt.Sprintf("%d min %d s", m, s)
+	}
+	return fmt.Sprintf("%d h %d min", m/60, m%60)
+}
