@@ -76,7 +76,7 @@ Exits 78 when it cannot start as configured.`)
 	fs.DurationVar(&c.retryAfter, "retry-after", server.DefaultRetryAfter, "Retry-After of a refused turn (503)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
-	fs.BoolVar(&c.dev, "dev", false, "create $home/tokens with a random dev token if missing, and print commands to try")
+	fs.BoolVar(&c.dev, "dev", false, "create the tokens file ($home/tokens or --tokens-file) with a random dev token if missing, and print commands to try")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "bearer tokens file, e.g. a mounted Secret (default $home/tokens); SIGHUP reloads it")
 	fs.withEnv("tokens-file")
 	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "agent-url", "agent-timeout", "drain-timeout", "notify-timeout",
