@@ -88,10 +88,15 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 		home := t.TempDir()
 		gw, err := gateway.New(gateway.Config{Home: home, Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
-		t.Cleanup(func() { assert.NoError(t, gw.Close()) })
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		require.NoError(t, gw.Start(ctx))
+		t.Cleanup(func() {
+			// Stop the background writers before the temp home goes away.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := gw.Shutdown(ctx, true)
+			assert.NoError(t, err)
+			assert.NoError(t, gw.Close())
+		})
+		require.NoError(t, gw.Start(context.Background()))
 		require.NoError(t, syscall.Mkfifo(marker.Path(home), 0o600))
 		h := MustServer(t, gw).Handler()
 		for _, body := range []string{``, `{"action":"cancel"}`, `{"action":"cancel","request_id":"r"}`} {
