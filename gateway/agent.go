@@ -120,7 +120,7 @@ func NewExec(command string, logger *slog.Logger) Agent {
 	}
 	return AgentFunc(func(ctx context.Context, t Turn) (string, error) {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", execScript(command))
-		cmd.Env = append(cmd.Environ(), "QUIESCE_SESSION="+t.Session, "QUIESCE_TURN_ID="+t.TurnID)
+		cmd.Env = append(agentEnviron(cmd.Environ()), "QUIESCE_SESSION="+t.Session, "QUIESCE_TURN_ID="+t.TurnID)
 		if t.EventID != "" {
 			cmd.Env = append(cmd.Env, "QUIESCE_EVENT_ID="+t.EventID)
 		}
@@ -150,6 +150,22 @@ func NewExec(command string, logger *slog.Logger) Agent {
 		out.flushLine()
 		return strings.TrimRight(out.String(), "\n"), nil
 	})
+}
+
+// agentEnviron is env without what belongs to the gateway's supervisor
+// (systemd's notify socket and watchdog), so an agent cannot speak for
+// the gateway.
+func agentEnviron(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // execScript wraps an exec agent's command so that its whole process

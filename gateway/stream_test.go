@@ -158,3 +158,12 @@ func TestExecReplyIsBounded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, reply, maxReply)
 }
+
+// TestExecAgentDoesNotInheritTheSupervisorSocket: an agent must not be
+// able to tell systemd anything on the gateway's behalf.
+func TestExecAgentDoesNotInheritTheSupervisorSocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	reply, err := NewExec(`echo "[$NOTIFY_SOCKET]"`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Equal(t, "[]", reply)
+}
