@@ -3,7 +3,10 @@
 # The quiesce gateway image: a static binary on a small non-root base.
 #
 #   docker build -t quiesce .
-#   docker run --rm -p 8470:8470 -v quiesce-home:/var/lib/quiesce quiesce --dev
+#   docker run --rm -p 8470:8470 -v quiesce-home:/var/lib/quiesce --stop-timeout 35 quiesce --dev
+#
+# (--stop-timeout: docker stop waits 10s by default, less than the 29s the
+# shutdown sequence may take with the default timeouts.)
 #
 # deploy/k8s/ runs this image as a StatefulSet (one home volume per pod).
 
