@@ -324,11 +324,11 @@ func processGone(pid int) bool {
 func (l *localControl) explain(err error) error {
 	switch {
 	case errors.Is(err, gateway.ErrRequestMismatch):
-		active := "it has none"
+		active := "the active drain has no request_id"
 		if st := marker.Read(l.home, time.Now(), "", marker.DefaultMaxAge); st.Request.RequestID != "" {
-			active = fmt.Sprintf("%q", st.Request.RequestID)
+			active = fmt.Sprintf("the active request_id is %q", st.Request.RequestID)
 		}
-		return &hintError{err: err, msg: fmt.Sprintf("request_id is not the active drain's (the active request_id: %s); nothing was changed. "+
+		return &hintError{err: err, msg: fmt.Sprintf("request_id is not the active drain's (%s); nothing was changed. "+
 			"Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active", active)}
 	case errors.Is(err, gateway.ErrMarkerUnusable):
 		return &hintError{err: err, msg: "the drain marker cannot be used: " + markerDetail(err) +

@@ -366,6 +366,11 @@ func (s *idleSeq) WaitIdle(context.Context, time.Duration) (gateway.Status, bool
 	return st, st.ActiveAgents == 0, nil
 }
 
+func (s *idleSeq) Status(ctx context.Context) (gateway.Status, error) {
+	st, _, err := s.WaitIdle(ctx, 0)
+	return st, err
+}
+
 func live(state fsm.State, n int, oldest float64) gateway.Status {
 	return gateway.Status{State: state, ActiveAgents: n, OldestTurnSeconds: oldest, Live: true}
 }

@@ -24,6 +24,7 @@ const heartbeat = 10 * time.Second
 
 // idleWaiter is the part of control that drain --wait needs.
 type idleWaiter interface {
+	Status(ctx context.Context) (gateway.Status, error)
 	WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error)
 }
 
@@ -108,19 +109,19 @@ func roundAge(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-// waitIdle waits, in long-polls of progressInterval, until the gateway is
-// not running and has no turn in flight (nil), the drain is cancelled
-// (error), or timeout passes (errWaitTimeout). It returns the last status.
+// waitIdle shows the status, then waits, in long-polls of
+// progressInterval, until the gateway is not running and has no turn in
+// flight (nil), the drain is cancelled (error), or timeout passes
+// (errWaitTimeout). It returns the last status.
 func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Duration) (gateway.Status, error) {
 	deadline := time.Now().Add(timeout)
+	st, err := c.Status(ctx)
+	if err != nil {
+		return st, err
+	}
+	idle := st.ActiveAgents == 0
 	drained := false
 	for {
-		remaining := time.Until(deadline)
-		st, idle, err := c.WaitIdle(ctx, max(min(remaining, progressInterval), time.Millisecond))
-		if err != nil {
-			p.end()
-			return st, err
-		}
 		p.show(st)
 		switch {
 		case !st.Live:
@@ -136,7 +137,8 @@ func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Durat
 			p.end()
 			return st, errors.New("the drain was cancelled while waiting: the gateway is running again")
 		}
-		if time.Until(deadline) <= 0 {
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
 			p.end()
 			return st, fmt.Errorf("%w after %v: %s still in flight (state %s); the drain stays in place: wait again, or 'quiesce cancel' it",
 				errWaitTimeout, timeout, turns(st.ActiveAgents), st.State)
@@ -148,8 +150,13 @@ func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Durat
 			case <-ctx.Done():
 				p.end()
 				return st, ctx.Err()
-			case <-time.After(min(localPollInterval, max(time.Until(deadline), 0))):
+			case <-time.After(min(localPollInterval, remaining)):
 			}
+			remaining = max(time.Until(deadline), time.Millisecond)
+		}
+		if st, idle, err = c.WaitIdle(ctx, min(remaining, progressInterval)); err != nil {
+			p.end()
+			return st, err
 		}
 	}
 }
