@@ -240,6 +240,13 @@ func TestE2EShutdownJSON(t *testing.T) {
 			}
 			eventually(t, exitTimeout, "state shutting_down", func() bool { return p.status()["state"] == "shutting_down" })
 
+			// The turn outlives --timeout: shutdown --wait gives up with exit 3
+			// (and, being a repeat without --force, changes nothing).
+			_, errOut, code := cli(t, env, "shutdown", "--wait", "--timeout", "200ms")
+			assert.Equal(t, 3, code, errOut)
+			assert.Contains(t, errOut, "timed out after 200ms")
+			assert.Equal(t, 1, int(p.status()["active_agents"].(float64)), "the turn is still running")
+
 			// While shutting down, drain and cancel are refused with the reason.
 			for _, cmd := range []string{"drain", "cancel"} {
 				_, errOut, code := cli(t, env, cmd)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -125,7 +126,7 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 		}
 		fmt.Fprintf(m.Stderr, "%s: %s\n", prefix, stripPrefixes(err.Error()))
 		if code == exitUsage {
-			if m.name != "" {
+			if m.name != "" && m.name != "help" {
 				fmt.Fprintf(m.Stderr, "Run '%s help %s' for usage.\n", prog, m.name)
 			} else {
 				fmt.Fprintf(m.Stderr, "Run '%s -h' for usage.\n", prog)
@@ -324,7 +325,8 @@ func (fs *flagSet) explainParseError(err error) string {
 	msg := err.Error()
 	name, ok := strings.CutPrefix(msg, undefined)
 	if !ok {
-		return strings.Replace(msg, "for flag -", "for flag --", 1)
+		// "for flag -timeout", "for -wait": name the flags as the synopses do.
+		return singleDash.ReplaceAllString(msg, "for $1--")
 	}
 	name = strings.TrimLeft(name, "-")
 	var names []string
@@ -335,6 +337,10 @@ func (fs *flagSet) explainParseError(err error) string {
 	}
 	return msg
 }
+
+// singleDash matches a flag named with one dash in the flag package's
+// errors.
+var singleDash = regexp.MustCompile(`for (flag )?-\b`)
 
 // friendlyDurations wraps every duration flag's value, until restore is
 // called, so that a bad value says how to write one.

@@ -178,6 +178,8 @@ func TestUsageErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"shutdown", "--wait", "--timeout", "-1s"}, nil, []string{"must be greater than zero"}},
 		{[]string{"run"}, map[string]string{"QUIESCE_DRAIN_TIMEOUT": "soon"}, []string{`QUIESCE_DRAIN_TIMEOUT="soon"`, "1m30s"}},
 		{[]string{"status", "extra"}, nil, []string{`quiesce status: unexpected argument "extra"`}},
+		{[]string{"drain", "--wait=maybe"}, nil, []string{`invalid boolean value "maybe" for --wait`}},
+		{[]string{"help", "stauts"}, nil, []string{`did you mean "status"?`, "Run 'quiesce -h'"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
