@@ -92,7 +92,7 @@ type DrainRequest struct {
 // DrainInfo is the drain marker as the API shows it.
 type DrainInfo struct {
 	Action               string    `json:"action"`
-	RequestedAt          time.Time `json:"requested_at"`
+	RequestedAt          time.Time `json:"requested_at,omitzero"` // absent for a contentless marker
 	Principal            string    `json:"principal"`
 	Epoch                string    `json:"epoch"`
 	SuppressNotification bool      `json:"suppress_notification"`

@@ -14,7 +14,8 @@ import (
 // unusable marker that expired). A marker that is unusable (not a regular
 // file, or unreadable) and so drains is logged once as "unusable marker
 // drains" at WARN, with the home, the path and the error naming what is
-// there. A marker is the same
+// there; a regular file whose content cannot be understood, as
+// "contentless marker drains". A marker is the same
 // as long as its status, size, modification time and content are; a
 // rewritten or touched marker is a new one.
 //
@@ -47,7 +48,7 @@ func (r *Reader) Read() State {
 		now = r.Now
 	}
 	st, key, problem := read(r.Home, now(), r.Epoch, r.MaxAge)
-	if st.Status != Stale && st.Status != Expired && problem == nil {
+	if st.Status != Stale && st.Status != Expired && st.Status != Contentless && problem == nil {
 		return st
 	}
 
@@ -67,8 +68,16 @@ func (r *Reader) Read() State {
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
 	}
+	if st.Status == Contentless && problem == nil {
+		logger.Warn("contentless marker drains (fail safe); it never suppresses the broadcast",
+			slog.String("home", r.Home),
+			slog.String("path", Path(r.Home)),
+			slog.Duration("age", st.Age),
+			slog.Duration("max_age", maxAge),
+		)
+		return st
+	}
 	if st.Status == Contentless {
-		// Only an unusable marker gets here as Contentless.
 		logger.Warn("unusable marker drains",
 			slog.String("home", r.Home),
 			slog.String("path", Path(r.Home)),

@@ -244,7 +244,10 @@ func encodeLines(msgs []Message) ([]byte, error) {
 // encode returns m as a JSON object with At in UTC.
 func encode(m Message) ([]byte, error) {
 	m.At = m.At.UTC()
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(struct {
+		ID string `json:"id"`
+		Message
+	}{m.ID(), m})
 	if err != nil {
 		return nil, fmt.Errorf("notify: encode %s: %w", m.ID(), err)
 	}

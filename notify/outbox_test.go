@@ -47,8 +47,11 @@ func TestOutboxAppendsJSONLines(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &obj); err != nil {
 			t.Fatalf("line %d %q: %v", i+1, line, err)
 		}
-		if len(obj) != 5 {
-			t.Errorf("line %d: got %d fields, want 5: %s", i+1, len(obj), line)
+		if len(obj) != 6 {
+			t.Errorf("line %d: got %d fields, want 6: %s", i+1, len(obj), line)
+		}
+		if obj["id"] != msgs[i].ID() {
+			t.Errorf("line %d: id %v, want %s", i+1, obj["id"], msgs[i].ID())
 		}
 		at, _ := obj["at"].(string)
 		if ts, err := time.Parse(time.RFC3339Nano, at); err != nil || !strings.HasSuffix(at, "Z") || !ts.Equal(msgs[i].At) {
