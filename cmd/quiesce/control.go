@@ -119,8 +119,8 @@ func (t *target) control(m *Main) (control, error) {
 		source = "the token file " + path
 		var err error
 		if token, err = server.ReadClientToken(path); err != nil {
-			return nil, fmt.Errorf("no token to call %s with: set QUIESCE_TOKEN, or point --token-file (QUIESCE_TOKEN_FILE) at a file holding it: %s",
-				t.url, plain(err))
+			return nil, fmt.Errorf("no token to call %s with: set QUIESCE_TOKEN, or point --token-file (QUIESCE_TOKEN_FILE) at a file holding it: %w",
+				t.url, err)
 		}
 	}
 	c, err := server.NewClient(t.url, token, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,7 +105,8 @@ func (h *httpControl) explain(err error) error {
 			"the gateway at %s did not answer within %v. Is --url (QUIESCE_URL) right, and the gateway not overloaded?", url, requestTimeout)}
 	}
 	if errors.Is(err, server.ErrUnreachable) {
-		return &hintError{err: err, msg: fmt.Sprintf("cannot reach the gateway at %s: %s. Is --url (QUIESCE_URL) right?", url, plain(err))}
+		cause := strings.TrimPrefix(err.Error(), server.ErrUnreachable.Error()+": ")
+		return &hintError{err: err, msg: fmt.Sprintf("cannot reach the gateway at %s (%s). Is --url (QUIESCE_URL) right?", url, cause)}
 	}
 	e, ok := errors.AsType[*server.APIError](err)
 	if !ok {

@@ -53,7 +53,7 @@ func (l *localControl) status() (st gateway.Status, ok bool, err error) {
 		return st, false, nil
 	}
 	if err != nil {
-		return st, false, fmt.Errorf("read the status in %s: %s", l.home, plain(err))
+		return st, false, fmt.Errorf("read the status in %s: %w", l.home, err)
 	}
 	return st, true, nil
 }
@@ -256,7 +256,7 @@ func (l *localControl) awaitState(ctx context.Context, states ...fsm.State) erro
 func (l *localControl) livePID(st gateway.Status) (int, error) {
 	live, lockPID, err := gateway.HomeLive(l.home)
 	if err != nil {
-		return 0, fmt.Errorf("probe the home lock: %s", plain(err))
+		return 0, fmt.Errorf("probe the home lock: %w", err)
 	}
 	if !live {
 		return 0, &hintError{msg: fmt.Sprintf("the gateway is not running: no process holds %s's lock (last recorded state %s, pid %d); nothing to shut down",
@@ -281,7 +281,7 @@ func (l *localControl) WaitExited(ctx context.Context) error {
 	for {
 		live, lockPID, err := gateway.HomeLive(l.home)
 		if err != nil {
-			return fmt.Errorf("probe the home lock: %s", plain(err))
+			return fmt.Errorf("probe the home lock: %w", err)
 		}
 		if n, err := strconv.Atoi(lockPID); err == nil && n > 0 {
 			pid = n
@@ -334,7 +334,7 @@ func (l *localControl) explain(err error) error {
 		return &hintError{err: err, msg: "the drain marker cannot be used: " + markerDetail(err) +
 			". Nothing was changed: quiesce only replaces or removes a regular file it can read. Look at what is there, move it aside, and retry"}
 	default:
-		return &hintError{err: err, msg: plain(err)}
+		return err // Main strips the package prefixes when it prints it
 	}
 }
 
