@@ -291,6 +291,9 @@ func TestLocalDrainAndCancel(t *testing.T) {
 	eventually(t, "draining", func() bool { return f.g.State() == fsm.Draining })
 	_, err = LocalCancel(f.home, "nope")
 	require.ErrorIs(t, err, ErrRequestMismatch)
+	var me *MismatchError
+	require.ErrorAs(t, err, &me)
+	require.Equal(t, "x1", me.ActiveRequestID(), "the error names the active request")
 	was, err := LocalCancel(f.home, "x1")
 	require.NoError(t, err)
 	require.True(t, was)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/marker"
@@ -32,6 +33,10 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainInfo, error) {
 // whether a marker existed.
 func LocalCancel(home, requestID string) (wasDraining bool, err error) {
 	existed, err := marker.Clear(home, requestID)
+	if errors.Is(err, marker.ErrRequestMismatch) {
+		active := marker.Read(home, time.Now(), "", marker.DefaultMaxAge).Request.RequestID
+		return true, &MismatchError{Active: active}
+	}
 	if err != nil {
 		return false, markerError("cancel drain", err)
 	}
@@ -46,6 +51,9 @@ func LocalCancel(home, requestID string) (wasDraining bool, err error) {
 func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
+	}
+	if maxAge <= 0 {
+		maxAge = marker.DefaultMaxAge
 	}
 	doc, err := readStateFile(home)
 	if err != nil {
