@@ -59,7 +59,7 @@ func TestLooplabDefinitionMatchesRules(t *testing.T) {
 }
 
 // TestConcurrentEventsRunTheRightEnterCallback: concurrent looplab Event
-// calls can run the enter_ callback of another transition (DEPS.md Bug 2).
+// calls can run the enter_ callback of another transition (looplab/fsm v1.0.3 reads its current state unlocked after releasing its event lock).
 // Fire serializes them: every enter_<state> callback sees e.Dst == state.
 func TestConcurrentEventsRunTheRightEnterCallback(t *testing.T) {
 	var mismatches, calls atomic.Int64

@@ -31,7 +31,10 @@ type Machine struct {
 	// word is the gate: state, generation and in-flight count (gate.go).
 	word atomic.Uint64
 
-	mu sync.Mutex // serializes every looplab Event call (DEPS.md Bug 2)
+	// mu serializes every looplab Event call: looplab/fsm v1.0.3 reads its
+	// current state unlocked after releasing its own event lock, so two
+	// concurrent Events can run each other's enter_ callbacks.
+	mu sync.Mutex
 	f  *looplab.FSM
 
 	// Observer delivery: committed transitions queue here in commit order
@@ -105,8 +108,8 @@ func (m *Machine) callbacks() looplab.Callbacks {
 }
 
 // guard refuses the event when its rule says so. It runs inside looplab's
-// locks, so it reads only e.Src and the rules table (DEPS.md: no call back
-// into the library from before_ callbacks).
+// locks, so it reads only e.Src and the rules table (a call back into
+// the library from a before_ callback would deadlock on its event lock).
 func (m *Machine) guard(e *looplab.Event) {
 	if r := m.rules[Event(e.Event)][State(e.Src)]; r.err != nil {
 		e.Cancel(r.err)

@@ -14,7 +14,7 @@ import (
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
-// TestReadOutcomes has one row per row of DESIGN.md's outcome table (and
+// TestReadOutcomes has one row per row of the outcome table in docs/MARKER.md (and
 // the decisions the table leaves open). Unless a row says otherwise: now is
 // t0, the file's mtime is t0-1m, the reader's epoch is epochA, max age 1h.
 func TestReadOutcomes(t *testing.T) {

@@ -24,7 +24,7 @@ const (
 )
 
 // TestE2ERestartMatrix: the state a gateway starts in after a restart,
-// per DESIGN.md's epoch rules ("The drain marker"), decided by the
+// per the epoch rules (docs/MARKER.md), decided by the
 // startup reconcile alone (--watch-interval is an hour). Each row leaves a
 // marker in the home (a real gateway drained and was killed, or a file
 // written as another tool would), maybe changes the instance (a new boot

@@ -1,6 +1,5 @@
 // Package fakeproc lays out a directory like /proc for tests: the two
-// files the instance epoch is computed from (DESIGN.md, "The drain
-// marker"). Changing PID 1's starttime or the boot id simulates a machine
+// files the instance epoch is computed from (docs/MARKER.md). Changing PID 1's starttime or the boot id simulates a machine
 // or container restart; rewriting the same values, a supervisor respawn.
 package fakeproc
 
