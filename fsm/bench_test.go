@@ -2,8 +2,11 @@ package fsm_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
+
+	looplab "github.com/looplab/fsm"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 )
@@ -32,6 +35,56 @@ func BenchmarkGate(b *testing.B) {
 				}
 			}
 		})
+	})
+	b.Run("mutex-state-counter", func(b *testing.B) {
+		// What a gate without the one-word CAS would look like.
+		var mu sync.Mutex
+		state, count := fsm.Running, 0
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				mu.Lock()
+				ok := state == fsm.Running
+				if ok {
+					count++
+				}
+				mu.Unlock()
+				if ok {
+					mu.Lock()
+					count--
+					mu.Unlock()
+				}
+			}
+		})
+	})
+	b.Run("looplab-current-mutex-counter", func(b *testing.B) {
+		// The library's own state read plus a counter (racy as a gate:
+		// the state can change between the read and the increment).
+		f := looplab.NewFSM("running", looplab.Events{{Name: "drain", Src: []string{"running"}, Dst: "draining"}}, nil)
+		var mu sync.Mutex
+		count := 0
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if f.Current() == "running" {
+					mu.Lock()
+					count++
+					mu.Unlock()
+					mu.Lock()
+					count--
+					mu.Unlock()
+				}
+			}
+		})
+	})
+	b.Run("accept-release-uncontended", func(b *testing.B) {
+		m := fsm.New()
+		b.ReportAllocs()
+		for b.Loop() {
+			if m.Accept() {
+				_ = m.Release()
+			}
+		}
 	})
 	b.Run("refused", func(b *testing.B) {
 		m := fsm.New()

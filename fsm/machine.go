@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -234,54 +233,6 @@ func (m *Machine) InFlight() int { return wordCount(m.word.Load()) }
 // Snapshot returns state, in-flight count and generation read in one
 // atomic load.
 func (m *Machine) Snapshot() Snapshot { return snapshotOf(m.word.Load()) }
-
-// Accept admits a new turn iff the state is running at the instant the
-// in-flight count is incremented: one compare-and-swap on the gate word. It
-// never blocks and never allocates. Every true result must be matched by
-// exactly one Release.
-func (m *Machine) Accept() bool {
-	if plantedBug == bugSplitGate {
-		// Planted bug: check and increment as two separate steps.
-		if !wordRunning(m.word.Load()) {
-			return false
-		}
-		runtime.Gosched()
-		m.word.Add(countUnit)
-		return true
-	}
-	for {
-		w := m.word.Load()
-		if !wordRunning(w) {
-			return false
-		}
-		if m.word.CompareAndSwap(w, w+countUnit) {
-			return true
-		}
-	}
-}
-
-// Release ends one accepted turn. It returns ErrNotAccepted, changing
-// nothing, when no turn is in flight. When the count reaches zero it wakes
-// every WaitIdle caller. It never blocks on I/O and never allocates.
-func (m *Machine) Release() error {
-	dec := uint64(countUnit)
-	for {
-		w := m.word.Load()
-		if wordCount(w) == 0 {
-			return ErrNotAccepted
-		}
-		if plantedBug == bugDoubleRelease && wordCount(w) >= 2 {
-			dec = 2 * countUnit // Planted bug: one release ends two turns.
-		}
-		nw := w - dec
-		if m.word.CompareAndSwap(w, nw) {
-			if wordCount(nw) == 0 && m.waiters.Load() > 0 {
-				m.wakeIdle()
-			}
-			return nil
-		}
-	}
-}
 
 // wakeIdle closes the current idle channel and installs a fresh one.
 func (m *Machine) wakeIdle() {
