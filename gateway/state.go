@@ -111,6 +111,12 @@ func (w *stateWriter) run(ctx context.Context) {
 			return
 		case <-w.wake:
 		}
+		if snap := w.g.m.Snapshot(); snap.State == fsm.Stopped || (snap.State == fsm.ShuttingDown && snap.InFlight == 0) {
+			// The last turn of a shutdown ended: the stop transition's
+			// own write follows at once, so only one fsync'd write sits
+			// between the last reply and the exit.
+			continue
+		}
 		w.writeNow()
 		gap.Reset(stateWriteGap)
 		select {

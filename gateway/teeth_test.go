@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -300,4 +302,44 @@ func TestReconcileThatChangesNothingAllocatesNothing(t *testing.T) {
 	// What is left is the marker's Lstat (path conversion and the
 	// not-exist error os allocates); a Fire alone costs looplab 18.
 	assert.LessOrEqual(t, allocs, 4.0, "a no-op reconcile reads the marker and nothing else")
+}
+
+// TestOneStateWriteAfterTheLastTurnOfAShutdown: between the last reply of
+// a shutdown and the stop, only the final state write (stopped) is
+// fsynced: the exit does not wait for a coalesced write of the count.
+func TestOneStateWriteAfterTheLastTurnOfAShutdown(t *testing.T) {
+	f := newFixture(t, nil)
+	out := f.startTurn(t, "alice", "work")
+	f.g.BeginShutdown(false)
+	var mu sync.Mutex
+	var writes int
+	prefix := filepath.Join(f.home, StateFileName) + homefile.TempInfix
+	homefile.SyncHook = func(p string) {
+		if strings.HasPrefix(p, prefix) {
+			mu.Lock()
+			writes++
+			mu.Unlock()
+		}
+	}
+	t.Cleanup(func() { homefile.SyncHook = nil })
+	// The shutting_down transition's own write has landed before counting.
+	eventually(t, "the state file says shutting_down", func() bool {
+		doc, err := readStateFile(f.home)
+		return err == nil && doc.GatewayState == fsm.ShuttingDown && doc.ActiveAgents == 1
+	})
+	// Wait out the coalescing gap, so the writer would write the last
+	// release's count at once (not a timing assertion: a settling wait).
+	time.Sleep(2 * stateWriteGap)
+	mu.Lock()
+	writes = 0
+	mu.Unlock()
+	f.agent.finish("alice")
+	require.NoError(t, recv(t, out).err)
+	f.waitDone(t)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 1, writes, "only the stopped state is written after the last turn")
+	doc, err := readStateFile(f.home)
+	require.NoError(t, err)
+	assert.Equal(t, fsm.Stopped, doc.GatewayState)
 }
