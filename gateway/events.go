@@ -38,14 +38,15 @@ func (g *Gateway) Event(ctx context.Context, session, text string) (EventReceipt
 	if err := validSession(session); err != nil {
 		return EventReceipt{}, err
 	}
-	if text == "" {
-		return EventReceipt{}, fmt.Errorf("%w: empty text", ErrInvalid)
+	if text == "" || len(text) > maxEventText {
+		return EventReceipt{}, fmt.Errorf("%w: text must be 1 to %d bytes", ErrInvalid, maxEventText)
 	}
 	e := spoolEntry{ID: randid.New(), Session: session, Text: text, At: g.cfg.Now().UTC()}
 	if err := g.spool.add(e); err != nil {
 		g.log.Error("internal event not accepted", "session", session, "error", err)
 		return EventReceipt{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
 	}
+	g.state.kick() // spooled_events changed
 	started := false
 	for _, id := range g.dispatch() {
 		started = started || id == e.ID
@@ -89,6 +90,7 @@ func (g *Gateway) dispatch() []string {
 		}
 		st.running = true
 		started = append(started, e.ID)
+		g.state.kick() // the state file counts this turn
 		g.bg.Add(1)
 		go g.systemTurn(ctx, e)
 	}

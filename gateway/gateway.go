@@ -37,7 +37,7 @@ const (
 
 // homeFiles are the files of the home whose leftover temp files New
 // removes (it holds the lock, so no live writer owns them).
-var homeFiles = []string{StateFileName, OutboxFileName, SpoolFileName, RejectedFileName, WebhookPendingFileName}
+var homeFiles = []string{StateFileName, OutboxFileName, SpoolFileName, RejectedFileName, WebhookPendingFileName, LockFileName}
 
 // Config builds a Gateway. Zero durations take the defaults.
 type Config struct {
@@ -168,7 +168,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	n := homefile.RemoveTemps(cfg.Home, homeFiles...)
 	m, err := marker.RemoveTemps(cfg.Home)
 	if err != nil {
-		return nil, markerError("start", err) // e.g. a FIFO at the marker's lock file
+		return nil, fmt.Errorf("%w: %w", ErrHome, err) // e.g. a FIFO at the marker's lock file
 	}
 	if n+m > 0 {
 		cfg.Logger.Info("removed temp files left by a killed writer", "home", cfg.Home, "count", n+m)
@@ -222,6 +222,17 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
+		select {
+		case <-g.sd.done:
+		default:
+			// Never shut down (a start-up that failed after New, or an
+			// embedder that only built it): stop the notifier's workers
+			// and close the outbox too.
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.NotifyTimeout)
+			defer cancel()
+			_ = g.notifier.Close(ctx)
+			g.stopRun()
+		}
 		err = errors.Join(g.spool.close(), g.lock.release())
 	})
 	return err
@@ -290,6 +301,11 @@ func (g *Gateway) WaitIdle(ctx context.Context) error { return g.m.WaitIdle(ctx)
 func (g *Gateway) Reconcile(ctx context.Context) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
+	g.reconcileLocked(ctx)
+}
+
+// reconcileLocked is Reconcile with ctlMu held.
+func (g *Gateway) reconcileLocked(ctx context.Context) {
 	st := g.reader.Read()
 	g.cfg.Metrics.MarkerRead(st.Status.String())
 	ev, want := fsm.Resume, fsm.Running
@@ -330,6 +346,11 @@ func (g *Gateway) onTransition(t fsm.Transition) {
 // nothing and returns ErrShuttingDown (shutdown wins); a marker path that
 // is not a regular file gives ErrMarkerUnusable, nothing changed.
 func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult, error) {
+	// ctlMu makes check, write and reconcile one step against
+	// runShutdown's shutdown event: a drain either lands before the
+	// shutdown or is refused, never a marker written after it.
+	g.ctlMu.Lock()
+	defer g.ctlMu.Unlock()
 	if g.shuttingDown() {
 		return DrainResult{}, fmt.Errorf("gateway: drain: %w", ErrShuttingDown)
 	}
@@ -345,7 +366,7 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 	if err != nil {
 		return DrainResult{}, markerError("drain", err)
 	}
-	g.Reconcile(ctx)
+	g.reconcileLocked(ctx)
 	g.state.kick() // the drain request changed even if the state did not
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
@@ -360,6 +381,8 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 // shutting down it returns ErrShuttingDown; a marker path that is not a
 // regular file gives ErrMarkerUnusable; in both cases nothing changed.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
+	g.ctlMu.Lock()
+	defer g.ctlMu.Unlock()
 	if g.shuttingDown() {
 		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", ErrShuttingDown)
 	}
@@ -370,7 +393,7 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 	if err != nil {
 		return CancelResult{}, markerError("cancel drain", err)
 	}
-	g.Reconcile(ctx)
+	g.reconcileLocked(ctx)
 	g.state.kick()
 	snap := g.m.Snapshot()
 	return CancelResult{WasDraining: existed, State: snap.State, ActiveAgents: snap.InFlight}, nil

@@ -132,7 +132,11 @@ func (a *httpAgent) Run(ctx context.Context, t Turn) (_ string, err error) {
 		}
 		return "", a.fail(0, "no answer: "+err.Error())
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Read a little of what is left, so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}()
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode != http.StatusOK {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
@@ -172,6 +176,7 @@ func (a *httpAgent) readJSON(resp *http.Response) (string, error) {
 func (a *httpAgent) readStream(t Turn, resp *http.Response) (string, error) {
 	var reply strings.Builder
 	var data []string
+	pending := 0 // bytes in data, bounded like the reply
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxUpstreamReply)
 	dispatch := func() {
@@ -179,7 +184,7 @@ func (a *httpAgent) readStream(t Turn, resp *http.Response) (string, error) {
 			d := strings.Join(data, "\n")
 			reply.WriteString(d)
 			t.Delta(d)
-			data = nil
+			data, pending = nil, 0
 		}
 	}
 	for sc.Scan() {
@@ -191,8 +196,9 @@ func (a *httpAgent) readStream(t Turn, resp *http.Response) (string, error) {
 		case line == "data" || strings.HasPrefix(line, "data:"):
 			v := strings.TrimPrefix(strings.TrimPrefix(line, "data"), ":")
 			data = append(data, strings.TrimPrefix(v, " "))
+			pending += len(v)
 		}
-		if reply.Len() > maxUpstreamReply {
+		if reply.Len()+pending > maxUpstreamReply {
 			return "", a.fail(resp.StatusCode, "streamed reply too large")
 		}
 	}

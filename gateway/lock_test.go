@@ -48,11 +48,23 @@ func TestSecondGatewayOnHomeRefused(t *testing.T) {
 	require.NoError(t, g2.Close())
 }
 
+// TestRemovedLockFileDoesNotLetASecondGatewayIn: an operator "cleaning
+// up" gateway.lock of a live gateway must not open the home to another.
+func TestRemovedLockFileDoesNotLetASecondGatewayIn(t *testing.T) {
+	f := newFixture(t, nil)
+	require.NoError(t, os.Remove(filepath.Join(f.home, LockFileName)))
+	_, err := New(Config{Home: f.home, ProcRoot: f.procRoot, Logger: quietLogger()})
+	require.ErrorIs(t, err, ErrLocked)
+	live, _, err := HomeLive(f.home)
+	require.NoError(t, err)
+	assert.True(t, live)
+}
+
 // TestLockProbeNeverFailsAStartingGateway: a client probing the lock (as
 // local status does) while a gateway starts only delays the start.
 func TestLockProbeNeverFailsAStartingGateway(t *testing.T) {
 	home := t.TempDir()
-	f, err := os.OpenFile(filepath.Join(home, LockFileName), os.O_RDONLY|os.O_CREATE, 0o600)
+	f, err := os.Open(home)
 	require.NoError(t, err)
 	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_SH)) // a probe in progress
 	go func() {

@@ -86,8 +86,12 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	rep := ShutdownReport{ID: id}
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
 
-	// 1. Refuse new turns.
-	if _, err := g.m.Fire(ctx, fsm.Shutdown); err != nil {
+	// 1. Refuse new turns (under ctlMu: a drain request in progress
+	// finishes first, or is refused after).
+	g.ctlMu.Lock()
+	_, err := g.m.Fire(ctx, fsm.Shutdown)
+	g.ctlMu.Unlock()
+	if err != nil {
 		g.log.Error("shutdown", "error", err)
 	}
 
@@ -101,20 +105,26 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	// 3. Wait for in-flight turns, up to the drain timeout or until forced.
 	idle := g.waitIdleOrForce(ctx, g.cfg.DrainTimeout)
 
-	// 4. Cut off what is left; ping each of those sessions once.
+	// The notify window opens now: the pings below and the flush share it.
+	flush, cancel := context.WithTimeout(ctx, g.cfg.NotifyTimeout)
+	defer cancel()
+
+	// 4. Cut off what is left; ping each of those sessions once (one
+	// outbox append for all of them).
 	if !idle {
 		rep.Forced = true
 		rep.Interrupted = g.interruptAll()
+		pings := make([]notify.Message, 0, len(rep.Interrupted))
 		for _, session := range rep.Interrupted {
-			g.notify(ctx, notify.KindSessionInterrupted, session, notify.InterruptText(session), id)
+			pings = append(pings, notify.Message{At: g.cfg.Now().UTC(), Kind: notify.KindSessionInterrupted,
+				Target: session, Text: notify.InterruptText(session), ShutdownID: id})
 		}
+		g.sendAll(flush, pings)
 		g.log.Warn("turns interrupted", "shutdown_id", id, "sessions", rep.Interrupted)
 	}
 
 	// 5. Within the notify timeout: let interrupted turns unwind, flush
 	// the sinks, stop the background work; then stop.
-	flush, cancel := context.WithTimeout(ctx, g.cfg.NotifyTimeout)
-	defer cancel()
 	if err := g.m.WaitIdle(flush); err != nil {
 		g.log.Error("turns still running at stop", "active_agents", g.m.InFlight())
 	}
@@ -154,7 +164,17 @@ func (g *Gateway) waitIdleOrForce(ctx context.Context, limit time.Duration) bool
 
 // notify sends one message through the notifier and reports success.
 func (g *Gateway) notify(ctx context.Context, kind notify.Kind, target, text, id string) bool {
-	err := g.notifier.Send(ctx, notify.Message{At: g.cfg.Now().UTC(), Kind: kind, Target: target, Text: text, ShutdownID: id})
+	return g.sendAll(ctx, []notify.Message{{At: g.cfg.Now().UTC(), Kind: kind, Target: target, Text: text, ShutdownID: id}})
+}
+
+// sendAll sends msgs through the notifier and reports whether they went
+// out (to the other sinks at least, when the outbox failed).
+func (g *Gateway) sendAll(ctx context.Context, msgs []notify.Message) bool {
+	if len(msgs) == 0 {
+		return true
+	}
+	kind, target := msgs[0].Kind, msgs[0].Target
+	err := g.notifier.SendAll(ctx, msgs)
 	switch {
 	case err == nil:
 		return true

@@ -44,6 +44,13 @@ type rejectedRecord struct {
 // rewrites itself with only the pending events.
 const compactAfter = 256
 
+// maxSpoolLine bounds one spool line; Event refuses texts that could not
+// fit (maxEventText).
+const (
+	maxSpoolLine = 4 << 20
+	maxEventText = 1 << 20
+)
+
 // closeCompactTries and closeCompactGap bound how hard close tries to
 // record completions a full or read-only disk refused (a home briefly
 // unwritable must not make finished events run again after a restart).
@@ -91,7 +98,11 @@ func openSpool(path, rejected string, log *slog.Logger) (*spool, error) {
 	}
 	s.f = f
 	var bad [][]byte
-	s.pending, s.done, bad = parseSpool(data)
+	s.pending, s.done, bad, err = parseSpool(data)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: %s: a line longer than %d bytes (%w): move the file away", path, maxSpoolLine, err)
+	}
 	s.good = int64(len(data))
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		s.good = int64(bytes.LastIndexByte(data, '\n') + 1)
@@ -115,11 +126,11 @@ func openSpool(path, rejected string, log *slog.Logger) (*spool, error) {
 
 // parseSpool replays the log: events in order, minus completed ones. It
 // returns the lines it could not parse (a torn last line included).
-func parseSpool(data []byte) (pending []spoolEntry, done int, bad [][]byte) {
+func parseSpool(data []byte) (pending []spoolEntry, done int, bad [][]byte, err error) {
 	var order []spoolEntry
 	completed := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<22)
+	sc.Buffer(make([]byte, 64<<10), maxSpoolLine)
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -140,12 +151,17 @@ func parseSpool(data []byte) (pending []spoolEntry, done int, bad [][]byte) {
 			bad = append(bad, bytes.Clone(line))
 		}
 	}
+	if err := sc.Err(); err != nil {
+		// A line over maxSpoolLine (not one Event writes): refuse the
+		// file rather than drop it and every later event.
+		return nil, 0, nil, err
+	}
 	for _, e := range order {
 		if !completed[e.ID] {
 			pending = append(pending, e)
 		}
 	}
-	return pending, done, bad
+	return pending, done, bad, nil
 }
 
 // len returns the number of pending events without taking the lock.
@@ -305,6 +321,9 @@ func (s *spool) compactLocked() error {
 	}
 	f, err := homefile.Open(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		// s.f is the replaced file now: never append there; the next
+		// append compacts (and reopens) again first.
+		s.torn = true
 		return fmt.Errorf("spool: %w", err)
 	}
 	if s.f != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -85,9 +86,39 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 	if req.Started != nil {
 		req.Started()
 	}
+	turn := Turn{Session: req.Session, Text: req.Text, TurnID: randid.New()}
+	if req.Delta != nil {
+		d := &deltaGate{fn: req.Delta}
+		defer d.close()
+		turn.OnDelta = d.send
+	}
 	var reply string
-	reply, err = g.runAgent(turnCtx, Turn{Session: req.Session, Text: req.Text, TurnID: randid.New(), OnDelta: req.Delta})
+	reply, err = g.runAgent(turnCtx, turn)
 	return reply, err
+}
+
+// deltaGate passes an agent's deltas on until the turn has returned, one
+// at a time, and drops any that come later (an agent's producer goroutine
+// still writing after Run returned on a cancel): the caller's callback
+// never runs after Stream returned. mu serialises send and close.
+type deltaGate struct {
+	mu     sync.Mutex
+	fn     func(string)
+	closed bool
+}
+
+func (d *deltaGate) send(text string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.fn(text)
+	}
+}
+
+func (d *deltaGate) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
 }
 
 // InterruptMessage is what a user whose turn a forced shutdown cut off is
@@ -196,7 +227,7 @@ func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error
 		}
 	}()
 	reply, err = g.cfg.Agent.Run(ctx, t)
-	if errors.Is(context.Cause(ctx), ErrInterrupted) {
+	if err != nil && errors.Is(context.Cause(ctx), ErrInterrupted) {
 		return "", fmt.Errorf("%w: session %s", ErrInterrupted, t.Session)
 	}
 	if err != nil {

@@ -123,36 +123,49 @@ func (o *Outbox) Path() string { return o.path }
 // line is truncated away. Send on a closed Outbox returns an error wrapping
 // os.ErrClosed.
 func (o *Outbox) Send(ctx context.Context, m Message) error {
-	line, err := encode(m)
+	return o.SendAll(ctx, []Message{m})
+}
+
+// SendAll appends msgs as one write and one fsync, so recording many
+// messages costs one disk round trip; on failure none of them is recorded
+// (a partial write is cut off). It honours ctx like Send.
+func (o *Outbox) SendAll(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	lines, err := encodeLines(msgs)
 	if err != nil {
 		return err
 	}
-	line = append(line, '\n')
+	what := msgs[0].ID()
+	if len(msgs) > 1 {
+		what = fmt.Sprintf("%s and %d more", what, len(msgs)-1)
+	}
 	select {
 	case o.mu <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), ctx.Err())
+		return fmt.Errorf("notify: outbox append %s: %w", what, ctx.Err())
 	}
 	defer func() { <-o.mu }()
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+		return fmt.Errorf("notify: outbox append %s: %w", what, err)
 	}
 	if o.f == nil {
 		return fmt.Errorf("notify: outbox %s: %w", o.path, os.ErrClosed)
 	}
 	fi, err := o.f.Stat()
 	if err != nil {
-		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+		return fmt.Errorf("notify: outbox append %s: %w", what, err)
 	}
-	if n, err := o.f.Write(line); err != nil {
+	if n, err := o.f.Write(lines); err != nil {
 		if n > 0 {
 			// Leave no torn line behind for the next append to glue onto.
 			_ = o.f.Truncate(fi.Size())
 		}
-		return fmt.Errorf("notify: outbox append %s: %w", m.ID(), err)
+		return fmt.Errorf("notify: outbox append %s: %w", what, err)
 	}
 	if err := homefile.Sync(o.f); err != nil {
-		return fmt.Errorf("notify: outbox sync %s: %w", m.ID(), err)
+		return fmt.Errorf("notify: outbox sync %s: %w", what, err)
 	}
 	return nil
 }

@@ -175,7 +175,7 @@ func TestE2EHostileHomeFiles(t *testing.T) {
 		"dir":      func(p string) error { return os.Mkdir(p, 0o700) },
 		"dangling": func(p string) error { return os.Symlink(p+".nowhere", p) },
 	}
-	for _, file := range []string{"outbox.jsonl", "events.spool.jsonl", "gateway_state.json", "gateway.lock", "tokens"} {
+	for _, file := range []string{"outbox.jsonl", "events.spool.jsonl", "gateway_state.json", "gateway.lock", "tokens", ".drain_request.lock"} {
 		for kind, make := range kinds {
 			t.Run(file+"/"+kind, func(t *testing.T) {
 				t.Parallel()
@@ -296,4 +296,25 @@ func TestE2ENoTurnServedBeforeFirstReconcile(t *testing.T) {
 			t.Fatalf("only %d answers within %v; stderr:\n%s", got, startTimeout, p.stderr.String())
 		}
 	}
+}
+
+// TestE2ESIGTERMWhileClosingStillExitsZero: a supervisor's second SIGTERM
+// that lands after the sequence ended, while the server closes its last
+// connections, is still caught: exit 0, not death by signal (143).
+func TestE2ESIGTERMWhileClosingStillExitsZero(t *testing.T) {
+	t.Parallel()
+	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-close", 100), "--drain-timeout", "200ms", "--notify-timeout", "200ms")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	// A half-sent upload keeps the server's close busy for its whole bound.
+	_, err = fmt.Fprintf(conn, "POST /api/gateway/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", opsToken)
+	require.NoError(t, err)
+	p.signal(syscall.SIGTERM)
+	eventually(t, exitTimeout, "the sequence ended", func() bool { return strings.Contains(p.stderr.String(), "gateway stopped") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Skip("the process exited before the second signal")
+	}
+	require.Equal(t, 0, p.wait(), "exit 0, not killed by the repeated SIGTERM")
+	assert.Contains(t, p.stderr.String(), `"msg":"exiting"`)
 }

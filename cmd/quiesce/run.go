@@ -300,7 +300,9 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 				}
 			}
 		}, func(error) {
-			signal.Stop(sigs)
+			// Signals stay caught (run's deferred signal.Stop ends that):
+			// a supervisor's repeated SIGTERM while the server closes
+			// must not kill the process with the default action.
 			close(stop)
 		})
 	}
