@@ -76,11 +76,13 @@ func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
 // (current epoch, fresh, flag true) and, unless suppressed, sends the home
 // broadcast once, and closes begun; then it waits for
 // in-flight turns to finish, up to the drain timeout or until forced; then
-// it cancels the turns still running and sends each of those sessions one
-// interrupt ping, which is never suppressed; finally, within the notify
-// timeout, it waits for the interrupted turns to unwind and flushes the
-// sinks, stops the watcher, and fires stop (which writes the final state).
-// A stuck agent or sink cannot hold it past drain + notify timeout.
+// the notify window opens: it cancels the turns still running and sends
+// each of those user sessions one interrupt ping (all in one outbox
+// append), which is never suppressed; within the same window it waits for
+// the interrupted turns to unwind and flushes the sinks, stops the
+// watcher, and fires stop (which writes the final state). A stuck agent
+// or sink cannot hold it past drain + notify timeout; a disk whose fsync
+// hangs forever can (the outbox append is not abandoned half-way).
 func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	ctx := context.Background()
 	rep := ShutdownReport{ID: id}
