@@ -30,8 +30,13 @@ fmt:
 
 # bench: Go benchmarks; every figure is also printed as a ratio against the
 # baseline measured in the same run.
+# Then the end-to-end driver (bench/driver) runs the real binary against
+# the baselines in bench/ and writes docs/PERFORMANCE.md (BENCH_ARGS: its
+# flags, e.g. BENCH_ARGS="-drain-trials 50 -skip flat"; see docs/PERFORMANCE.md).
+BENCH_ARGS ?=
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=$(BENCHTIME) $(PKGS) | $(GO) run ./internal/benchreport
+	$(GO) run ./bench/driver $(BENCH_ARGS)
 
 # diagrams: regenerate docs/diagrams and README's diagram from the lifecycle.
 diagrams:

@@ -1,0 +1,127 @@
+// Command driver is quiesce's end-to-end performance harness (make bench,
+// or go run ./bench/driver). It builds the real binary and the baselines in
+// bench/ into a temp dir, runs them on loopback, measures every figure as a
+// ratio against a baseline measured in the same run, and writes
+// docs/PERFORMANCE.md. It is a package main with no tests: go test never
+// runs it.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+type options struct {
+	out         string
+	drainTrials int
+	pollTrials  int
+	httpTrials  int
+	exitTrials  int
+	tputDur     time.Duration
+	tputRounds  int
+	concs       string
+	parked      string
+	idleDur     time.Duration
+	flatTurns   int
+	skip        string
+	keep        bool
+}
+
+var opt options
+
+func main() {
+	flag.StringVar(&opt.out, "out", "docs/PERFORMANCE.md", "where to write the report (empty: stdout only)")
+	flag.IntVar(&opt.drainTrials, "drain-trials", 200, "marker drain reaction trials for the gateway modes (a) and (b)")
+	flag.IntVar(&opt.pollTrials, "poll-trials", 200, "marker drain reaction trials for the 1 s poll loop baseline (c); each takes 2 ticks, run alongside (a) and (b)")
+	flag.IntVar(&opt.httpTrials, "http-trials", 20, "HTTP drain trials")
+	flag.IntVar(&opt.exitTrials, "exit-trials", 30, "shutdown exit latency trials per program")
+	flag.DurationVar(&opt.tputDur, "tput-duration", 3*time.Second, "throughput: measuring time per server per concurrency")
+	flag.IntVar(&opt.tputRounds, "tput-rounds", 3, "throughput: the duration is split into this many interleaved A/B rounds")
+	flag.StringVar(&opt.concs, "conc", "1,8,64", "throughput concurrencies")
+	flag.StringVar(&opt.parked, "parked", "2000", "memory: numbers of parked turns, comma separated (e.g. 2000,10000)")
+	flag.DurationVar(&opt.idleDur, "idle", 30*time.Second, "idle CPU: measuring time")
+	flag.IntVar(&opt.flatTurns, "flat-turns", 100000, "flatness: turns run between the start and end samples (0: skip)")
+	flag.StringVar(&opt.skip, "skip", "", "figures to skip, comma separated: drain,http,exit,tput,mem,idle,flat")
+	flag.BoolVar(&opt.keep, "keep", false, "keep the temp dir (binaries, homes, logs)")
+	flag.Parse()
+	log.SetFlags(log.Ltime | log.Lmicroseconds)
+	log.SetPrefix("bench: ")
+
+	start := time.Now()
+	tmp, err := os.MkdirTemp("", "quiesce-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !opt.keep {
+		defer os.RemoveAll(tmp)
+	} else {
+		log.Printf("temp dir %s", tmp)
+	}
+	env := &benchEnv{dir: tmp}
+	if err := env.build(); err != nil {
+		log.Fatal(err)
+	}
+	rep := &report{start: start, cmdline: "go run ./bench/driver " + strings.Join(os.Args[1:], " ")}
+	skip := map[string]bool{}
+	for _, s := range strings.Split(opt.skip, ",") {
+		skip[strings.TrimSpace(s)] = true
+	}
+	type fig struct {
+		name string
+		run  func(*benchEnv, *report) error
+	}
+	for _, f := range []fig{
+		{"drain", benchDrain}, {"http", benchHTTPDrain}, {"exit", benchExit}, {"tput", benchThroughput},
+		{"mem", benchMemory}, {"idle", benchIdle}, {"flat", benchFlat},
+	} {
+		if skip[f.name] {
+			continue
+		}
+		log.Printf("figure %s", f.name)
+		t0 := time.Now()
+		if err := f.run(env, rep); err != nil {
+			log.Printf("figure %s failed: %v", f.name, err)
+			rep.failed(f.name, err)
+		}
+		log.Printf("figure %s done in %v", f.name, time.Since(t0).Round(time.Millisecond))
+		env.killAll()
+	}
+	env.killAll()
+	md := rep.markdown()
+	fmt.Println(md)
+	if opt.out != "" {
+		if err := os.WriteFile(opt.out, []byte(md), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("wrote %s in %v", opt.out, time.Since(start).Round(time.Second))
+	}
+}
+
+type benchEnv struct {
+	dir   string
+	bins  map[string]string
+	procs []*proc
+	n     int
+}
+
+func (e *benchEnv) build() error {
+	e.bins = map[string]string{}
+	for name, pkg := range map[string]string{
+		"quiesce": "./cmd/quiesce", "bare": "./bench/bare", "pollloop": "./bench/pollloop", "floor": "./bench/floor",
+	} {
+		out := filepath.Join(e.dir, name)
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build %s: %w", pkg, err)
+		}
+		e.bins[name] = out
+	}
+	return nil
+}
