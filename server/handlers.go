@@ -8,24 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
-type principalKey struct{}
-
-// principal returns the authenticated principal of r.
-func principal(r *http.Request) string {
-	p, _ := r.Context().Value(principalKey{}).(string)
-	return p
-}
+// authedHandler handles a request that auth admitted; principal is the
+// owner of its token.
+type authedHandler func(w http.ResponseWriter, r *http.Request, principal string)
 
 // auth admits a request that carries "Authorization: Bearer <token>" with
-// a known token and puts its principal in the request context; anything
-// else gets 401.
-func (s *Server) auth(next http.HandlerFunc) http.Handler {
+// a known token and hands its principal to next; anything else gets 401.
+// The principal is passed as an argument, not in the request context, so
+// admitting a request clones nothing.
+func (s *Server) auth(next authedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -37,7 +32,7 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 			s.unauthorized(w, r, "unknown bearer token")
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		next(w, r, p)
 	})
 }
 
@@ -47,15 +42,15 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string
 }
 
 // logControl writes the one INFO line every control call gets.
-func (s *Server) logControl(r *http.Request, action, result string, args ...any) {
+func (s *Server) logControl(r *http.Request, principal, action, result string, args ...any) {
 	s.logger.Info("control call", append([]any{"route", r.URL.Path, "action", action,
-		"principal", principal(r), "result", result}, args...)...)
+		"principal", principal, "result", result}, args...)...)
 }
 
-func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal string) {
 	var body DrainBody
 	if err := s.decode(w, r, &body, true); err != nil {
-		s.logControl(r, "drain", "bad_request")
+		s.logControl(r, principal, "drain", "bad_request")
 		s.writeError(w, r, err)
 		return
 	}
@@ -66,16 +61,16 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case ActionDrain:
 		res, err := s.gw.BeginDrain(r.Context(), gateway.DrainRequest{
-			Principal:            principal(r),
+			Principal:            principal,
 			SuppressNotification: body.SuppressNotification,
 			RequestID:            body.RequestID,
 		})
 		if err != nil {
-			s.logControl(r, action, errorFor(err).Code, "error", err)
+			s.logControl(r, principal, action, errorFor(err).Code, "error", err)
 			s.writeError(w, r, err)
 			return
 		}
-		s.logControl(r, action, "ok", "request_id", res.Drain.RequestID,
+		s.logControl(r, principal, action, "ok", "request_id", res.Drain.RequestID,
 			"suppress_notification", res.Drain.SuppressNotification, "state", res.State,
 			"was_draining", res.WasDraining)
 		expires := res.ExpiresAt
@@ -98,11 +93,11 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 	case ActionCancel:
 		res, err := s.gw.CancelDrain(r.Context(), body.RequestID)
 		if err != nil {
-			s.logControl(r, action, errorFor(err).Code, "request_id", body.RequestID, "error", err)
+			s.logControl(r, principal, action, errorFor(err).Code, "request_id", body.RequestID, "error", err)
 			s.writeError(w, r, err)
 			return
 		}
-		s.logControl(r, action, "ok", "was_draining", res.WasDraining, "state", res.State)
+		s.logControl(r, principal, action, "ok", "was_draining", res.WasDraining, "state", res.State)
 		writeJSON(w, http.StatusOK, CancelResponse{
 			OK:           true,
 			Action:       ActionCancel,
@@ -111,7 +106,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 			ActiveAgents: res.ActiveAgents,
 		})
 	default:
-		s.logControl(r, action, "bad_request")
+		s.logControl(r, principal, action, "bad_request")
 		s.writeError(w, r, badRequest("action must be %q or %q, not %q", ActionDrain, ActionCancel, action))
 	}
 }
@@ -122,7 +117,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 // DefaultWaitTimeout, capped at MaxWaitTimeout) passes, and then answers
 // 200 with "idle" true or false. ?wait=change&after=<seq> waits for a
 // change instead (handleWaitChange).
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) {
 	q := r.URL.Query()
 	wait, rawTimeout := q.Get("wait"), q.Get("timeout")
 	switch {
@@ -172,22 +167,22 @@ func parseTimeout(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request, principal string) {
 	var body ShutdownBody
 	if err := s.decode(w, r, &body, true); err != nil {
-		s.logControl(r, "shutdown", "bad_request")
+		s.logControl(r, principal, "shutdown", "bad_request")
 		s.writeError(w, r, err)
 		return
 	}
 	start := s.gw.BeginShutdown(body.Force)
 	st := s.gw.Status()
-	s.logControl(r, "shutdown", "ok", "force", start.Force, "shutdown_id", start.ID, "state", st.State,
+	s.logControl(r, principal, "shutdown", "ok", "force", start.Force, "shutdown_id", start.ID, "state", st.State,
 		"already_shutting_down", start.AlreadyShuttingDown)
 	writeJSON(w, http.StatusAccepted, ShutdownResponse{OK: true, ShutdownID: start.ID, Force: start.Force, State: st.State,
 		AlreadyShuttingDown: start.AlreadyShuttingDown})
 }
 
-func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, principal string) {
 	var body EventBody
 	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -202,13 +197,17 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.logger.Info("event accepted", "principal", principal(r), "session", body.Session,
+	s.logger.Info("event accepted", "principal", principal, "session", body.Session,
 		"event_id", rec.ID, "spooled", rec.Spooled)
 	writeJSON(w, http.StatusAccepted, rec)
 }
 
-func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
-	session := mux.Vars(r)["id"]
+// handleMessage runs a turn. The session is the {id} segment of the path,
+// read from the path itself: mux matched the route, so the path is
+// exactly /v1/sessions/{id}/messages with an id without "/", and the
+// request need not carry mux's vars.
+func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
+	session := sessionOfPath(r.URL.Path)
 	var body MessageBody
 	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
@@ -228,6 +227,12 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, MessageResponse{Session: session, Reply: reply})
+}
+
+// sessionOfPath returns the {id} of a path that matched MessagePathTemplate.
+func sessionOfPath(p string) string {
+	id := strings.TrimPrefix(p, messagePathPrefix)
+	return strings.TrimSuffix(id, messagePathSuffix)
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {

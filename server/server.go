@@ -60,8 +60,9 @@ type Server struct {
 	retryAfter time.Duration
 	logger     *slog.Logger
 
-	router  *mux.Router
-	handler http.Handler // router behind the path check
+	router   *mux.Router
+	handler  http.Handler // serveHTTP: the path check, then the router's match
+	notFound http.Handler // the counted JSON 404
 	srv     *http.Server
 
 	mu     sync.Mutex
@@ -117,12 +118,14 @@ func New(cfg Config) (*Server, error) {
 	// (uncleanPath), so mux must not clean.
 	r.SkipClean(true)
 	s.router = r
-	s.handler = s.rejectUncleanPaths(r)
-	r.Use(s.instrument)
-	// mux runs these two without the router's middleware: count them here.
-	r.NotFoundHandler = s.count("unmatched", http.HandlerFunc(s.handleNotFound))
+	// mux runs these two without any route's wrapping: count them here.
+	s.notFound = s.count("unmatched", http.HandlerFunc(s.handleNotFound))
+	r.NotFoundHandler = s.notFound
 	r.MethodNotAllowedHandler = s.count("unmatched", http.HandlerFunc(s.handleMethodNotAllowed))
 
+	// The turn route first: mux tries routes in order, and turns are the
+	// hot path.
+	r.Handle(MessagePathTemplate, s.auth(s.handleMessage)).Methods(http.MethodPost)
 	// Every GET route also answers HEAD (mux does not imply it); net/http
 	// discards the body of a HEAD answer.
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
@@ -134,7 +137,10 @@ func New(cfg Config) (*Server, error) {
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
-	r.Handle("/v1/sessions/{id}/messages", s.auth(s.handleMessage)).Methods(http.MethodPost)
+	if err := s.instrumentRoutes(); err != nil {
+		return nil, err
+	}
+	s.handler = http.HandlerFunc(s.serveHTTP)
 
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -249,22 +255,80 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// instrument counts every matched request under its route template.
-func (s *Server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		route := "unknown"
-		if cur := mux.CurrentRoute(r); cur != nil {
-			if tpl, err := cur.GetPathTemplate(); err == nil {
-				route = tpl
-			}
+// MessagePathTemplate is the route of a turn (POST).
+const MessagePathTemplate = messagePathPrefix + "{id}" + messagePathSuffix
+
+const (
+	messagePathPrefix = "/v1/sessions/"
+	messagePathSuffix = "/messages"
+)
+
+// instrumentRoutes wraps every registered route's handler, once, in count
+// under its path template, so a request pays no per-request middleware
+// chain, closure or template lookup for its metrics.
+func (s *Server) instrumentRoutes() error {
+	return s.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		h := route.GetHandler()
+		if h == nil {
+			return nil
 		}
-		s.count(route, next).ServeHTTP(w, r)
+		tpl, err := route.GetPathTemplate()
+		if err != nil {
+			return fmt.Errorf("server: route without a path template: %w", err)
+		}
+		route.Handler(s.count(tpl, h))
+		return nil
 	})
 }
 
+// serveHTTP answers a JSON 404, before routing, for a path that
+// uncleanPath refuses (it never redirects), and otherwise serves the
+// handler of the route mux matches. It asks the router for the match
+// (Router.Match) instead of calling its ServeHTTP: that would clone the
+// request twice to put the route and its vars in the context, which no
+// handler here reads (handleMessage reads its id from the path).
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if uncleanPath(r.URL.Path) {
+		s.notFound.ServeHTTP(w, r)
+		return
+	}
+	m := routeMatches.Get().(*routeMatch)
+	h := s.notFound
+	if s.router.Match(r, &m.RouteMatch) && m.Handler != nil {
+		h = m.Handler
+	}
+	m.reset()
+	routeMatches.Put(m)
+	h.ServeHTTP(w, r)
+}
+
+// routeMatch is a reusable mux.RouteMatch: mux fills Vars in place when
+// the map is already there, so a pooled one spares the match its
+// allocations.
+type routeMatch struct {
+	mux.RouteMatch
+	vars map[string]string
+}
+
+func (m *routeMatch) reset() {
+	clear(m.vars)
+	m.RouteMatch = mux.RouteMatch{Vars: m.vars}
+}
+
+var routeMatches = sync.Pool{New: func() any {
+	m := &routeMatch{vars: make(map[string]string, 1)}
+	m.reset()
+	return m
+}}
+
+// count counts every request next serves under route, with its status.
 func (s *Server) count(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		debug := s.logger.Enabled(r.Context(), slog.LevelDebug)
+		var start time.Time
+		if debug {
+			start = time.Now()
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		code := sw.code
@@ -272,8 +336,10 @@ func (s *Server) count(route string, next http.Handler) http.Handler {
 			code = http.StatusOK
 		}
 		s.metrics.countRequest(route, code)
-		s.logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
-			"status", code, "duration", time.Since(start))
+		if debug {
+			s.logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
+				"status", code, "duration", time.Since(start))
+		}
 	})
 }
 
@@ -302,19 +368,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap returns the wrapped writer, for http.ResponseController.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// rejectUncleanPaths answers a JSON 404, before routing, for a path that
-// uncleanPath refuses; it never redirects.
-func (s *Server) rejectUncleanPaths(next http.Handler) http.Handler {
-	notFound := s.count("unmatched", http.HandlerFunc(s.handleNotFound))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if uncleanPath(r.URL.Path) {
-			notFound.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 // uncleanPath reports whether the decoded path p has an empty segment
 // ("//") or a dot segment ("." or "..", also when sent percent-encoded as
