@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,12 +10,204 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // decode reads r's body into v (a pointer to one of the request body
-// structs) with decodeJSON, reading at most MaxBodyBytes.
+// structs, at its zero value), reading at most MaxBodyBytes, with the
+// rules of decodeJSON.
+//
+// The body is read once, into a pooled buffer. The common body (an object
+// of known keys with plain strings and booleans, see decodeFast) is then
+// decoded from the buffer without a json.Decoder; any other body goes to
+// decodeJSON over the bytes read, followed by the read's error if it had
+// one, so the answer (and the 413 of an oversized body) is decodeJSON's,
+// as if it had streamed the body itself.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	return decodeJSON(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v, optional)
+	bp := bodyBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			bodyBufs.Put(bp)
+		}
+	}()
+	data, rerr := readBody(http.MaxBytesReader(w, r.Body, MaxBodyBytes), (*bp)[:0])
+	*bp = data
+	if rerr == nil && decodeFast(data, v) {
+		return nil
+	}
+	var body io.Reader = bytes.NewReader(data)
+	if rerr != nil {
+		body = io.MultiReader(body, errReader{rerr})
+	}
+	return decodeJSON(body, v, optional)
+}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = MaxBodyBytes + 512
+
+var bodyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// readBody appends r's content to buf until EOF or an error, which it
+// returns with what was read.
+func readBody(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// errReader returns err from every Read.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// decodeFast decodes data into v, which must be at its zero value, when
+// data is a JSON object whose keys are exactly distinct field names of v
+// and whose values are strings without escapes (into string and *string
+// fields) or true/false (into bool fields), with only JSON white space
+// around the tokens: the bodies clients send. It reports whether it did;
+// on false v is zero again and decodeJSON must decide (an empty body, an
+// error, an escape, a number, null, invalid UTF-8, ...). Whatever it
+// accepts, decodeJSON accepts with the same result (FuzzDecodeFast).
+func decodeFast(data []byte, v any) bool {
+	target := reflect.ValueOf(v).Elem()
+	if !parseFast(data, target, fieldsOf(target.Type())) {
+		target.SetZero()
+		return false
+	}
+	return true
+}
+
+func parseFast(data []byte, target reflect.Value, fields map[string]int) bool {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipSpace(data, i+1) == len(data)
+	}
+	var seen uint64
+	for {
+		key, next, ok := plainString(data, i)
+		if !ok {
+			return false
+		}
+		index, known := fields[string(key)]
+		if !known || index >= 64 || seen&(1<<index) != 0 {
+			return false
+		}
+		seen |= 1 << index
+		i = skipSpace(data, next)
+		if i == len(data) || data[i] != ':' {
+			return false
+		}
+		i = skipSpace(data, i+1)
+		if i, ok = setPlain(data, i, target.Field(index)); !ok {
+			return false
+		}
+		i = skipSpace(data, i)
+		if i == len(data) {
+			return false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case '}':
+			return skipSpace(data, i+1) == len(data)
+		default:
+			return false
+		}
+	}
+}
+
+// setPlain decodes the value at data[i:] into f when it is a plain string
+// for a string or *string field or a boolean literal for a bool field,
+// returning the index after it.
+func setPlain(data []byte, i int, f reflect.Value) (int, bool) {
+	switch f.Kind() {
+	case reflect.String:
+		s, next, ok := plainString(data, i)
+		if !ok {
+			return 0, false
+		}
+		f.SetString(string(s))
+		return next, true
+	case reflect.Pointer:
+		if f.Type().Elem().Kind() != reflect.String {
+			return 0, false
+		}
+		s, next, ok := plainString(data, i)
+		if !ok {
+			return 0, false
+		}
+		p := reflect.New(f.Type().Elem())
+		p.Elem().SetString(string(s))
+		f.Set(p)
+		return next, true
+	case reflect.Bool:
+		switch {
+		case bytes.HasPrefix(data[i:], []byte("true")):
+			f.SetBool(true)
+			return i + 4, true
+		case bytes.HasPrefix(data[i:], []byte("false")):
+			f.SetBool(false)
+			return i + 5, true
+		}
+	}
+	return 0, false
+}
+
+// plainString returns the content of the JSON string starting at data[i]
+// when it has no escape, no control character and is valid UTF-8, and the
+// index after its closing quote.
+func plainString(data []byte, i int) (s []byte, next int, ok bool) {
+	if i >= len(data) || data[i] != '"' {
+		return nil, 0, false
+	}
+	start := i + 1
+	ascii := true
+	for j := start; j < len(data); j++ {
+		switch c := data[j]; {
+		case c == '"':
+			s = data[start:j]
+			if !ascii && !utf8.Valid(s) {
+				return nil, 0, false
+			}
+			return s, j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, 0, false
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // decodeJSON decodes body into v, a pointer to a struct whose fields are

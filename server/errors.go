@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -234,19 +236,59 @@ func retryAfterSeconds(d time.Duration) int {
 	return max(secs, 1)
 }
 
-// writeJSON writes v as the JSON body with the given status.
+// writeJSON writes v as the JSON body with the given status: the bytes of
+// json.Marshal and a newline, encoded into a pooled buffer and written in
+// one Write.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	jb := jsonBufs.Get().(*jsonBuf)
+	defer jb.release()
+	body := internalErrorBody
+	if err := jb.enc.Encode(v); err != nil {
 		// Only our own response types reach here; they always marshal.
 		slog.Error("server: marshal response", "error", err)
 		status = http.StatusInternalServerError
-		body = []byte(`{"error":"internal","message":"internal error"}`)
+	} else {
+		body = jb.buf.Bytes()
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	// The header values are shared, never-modified slices: Set would
+	// allocate one per call. Their capacity is their length, so an Add
+	// copies instead of writing into them.
+	h["Content-Type"] = contentTypeJSON
+	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
+}
+
+var (
+	internalErrorBody = []byte(`{"error":"internal","message":"internal error"}` + "\n")
+	contentTypeJSON   = []string{"application/json"}
+	noSniff           = []string{"nosniff"}
+)
+
+// jsonBuf is a reusable buffer with an Encoder writing into it.
+// json.Encoder.Encode writes what json.Marshal returns and a newline, and
+// only once v has been encoded whole.
+type jsonBuf struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// maxPooledJSON is the largest response buffer kept for reuse.
+const maxPooledJSON = 64 << 10
+
+var jsonBufs = sync.Pool{New: func() any {
+	jb := &jsonBuf{}
+	jb.enc = json.NewEncoder(&jb.buf)
+	return jb
+}}
+
+func (jb *jsonBuf) release() {
+	if jb.buf.Cap() > maxPooledJSON {
+		return
+	}
+	jb.buf.Reset()
+	jsonBufs.Put(jb)
 }
 
 // agentFailedMessage is the message of a 502 "agent_failed": it names the

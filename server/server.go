@@ -63,7 +63,7 @@ type Server struct {
 	router   *mux.Router
 	handler  http.Handler // serveHTTP: the path check, then the router's match
 	notFound http.Handler // the counted JSON 404
-	srv     *http.Server
+	srv      *http.Server
 
 	mu     sync.Mutex
 	ln     net.Listener

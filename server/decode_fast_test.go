@@ -1,0 +1,110 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+// fuzzDecodeFast checks, for body type T, that whatever decodeFast
+// accepts decodeJSON accepts with the same result, and that a body it
+// declines leaves the target zero.
+func fuzzDecodeFast[T any](f *testing.F, extra ...string) {
+	for _, s := range decoderSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range fieldSeeds(fieldNames[T]()) {
+		f.Add([]byte(s))
+	}
+	for _, s := range extra {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast T
+		if !decodeFast(body, &fast) {
+			var zero T
+			if !reflect.DeepEqual(fast, zero) {
+				t.Fatalf("declined %q but left %+v", body, fast)
+			}
+			return
+		}
+		var slow T
+		err := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), MaxBodyBytes), &slow, false)
+		if err != nil {
+			t.Fatalf("decodeFast accepted %q, decodeJSON refused it: %v", body, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: decodeFast %+v, decodeJSON %+v", body, fast, slow)
+		}
+	})
+}
+
+func FuzzDecodeFastMessage(f *testing.F) {
+	fuzzDecodeFast[MessageBody](f, `{"text":"héllo"}`, "{\"text\":\"\xed\xa0\x80\"}", `{"text":"a\"b"}`,
+		" \t{ \"text\" :\r\n\"x\" }\n", `{"text":"x",}`, `{"text":"x"`, `{"text":"x"}x`)
+}
+
+func FuzzDecodeFastDrain(f *testing.F) {
+	fuzzDecodeFast[DrainBody](f, `{"action":"drain","suppress_notification":true,"request_id":"r1"}`,
+		`{"suppress_notification":truex}`, `{"suppress_notification":fals}`, `{"action":null}`)
+}
+
+func FuzzDecodeFastEvent(f *testing.F) {
+	fuzzDecodeFast[EventBody](f, `{"session":"a","text":"b"}`, `{"session":"a","session":"b"}`)
+}
+
+func FuzzDecodeFastShutdown(f *testing.F) {
+	fuzzDecodeFast[ShutdownBody](f, `{"force":true}`, `{"force":false}`, `{"force":"true"}`)
+}
+
+// TestDecodeFastTakesTheCommonBody checks that the bodies clients send do
+// take the fast path.
+func TestDecodeFastTakesTheCommonBody(t *testing.T) {
+	var m MessageBody
+	if !decodeFast([]byte(`{"text":"hello, agent"}`), &m) || m.Text != "hello, agent" {
+		t.Fatalf("decodeFast declined a plain message body: %+v", m)
+	}
+	var d DrainBody
+	if !decodeFast([]byte(`{"action":"cancel","request_id":"r1"}`), &d) || d.Action == nil || *d.Action != "cancel" || d.RequestID != "r1" {
+		t.Fatalf("decodeFast declined a plain drain body: %+v", d)
+	}
+}
+
+// TestDecodeAnswersAsDecodeJSON checks that decode, which reads the body
+// before decoding it, answers every body, oversized ones included, as
+// decodeJSON streaming it through http.MaxBytesReader does.
+func TestDecodeAnswersAsDecodeJSON(t *testing.T) {
+	pad := string(bytes.Repeat([]byte(" "), MaxBodyBytes))
+	bodies := []string{
+		``, `{"text":"x"}`, `{"text":5}`, `{"text":"x"} x`, `{"text":"x"}` + pad, `{"text":5` + pad,
+		`{"text":"` + pad + `"}`, `[` + pad, `{"text":"x"}` + pad[:MaxBodyBytes-len(`{"text":"x"}`)],
+		`{"TEXT":"x"}`, `{"text":"\u00e9"}`, `{"text":null}`,
+	}
+	for _, body := range bodies {
+		var got, want MessageBody
+		req, err := http.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotErr := (&Server{}).decode(nil, req, &got, false)
+		wantErr := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader([]byte(body))), MaxBodyBytes), &want, false)
+		short := body
+		if len(short) > 40 {
+			short = short[:40] + "..."
+		}
+		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(errorOrNil(gotErr), errorOrNil(wantErr)) {
+			t.Errorf("%q: decode %+v, %v; decodeJSON %+v, %v", short, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+// errorOrNil returns what a client sees of err: status, code, message.
+func errorOrNil(err error) any {
+	if err == nil {
+		return nil
+	}
+	e := errorFor(err)
+	return [3]any{e.Status, e.Code, e.Message}
+}
