@@ -99,7 +99,7 @@ func BenchmarkGate(b *testing.B) {
 }
 
 // BenchmarkFire measures a drain+resume round trip through looplab/fsm and
-// the observer queue, against the accept gate as baseline.
+// one observer, against the accept gate as baseline.
 func BenchmarkFire(b *testing.B) {
 	b.Run("baseline=accept-release", func(b *testing.B) {
 		m := fsm.New()

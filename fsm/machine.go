@@ -36,15 +36,11 @@ type Machine struct {
 	mu sync.Mutex
 	f  *looplab.FSM
 
-	// Observer delivery: committed transitions queue here in commit order
-	// and are handed to observers outside mu by whichever Fire call finds
-	// no delivery in progress, so an observer may call Fire without
-	// deadlocking and still sees transitions in order.
-	qmu        sync.Mutex
-	pending    []Transition
-	delivering bool
-	observers  map[int]func(Transition)
-	nextObs    int
+	// observers are told of each committed transition inside Fire, with
+	// mu held, so they see transitions in commit order; guarded by mu.
+	observers map[int]func(Transition)
+	nextObs   int
+	last      Transition // the transition commit just made; guarded by mu
 
 	// Idle signalling: waiters counts WaitIdle callers; Release takes idleMu
 	// only when a waiter exists and the count reached zero.
@@ -116,18 +112,16 @@ func (m *Machine) guard(e *looplab.Event) {
 }
 
 // commit switches the gate to the new state, keeping the in-flight count,
-// and queues the transition for observers. It runs in enter_state, after
-// looplab committed, while m.mu is held.
+// and records the transition for Fire to tell observers. It runs in
+// enter_state, after looplab committed, while m.mu is held: the gate
+// closes before any observer (a state file fsync, a log line) runs.
 func (m *Machine) commit(e *looplab.Event) {
 	to := State(e.Dst)
 	for {
 		w := m.word.Load()
 		nw := withState(w, to)
 		if m.word.CompareAndSwap(w, nw) {
-			t := Transition{Event: Event(e.Event), From: State(e.Src), To: to, InFlight: wordCount(w), Generation: wordGen(nw)}
-			m.qmu.Lock()
-			m.pending = append(m.pending, t)
-			m.qmu.Unlock()
+			m.last = Transition{Event: Event(e.Event), From: State(e.Src), To: to, InFlight: wordCount(w), Generation: wordGen(nw)}
 			return
 		}
 	}
@@ -142,29 +136,25 @@ func (m *Machine) commit(e *looplab.Event) {
 //
 // ctx is used for its values only: cancellation is stripped before it
 // reaches looplab/fsm, which a cancelled context wedges forever. Observers
-// have been called for this transition when Fire returns, unless another
-// goroutine was delivering at the time (it then delivers it, in order).
+// have been told of the transition, in commit order, when Fire returns.
 func (m *Machine) Fire(ctx context.Context, ev Event) (changed bool, err error) {
 	if _, ok := m.rules[ev]; !ok {
 		return false, fmt.Errorf("%w: %q", ErrUnknownEvent, ev)
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	from := m.State()
 	err = m.f.Event(context.WithoutCancel(ctx), string(ev))
-	m.mu.Unlock()
-	m.deliver()
 
 	var noop looplab.NoTransitionError
 	var canceled looplab.CanceledError
 	switch {
 	case err == nil:
+		m.tell(m.last)
 		return true, nil
 	case errors.As(err, &noop):
 		if plantedBug == bugRepeatNotification {
-			m.qmu.Lock()
-			m.pending = append(m.pending, Transition{Event: ev, From: from, To: from})
-			m.qmu.Unlock()
-			m.deliver()
+			m.tell(Transition{Event: ev, From: from, To: from})
 		}
 		return false, nil
 	case errors.As(err, &canceled):
@@ -174,53 +164,31 @@ func (m *Machine) Fire(ctx context.Context, ev Event) (changed bool, err error) 
 	}
 }
 
-// deliver hands queued transitions to observers unless another goroutine is
-// already doing so (that one will deliver ours too, in commit order).
-func (m *Machine) deliver() {
-	m.qmu.Lock()
-	if m.delivering {
-		m.qmu.Unlock()
-		return
-	}
-	m.delivering = true
-	defer func() {
-		m.qmu.Lock()
-		m.delivering = false
-		m.qmu.Unlock()
-	}()
-	for len(m.pending) > 0 {
-		t := m.pending[0]
-		m.pending = m.pending[1:]
-		obs := make([]func(Transition), 0, len(m.observers))
-		for i := 0; i < m.nextObs; i++ {
-			if fn, ok := m.observers[i]; ok {
-				obs = append(obs, fn)
-			}
-		}
-		m.qmu.Unlock()
-		for _, fn := range obs {
+// tell calls every observer, in the order they subscribed, with m.mu held.
+func (m *Machine) tell(t Transition) {
+	for i := 0; i < m.nextObs; i++ {
+		if fn, ok := m.observers[i]; ok {
 			fn(t)
 		}
-		m.qmu.Lock()
 	}
-	m.qmu.Unlock()
 }
 
 // Subscribe registers fn to be told of every committed transition, once
-// each, in commit order, in the order observers subscribed. fn runs on the
-// goroutine of some Fire call, outside every Machine lock, so it may call
-// Fire (the nested transition is delivered after fn returns). It must not
-// block for long: Fire waits for it. The returned func unsubscribes.
+// each, in commit order, in the order observers subscribed. fn runs inside
+// Fire, which holds the Machine's event lock: it must not call Fire or
+// Subscribe (that deadlocks) and should be quick (the next event waits for
+// it); the gate, State, Snapshot, Accept and Release are free to use. The
+// returned func unsubscribes.
 func (m *Machine) Subscribe(fn func(Transition)) (unsubscribe func()) {
-	m.qmu.Lock()
+	m.mu.Lock()
 	id := m.nextObs
 	m.nextObs++
 	m.observers[id] = fn
-	m.qmu.Unlock()
+	m.mu.Unlock()
 	return func() {
-		m.qmu.Lock()
+		m.mu.Lock()
 		delete(m.observers, id)
-		m.qmu.Unlock()
+		m.mu.Unlock()
 	}
 }
 

@@ -187,37 +187,31 @@ func TestCancelledContextDoesNotWedge(t *testing.T) {
 	require.Equal(t, fsm.Stopped, m.State())
 }
 
-// TestObserverMayCallBack: an observer that fires an event from inside its
-// notification neither deadlocks nor loses the nested transition, and
-// transitions arrive in commit order.
-func TestObserverMayCallBack(t *testing.T) {
+// TestObserversSeeCommitOrder: observers are told inside Fire, in commit
+// order, before Fire returns, and the gate is already switched when they
+// run.
+func TestObserversSeeCommitOrder(t *testing.T) {
 	m := fsm.New()
 	rec := &recorder{}
+	var gateClosed []bool
 	m.Subscribe(func(tr fsm.Transition) {
-		if tr.To == fsm.Draining {
-			_, err := m.Fire(context.Background(), fsm.Resume)
-			require.NoError(t, err)
-			_ = m.State()
-			_ = m.Snapshot()
+		gateClosed = append(gateClosed, m.State() == tr.To && (tr.To == fsm.Running) == m.Accept())
+		if tr.To == fsm.Running {
+			_ = m.Release()
 		}
 	})
 	m.Subscribe(rec.observe)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := m.Fire(context.Background(), fsm.Drain)
+	ctx := context.Background()
+	for _, ev := range []fsm.Event{fsm.Drain, fsm.Resume, fsm.Drain, fsm.Shutdown, fsm.Stop} {
+		_, err := m.Fire(ctx, ev)
 		require.NoError(t, err)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Fire from an observer deadlocked")
 	}
-	require.Equal(t, fsm.Running, m.State())
-	got := rec.all()
-	require.Len(t, got, 2)
-	require.Equal(t, fsm.Drain, got[0].Event)
-	require.Equal(t, fsm.Resume, got[1].Event)
+	var got []fsm.Event
+	for _, tr := range rec.all() {
+		got = append(got, tr.Event)
+	}
+	require.Equal(t, []fsm.Event{fsm.Drain, fsm.Resume, fsm.Drain, fsm.Shutdown, fsm.Stop}, got)
+	require.Equal(t, []bool{true, true, true, true, true}, gateClosed, "the gate has switched before an observer runs")
 }
 
 func TestUnsubscribe(t *testing.T) {

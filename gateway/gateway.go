@@ -58,7 +58,7 @@ type Config struct {
 	Metrics       Metrics // may be nil
 	// OnTransition, if set, is called after every lifecycle transition
 	// has been logged and written to the state file (e.g. to tell a
-	// supervisor). It runs on the transition's observer goroutine, one
+	// supervisor). It runs inside the lifecycle event that made it, one
 	// call at a time in commit order, and must not block for long.
 	OnTransition func(fsm.Transition)
 }
