@@ -175,7 +175,10 @@ func benchDrain(e *benchEnv, r *report) error {
 			"path's own reaction is bounded by `--watch-interval` and behaves like (c).",
 		fmt.Sprintf("(c) is `bench/pollloop`: it stats the marker every second and flips a flag that its `/readyz` "+
 			"reports; it is polled every %v (its resolution), and its reaction is uniform over the tick, so its p50 is "+
-			"about 500 ms and its p99 about 990 ms.", pollGap))
+			"about 500 ms and its p99 about 990 ms.", pollGap),
+		"The reaction includes one `/readyz` round trip (the measurement floor row). The tail is not broken down "+
+			"further: it includes the gateway's scheduling delay on a machine whose load average (above) was "+
+			"whatever the other users of the machine made it, and it was not measured on an idle machine.")
 	r.add(s)
 	return nil
 }

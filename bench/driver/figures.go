@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -552,11 +553,26 @@ func benchFlat(e *benchEnv, r *report) error {
 		},
 		load: load0 + " → " + loadavg(),
 	}
-	var names []string
-	for n, sz := range b.files {
-		names = append(names, fmt.Sprintf("`%s` %d → %d", n, a.files[n], sz))
+	all := map[string]bool{}
+	for n := range a.files {
+		all[n] = true
 	}
-	s.notes = append(s.notes, "Files at the start → the end (bytes): "+strings.Join(names, ", ")+".",
+	for n := range b.files {
+		all[n] = true
+	}
+	var names []string
+	for n := range all {
+		sa, sb := "—", "—"
+		if v, ok := a.files[n]; ok {
+			sa = strconv.FormatInt(v, 10)
+		}
+		if v, ok := b.files[n]; ok {
+			sb = strconv.FormatInt(v, 10)
+		}
+		names = append(names, fmt.Sprintf("`%s` %s → %s", n, sa, sb))
+	}
+	sort.Strings(names)
+	s.notes = append(s.notes, "Files at the start → the end (bytes; — : absent, e.g. a temp file of an atomic write in progress at the sample): "+strings.Join(names, ", ")+".",
 		"The issue sets no number for flatness; met? is left for the reader.")
 	r.add(s)
 	return nil

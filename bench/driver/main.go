@@ -31,6 +31,7 @@ type options struct {
 	flatTurns   int
 	skip        string
 	keep        bool
+	tree        bool
 }
 
 var opt options
@@ -42,13 +43,14 @@ func main() {
 	flag.IntVar(&opt.httpTrials, "http-trials", 20, "HTTP drain trials")
 	flag.IntVar(&opt.exitTrials, "exit-trials", 30, "shutdown exit latency trials per program")
 	flag.DurationVar(&opt.tputDur, "tput-duration", 3*time.Second, "throughput: measuring time per server per concurrency")
-	flag.IntVar(&opt.tputRounds, "tput-rounds", 3, "throughput: the duration is split into this many interleaved A/B rounds")
+	flag.IntVar(&opt.tputRounds, "tput-rounds", 6, "throughput: the duration is split into this many interleaved A/B rounds")
 	flag.StringVar(&opt.concs, "conc", "1,8,64", "throughput concurrencies")
-	flag.StringVar(&opt.parked, "parked", "2000", "memory: numbers of parked turns, comma separated (e.g. 2000,10000)")
+	flag.StringVar(&opt.parked, "parked", "2000,10000", "memory: numbers of parked turns, comma separated (e.g. 2000,10000)")
 	flag.DurationVar(&opt.idleDur, "idle", 30*time.Second, "idle CPU: measuring time")
 	flag.IntVar(&opt.flatTurns, "flat-turns", 100000, "flatness: turns run between the start and end samples (0: skip)")
 	flag.StringVar(&opt.skip, "skip", "", "figures to skip, comma separated: drain,http,exit,tput,mem,idle,flat")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temp dir (binaries, homes, logs)")
+	flag.BoolVar(&opt.tree, "tree", false, "build quiesce from the working tree (default: from a clean export of HEAD, so the report names exactly what was measured)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
@@ -112,11 +114,30 @@ type benchEnv struct {
 
 func (e *benchEnv) build() error {
 	e.bins = map[string]string{}
+	quiesceSrc := "."
+	if !opt.tree {
+		// A clean export of HEAD: uncommitted edits in the tree (other
+		// work in progress) are not measured under HEAD's name.
+		quiesceSrc = filepath.Join(e.dir, "src")
+		tar := filepath.Join(e.dir, "src.tar")
+		if out, err := exec.Command("git", "archive", "-o", tar, "HEAD").CombinedOutput(); err != nil {
+			return fmt.Errorf("git archive HEAD: %v: %s", err, out)
+		}
+		if err := os.MkdirAll(quiesceSrc, 0o755); err != nil {
+			return err
+		}
+		if out, err := exec.Command("tar", "-xf", tar, "-C", quiesceSrc).CombinedOutput(); err != nil {
+			return fmt.Errorf("tar: %v: %s", err, out)
+		}
+	}
 	for name, pkg := range map[string]string{
 		"quiesce": "./cmd/quiesce", "bare": "./bench/bare", "pollloop": "./bench/pollloop", "floor": "./bench/floor",
 	} {
 		out := filepath.Join(e.dir, name)
 		cmd := exec.Command("go", "build", "-o", out, pkg)
+		if name == "quiesce" {
+			cmd.Dir = quiesceSrc
+		}
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("go build %s: %w", pkg, err)

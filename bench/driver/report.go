@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -72,7 +73,11 @@ func (r *report) markdown() string {
 	w("`make bench` (or the command below) and commit the result. A goal that is missed says **no**\n")
 	w("with its figures; goals are never weakened to pass.\n\n")
 	w("| | |\n|---|---|\n")
-	w("| commit | `%s` (%s) |\n", cmdOut("git", "rev-parse", "HEAD"), dirty())
+	what := "quiesce built from a clean export of this commit (`git archive HEAD`)"
+	if opt.tree {
+		what = "quiesce built from the working tree, " + dirty()
+	}
+	w("| commit | `%s` (%s) |\n", cmdOut("git", "rev-parse", "HEAD"), what)
 	w("| command | `%s` |\n", strings.TrimSpace(r.cmdline))
 	w("| date | %s, %s |\n", r.start.UTC().Format(time.RFC3339), time.Since(r.start).Round(time.Second))
 	w("| machine | %s CPUs (nproc), %s |\n", cmdOut("nproc"), cpuModel())
@@ -100,6 +105,17 @@ func (r *report) markdown() string {
 			w("\n")
 		}
 	}
+	w("## Running it\n\n")
+	w("`make bench` runs the Go benchmarks (`go test -bench`, reported by `internal/benchreport`), then\n")
+	w("`go run ./bench/driver $(BENCH_ARGS)`, which writes this file. The driver stops by itself; every\n")
+	w("trial has a timeout, and every process it started is killed when a figure ends. It is a package\n")
+	w("main without tests, so `go test ./...` never runs it. Its flags (with their defaults, which keep\n")
+	w("`make bench` under 10 minutes on 2 cores):\n\n")
+	w("| flag | default | |\n|---|---|---|\n")
+	flag.VisitAll(func(f *flag.Flag) {
+		w("| `-%s` | `%s` | %s |\n", f.Name, f.DefValue, f.Usage)
+	})
+	w("\n")
 	return b.String()
 }
 
