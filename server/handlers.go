@@ -229,7 +229,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 	writeJSON(w, http.StatusOK, MessageResponse{Session: session, Reply: reply})
 }
 
-// sessionOfPath returns the {id} of a path that matched MessagePathTemplate.
+// sessionOfPath returns the {id} of a path that isMessagePath accepts.
 func sessionOfPath(p string) string {
 	id := strings.TrimPrefix(p, messagePathPrefix)
 	return strings.TrimSuffix(id, messagePathSuffix)
