@@ -30,12 +30,16 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 			bodyBufs.Put(bp)
 		}
 	}()
-	data, rerr := readBody(http.MaxBytesReader(w, r.Body, MaxBodyBytes), (*bp)[:0])
+	var body io.Reader = http.NoBody
+	if r.Body != nil {
+		body = r.Body
+	}
+	data, rerr := readBody(body, (*bp)[:0], MaxBodyBytes)
 	*bp = data
 	if rerr == nil && decodeFast(data, v) {
 		return nil
 	}
-	var body io.Reader = bytes.NewReader(data)
+	body = bytes.NewReader(data)
 	if rerr != nil {
 		body = io.MultiReader(body, errReader{rerr})
 	}
@@ -51,14 +55,23 @@ var bodyBufs = sync.Pool{New: func() any {
 }}
 
 // readBody appends r's content to buf until EOF or an error, which it
-// returns with what was read.
-func readBody(r io.Reader, buf []byte) ([]byte, error) {
+// returns with what was read. Past limit bytes it stops with a
+// *http.MaxBytesError and the first limit bytes, as r behind
+// http.MaxBytesReader would give them (without that reader's allocation;
+// its signal to close the connection never reached net/http anyway,
+// the ResponseWriter here being the metrics' statusWriter).
+func readBody(r io.Reader, buf []byte, limit int) ([]byte, error) {
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		// Read at most one byte past the limit.
+		room := buf[len(buf):min(cap(buf), limit+1)]
+		n, err := r.Read(room)
 		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return buf[:limit], &http.MaxBytesError{Limit: int64(limit)}
+		}
 		if err == io.EOF {
 			return buf, nil
 		}

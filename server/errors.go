@@ -242,6 +242,20 @@ func retryAfterSeconds(d time.Duration) int {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	jb := jsonBufs.Get().(*jsonBuf)
 	defer jb.release()
+	jb.write(w, status, v)
+}
+
+// writeMessage writes resp as writeJSON does, from the pooled buffer's
+// own MessageResponse: a pointer to it fits an interface without boxing.
+func writeMessage(w http.ResponseWriter, resp MessageResponse) {
+	jb := jsonBufs.Get().(*jsonBuf)
+	defer jb.release()
+	jb.msg = resp
+	jb.write(w, http.StatusOK, &jb.msg)
+}
+
+// write encodes v into jb and writes it to w with status.
+func (jb *jsonBuf) write(w http.ResponseWriter, status int, v any) {
 	body := internalErrorBody
 	if err := jb.enc.Encode(v); err != nil {
 		// Only our own response types reach here; they always marshal.
@@ -272,6 +286,7 @@ var (
 type jsonBuf struct {
 	buf bytes.Buffer
 	enc *json.Encoder
+	msg MessageResponse // writeMessage's value
 }
 
 // maxPooledJSON is the largest response buffer kept for reuse.
@@ -288,6 +303,7 @@ func (jb *jsonBuf) release() {
 		return
 	}
 	jb.buf.Reset()
+	jb.msg = MessageResponse{}
 	jsonBufs.Put(jb)
 }
 

@@ -226,7 +226,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, MessageResponse{Session: session, Reply: reply})
+	writeMessage(w, MessageResponse{Session: session, Reply: reply})
 }
 
 // sessionOfPath returns the {id} of a path that isMessagePath accepts.
