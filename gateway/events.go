@@ -128,7 +128,7 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 // the rejected file.
 func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 	defer g.bg.Done()
-	turnID := randid.New()
+	turnID := nextTurnID()
 	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
 	var retry time.Duration
 	g.evMu.Lock()

@@ -87,7 +87,7 @@ type Gateway struct {
 	ctlMu sync.Mutex
 
 	sessMu   sync.Mutex
-	sessions map[string]*slot // sessions with a turn running
+	sessions map[string]slot // sessions with a turn running
 
 	evMu   sync.Mutex
 	events map[string]*eventState // pending events the dispatcher has tried
@@ -202,7 +202,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 		notifier: notify.NewNotifierWith(outbox, notify.NotifierOptions{Logger: cfg.Logger, Observer: cfg.Metrics.Notified}, cfg.Sinks...),
 		started:  cfg.Now(),
 		lock:     lock,
-		sessions: map[string]*slot{},
+		sessions: map[string]slot{},
 		events:   map[string]*eventState{},
 		spool:    sp,
 	}

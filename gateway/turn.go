@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -86,7 +87,7 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 	if req.Started != nil {
 		req.Started()
 	}
-	turn := Turn{Session: req.Session, Text: req.Text, TurnID: randid.New()}
+	turn := Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
 	if req.Delta != nil {
 		d := &deltaGate{fn: req.Delta}
 		defer d.close()
@@ -119,6 +120,27 @@ func (d *deltaGate) close() {
 	d.mu.Lock()
 	d.closed = true
 	d.mu.Unlock()
+}
+
+// turnIDs makes turn ids: a random 8-hex-digit prefix drawn once per
+// process and a counter, so ids are unique (across restarts too, with
+// overwhelming probability) without a crypto/rand syscall per turn.
+var turnIDs = struct {
+	prefix string
+	n      atomic.Uint64
+}{prefix: randid.New()[:8]}
+
+// nextTurnID returns a new 16-hex-digit turn id.
+func nextTurnID() string {
+	var b [16]byte
+	copy(b[:8], turnIDs.prefix)
+	n := uint32(turnIDs.n.Add(1))
+	const hexdigits = "0123456789abcdef"
+	for i := 15; i >= 8; i-- {
+		b[i] = hexdigits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
 }
 
 // InterruptMessage is what a user whose turn a forced shutdown cut off is
@@ -159,7 +181,7 @@ func (g *Gateway) claim(ctx context.Context, session string, system bool) (conte
 		return nil, false
 	}
 	turnCtx, cancel := context.WithCancelCause(ctx)
-	g.sessions[session] = &slot{cancel: cancel, system: system, start: time.Now()}
+	g.sessions[session] = slot{cancel: cancel, system: system, start: time.Now()}
 	return turnCtx, true
 }
 
