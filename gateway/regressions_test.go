@@ -31,12 +31,12 @@ func TestShutdownBoundHoldsWithManyPingsOnASlowDisk(t *testing.T) {
 	// A disk where an fsync of the outbox takes 20ms (hook installed before
 	// any goroutine runs; armed later).
 	var slow atomic.Bool
-	homefile.SyncHook = func(p string) {
+	homefile.SetSyncHook(func(p string) {
 		if slow.Load() && filepath.Base(p) == OutboxFileName {
 			time.Sleep(20 * time.Millisecond)
 		}
-	}
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	f := newFixture(t, func(c *Config) {
 		c.DrainTimeout = 100 * time.Millisecond
 		c.NotifyTimeout = 100 * time.Millisecond
@@ -210,16 +210,16 @@ func TestSpoolReopenFailureNeverAcknowledgesIntoAnOrphan(t *testing.T) {
 	aside := f.path + ".aside"
 	var armed atomic.Bool
 	armed.Store(true)
-	homefile.SyncHook = func(p string) {
+	homefile.SetSyncHook(func(p string) {
 		if p == f.dir && armed.CompareAndSwap(true, false) {
 			// Right after the rename: the reopen will fail.
 			require.NoError(t, os.Rename(f.path, aside))
 			require.NoError(t, os.Mkdir(f.path, 0o700))
 		}
-	}
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	require.Error(t, s.complete(ids[compactAfter-1]), "compaction's reopen failed")
-	homefile.SyncHook = nil
+	homefile.SetSyncHook(nil)
 	require.NoError(t, os.Remove(f.path))
 	require.NoError(t, os.Rename(aside, f.path)) // the compacted file is back
 

@@ -206,8 +206,8 @@ func TestSpoolAppendAndCompletionAreFsynced(t *testing.T) {
 	f := newSpoolFixture(t)
 	s := f.open(t)
 	var synced []string
-	homefile.SyncHook = func(p string) { synced = append(synced, p) }
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	homefile.SetSyncHook(func(p string) { synced = append(synced, p) })
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	e := event("s", "durable")
 	require.NoError(t, s.add(e))
 	assert.Equal(t, []string{f.path}, synced, "add fsyncs the spool")

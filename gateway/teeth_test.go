@@ -314,14 +314,14 @@ func TestOneStateWriteAfterTheLastTurnOfAShutdown(t *testing.T) {
 	var mu sync.Mutex
 	var writes int
 	prefix := filepath.Join(f.home, StateFileName) + homefile.TempInfix
-	homefile.SyncHook = func(p string) {
+	homefile.SetSyncHook(func(p string) {
 		if strings.HasPrefix(p, prefix) {
 			mu.Lock()
 			writes++
 			mu.Unlock()
 		}
-	}
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	// The shutting_down transition's own write has landed before counting.
 	eventually(t, "the state file says shutting_down", func() bool {
 		doc, err := readStateFile(f.home)

@@ -18,12 +18,12 @@ import (
 func syncRecorder(t *testing.T) func() []string {
 	var mu sync.Mutex
 	var synced []string
-	homefile.SyncHook = func(p string) {
+	homefile.SetSyncHook(func(p string) {
 		mu.Lock()
 		synced = append(synced, p)
 		mu.Unlock()
-	}
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()

@@ -117,7 +117,7 @@ func repairTail(f *os.File, size int64) error {
 func (o *Outbox) Path() string { return o.path }
 
 // Send appends m as one JSON line (At in UTC) and fsyncs the file (through
-// homefile.Sync, so homefile.SyncHook sees it). It returns
+// homefile.Sync, so a homefile.SetSyncHook hook sees it). It returns
 // ctx.Err() if ctx is done before the write starts; the write and fsync
 // themselves are not interruptible. If the write fails part-way the partial
 // line is truncated away. Send on a closed Outbox returns an error wrapping

@@ -346,17 +346,17 @@ func TestOutboxFIFORefusedWithoutBlocking(t *testing.T) {
 }
 
 // TestOutboxFsyncsEachAppend: every append is fsynced (seen through
-// homefile.SyncHook) before Send returns, and through a Notifier before any
+// homefile.SetSyncHook) before Send returns, and through a Notifier before any
 // other sink sees the message.
 func TestOutboxFsyncsEachAppend(t *testing.T) {
 	var mu sync.Mutex
 	synced := make(map[string]int)
-	homefile.SyncHook = func(p string) {
+	homefile.SetSyncHook(func(p string) {
 		mu.Lock()
 		synced[p]++
 		mu.Unlock()
-	}
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	syncs := func(p string) int {
 		mu.Lock()
 		defer mu.Unlock()

@@ -259,8 +259,10 @@ func TestRedeliverDropsTheOldestBeyondMaxPending(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "dropped the 2 oldest") {
 		t.Errorf("Redeliver: got error %v, want one saying 2 were dropped", err)
 	}
-	if got, want := receivedKeys(t, srv), sortedIDs(msgs[2:]); !slices.Equal(got, want) {
-		t.Errorf("delivered %d keys, want the newest %d", len(got), len(want))
+	// A try that timed out under load may be sent again with the same key
+	// (at-least-once): compare the distinct keys.
+	if got, want := slices.Compact(receivedKeys(t, srv)), sortedIDs(msgs[2:]); !slices.Equal(got, want) {
+		t.Errorf("delivered %d distinct keys, want the newest %d", len(got), len(want))
 	}
 	if got := obs.count("webhook", notify.ResultFailed); got != 2 {
 		t.Errorf("observer webhook/failed: got %d, want 2", got)

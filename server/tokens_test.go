@@ -234,8 +234,8 @@ func TestTokensFileOverLimitIsRefused(t *testing.T) {
 // file a killed earlier call left behind.
 func TestEnsureDevTokenWritesAtomically(t *testing.T) {
 	var synced []string
-	homefile.SyncHook = func(path string) { synced = append(synced, path) }
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	homefile.SetSyncHook(func(path string) { synced = append(synced, path) })
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tokens")

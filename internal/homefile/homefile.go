@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/quiesce-dev/quiesce/internal/randid"
@@ -30,11 +31,28 @@ const TempInfix = ".tmp-"
 // symlink (dangling or not). The path is left untouched.
 var ErrNotRegular = errors.New("not a regular file")
 
-// SyncHook, when set (tests only), is called with the path of every file
-// and directory this package fsyncs, after the fsync succeeded. It lets a
-// test assert that a write was made durable. It must be set before any
-// concurrent use and never changed while files are being written.
-var SyncHook func(path string)
+// syncHook is the SetSyncHook function, read atomically so a test may set
+// it while other goroutines write.
+var syncHook atomic.Pointer[func(path string)]
+
+// SetSyncHook makes fn (nil: none) be called with the path of every file
+// and directory this package fsyncs, after the fsync succeeded, so a test
+// can assert that a write was made durable (or slow a disk down). It is
+// for tests; safe to call while files are being written.
+func SetSyncHook(fn func(path string)) {
+	if fn == nil {
+		syncHook.Store(nil)
+		return
+	}
+	syncHook.Store(&fn)
+}
+
+// synced reports path to the hook, if any.
+func synced(path string) {
+	if fn := syncHook.Load(); fn != nil {
+		(*fn)(path)
+	}
+}
 
 // WriteAtomic replaces path with data so that a reader sees either the old
 // content or the new one, never a partial file, even if the process is
@@ -110,14 +128,12 @@ func createTemp(dir, base string) (*os.File, string, error) {
 	return nil, "", err
 }
 
-// Sync fsyncs f and reports it to SyncHook.
+// Sync fsyncs f and reports it to the SetSyncHook hook.
 func Sync(f *os.File) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", f.Name(), err)
 	}
-	if SyncHook != nil {
-		SyncHook(f.Name())
-	}
+	synced(f.Name())
 	return nil
 }
 
@@ -139,9 +155,7 @@ func SyncDir(dir string) error {
 	if cerr != nil {
 		return fmt.Errorf("fsync dir %s: %w", dir, cerr)
 	}
-	if SyncHook != nil {
-		SyncHook(dir)
-	}
+	synced(dir)
 	return nil
 }
 

@@ -71,8 +71,8 @@ func TestWriteAtomicReplacesAndSyncs(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "state.json")
 	var synced []string
-	homefile.SyncHook = func(path string) { synced = append(synced, path) }
-	t.Cleanup(func() { homefile.SyncHook = nil })
+	homefile.SetSyncHook(func(path string) { synced = append(synced, path) })
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
 	require.NoError(t, homefile.WriteAtomic(p, []byte("one"), 0o600))
 	require.NoError(t, homefile.WriteAtomic(p, []byte("two"), 0o644))
 	data, err := os.ReadFile(p)
