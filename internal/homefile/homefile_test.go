@@ -115,3 +115,23 @@ func TestRemoveTempsRemovesOnlyNamedTargets(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"a.json", "a.jsonx.tmp-5", "c.tmp-4"}, left)
 }
+
+// TestWriteAtomicRemovesItsTempFileWhenTheWriteFails: a write that fails
+// half-way (here EFBIG, under a 16-byte file-size limit) leaves no temp
+// file behind and the target untouched.
+func TestWriteAtomicRemovesItsTempFileWhenTheWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old))
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 16, Max: old.Max}))
+	err := homefile.WriteAtomic(p, make([]byte, 4096), 0o600)
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old))
+	require.Error(t, err)
+	entries, _ := os.ReadDir(dir)
+	require.Len(t, entries, 1, "only the target: %v", entries)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(data))
+}
