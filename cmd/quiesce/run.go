@@ -348,7 +348,8 @@ func printDevHelp(m *Main, baseURL, home, tokensPath, token string, created bool
 	} else {
 		fmt.Fprintf(w, "\nUsing the first token of %s.\n", tokensPath)
 	}
-	fmt.Fprintf(w, `Gateway listening on %[1]s (home %[4]s). In a second terminal, try:
+	fmt.Fprintf(w, `Gateway listening on %[1]s (home %[4]s); its status page is %[1]s/
+(paste the token below there for drain and cancel buttons). In a second terminal, try:
 
   export QUIESCE_URL=%[1]s QUIESCE_TOKEN=%[2]s
   # a turn: the echo agent replies
