@@ -125,27 +125,6 @@ func TestGateBeforeSessionSlot(t *testing.T) {
 	require.NoError(t, recv(t, first).err)
 }
 
-// with an agent that ignores cancellation and a sink that never
-// answers, the sequence still ends within drain + notify + 1s when the
-// notify timeout is longer than 1s (one notify budget, not two).
-func TestShutdownHasOneNotifyBudget(t *testing.T) {
-	const drain, notifyTimeout = 200 * time.Millisecond, 1500 * time.Millisecond
-	agent := stubbornAgent{release: make(chan struct{})}
-	defer close(agent.release)
-	f := newFixture(t, func(c *Config) {
-		c.Sinks = []notify.Sink{ctxOnlySink{}}
-		c.Agent = agent
-		c.DrainTimeout, c.NotifyTimeout = drain, notifyTimeout
-	})
-	go func() { _, _ = f.g.Turn(context.Background(), "alice", "stuck") }()
-	eventually(t, "the turn is in flight", func() bool { return f.g.m.InFlight() == 1 })
-	begin := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), drain+notifyTimeout+time.Second)
-	defer cancel()
-	_, err := f.g.Shutdown(ctx, false)
-	require.NoError(t, err, "ended after %v; bound drain + notify + 1s", time.Since(begin))
-}
-
 // BeginShutdown returns only once the broadcast is recorded.
 func TestBroadcastRecordedWhenBeginShutdownReturns(t *testing.T) {
 	f := newFixture(t, nil)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,24 +39,31 @@ func (a stubbornAgent) Run(_ context.Context, t Turn) (string, error) {
 // TestShutdownBoundHoldsWithStuckSinkAndAgent: the sequence ends within
 // drain + notify timeout (+ the 1s the process has to close connections)
 // even with a sink that only returns on ctx cancel and an agent that
-// ignores cancellation.
+// ignores cancellation — with one notify budget, not one per step (a
+// notify timeout over 1s shows it).
 func TestShutdownBoundHoldsWithStuckSinkAndAgent(t *testing.T) {
-	const drain, notifyTimeout = 200 * time.Millisecond, 300 * time.Millisecond
-	agent := stubbornAgent{release: make(chan struct{})}
-	defer close(agent.release)
-	f := newFixture(t, func(c *Config) {
-		c.Sinks = []notify.Sink{ctxOnlySink{}}
-		c.Agent = agent
-		c.DrainTimeout, c.NotifyTimeout = drain, notifyTimeout
-	})
-	go func() { _, _ = f.g.Turn(context.Background(), "alice", "stuck") }()
-	eventually(t, "the turn is in flight", func() bool { return f.g.m.InFlight() == 1 })
-	ctx, cancel := context.WithTimeout(context.Background(), drain+notifyTimeout+time.Second)
-	defer cancel()
-	rep, err := f.g.Shutdown(ctx, false)
-	require.NoError(t, err, "the shutdown must end within drain + notify + 1s")
-	assert.Equal(t, []string{"alice"}, rep.Interrupted)
-	assert.Equal(t, 1, count(f.outbox(t), notify.KindSessionInterrupted, "alice"), "the outbox has the ping")
+	for _, tc := range []struct{ drain, notify time.Duration }{
+		{200 * time.Millisecond, 300 * time.Millisecond},
+		{200 * time.Millisecond, 1500 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("drain=%v,notify=%v", tc.drain, tc.notify), func(t *testing.T) {
+			agent := stubbornAgent{release: make(chan struct{})}
+			defer close(agent.release)
+			f := newFixture(t, func(c *Config) {
+				c.Sinks = []notify.Sink{ctxOnlySink{}}
+				c.Agent = agent
+				c.DrainTimeout, c.NotifyTimeout = tc.drain, tc.notify
+			})
+			go func() { _, _ = f.g.Turn(context.Background(), "alice", "stuck") }()
+			eventually(t, "the turn is in flight", func() bool { return f.g.m.InFlight() == 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), tc.drain+tc.notify+time.Second)
+			defer cancel()
+			rep, err := f.g.Shutdown(ctx, false)
+			require.NoError(t, err, "the shutdown must end within drain + notify + 1s")
+			assert.Equal(t, []string{"alice"}, rep.Interrupted)
+			assert.Equal(t, 1, count(f.outbox(t), notify.KindSessionInterrupted, "alice"), "the outbox has the ping")
+		})
+	}
 }
 
 // TestInterruptedEventRunsFirstAtNextStart: two events for one session;

@@ -131,18 +131,14 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 		s.writeError(w, r, badRequest("wait must be \"idle\" or \"change\" (timeout needs a wait, after needs wait=change)"))
 		return
 	}
-	timeout := DefaultWaitTimeout
-	if rawTimeout != "" {
-		d, err := parseTimeout(rawTimeout)
-		if err != nil {
-			s.writeError(w, r, badRequest("timeout: %v", err))
-			return
-		}
-		timeout = min(d, MaxWaitTimeout)
+	timeout, err := waitTimeout(rawTimeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	err := s.gw.WaitIdle(ctx)
+	err = s.gw.WaitIdle(ctx)
 	if r.Context().Err() != nil {
 		return // the client went away
 	}

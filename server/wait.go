@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -45,14 +46,10 @@ func (s *Server) handleWaitChange(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("after: %v", err))
 		return
 	}
-	timeout := DefaultWaitTimeout
-	if rawTimeout != "" {
-		d, err := parseTimeout(rawTimeout)
-		if err != nil {
-			s.writeError(w, r, badRequest("timeout: %v", err))
-			return
-		}
-		timeout = min(d, MaxWaitTimeout)
+	timeout, err := waitTimeout(rawTimeout)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	if st := s.gw.Status(); st.Seq < after || st.State == fsm.Stopped {
 		writeJSON(w, http.StatusOK, ChangeResponse{Status: st, Changed: st.Seq != after})
@@ -74,4 +71,17 @@ func parseSeq(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a seq (a whole number from a status answer)", s)
 	}
 	return n, nil
+}
+
+// waitTimeout is a long-poll's ?timeout=: DefaultWaitTimeout when empty,
+// capped at MaxWaitTimeout; a bad value is a 400.
+func waitTimeout(raw string) (time.Duration, error) {
+	if raw == "" {
+		return DefaultWaitTimeout, nil
+	}
+	d, err := parseTimeout(raw)
+	if err != nil {
+		return 0, badRequest("timeout: %v", err)
+	}
+	return min(d, MaxWaitTimeout), nil
 }

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,27 +48,7 @@ func TestE2EExitBoundWithHungWebhookAndSlowUpload(t *testing.T) {
 		"--agent-work", "1m", "--drain-timeout", "1s", "--notify-timeout", "1s", "--notify-webhook", hook.URL)
 	inflight := p.turnAsync("alice", "long")
 	p.waitInFlight(1)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = conn.Write([]byte("POST /v1/sessions/bob/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + opsToken + "\r\nContent-Length: 1000\r\n\r\n{"))
-	require.NoError(t, err)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := conn.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	slowUpload(t, p)
 	begin := time.Now()
 	p.signal(syscall.SIGTERM)
 	const bound = 3*time.Second + 1*time.Second // drain + notify + 1s, plus 1s for scheduling

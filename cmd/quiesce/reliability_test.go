@@ -127,27 +127,7 @@ func TestE2EShutdownBoundHoldsWithSlowUpload(t *testing.T) {
 		"--agent-work", "1m", "--drain-timeout", "1s", "--notify-timeout", "1s")
 	inflight := p.turnAsync("alice", "long")
 	p.waitInFlight(1)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = fmt.Fprintf(conn, "POST /v1/sessions/bob/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", opsToken)
-	require.NoError(t, err)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // one byte every 100ms until the test ends or the server closes
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := conn.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	slowUpload(t, p)
 
 	begin := time.Now()
 	p.signal(syscall.SIGTERM)
@@ -317,4 +297,32 @@ func TestE2ESIGTERMWhileClosingStillExitsZero(t *testing.T) {
 	}
 	require.Equal(t, 0, p.wait(), "exit 0, not killed by the repeated SIGTERM")
 	assert.Contains(t, p.stderr.String(), `"msg":"exiting"`)
+}
+
+// slowUpload opens a connection to p and starts a turn whose body it
+// sends one byte every 100 ms, until the test ends or the server closes
+// the connection: a client that holds a request open as long as it can.
+func slowUpload(t *testing.T, p *gatewayProc) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST /v1/sessions/slow/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", opsToken)
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
 }
