@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,9 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 	}
 	var reply string
 	reply, err = g.runAgent(turnCtx, turn)
+	if g.log.Enabled(ctx, slog.LevelDebug) { // the turn id is also the upstream's X-Request-Id
+		g.log.Debug("turn done", "session", req.Session, "turn_id", turn.TurnID, "result", turnResult(err))
+	}
 	return reply, err
 }
 
