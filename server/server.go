@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -70,15 +69,6 @@ type Server struct {
 	ln     net.Listener
 	served bool       // Serve was called
 	serve  chan error // receives Serve's result once
-
-	// Close waits for in-flight requests on a signal, not on net/http's
-	// doubling poll: active counts requests in serveHTTP, closing is set
-	// by Close, and the request that brings active to zero while closing
-	// closes drained (once, through drainOnce).
-	active    atomic.Int64
-	closing   atomic.Bool
-	drained   chan struct{}
-	drainOnce sync.Once
 }
 
 // New returns a Server with every route registered.
@@ -103,7 +93,6 @@ func New(cfg Config) (*Server, error) {
 		retryAfter: cfg.RetryAfter,
 		logger:     cfg.Logger,
 		serve:      make(chan error, 1),
-		drained:    make(chan struct{}),
 	}
 	if s.addr == "" {
 		s.addr = DefaultAddr
@@ -252,42 +241,24 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // Serve.
 func (s *Server) Done() <-chan error { return s.serve }
 
-// Close stops the server: it stops listening and closes idle keep-alive
-// connections, waits until every request in flight has been answered
-// (woken by the last one, not by polling), then closes every connection.
-// If ctx ends first, it cuts every remaining connection and returns
-// ctx.Err() without waiting for their handlers, so it returns by ctx's
-// deadline whatever clients do: a body trickling in or an idle keep-alive
-// connection cannot hold it (TestCloseBoundedBySlowUpload). It also closes
-// a listener that Serve never used.
+// Close stops the server gracefully: it stops listening, closes idle
+// connections, then waits for in-flight requests to finish
+// (http.Server.Shutdown). If ctx ends first, it cuts every remaining
+// connection (http.Server.Close) and returns ctx.Err() without waiting for
+// their handlers, so it returns by ctx's deadline whatever clients do: a
+// body trickling in or an idle keep-alive connection cannot hold it
+// (TestCloseBoundedBySlowUpload). It also closes a listener that Serve
+// never used.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	ln, served := s.ln, s.served
+	if s.ln != nil && !s.served {
+		_ = s.ln.Close() // when serving, Shutdown closes it
+	}
 	s.mu.Unlock()
-	if !served {
-		if ln != nil {
-			_ = ln.Close()
-		}
-		return nil
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
 	}
-	s.closing.Store(true)
-	// Shutdown with a context already done: it stops listening, closes
-	// idle connections and marks the server shutting down (a connection
-	// closes after its current reply; Serve returns ErrServerClosed), then
-	// returns at once instead of polling for the busy ones.
-	now, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = s.srv.Shutdown(now)
-	if s.active.Load() == 0 {
-		s.drainOnce.Do(func() { close(s.drained) })
-	}
-	var err error
-	select {
-	case <-s.drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	_ = s.srv.Close()
 	return err
 }
 
@@ -337,8 +308,6 @@ func (s *Server) instrumentRoutes() error {
 // request twice to put the route and its vars in the context, which no
 // handler here reads (handleMessage reads its id from the path).
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.active.Add(1)
-	defer s.requestDone(w)
 	if uncleanPath(r.URL.Path) {
 		s.notFound.ServeHTTP(w, r)
 		return
@@ -351,25 +320,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	m.reset()
 	routeMatches.Put(m)
 	h.ServeHTTP(w, r)
-}
-
-// requestDone ends a request. While closing, it first pushes the response
-// to the connection (net/http would only flush it after the handler
-// returns, and Close may cut the connection as soon as the last request
-// is done), then wakes Close when it was the last.
-func (s *Server) requestDone(w http.ResponseWriter) {
-	if !s.closing.Load() {
-		s.active.Add(-1)
-		if !s.closing.Load() {
-			return
-		}
-		// Close began meanwhile: fall through to tell it.
-		s.active.Add(1)
-	}
-	_ = http.NewResponseController(w).Flush()
-	if s.active.Add(-1) == 0 {
-		s.drainOnce.Do(func() { close(s.drained) })
-	}
 }
 
 // routeMatch is a reusable mux.RouteMatch: mux fills Vars in place when
