@@ -167,3 +167,16 @@ func TestExecAgentDoesNotInheritTheSupervisorSocket(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "[]", reply)
 }
+
+// TestTurnIDsAreUniqueAndHex: turn ids go upstream as X-Request-Id and to
+// exec agents; an upstream may deduplicate on them.
+func TestTurnIDsAreUniqueAndHex(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100000 {
+		id := nextTurnID()
+		require.Len(t, id, 16)
+		require.Equal(t, strings.Trim(id, "0123456789abcdef"), "", id)
+		require.False(t, seen[id], "%s repeats", id)
+		seen[id] = true
+	}
+}

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -126,21 +125,14 @@ func (d *deltaGate) close() {
 	d.mu.Unlock()
 }
 
-// turnIDs makes turn ids: a random 8-hex-digit prefix drawn once per
-// process and a counter, so ids are unique (across restarts too, with
-// overwhelming probability) without a crypto/rand syscall per turn.
-var turnIDs = struct {
-	prefix string
-	n      atomic.Uint64
-}{prefix: randid.New()[:8]}
-
-// nextTurnID returns a new 16-hex-digit turn id.
+// nextTurnID returns a new turn id: 64 random bits as 16 hex digits,
+// from math/rand/v2's ChaCha8 generator (seeded by the runtime), so a
+// turn costs no crypto/rand syscall and ids are as unique as randid's.
 func nextTurnID() string {
 	var b [16]byte
-	copy(b[:8], turnIDs.prefix)
-	n := uint32(turnIDs.n.Add(1))
+	n := mrand.Uint64()
 	const hexdigits = "0123456789abcdef"
-	for i := 15; i >= 8; i-- {
+	for i := 15; i >= 0; i-- {
 		b[i] = hexdigits[n&0xf]
 		n >>= 4
 	}
