@@ -492,14 +492,7 @@ func TestCloseReturnsByDeadlineWhenSinkIgnoresCtx(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
 	}
-	for _, m := range msgs {
-		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
-			t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
-		}
-	}
-	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
-		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
-	}
+	requireUndeliveredLoggedAndKept(t, logs, path, msgs)
 	if err := n.Send(context.Background(), ping("sd1", "s3")); !errors.Is(err, notify.ErrClosed) {
 		t.Errorf("Send after Close: got %v, want ErrClosed", err)
 	}
@@ -615,14 +608,7 @@ func TestSinkOnlyReturningOnCancelIsBoundedByNotifyTimeout(t *testing.T) {
 			if err := n.Close(ctx2); err != nil {
 				t.Errorf("second Close (waits for the sink's goroutines): %v", err)
 			}
-			for _, m := range msgs {
-				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
-					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
-				}
-			}
-			if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
-				t.Errorf("outbox: got %v, want %v", got, ids(msgs))
-			}
+			requireUndeliveredLoggedAndKept(t, logs, path, msgs)
 		})
 	}
 	if hits.Load() == 0 {
@@ -689,4 +675,19 @@ func closeWithin(t *testing.T, n *notify.Notifier, d time.Duration) error {
 	}()
 	within(t, 5*time.Second, done, "Close")
 	return err
+}
+
+// requireUndeliveredLoggedAndKept checks what a Close past its deadline
+// promises: each undelivered message logged once at WARN, and all of them
+// in the outbox.
+func requireUndeliveredLoggedAndKept(t *testing.T, logs *logBuffer, path string, msgs []notify.Message) {
+	t.Helper()
+	for _, m := range msgs {
+		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
+			t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
+		}
+	}
+	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
+	}
 }
