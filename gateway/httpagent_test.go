@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/refused"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 )
@@ -103,10 +104,7 @@ func TestHTTPAgentStreamedReplyPassesChunksThrough(t *testing.T) {
 }
 
 func TestHTTPAgentFailures(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	refused := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	refusedURL := "http://" + refused.Addr(t)
 	for _, tc := range []struct {
 		name    string
 		handle  func(w http.ResponseWriter, r *http.Request, req upstreamRequest)
@@ -127,7 +125,7 @@ func TestHTTPAgentFailures(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"answer":"x"}`)
 		}, status: 200, reason: `without a "reply"`},
-		{name: "refused", url: refused, reason: "connection refused"},
+		{name: "refused", url: refusedURL, reason: "connection refused"},
 		{name: "timeout", handle: func(_ http.ResponseWriter, r *http.Request, _ upstreamRequest) { <-r.Context().Done() },
 			timeout: 100 * time.Millisecond, reason: "timed out"},
 	} {

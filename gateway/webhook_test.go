@@ -2,13 +2,14 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/refused"
 
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -30,10 +31,7 @@ func TestShutdownWithBadWebhook(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	t.Cleanup(failing.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	down := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	down := "http://" + refused.Addr(t)
 
 	for _, tc := range []struct{ name, url string }{{"down", down}, {"slow", slow.URL}, {"failing", failing.URL}} {
 		t.Run(tc.name, func(t *testing.T) {

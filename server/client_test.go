@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/refused"
 	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -89,13 +90,11 @@ func TestClient(t *testing.T) {
 // *APIError, and neither message stacks package prefixes or repeats the
 // URL.
 func TestClientErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
-
+	// Serve first, then take a closed port: the other way round the
+	// server could be given the port just closed.
 	s := MustServer(t, &Gateway{})
 	MustOpen(t, s)
+	closed := "http://" + refused.Addr(t)
 	hc := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,7 +3,6 @@ package main_test
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/refused"
 
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -269,10 +270,7 @@ func TestE2EShutdownJSON(t *testing.T) {
 // message that names the fix, and no stacked package prefixes.
 func TestE2EClientErrorsSayWhatToDo(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	closed := "http://" + refused.Addr(t)
 	home, proc := newHome(t), fakeProcRoot(t, "boot-errors", 100)
 	p := startGateway(t, home, proc)
 	missing := filepath.Join(t.TempDir(), "no-such-home")
@@ -320,7 +318,7 @@ func TestE2EClientErrorsSayWhatToDo(t *testing.T) {
 			noPackagePrefixes(t, errOut)
 		})
 	}
-	_, err = os.Stat(missing)
+	_, err := os.Stat(missing)
 	assert.True(t, os.IsNotExist(err), "no command created the missing home")
 }
 
