@@ -98,6 +98,10 @@ type Gateway struct {
 	bg      sync.WaitGroup
 	runCtx  context.Context
 	stopRun context.CancelFunc
+	// stopWatch ends the marker watcher alone (a child of runCtx): the
+	// shutdown sequence stops it early (see runShutdown).
+	watchCtx  context.Context
+	stopWatch context.CancelFunc
 
 	closeOnce sync.Once
 	sd        shutdown
@@ -211,6 +215,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	g.sd.done = make(chan struct{})
 	g.sd.force = make(chan struct{})
 	g.runCtx, g.stopRun = context.WithCancel(context.Background())
+	g.watchCtx, g.stopWatch = context.WithCancel(g.runCtx)
 	g.m.Subscribe(g.onTransition)
 	return g, nil
 }
@@ -260,7 +265,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		if g.cfg.WatchInterval < 0 {
 			return
 		}
-		for range marker.Watch(g.runCtx, g.cfg.Home, g.cfg.WatchInterval, g.log) {
+		for range marker.Watch(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log) {
 			g.Reconcile(g.runCtx)
 		}
 	}()

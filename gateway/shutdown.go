@@ -74,13 +74,13 @@ func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
 // runShutdown is the shutdown sequence. It first fires shutdown, so the
 // gate refuses new turns; then it decides suppression from the marker
 // (current epoch, fresh, flag true) and, unless suppressed, sends the home
-// broadcast once, and closes begun; then it waits for
-// in-flight turns to finish, up to the drain timeout or until forced; then
+// broadcast once, and closes begun; it stops the marker watcher and waits
+// for in-flight turns to finish, up to the drain timeout or until forced; then
 // the notify window opens: it cancels the turns still running and sends
 // each of those user sessions one interrupt ping (all in one outbox
 // append), which is never suppressed; within the same window it waits for
 // the interrupted turns to unwind and flushes the sinks, stops the
-// watcher, and fires stop (which writes the final state). A stuck agent
+// background work, and fires stop (which writes the final state). A stuck agent
 // or sink cannot hold it past drain + notify timeout; a disk whose fsync
 // hangs forever can (the outbox append is not abandoned half-way).
 func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
@@ -103,6 +103,13 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 		rep.Broadcast = g.notify(ctx, notify.KindShutdownBroadcast, notify.HomeTarget, notify.BroadcastText(), id)
 	}
 	close(begun)
+
+	// The marker changes nothing from now on (shutdown wins): stop
+	// watching it. The kernel takes milliseconds to release an inotify
+	// watch (an RCU grace period), whether closed here or by the exit;
+	// paid now, it overlaps the turns still running instead of sitting
+	// between the last reply and the exit. Step 5 waits for it.
+	g.stopWatch()
 
 	// 3. Wait for in-flight turns, up to the drain timeout or until forced.
 	idle := g.waitIdleOrForce(ctx, g.cfg.DrainTimeout)

@@ -41,7 +41,7 @@ func main() {
 	flag.IntVar(&opt.drainTrials, "drain-trials", 200, "marker drain reaction trials for the gateway modes (a) and (b)")
 	flag.IntVar(&opt.pollTrials, "poll-trials", 200, "marker drain reaction trials for the 1 s poll loop baseline (c); each takes 2 ticks, run alongside (a) and (b)")
 	flag.IntVar(&opt.httpTrials, "http-trials", 20, "HTTP drain trials")
-	flag.IntVar(&opt.exitTrials, "exit-trials", 30, "shutdown exit latency trials per program")
+	flag.IntVar(&opt.exitTrials, "exit-trials", 100, "shutdown exit latency trials per program (at least 100, so that p99 is not just the worst trial)")
 	flag.DurationVar(&opt.tputDur, "tput-duration", 3*time.Second, "throughput: measuring time per server per concurrency")
 	flag.IntVar(&opt.tputRounds, "tput-rounds", 6, "throughput: the duration is split into this many interleaved A/B rounds")
 	flag.StringVar(&opt.concs, "conc", "1,8,64", "throughput concurrencies")
