@@ -18,8 +18,8 @@
 //   - Visualize reads without locks, so diagrams are drawn from the table,
 //     never from a live machine.
 //
-// Concurrency: the gate is one atomic word (state, generation, in-flight
-// count) updated by CAS; mu serialises every library call and the
+// Concurrency: the gate is one atomic word (state and in-flight count)
+// updated by CAS; mu serialises every library call and the
 // observers, which Fire tells of each transition before it returns, in
 // commit order; idleMu and the waiter count let the Release that ends the
 // last turn wake WaitIdle callers without polling.

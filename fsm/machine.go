@@ -18,16 +18,13 @@ type Transition struct {
 	// InFlight is the in-flight count at the instant the gate switched to
 	// To. While To is not running, the count never exceeds it (I1).
 	InFlight int
-	// Generation is the gate generation To was committed with; it matches
-	// Snapshot.Generation.
-	Generation uint64
 }
 
 // Machine is the lifecycle of one gateway: a looplab/fsm definition driven
 // through one mutex, plus the lock-free accept gate. The zero value is not
 // usable; call New. All methods are safe for concurrent use.
 type Machine struct {
-	// word is the gate: state, generation and in-flight count (gate.go).
+	// word is the gate: state and in-flight count (gate.go).
 	word atomic.Uint64
 
 	// mu serializes every looplab Event call: looplab/fsm v1.0.3 reads its
@@ -121,7 +118,7 @@ func (m *Machine) commit(e *looplab.Event) {
 		w := m.word.Load()
 		nw := withState(w, to)
 		if m.word.CompareAndSwap(w, nw) {
-			m.last = Transition{Event: Event(e.Event), From: State(e.Src), To: to, InFlight: wordCount(w), Generation: wordGen(nw)}
+			m.last = Transition{Event: Event(e.Event), From: State(e.Src), To: to, InFlight: wordCount(w)}
 			return
 		}
 	}
@@ -198,8 +195,7 @@ func (m *Machine) State() State { return wordState(m.word.Load()) }
 // InFlight returns the number of accepted, unreleased turns.
 func (m *Machine) InFlight() int { return wordCount(m.word.Load()) }
 
-// Snapshot returns state, in-flight count and generation read in one
-// atomic load.
+// Snapshot returns state and in-flight count read in one atomic load.
 func (m *Machine) Snapshot() Snapshot { return snapshotOf(m.word.Load()) }
 
 // wakeIdle closes the current idle channel and installs a fresh one.

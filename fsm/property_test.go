@@ -139,7 +139,7 @@ const (
 // against one Machine while a sampler reads snapshots. It checks I1 over
 // every snapshot taken outside running (no count above the count at the
 // transition that entered the state, and never rising between two
-// snapshots of one generation), I2 over the observed transitions, and that
+// snapshots of one period), I2 over the observed transitions, and that
 // WaitIdle returns, idle, after the last release.
 func TestPropertyConcurrent(t *testing.T) {
 	ops := []op{opAccept, opAccept, opRelease, op(fsm.Drain), op(fsm.Resume), op(fsm.Shutdown)}
@@ -163,9 +163,9 @@ func TestPropertyConcurrent(t *testing.T) {
 
 		var (
 			mu    sync.Mutex
-			snaps [][]fsm.Snapshot // one series per goroutine, in its own order
+			snaps [][]sample // one series per goroutine, in its own order
 		)
-		addSeries := func(s []fsm.Snapshot) {
+		addSeries := func(s []sample) {
 			mu.Lock()
 			snaps = append(snaps, s)
 			mu.Unlock()
@@ -175,15 +175,15 @@ func TestPropertyConcurrent(t *testing.T) {
 		samplerDone := make(chan struct{})
 		go func() {
 			defer close(samplerDone)
-			var s []fsm.Snapshot
+			var s []sample
 			for {
 				select {
 				case <-stopSampler:
 					addSeries(s)
 					return
 				default:
-					if len(s) < 1<<16 {
-						s = append(s, m.Snapshot())
+					if sm, ok := rec.sample(m); ok && len(s) < 1<<16 {
+						s = append(s, sm)
 					}
 				}
 			}
@@ -211,13 +211,15 @@ func TestPropertyConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				held := 0
-				var after []fsm.Snapshot // a snapshot right after each accept
+				var after []sample // a snapshot right after each accept
 				for _, o := range script {
 					switch o {
 					case opAccept:
 						if m.Accept() {
 							held++
-							after = append(after, m.Snapshot())
+							if sm, ok := rec.sample(m); ok {
+								after = append(after, sm)
+							}
 						}
 					case opRelease:
 						if held > 0 {
@@ -244,7 +246,6 @@ func TestPropertyConcurrent(t *testing.T) {
 
 		// I2 and a valid path over the transitions, in commit order.
 		trs := rec.all()
-		entered := map[uint64]fsm.Transition{}
 		cur, shut := fsm.Running, false
 		for i, tr := range trs {
 			if tr.From != cur {
@@ -257,22 +258,19 @@ func TestPropertyConcurrent(t *testing.T) {
 				t.Fatalf("I2: %s after shutdown", tr.To)
 			}
 			shut = shut || tr.To == fsm.ShuttingDown
-			if tr.Generation != uint64(i+1) {
-				t.Fatalf("transition %d has generation %d", i, tr.Generation)
-			}
-			entered[tr.Generation] = tr
 			cur = tr.To
 		}
-		// I1 over every snapshot.
+		// I1 over every snapshot taken in a period whose entering
+		// transition is known (see recorder.sample).
 		for _, series := range snaps {
 			for i, s := range series {
-				if s.State == fsm.Running {
+				if s.State == fsm.Running || s.k == 0 || s.k > len(trs) || trs[s.k-1].To != s.State {
 					continue
 				}
-				if tr, ok := entered[s.Generation]; ok && s.InFlight > tr.InFlight {
+				if tr := trs[s.k-1]; s.InFlight > tr.InFlight {
 					t.Fatalf("I1: %d in flight while %s, entered with %d", s.InFlight, s.State, tr.InFlight)
 				}
-				if i > 0 && series[i-1].Generation == s.Generation && s.InFlight > series[i-1].InFlight {
+				if i > 0 && series[i-1].k == s.k && series[i-1].State == s.State && s.InFlight > series[i-1].InFlight {
 					t.Fatalf("I1: in flight rose %d → %d while %s", series[i-1].InFlight, s.InFlight, s.State)
 				}
 			}

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -34,18 +33,19 @@ func TestConcurrentTurnsDrainsAndShutdown(t *testing.T) {
 	var violations atomic.Int64
 	var accepted, refused atomic.Int64
 
+	tc := countTransitions(g.m)
 	wg.Add(1)
 	go func() { // sampler
 		defer wg.Done()
-		prev := g.m.Snapshot()
+		prev := tc.sample(g.m)
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			s := g.m.Snapshot()
-			if s.Generation == prev.Generation && s.State != fsm.Running && s.InFlight > prev.InFlight {
+			s := tc.sample(g.m)
+			if rose(prev, s) {
 				violations.Add(1)
 			}
 			prev = s

@@ -80,7 +80,8 @@ type gwModel struct {
 
 	pendingSuppressed bool // suppression decided when shutdown began with turns in flight
 	checked           bool // this instance's stop was checked
-	prev              fsm.Snapshot
+	prev              period
+	trans             *transitions
 	seq               int
 }
 
@@ -112,7 +113,8 @@ func (m *gwModel) boot(t *rapid.T) {
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	m.g, m.shutting, m.forced, m.checked, m.prev = g, false, false, false, g.m.Snapshot()
+	m.trans = countTransitions(g.m)
+	m.g, m.shutting, m.forced, m.checked, m.prev = g, false, false, false, m.trans.sample(g.m)
 	m.checkMarkerHonoured(t, "boot")
 }
 
@@ -278,16 +280,17 @@ func (m *gwModel) settle(t *rapid.T) {
 
 // invariants runs after every action.
 func (m *gwModel) invariants(t *rapid.T) {
-	snap := m.g.m.Snapshot()
+	cur := m.trans.sample(m.g.m)
+	snap := cur.Snapshot
 	// I2: shutdown wins.
 	if m.shutting && (snap.State == fsm.Running || snap.State == fsm.Draining) {
 		t.Fatalf("I2: %s after shutdown began", snap.State)
 	}
 	// I1: the count never rises while not running.
-	if snap.Generation == m.prev.Generation && snap.State != fsm.Running && snap.InFlight > m.prev.InFlight {
+	if rose(m.prev, cur) {
 		t.Fatalf("I1: in flight %d → %d while %s", m.prev.InFlight, snap.InFlight, snap.State)
 	}
-	m.prev = snap
+	m.prev = cur
 	// Every accepted turn ends exactly once.
 	for _, ch := range m.finished {
 		if len(ch) != 0 {
