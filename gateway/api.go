@@ -123,8 +123,12 @@ type CancelResult struct {
 // Status is a snapshot of the gateway for the API and the CLI.
 type Status struct {
 	// Seq grows on every change the state file records (see WaitChange).
-	Seq           uint64     `json:"seq"`
-	State         fsm.State  `json:"state"`
+	Seq   uint64    `json:"seq"`
+	State fsm.State `json:"state"`
+	// StateSince is when the gateway entered State (its start, if it has
+	// not changed since), taken as the transition's first step, before
+	// the state file is written or the change logged.
+	StateSince    time.Time  `json:"state_since"`
 	ActiveAgents  int        `json:"active_agents"`
 	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
 	Epoch         string     `json:"epoch"`

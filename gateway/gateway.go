@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -102,6 +103,11 @@ type Gateway struct {
 	// shutdown sequence stops it early (see runShutdown).
 	watchCtx  context.Context
 	stopWatch context.CancelFunc
+
+	// since is when the current state was entered (unix ns): written by
+	// the transition observer, read by Status and the state writer
+	// without a lock.
+	since atomic.Int64
 
 	closeOnce sync.Once
 	sd        shutdown
@@ -212,6 +218,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	}
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
 	g.state = newStateWriter(g)
+	g.since.Store(g.started.UnixNano())
 	g.sd.done = make(chan struct{})
 	g.sd.force = make(chan struct{})
 	g.runCtx, g.stopRun = context.WithCancel(context.Background())
@@ -272,6 +279,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.dispatch()
 	return nil
 }
+
+// stateSince returns when the current state was entered.
+func (g *Gateway) stateSince() time.Time { return time.Unix(0, g.since.Load()).UTC() }
 
 // Epoch returns this instance's epoch ("" when it cannot be computed).
 func (g *Gateway) Epoch() string { return g.epoch }
@@ -335,6 +345,7 @@ func (g *Gateway) reconcileLocked(ctx context.Context) {
 // onTransition is the Machine's observer: log, persist, and replay the
 // spool on resume.
 func (g *Gateway) onTransition(t fsm.Transition) {
+	g.since.Store(g.cfg.Now().UnixNano())
 	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
 	g.state.writeNow()
 	if g.cfg.OnTransition != nil {
@@ -416,6 +427,7 @@ func (g *Gateway) Status() Status {
 	st := Status{
 		Seq:               g.state.seq(),
 		State:             snap.State,
+		StateSince:        g.stateSince(),
 		ActiveAgents:      snap.InFlight,
 		Drain:             drainStatus(g.reader.Read(), g.cfg.MaxAge),
 		Epoch:             g.epoch,

@@ -259,11 +259,18 @@ func TestInterruptedSystemTurnGoesBackToTheSpool(t *testing.T) {
 
 func TestStateFile(t *testing.T) {
 	f := newFixture(t, nil)
+	started := f.g.Status().StateSince
+	require.False(t, started.IsZero(), "since the start")
+	before := time.Now()
 	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
 	require.NoError(t, err)
+	after := time.Now()
+	since := f.g.Status().StateSince
+	require.False(t, since.Before(before) || since.After(after), "draining since %v: the drain's own instant", since)
 	doc, err := readStateFile(f.home)
 	require.NoError(t, err)
 	require.Equal(t, fsm.Draining, doc.GatewayState)
+	require.True(t, since.Equal(doc.StateSince), "the state file says since when too")
 	require.Equal(t, os.Getpid(), doc.PID)
 	require.Equal(t, f.g.Epoch(), doc.Epoch)
 	require.NotNil(t, doc.Drain)
@@ -271,6 +278,7 @@ func TestStateFile(t *testing.T) {
 	st, err := LocalStatus(f.home, f.procRoot, 0)
 	require.NoError(t, err)
 	require.Equal(t, fsm.Draining, st.State)
+	require.True(t, since.Equal(st.StateSince), "local status reads it from the state file")
 	require.Equal(t, "active", st.Drain.Status)
 
 	_, err = f.shutdown(t, false)

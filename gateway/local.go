@@ -67,6 +67,7 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
 	now := time.Now()
 	return Status{
 		State:             doc.GatewayState,
+		StateSince:        doc.StateSince,
 		ActiveAgents:      doc.ActiveAgents,
 		Drain:             drainStatus(marker.Read(home, now, epoch, maxAge), maxAge),
 		Epoch:             doc.Epoch,

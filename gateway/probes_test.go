@@ -191,7 +191,7 @@ func TestStateFileFieldNames(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	assert.Equal(t, []string{"active_agents", "drain", "epoch", "gateway_state", "oldest_turn_seconds", "pid", "started_at", "updated_at"}, keys)
+	assert.Equal(t, []string{"active_agents", "drain", "epoch", "gateway_state", "oldest_turn_seconds", "pid", "started_at", "state_since", "updated_at"}, keys)
 	assert.JSONEq(t, "1", string(doc["active_agents"]))
 	assert.JSONEq(t, `"running"`, string(doc["gateway_state"]))
 	f.agent.finish("alice")

@@ -20,6 +20,7 @@ const stateWriteGap = 250 * time.Millisecond
 // stateFile is the content of gateway_state.json.
 type stateFile struct {
 	GatewayState fsm.State  `json:"gateway_state"`
+	StateSince   time.Time  `json:"state_since"`
 	ActiveAgents int        `json:"active_agents"`
 	PID          int        `json:"pid"`
 	Epoch        string     `json:"epoch"`
@@ -90,7 +91,7 @@ func (w *stateWriter) writeNow() {
 	g := w.g
 	snap := g.m.Snapshot()
 	doc := stateFile{
-		GatewayState: snap.State, ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
+		GatewayState: snap.State, StateSince: g.stateSince(), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
 		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read(), g.cfg.MaxAge),
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}
