@@ -54,6 +54,9 @@ type Config struct {
 	// WatchInterval is the marker poll fallback (marker.DefaultWatchInterval).
 	// A negative value disables the watcher: the caller calls Reconcile.
 	WatchInterval time.Duration
+	// WatchPollOnly watches the marker by polling alone, without fsnotify
+	// (marker.WatchPollOnly).
+	WatchPollOnly bool
 	Now           func() time.Time // clock for marker ages and timestamps; nil means time.Now
 	Logger        *slog.Logger
 	Metrics       Metrics // may be nil
@@ -272,7 +275,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		if g.cfg.WatchInterval < 0 {
 			return
 		}
-		for range marker.Watch(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log) {
+		watch := marker.Watch
+		if g.cfg.WatchPollOnly {
+			watch = marker.WatchPollOnly
+		}
+		for range watch(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log) {
 			g.Reconcile(g.runCtx)
 		}
 	}()

@@ -331,3 +331,16 @@ func TestRefusedErrorMessage(t *testing.T) {
 	require.True(t, errors.Is(err, ErrRefused))
 	require.Contains(t, err.Error(), "shutting_down")
 }
+
+// TestWatchPollOnlyStillDrains: with the poll-only watcher a marker written
+// behind the gateway's back drains it within the poll interval, and its
+// removal resumes it.
+func TestWatchPollOnlyStillDrains(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.WatchPollOnly, c.WatchInterval = true, 20*time.Millisecond })
+	_, err := LocalDrain(f.home, f.procRoot, DrainRequest{Principal: "cli"})
+	require.NoError(t, err)
+	eventually(t, "draining", func() bool { return f.g.State() == fsm.Draining })
+	_, err = LocalCancel(f.home, "")
+	require.NoError(t, err)
+	eventually(t, "running", func() bool { return f.g.State() == fsm.Running })
+}

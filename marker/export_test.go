@@ -1,16 +1,6 @@
 package marker
 
-import (
-	"context"
-	"log/slog"
-	"time"
-)
-
-// WatchPollOnly is Watch with fsnotify disabled: signals come from the poll
-// only. Benchmarks compare it with Watch.
-func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {
-	return watch(ctx, home, interval, logger, false)
-}
+import "time"
 
 // SetWatchAddedHook installs f to be called each time a watcher
 // (re-)establishes its directory watch. Call it before Watch and restore

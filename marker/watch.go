@@ -46,6 +46,14 @@ func Watch(ctx context.Context, home string, interval time.Duration, logger *slo
 	return watch(ctx, home, interval, logger, true)
 }
 
+// WatchPollOnly is Watch without fsnotify: signals come from the poll
+// alone (and the initial one). It is for file systems whose change
+// notifications cannot be trusted, such as a network mount written from
+// another machine; its reaction is bounded by interval instead.
+func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {
+	return watch(ctx, home, interval, logger, false)
+}
+
 // watcher is the state of one Watch goroutine; only that goroutine touches
 // it after setup.
 type watcher struct {
@@ -60,8 +68,7 @@ type watcher struct {
 	warned bool              // whether the "polling only" warning was logged since the watch last worked
 }
 
-// watch is Watch with fsnotify optional (notify false: poll only; used by
-// benchmarks to compare the two).
+// watch is Watch with fsnotify optional (notify false: WatchPollOnly).
 func watch(ctx context.Context, home string, interval time.Duration, logger *slog.Logger, notify bool) <-chan struct{} {
 	if interval <= 0 {
 		interval = DefaultWatchInterval

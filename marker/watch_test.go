@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,4 +277,25 @@ func TestWatchReaddsRemovedHome(t *testing.T) {
 	_, err = marker.Write(home, marker.Request{RequestID: "r2"})
 	require.NoError(t, err)
 	signalUntil(t, ch, "a write in the re-created home", func() bool { return readID(home) == "r2" })
+}
+
+// TestWatchPollOnlyNeverWatches: the poll-only watcher never sets up a
+// directory watch, and still signals a marker written by another writer
+// within its interval.
+func TestWatchPollOnlyNeverWatches(t *testing.T) {
+	var added atomic.Int32
+	t.Cleanup(marker.SetWatchAddedHook(func(string) { added.Add(1) }))
+	home := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := marker.WatchPollOnly(ctx, home, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	defer func() {
+		cancel()
+		for range ch {
+		}
+	}()
+	expectSignal(t, ch, "initial")
+	_, err := marker.Write(home, marker.Request{RequestID: "polled"})
+	require.NoError(t, err)
+	signalUntil(t, ch, "the poll sees the write", func() bool { return readID(home) == "polled" })
+	require.Zero(t, added.Load(), "no fsnotify watch")
 }

@@ -41,6 +41,7 @@ type runCmd struct {
 	notifyWebhook string
 	drainMaxAge   time.Duration
 	watchInterval time.Duration
+	watchPollOnly bool
 	homeChannel   string
 	retryAfter    time.Duration
 	logLevel      string
@@ -72,6 +73,7 @@ Exits 78 when it cannot start as configured.`)
 	fs.StringVar(&c.notifyWebhook, "notify-webhook", "", "also POST every notification to this http(s) URL")
 	fs.DurationVar(&c.drainMaxAge, "drain-max-age", time.Hour, "a drain marker older than this is expired and ignored")
 	fs.DurationVar(&c.watchInterval, "watch-interval", time.Second, "marker poll interval (fsnotify reacts sooner)")
+	fs.BoolVar(&c.watchPollOnly, "watch-poll-only", false, "watch the marker by polling every --watch-interval alone, without fsnotify (for file systems whose change notifications miss writes, such as network mounts)")
 	fs.StringVar(&c.homeChannel, "home-channel", notify.HomeTarget, "label of the home channel the shutdown broadcast goes to (logged)")
 	fs.DurationVar(&c.retryAfter, "retry-after", server.DefaultRetryAfter, "Retry-After of a refused turn (503)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -197,6 +199,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		NotifyTimeout: c.notifyTimeout,
 		MaxAge:        c.drainMaxAge,
 		WatchInterval: c.watchInterval,
+		WatchPollOnly: c.watchPollOnly,
 		Logger:        logger,
 		Metrics:       metrics,
 		OnTransition:  sd.transition,
