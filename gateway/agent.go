@@ -51,10 +51,15 @@ func (f AgentFunc) Run(ctx context.Context, t Turn) (string, error) {
 }
 
 // NewEcho returns the built-in agent that replies with the text after
-// work, or returns ctx's error if cancelled first. With a delta listener
-// it emits the reply word by word, spread over work; without one it just
-// waits.
+// work, or returns ctx's error (its cause) if cancelled first. With a
+// delta listener it emits the reply word by word, spread over work;
+// without one it just waits. With work <= 0 it waits for nothing: it
+// checks ctx, without a timer or ctx's Done channel, so a zero-work turn
+// costs neither their allocations nor a park of its goroutine.
 func NewEcho(work time.Duration) Agent {
+	if work <= 0 {
+		return AgentFunc(echoNow)
+	}
 	return AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
 		words := []string{turn.Text}
 		if turn.OnDelta != nil {
@@ -75,6 +80,23 @@ func NewEcho(work time.Duration) Agent {
 		}
 		return turn.Text, nil
 	})
+}
+
+// echoNow is the zero-work echo agent: each word's delta at once, unless
+// ctx is done.
+func echoNow(ctx context.Context, turn Turn) (string, error) {
+	if turn.OnDelta != nil {
+		for _, w := range splitWords(turn.Text) {
+			if ctx.Err() != nil {
+				return "", context.Cause(ctx)
+			}
+			turn.Delta(w)
+		}
+	}
+	if ctx.Err() != nil {
+		return "", context.Cause(ctx)
+	}
+	return turn.Text, nil
 }
 
 // splitWords splits s after each run of spaces, so the parts join back to s.

@@ -9,9 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -88,26 +92,46 @@ func (*rewindBody) Close() error { return nil }
 func benchHandlers(b *testing.B) map[string]http.Handler {
 	gw := turnGateway{&Gateway{}}
 	tokens := server.NewTokens(map[string]string{"ops": opsToken, "other": otherToken})
-	s, err := server.New(server.Config{
-		Addr:    "127.0.0.1:0",
-		Gateway: gw,
-		Tokens:  tokens,
-		// Info, like a deployment: the per-request debug line is off.
-		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	// Info, like a deployment: the per-request debug line is off.
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s, err := server.New(server.Config{Addr: "127.0.0.1:0", Gateway: gw, Tokens: tokens, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The real thing, as quiesce run has it: the gateway with the echo
+	// agent at zero work and the server's metrics as its metrics.
+	metrics := server.NewMetrics()
+	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: gateway.NewEcho(0), Logger: logger,
+		Metrics: metrics, WatchInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = real.Shutdown(ctx, true)
+		_ = real.Close()
 	})
+	if err := real.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	rs, err := server.New(server.Config{Addr: "127.0.0.1:0", Gateway: real, Tokens: tokens, Metrics: metrics, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}
 	return map[string]http.Handler{
 		"baseline=bare-net-http": bareTurn(tokens, gw),
 		"quiesce-server":         s.Handler(),
+		"quiesce-real-gateway":   rs.Handler(),
 	}
 }
 
-var benchOrder = []string{"baseline=bare-net-http", "quiesce-server"}
+var benchOrder = []string{"baseline=bare-net-http", "quiesce-server", "quiesce-real-gateway"}
 
-// BenchmarkTurnHTTP compares a turn through the server (zero-work agent)
-// with a bare net/http handler doing the same work: "direct" calls
+// BenchmarkTurnHTTP compares a turn through the server (zero-work agent;
+// quiesce-server with a fake gateway, quiesce-real-gateway with the real
+// one and the echo agent at zero work, as the bench driver runs it) with
+// a bare net/http handler doing the same work: "direct" calls
 // ServeHTTP on a minimal ResponseWriter (no network), "loopback-c8" sends
 // real requests over loopback from 8 goroutines.
 func BenchmarkTurnHTTP(b *testing.B) {
@@ -143,11 +167,14 @@ func BenchmarkTurnHTTP(b *testing.B) {
 				defer srv.Close()
 				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 				defer client.CloseIdleConnections()
-				url := srv.URL + benchPath
+				var clients atomic.Int64
 				b.SetParallelism((8 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
+					// Each client its own session, as the bench driver's:
+					// the real gateway runs one turn per session at a time.
+					url := srv.URL + "/v1/sessions/bench" + strconv.FormatInt(clients.Add(1), 10) + "/messages"
 					for pb.Next() {
 						req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchBody))
 						if err != nil {
