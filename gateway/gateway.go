@@ -107,13 +107,19 @@ type Gateway struct {
 	watchCtx  context.Context
 	stopWatch context.CancelFunc
 
-	// since is when the current state was entered (unix ns): written by
-	// the transition observer, read by Status and the state writer
-	// without a lock.
-	since atomic.Int64
+	// since records the state last entered and when: written by the
+	// transition observer, read by Status and the state writer without a
+	// lock.
+	since atomic.Pointer[entered]
 
 	closeOnce sync.Once
 	sd        shutdown
+}
+
+// entered is a state and the instant the gateway entered it.
+type entered struct {
+	state fsm.State
+	at    time.Time
 }
 
 // slot is a session's running turn.
@@ -221,7 +227,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	}
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
 	g.state = newStateWriter(g)
-	g.since.Store(g.started.UnixNano())
+	g.since.Store(&entered{fsm.Running, g.started.UTC()})
 	g.sd.done = make(chan struct{})
 	g.sd.force = make(chan struct{})
 	g.runCtx, g.stopRun = context.WithCancel(context.Background())
@@ -287,8 +293,16 @@ func (g *Gateway) Start(ctx context.Context) error {
 	return nil
 }
 
-// stateSince returns when the current state was entered.
-func (g *Gateway) stateSince() time.Time { return time.Unix(0, g.since.Load()).UTC() }
+// stateSince returns when the gateway entered state s, read from the gate
+// just before. The observer that records it runs microseconds after the
+// gate switched: when the record is still the previous state's, the switch
+// is happening now, and now is its time.
+func (g *Gateway) stateSince(s fsm.State) time.Time {
+	if e := g.since.Load(); e.state == s {
+		return e.at
+	}
+	return g.cfg.Now().UTC()
+}
 
 // Epoch returns this instance's epoch ("" when it cannot be computed).
 func (g *Gateway) Epoch() string { return g.epoch }
@@ -352,7 +366,7 @@ func (g *Gateway) reconcileLocked(ctx context.Context) {
 // onTransition is the Machine's observer: log, persist, and replay the
 // spool on resume.
 func (g *Gateway) onTransition(t fsm.Transition) {
-	g.since.Store(g.cfg.Now().UnixNano())
+	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
 	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
 	g.state.writeNow()
 	if g.cfg.OnTransition != nil {
@@ -434,7 +448,7 @@ func (g *Gateway) Status() Status {
 	st := Status{
 		Seq:               g.state.seq(),
 		State:             snap.State,
-		StateSince:        g.stateSince(),
+		StateSince:        g.stateSince(snap.State),
 		ActiveAgents:      snap.InFlight,
 		Drain:             drainStatus(g.reader.Read(), g.cfg.MaxAge),
 		Epoch:             g.epoch,

@@ -344,3 +344,15 @@ func TestWatchPollOnlyStillDrains(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, "running", func() bool { return f.g.State() == fsm.Running })
 }
+
+// TestStateSinceNeverPredatesTheSwitch: a status read in the microseconds
+// between the gate's switch and the observer's record of it reports the
+// read's own instant for the new state, never the previous state's since.
+func TestStateSinceNeverPredatesTheSwitch(t *testing.T) {
+	f := newFixture(t, nil)
+	old := time.Now().Add(-time.Hour).UTC()
+	f.g.since.Store(&entered{fsm.Running, old}) // the record of the previous state
+	require.Equal(t, old, f.g.stateSince(fsm.Running))
+	before := time.Now()
+	require.False(t, f.g.stateSince(fsm.Draining).Before(before), "the switch is happening now")
+}

@@ -91,7 +91,7 @@ func (w *stateWriter) writeNow() {
 	g := w.g
 	snap := g.m.Snapshot()
 	doc := stateFile{
-		GatewayState: snap.State, StateSince: g.stateSince(), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
+		GatewayState: snap.State, StateSince: g.stateSince(snap.State), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
 		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read(), g.cfg.MaxAge),
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}

@@ -28,7 +28,7 @@ func benchHTTPDrain(e *benchEnv, r *report) error {
 	var after200, after503, before200, total int64
 	var minGap time.Duration = -1
 	for trial := range opt.httpTrials {
-		if err := waitCode(cl, gw, 200, 0, 5*time.Second); err != nil {
+		if _, _, err := gatewayFlip(cl, gw, false, -1, 5*time.Second); err != nil {
 			return err
 		}
 		var drainAt atomic.Int64 // unix ns the drain's 200 was read; 0 before
