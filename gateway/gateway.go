@@ -281,13 +281,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		if g.cfg.WatchInterval < 0 {
 			return
 		}
-		watch := marker.Watch
-		if g.cfg.WatchPollOnly {
-			watch = marker.WatchPollOnly
-		}
-		for range watch(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log) {
-			g.Reconcile(g.runCtx)
-		}
+		marker.WatchFunc(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log, g.cfg.WatchPollOnly,
+			func() { g.Reconcile(g.runCtx) })
 	}()
 	g.dispatch()
 	return nil

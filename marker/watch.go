@@ -54,52 +54,67 @@ func WatchPollOnly(ctx context.Context, home string, interval time.Duration, log
 	return watch(ctx, home, interval, logger, false)
 }
 
+// WatchFunc is Watch (or, with pollOnly, WatchPollOnly) calling fn where
+// Watch would signal, in the watch goroutine itself: once as soon as the
+// directory watch is in place, then on every event on the marker's name
+// and every tick, one call at a time (events that arrive during a call
+// wait in the kernel's queue). It blocks until ctx is done and returns
+// after the last call, with the fsnotify watcher released. Calling fn
+// directly saves the wake-up of a second goroutine on every event and
+// every tick.
+func WatchFunc(ctx context.Context, home string, interval time.Duration, logger *slog.Logger, pollOnly bool, fn func()) {
+	w := newWatcher(home, interval, logger, !pollOnly, fn)
+	w.ensureWatch()
+	fn()
+	w.run(ctx)
+}
+
 // watcher is the state of one Watch goroutine; only that goroutine touches
 // it after setup.
 type watcher struct {
 	dir      string // the cleaned home, as fsnotify names it in events
 	interval time.Duration
 	logger   *slog.Logger
-	notify   bool // use fsnotify (false: poll only)
-	out      chan struct{}
+	notify   bool   // use fsnotify (false: poll only)
+	signal   func() // called for every event and tick
 
 	fw     *fsnotify.Watcher // nil when fsnotify is not running
 	added  bool              // whether dir is currently watched
 	warned bool              // whether the "polling only" warning was logged since the watch last worked
 }
 
-// watch is Watch with fsnotify optional (notify false: WatchPollOnly).
+// watch is Watch with fsnotify optional (notify false: WatchPollOnly): a
+// watcher whose signal queues on a channel of capacity 1 unless a signal
+// is already pending.
 func watch(ctx context.Context, home string, interval time.Duration, logger *slog.Logger, notify bool) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	w := newWatcher(home, interval, logger, notify, func() {
+		select {
+		case out <- struct{}{}:
+		default:
+		}
+	})
+	w.ensureWatch()
+	w.signal() // the initial reconcile
+	go func() {
+		defer close(out)
+		w.run(ctx)
+	}()
+	return out
+}
+
+func newWatcher(home string, interval time.Duration, logger *slog.Logger, notify bool, signal func()) *watcher {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	w := &watcher{
-		dir:      filepath.Clean(home),
-		interval: interval,
-		logger:   logger,
-		notify:   notify,
-		out:      make(chan struct{}, 1),
-	}
-	w.ensureWatch()
-	w.signal() // the initial reconcile
-	go w.run(ctx)
-	return w.out
+	return &watcher{dir: filepath.Clean(home), interval: interval, logger: logger, notify: notify, signal: signal}
 }
 
-// signal queues a reconcile signal unless one is already pending.
-func (w *watcher) signal() {
-	select {
-	case w.out <- struct{}{}:
-	default:
-	}
-}
-
-// run is the watch loop.
+// run is the watch loop; it returns once ctx is done.
 func (w *watcher) run(ctx context.Context) {
-	defer close(w.out)
 	defer w.closeNotify()
 	ticker := time.NewTicker(w.interval)
 	defer ticker.Stop()

@@ -299,3 +299,28 @@ func TestWatchPollOnlyNeverWatches(t *testing.T) {
 	signalUntil(t, ch, "the poll sees the write", func() bool { return readID(home) == "polled" })
 	require.Zero(t, added.Load(), "no fsnotify watch")
 }
+
+// TestWatchFuncCallsInItsOwnGoroutine: WatchFunc calls fn once the watch is
+// in place, again for a marker written after that, and returns, its
+// goroutine and watcher gone, once ctx is done.
+func TestWatchFuncCallsInItsOwnGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	home := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := make(chan struct{}, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		marker.WatchFunc(ctx, home, time.Hour, slog.New(slog.DiscardHandler), false, func() { calls <- struct{}{} })
+	}()
+	expectSignal(t, calls, "initial call")
+	_, err := marker.Write(home, marker.Request{RequestID: "func"})
+	require.NoError(t, err)
+	expectSignal(t, calls, "a call for the write (the poll is an hour away)")
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(signalTimeout):
+		require.FailNow(t, "WatchFunc did not return after cancel")
+	}
+}
