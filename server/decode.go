@@ -17,33 +17,101 @@ import (
 // structs, at its zero value), reading at most MaxBodyBytes, with the
 // rules of decodeJSON.
 //
-// The body is read once, into a pooled buffer. The common body (an object
-// of known keys with plain strings and booleans, see decodeFast) is then
-// decoded from the buffer without a json.Decoder; any other body goes to
-// decodeJSON over the bytes read, followed by the read's error if it had
-// one, so the answer (and the 413 of an oversized body) is decodeJSON's,
-// as if it had streamed the body itself.
+// The body is read once, into a pooled buffer (readRequestBody). The
+// common body (an object of known keys with plain strings and booleans,
+// see decodeFast) is then decoded from the buffer without a json.Decoder;
+// any other body goes to decodeJSON (decodeRead).
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	bp := bodyBufs.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= maxPooledBody {
-			bodyBufs.Put(bp)
+	bp, data, rerr := readRequestBody(r)
+	defer putBodyBuf(bp)
+	if rerr == nil && decodeFast(data, v) {
+		return nil
+	}
+	return decodeRead(data, rerr, v, optional)
+}
+
+// decodeMessage is decode for a turn's body, a MessageBody, returning its
+// text: the body clients send, {"text":"..."} with a plain string
+// (plainMessage), is taken without reflection and without a MessageBody
+// on the heap; any other goes through decode's steps.
+func (s *Server) decodeMessage(w http.ResponseWriter, r *http.Request) (string, error) {
+	bp, data, rerr := readRequestBody(r)
+	defer putBodyBuf(bp)
+	if rerr == nil {
+		if text, ok := plainMessage(data); ok {
+			return text, nil
 		}
-	}()
+	}
+	var body MessageBody
+	if rerr == nil && decodeFast(data, &body) {
+		return body.Text, nil
+	}
+	err := decodeRead(data, rerr, &body, false)
+	return body.Text, err
+}
+
+// readRequestBody reads r's body into a pooled buffer (readBody, at most
+// MaxBodyBytes), to be returned with putBodyBuf once data is no longer
+// used. A body read to its end is closed: net/http then has nothing left
+// to discard after the handler (its discard allocates a reader per
+// request), and the connection stays reusable as before.
+func readRequestBody(r *http.Request) (bp *[]byte, data []byte, err error) {
+	bp = bodyBufs.Get().(*[]byte)
 	var body io.Reader = http.NoBody
 	if r.Body != nil {
 		body = r.Body
 	}
-	data, rerr := readBody(body, (*bp)[:0], MaxBodyBytes)
+	data, err = readBody(body, (*bp)[:0], MaxBodyBytes)
 	*bp = data
-	if rerr == nil && decodeFast(data, v) {
-		return nil
+	if err == nil && r.Body != nil {
+		_ = r.Body.Close()
 	}
-	body = bytes.NewReader(data)
+	return bp, data, err
+}
+
+func putBodyBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledBody {
+		bodyBufs.Put(bp)
+	}
+}
+
+// decodeRead decodes what readRequestBody read, data and its error rerr,
+// with decodeJSON, followed by rerr if the read had one, so the answer
+// (and the 413 of an oversized body) is decodeJSON's, as if it had
+// streamed the body itself.
+func decodeRead(data []byte, rerr error, v any, optional bool) error {
+	var body io.Reader = bytes.NewReader(data)
 	if rerr != nil {
 		body = io.MultiReader(body, errReader{rerr})
 	}
 	return decodeJSON(body, v, optional)
+}
+
+// plainMessage returns the text of data when data is exactly the object
+// {"text": <a plain string>} with JSON white space around its tokens
+// (what decodeFast accepts for a MessageBody with its one key), as a copy.
+func plainMessage(data []byte) (string, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return "", false
+	}
+	key, next, ok := plainString(data, skipSpace(data, i+1))
+	if !ok || string(key) != "text" {
+		return "", false
+	}
+	i = skipSpace(data, next)
+	if i == len(data) || data[i] != ':' {
+		return "", false
+	}
+	text, next, ok := plainString(data, skipSpace(data, i+1))
+	if !ok {
+		return "", false
+	}
+	i = skipSpace(data, next)
+	if i == len(data) || data[i] != '}' || skipSpace(data, i+1) != len(data) {
+		return "", false
+	}
+	return string(text), true
 }
 
 // maxPooledBody is the largest body buffer kept for reuse.

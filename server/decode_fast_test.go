@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -107,4 +108,62 @@ func errorOrNil(err error) any {
 	}
 	e := errorFor(err)
 	return [3]any{e.Status, e.Code, e.Message}
+}
+
+// FuzzPlainMessage checks that whatever plainMessage accepts, decodeJSON
+// accepts as a MessageBody with the same text (and so does decodeFast).
+func FuzzPlainMessage(f *testing.F) {
+	for _, s := range decoderSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{`{"text":"héllo"}`, " \t{ \"text\" :\r\n\"x\" }\n", `{"text":"x",}`, `{"text":"x"`,
+		`{"text":"x"}x`, `{"Text":"x"}`, `{"text":"a\"b"}`, `{"text":"x","text":"y"}`, `{"text":""}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		text, ok := plainMessage(body)
+		if !ok {
+			return
+		}
+		var slow MessageBody
+		err := decodeJSON(bytes.NewReader(body), &slow, false)
+		if err != nil {
+			t.Fatalf("plainMessage accepted %q, decodeJSON refused it: %v", body, err)
+		}
+		if slow.Text != text {
+			t.Fatalf("%q: plainMessage %q, decodeJSON %q", body, text, slow.Text)
+		}
+		var fast MessageBody
+		if !decodeFast(body, &fast) || fast.Text != text {
+			t.Fatalf("%q: plainMessage %q, decodeFast %+v", body, text, fast)
+		}
+	})
+}
+
+// TestPlainMessage checks which turn bodies plainMessage takes: only
+// {"text":...} with a plain string; the rest is decode's to answer.
+func TestPlainMessage(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"text":"hello, agent"}`:       true,
+		" {\n\t\"text\" : \"héllo\" } ": true,
+		`{"text":""}`:                   true,
+		`{}`:                            false,
+		`{"Text":"x"}`:                  false,
+		`{"text":"a\"b"}`:               false,
+		`{"text":"x","text":"y"}`:       false,
+		`{"text":"x"} {}`:               false,
+		`{"text":"x"`:                   false,
+		`{"text":1}`:                    false,
+		"{\"text\":\"\xff\"}":           false,
+		"{\"text\":\"a\nb\"}":           false,
+		``:                              false,
+	} {
+		text, ok := plainMessage([]byte(body))
+		if ok != want {
+			t.Errorf("plainMessage(%q) ok = %v, want %v", body, ok, want)
+		}
+		if ok && !strings.Contains(body, `"`+text+`"`) {
+			t.Errorf("plainMessage(%q) = %q", body, text)
+		}
+	}
 }

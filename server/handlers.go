@@ -204,20 +204,20 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, principal s
 // request need not carry mux's vars.
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
 	session := sessionOfPath(r.URL.Path)
-	var body MessageBody
-	if err := s.decode(w, r, &body, false); err != nil {
+	text, err := s.decodeMessage(w, r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if body.Text == "" {
+	if text == "" {
 		s.writeError(w, r, badRequest("text is required"))
 		return
 	}
 	if wantsEventStream(r) {
-		s.streamTurn(w, r, session, body.Text)
+		s.streamTurn(w, r, session, text)
 		return
 	}
-	reply, err := s.gw.Turn(r.Context(), session, body.Text)
+	reply, err := s.gw.Turn(r.Context(), session, text)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// encodingJSONMessage is what writeJSON (json.Encoder.Encode) writes for
+// resp: the reference appendMessage must match byte for byte.
+func encodingJSONMessage(t testing.TB, resp MessageResponse) []byte {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(resp); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// messageEncodingCases are strings that exercise every branch of
+// appendJSONString: each escape encoding/json makes, and what it leaves.
+var messageEncodingCases = []string{
+	"",
+	"hello, agent",
+	`quote " and backslash \ and slash /`,
+	"\b\f\n\r\t",
+	"\x00\x01\x07\x0b\x0e\x1f\x7f",
+	"<script>alert('x') & more</script>",
+	"line\u2028separator\u2029paragraph",
+	"\u2027\u202a near the separators",
+	"héllo wörld, 日本語, emoji 😀",
+	"invalid \xff byte",
+	"truncated \xe2\x80",
+	"\xc0\xaf overlong, \xed\xa0\x80 surrogate",
+	"\xf4\x90\x80\x80 above U+10FFFF",
+	"\ufffd the replacement character itself",
+	strings.Repeat("long ", 300) + "\n",
+}
+
+// TestAppendMessageMatchesEncodingJSON checks the table: for every case
+// as session and as reply, appendMessage writes what encoding/json does.
+func TestAppendMessageMatchesEncodingJSON(t *testing.T) {
+	for _, s := range messageEncodingCases {
+		for _, resp := range []MessageResponse{{Session: s, Reply: "r"}, {Session: "s", Reply: s}, {Session: s, Reply: s}} {
+			want := encodingJSONMessage(t, resp)
+			if got := appendMessage(nil, resp); !bytes.Equal(got, want) {
+				t.Errorf("appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
+			}
+		}
+	}
+	// It appends: what dst held stays in front.
+	if got := appendMessage([]byte("x"), MessageResponse{Session: "s", Reply: "r"}); string(got) != "x{\"session\":\"s\",\"reply\":\"r\"}\n" {
+		t.Errorf("appendMessage after x = %q", got)
+	}
+}
+
+// FuzzAppendMessage checks appendMessage against encoding/json on any
+// session and reply, valid UTF-8 or not.
+func FuzzAppendMessage(f *testing.F) {
+	for _, s := range messageEncodingCases {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, session, reply string) {
+		resp := MessageResponse{Session: session, Reply: reply}
+		want := encodingJSONMessage(t, resp)
+		if got := appendMessage(nil, resp); !bytes.Equal(got, want) {
+			t.Fatalf("appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
+		}
+	})
+}
