@@ -113,27 +113,27 @@ type fileKey struct {
 // means DefaultMaxAge. The rules are in the package documentation. Read
 // takes no lock and ignores temporary files left by writers.
 func Read(home string, now time.Time, epoch string, maxAge time.Duration) State {
-	st, _, _ := read(home, now, epoch, maxAge)
+	st, _, _ := read(Path(home), now, epoch, maxAge)
 	return st
 }
 
 // read is Read that also returns the identity of the file version it saw
 // and, for a marker that is unusable (not a regular file, unreadable), the
 // error that says why (wrapping ErrUnusable).
-func read(home string, now time.Time, epoch string, maxAge time.Duration) (st State, key fileKey, problem error) {
+func read(path string, now time.Time, epoch string, maxAge time.Duration) (st State, key fileKey, problem error) {
 	defer func() {
 		// Read must not panic; nothing below should, but if it does, fail
 		// safe (a drain) rather than take the caller down.
 		if r := recover(); r != nil {
 			st, key = State{Status: Contentless, AgeFromMtime: true}, fileKey{status: Contentless}
-			problem = fmt.Errorf("%w: reading %s panicked: %v", ErrUnusable, Path(home), r)
+			problem = fmt.Errorf("%w: reading %s panicked: %v", ErrUnusable, path, r)
 		}
 	}()
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
 	}
 
-	data, fi, err := readMarkerFile(Path(home))
+	data, fi, err := readMarkerFile(path)
 	if err != nil {
 		if homefile.IsNotExist(err) {
 			return State{Status: Absent}, fileKey{status: Absent}, nil
@@ -198,6 +198,9 @@ func ageSince(now, t time.Time) time.Duration {
 // anything else (not a regular file, unreadable). fi is p's information
 // when known, also on an error.
 func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
+	if exists, err := homefile.Lexists(p); err == nil && !exists {
+		return nil, nil, errAbsent // the common case, every poll: no allocation
+	}
 	lfi, err := os.Lstat(p)
 	if err != nil {
 		if homefile.IsNotExist(err) {
@@ -228,6 +231,9 @@ func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
 }
 
 var errTooLarge = errors.New("marker: file too large")
+
+// errAbsent is readMarkerFile's error for a missing marker.
+var errAbsent = fmt.Errorf("marker: no marker file: %w", fs.ErrNotExist)
 
 // Field names of the marker, matched exactly.
 const (

@@ -21,7 +21,8 @@ import (
 //
 // A Reader is safe for concurrent use and must not be copied after first
 // use. The zero value reads home "" (the current directory); usually the
-// fields are set once in a composite literal. Each Reader remembers only
+// fields are set once in a composite literal, and Home must not change
+// after the first Read. Each Reader remembers only
 // its own log state, so two Readers for two homes each log.
 type Reader struct {
 	// Home is the directory holding the marker.
@@ -35,6 +36,9 @@ type Reader struct {
 	// Logger receives the warnings; nil means slog.Default().
 	Logger *slog.Logger
 
+	pathOnce sync.Once
+	path     string // Path(Home), joined once
+
 	mu     sync.Mutex
 	last   fileKey // the marker version logged last
 	logged bool    // whether last is set
@@ -47,7 +51,8 @@ func (r *Reader) Read() State {
 	if r.Now != nil {
 		now = r.Now
 	}
-	st, key, problem := read(r.Home, now(), r.Epoch, r.MaxAge)
+	r.pathOnce.Do(func() { r.path = Path(r.Home) })
+	st, key, problem := read(r.path, now(), r.Epoch, r.MaxAge)
 	if st.Status != Stale && st.Status != Expired && st.Status != Contentless && problem == nil {
 		return st
 	}

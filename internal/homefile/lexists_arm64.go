@@ -1,0 +1,7 @@
+//go:build linux
+
+package homefile
+
+import "syscall"
+
+const sysFstatat = syscall.SYS_FSTATAT
