@@ -22,7 +22,7 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, principal string
 // admitting a request clones nothing.
 func (s *Server) auth(next authedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		scheme, token, ok := strings.Cut(headerValue(r.Header, "Authorization"), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			s.unauthorized(w, r, "missing bearer token (Authorization: Bearer <token>)")
 			return
@@ -34,6 +34,16 @@ func (s *Server) auth(next authedHandler) http.Handler {
 		}
 		next(w, r, p)
 	})
+}
+
+// headerValue is h.Get(key) for a key already in canonical form, as
+// net/http stores every request header: the map read without Get's
+// canonicalization of key, a scan of it on every call.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

@@ -400,6 +400,9 @@ func uncleanPath(p string) bool {
 	if strings.Contains(p, "//") {
 		return true
 	}
+	if strings.IndexByte(p, '.') < 0 {
+		return false // no dot, no dot segment: the common path, without splitting it
+	}
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
 			return true

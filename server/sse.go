@@ -37,7 +37,7 @@ type InterruptedEvent struct {
 
 // wantsEventStream reports whether the client asked for server-sent events.
 func wantsEventStream(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	return strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
 }
 
 // streamTurn runs a turn and answers it as server-sent events. The gate
