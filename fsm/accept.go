@@ -24,13 +24,12 @@ func (m *Machine) Accept() bool {
 func (m *Machine) Release() error {
 	for {
 		w := m.word.Load()
-		if wordCount(w) == 0 {
+		if w < countUnit {
 			return ErrNotAccepted
 		}
-		nw := w - countUnit
-		if m.word.CompareAndSwap(w, nw) {
-			if wordCount(nw) == 0 && m.waiters.Load() > 0 {
-				m.wakeIdle()
+		if m.word.CompareAndSwap(w, w-countUnit) {
+			if w < 2*countUnit {
+				m.idle() // the last turn ended
 			}
 			return nil
 		}

@@ -45,8 +45,8 @@ func (m *Machine) Release() error {
 		}
 		nw := w - dec
 		if m.word.CompareAndSwap(w, nw) {
-			if wordCount(nw) == 0 && m.waiters.Load() > 0 {
-				m.wakeIdle()
+			if wordCount(nw) == 0 {
+				m.idle()
 			}
 			return nil
 		}

@@ -77,6 +77,32 @@ func BenchmarkGate(b *testing.B) {
 			}
 		})
 	})
+	b.Run("baseline=atomic-add-uncontended", func(b *testing.B) {
+		var w atomic.Uint64
+		b.ReportAllocs()
+		for b.Loop() {
+			w.Add(1 << 24)
+			w.Add(^uint64(1<<24 - 1))
+		}
+	})
+	b.Run("mutex-state-counter-uncontended", func(b *testing.B) {
+		var mu sync.Mutex
+		state, count := fsm.Running, 0
+		b.ReportAllocs()
+		for b.Loop() {
+			mu.Lock()
+			ok := state == fsm.Running
+			if ok {
+				count++
+			}
+			mu.Unlock()
+			if ok {
+				mu.Lock()
+				count--
+				mu.Unlock()
+			}
+		}
+	})
 	b.Run("accept-release-uncontended", func(b *testing.B) {
 		m := fsm.New()
 		b.ReportAllocs()

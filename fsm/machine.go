@@ -198,6 +198,13 @@ func (m *Machine) InFlight() int { return wordCount(m.word.Load()) }
 // Snapshot returns state and in-flight count read in one atomic load.
 func (m *Machine) Snapshot() Snapshot { return snapshotOf(m.word.Load()) }
 
+// idle wakes WaitIdle callers, if any, once the count has reached zero.
+func (m *Machine) idle() {
+	if m.waiters.Load() > 0 {
+		m.wakeIdle()
+	}
+}
+
 // wakeIdle closes the current idle channel and installs a fresh one.
 func (m *Machine) wakeIdle() {
 	m.idleMu.Lock()

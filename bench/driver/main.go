@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&opt.parked, "parked", "2000,10000", "memory: numbers of parked turns, comma separated (e.g. 2000,10000)")
 	flag.DurationVar(&opt.idleDur, "idle", 30*time.Second, "idle CPU: measuring time")
 	flag.IntVar(&opt.flatTurns, "flat-turns", 100000, "flatness: turns run between the start and end samples (0: skip)")
-	flag.StringVar(&opt.skip, "skip", "", "figures to skip, comma separated: drain,http,exit,tput,mem,idle,flat")
+	flag.StringVar(&opt.skip, "skip", "", "figures to skip, comma separated: drain,http,exit,tput,mem,idle,flat,gate")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temp dir (binaries, homes, logs)")
 	flag.BoolVar(&opt.tree, "tree", false, "build quiesce from the working tree (default: from a clean export of HEAD, so the report names exactly what was measured)")
 	flag.Parse()
@@ -82,7 +82,7 @@ func main() {
 	}
 	for _, f := range []fig{
 		{"drain", benchDrain}, {"http", benchHTTPDrain}, {"exit", benchExit}, {"tput", benchThroughput},
-		{"mem", benchMemory}, {"idle", benchIdle}, {"flat", benchFlat},
+		{"mem", benchMemory}, {"idle", benchIdle}, {"flat", benchFlat}, {"gate", benchGate},
 	} {
 		if skip[f.name] {
 			continue
@@ -109,6 +109,7 @@ func main() {
 
 type benchEnv struct {
 	dir   string
+	src   string // the quiesce source measured (the tree, or a clean export of HEAD)
 	bins  map[string]string
 	procs []*proc
 	n     int
@@ -132,6 +133,7 @@ func (e *benchEnv) build() error {
 			return fmt.Errorf("tar: %v: %s", err, out)
 		}
 	}
+	e.src = quiesceSrc
 	for name, pkg := range map[string]string{
 		"quiesce": "./cmd/quiesce", "bare": "./bench/bare", "pollloop": "./bench/pollloop", "floor": "./bench/floor",
 	} {
