@@ -96,7 +96,9 @@ func (w *stateWriter) writeNow() {
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")
-	if err := homefile.WriteAtomic(w.path, append(data, '\n'), 0o600); err != nil {
+	// No directory fsync: after a power loss the previous state file may
+	// come back (never a torn one), and readers judge liveness by the lock.
+	if err := homefile.WriteAtomicNoDirSync(w.path, append(data, '\n'), 0o600); err != nil {
 		g.log.Error("write state file", "path", w.path, "error", err)
 	}
 	w.bump()

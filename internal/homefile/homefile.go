@@ -64,7 +64,21 @@ func synced(path string) {
 // The temp file is removed on every error path. If path exists and is not
 // a regular file it is left alone and the error wraps ErrNotRegular. A
 // directory fsync the file system refuses as unsupported is not an error.
-func WriteAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, true)
+}
+
+// WriteAtomicNoDirSync is WriteAtomic without the directory fsync, for a
+// file whose previous version is an acceptable result of a power loss
+// (the state file: its readers judge liveness by the home's lock). The
+// content is fsynced before the rename, so even after a power loss a
+// reader finds the old content or the new one, never a torn or empty
+// file; only the rename may be undone. It saves one fsync per write.
+func WriteAtomicNoDirSync(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, false)
+}
+
+func writeAtomic(path string, data []byte, perm os.FileMode, syncDir bool) (err error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("write %s: %w (%s)", path, ErrNotRegular, Describe(path, fi))
@@ -105,6 +119,9 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) (err error) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	renamed = true
+	if !syncDir {
+		return nil
+	}
 	if err = SyncDir(dir); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

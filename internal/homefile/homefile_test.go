@@ -88,6 +88,25 @@ func TestWriteAtomicReplacesAndSyncs(t *testing.T) {
 	assert.Len(t, entries, 1, "no temp file left")
 }
 
+// TestWriteAtomicNoDirSyncSyncsOnlyTheFile: the content is fsynced before
+// the rename (no torn or empty file even after a power loss); the
+// directory is not.
+func TestWriteAtomicNoDirSyncSyncsOnlyTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "gateway_state.json")
+	var synced []string
+	homefile.SetSyncHook(func(path string) { synced = append(synced, path) })
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
+	require.NoError(t, homefile.WriteAtomicNoDirSync(p, []byte("one"), 0o600))
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "one", string(data))
+	require.Len(t, synced, 1, "one fsync: %v", synced)
+	assert.True(t, strings.HasPrefix(synced[0], p+homefile.TempInfix), "of the temp file, before the rename: %v", synced)
+	entries, _ := os.ReadDir(dir)
+	assert.Len(t, entries, 1, "no temp file left")
+}
+
 func TestWriteAtomicLeavesNonRegularTargetsAlone(t *testing.T) {
 	dir := t.TempDir()
 	for kind, p := range hostile(t, dir) {
