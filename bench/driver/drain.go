@@ -112,8 +112,8 @@ func benchDrain(e *benchEnv, r *report) error {
 	}
 	// (b) and (c) need about 1.5 s a trial (a resume and a drain, each up
 	// to one tick, plus the phase): their trials are shared among
-	// instances that run at the same time as (a), waiting on long-polls,
-	// so they load the CPU (a) is measured on as little as possible.
+	// instances that run at the same time, first; (a) runs alone after
+	// them, so their fsyncs and wake-ups cannot land in its trials.
 	type inst struct {
 		p    *proc
 		flip flipWait
@@ -163,6 +163,13 @@ func benchDrain(e *benchEnv, r *report) error {
 	}
 	run(bs, opt.pollTrials, &db, "(b)")
 	run(cs, opt.pollTrials, &dc, "(c)")
+	wg.Wait()
+	if bgErr != nil {
+		return bgErr
+	}
+	for _, in := range append(bs, cs...) {
+		in.p.kill()
+	}
 	var da durs
 	cl := newClient(2)
 	for range opt.drainTrials {
@@ -171,10 +178,6 @@ func benchDrain(e *benchEnv, r *report) error {
 			return fmt.Errorf("(a): %w", err)
 		}
 		da = append(da, d)
-	}
-	wg.Wait()
-	if bgErr != nil {
-		return bgErr
 	}
 	const goal = time.Millisecond
 	s := &section{
@@ -186,8 +189,8 @@ func benchDrain(e *benchEnv, r *report) error {
 			"the state file is written or anything is logged; for the poll loop the instant its flag flipped. Both "+
 			"are read after the fact through a long-poll (`status?wait=change`, the poll loop's `/state?after=`), so "+
 			"no polling loop competes for the CPU, and the figure is the reaction itself, without an HTTP round "+
-			"trip. Cancel is removing the file. Trials: %d for (a); %d for (b) and %d for (c), each shared among %d "+
-			"instances running at the same time as (a).", len(da), len(db), len(dc), opt.pollInstances),
+			"trip. Cancel is removing the file. Trials: %d for (b) and %d for (c), each shared among %d instances, all "+
+			"running at the same time; then %d for (a), alone.", len(db), len(dc), opt.pollInstances, len(da)),
 		load: load0 + " → " + loadavg(),
 	}
 	for _, x := range []struct {

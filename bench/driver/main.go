@@ -40,7 +40,7 @@ var opt options
 func main() {
 	flag.StringVar(&opt.out, "out", "docs/PERFORMANCE.md", "where to write the report (empty: stdout only)")
 	flag.IntVar(&opt.drainTrials, "drain-trials", 200, "marker drain reaction trials for the default gateway (a)")
-	flag.IntVar(&opt.pollTrials, "poll-trials", 200, "marker drain reaction trials for the poll-only gateway (b) and for the 1 s poll loop (c) each; each takes up to 2 ticks, run alongside (a)")
+	flag.IntVar(&opt.pollTrials, "poll-trials", 200, "marker drain reaction trials for the poll-only gateway (b) and for the 1 s poll loop (c) each; each takes up to 2 ticks; (b) and (c) run side by side, before (a)")
 	flag.IntVar(&opt.pollInstances, "poll-instances", 4, "instances of (b) and of (c) that share their trials")
 	flag.IntVar(&opt.httpTrials, "http-trials", 20, "HTTP drain trials")
 	flag.IntVar(&opt.exitTrials, "exit-trials", 100, "shutdown exit latency trials per program (at least 100, so that p99 is not just the worst trial)")
