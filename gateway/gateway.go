@@ -346,7 +346,7 @@ func (g *Gateway) reconcileLocked(ctx context.Context) {
 	if cur := g.m.State(); cur == want || cur == fsm.ShuttingDown || cur == fsm.Stopped {
 		return // nothing to change (or shutdown wins): no call into looplab, no allocation
 	}
-	changed, err := g.m.Fire(ctx, ev)
+	changed, err := g.fire(ctx, ev, st)
 	if err != nil {
 		if !errors.Is(err, fsm.ErrShutdownWins) && !errors.Is(err, fsm.ErrStopped) {
 			g.log.Error("reconcile", "event", ev, "error", err)
@@ -358,12 +358,23 @@ func (g *Gateway) reconcileLocked(ctx context.Context) {
 	}
 }
 
-// onTransition is the Machine's observer: log, persist, and replay the
-// spool on resume.
+// fire fires ev and, when the state changed, writes the state file with
+// st, the marker as the caller read it: a transition reads the marker
+// once. The gate has switched, and the observer has run, before the write.
+func (g *Gateway) fire(ctx context.Context, ev fsm.Event, st marker.State) (bool, error) {
+	changed, err := g.m.Fire(ctx, ev)
+	if changed {
+		g.state.writeWith(st)
+	}
+	return changed, err
+}
+
+// onTransition is the Machine's observer: note the instant, log, tell
+// OnTransition, and replay the spool on resume. The caller of Fire writes
+// the state file after it, with the marker it read (fire).
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
 	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
-	g.state.writeNow()
 	if g.cfg.OnTransition != nil {
 		g.cfg.OnTransition(t)
 	}

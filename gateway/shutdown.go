@@ -91,14 +91,20 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
 	// finishes first, or is refused after).
 	g.ctlMu.Lock()
-	_, err := g.m.Fire(ctx, fsm.Shutdown)
+	changed, err := g.m.Fire(ctx, fsm.Shutdown)
 	g.ctlMu.Unlock()
 	if err != nil {
 		g.log.Error("shutdown", "error", err)
 	}
 
 	// 2. Broadcast once, unless a current, fresh marker suppresses it.
-	rep.Suppressed = g.reader.Read().Suppresses()
+	// The marker changes nothing from now on: this read is also the one
+	// the state file shows until the end.
+	mk := g.reader.Read()
+	if changed {
+		g.state.writeWith(mk)
+	}
+	rep.Suppressed = mk.Suppresses()
 	if !rep.Suppressed {
 		rep.Broadcast = g.notify(ctx, notify.KindShutdownBroadcast, notify.HomeTarget, notify.BroadcastText(), id)
 	}
@@ -142,7 +148,7 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	}
 	g.stopRun()
 	waitGroup(flush, &g.bg)
-	if _, err := g.m.Fire(ctx, fsm.Stop); err != nil {
+	if _, err := g.fire(ctx, fsm.Stop, mk); err != nil {
 		g.log.Error("stop", "error", err)
 	}
 	g.log.Info("gateway stopped", "shutdown_id", id, "broadcast", rep.Broadcast, "suppressed", rep.Suppressed,

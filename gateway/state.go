@@ -11,6 +11,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // stateWriteGap is the least time between two coalesced state writes
@@ -32,7 +33,7 @@ type stateFile struct {
 }
 
 // stateWriter writes gateway_state.json atomically: at once on every
-// transition, coalesced (at most one write per stateWriteGap) on in-flight
+// transition (by the caller of Fire, with the marker it read), coalesced (at most one write per stateWriteGap) on in-flight
 // changes. kick never blocks and never does I/O.
 //
 // Each write also ends a change (WaitChange): cmu guards the change
@@ -84,15 +85,19 @@ func (w *stateWriter) kick() {
 	}
 }
 
-// writeNow writes the current state.
-func (w *stateWriter) writeNow() {
+// writeNow writes the current state with the marker read now.
+func (w *stateWriter) writeNow() { w.writeWith(w.g.reader.Read()) }
+
+// writeWith writes the current state with st, the marker as its caller
+// read it (a transition's caller has just read it: no second read).
+func (w *stateWriter) writeWith(st marker.State) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g := w.g
 	snap := g.m.Snapshot()
 	doc := stateFile{
 		GatewayState: snap.State, StateSince: g.stateSince(snap.State), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
-		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(g.reader.Read(), g.cfg.MaxAge),
+		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(st, g.cfg.MaxAge),
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")
