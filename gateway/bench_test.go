@@ -13,9 +13,6 @@ import (
 	"time"
 )
 
-// The tests of this file check what the benchmarks below rely on for
-// their speed: the zero-work echo agent and the lazy turn context.
-
 // BenchmarkTurn measures the gateway's per-turn overhead (gate, session
 // slot, panic guard, state kick) against calling the agent directly, in
 // the same run.
