@@ -372,3 +372,46 @@ func TestSentinelsDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestStrayReleasesChangeNothing: Releases racing with each other past
+// the accepted turns (a caller's bug) succeed exactly once per accepted
+// turn, every other one returns ErrNotAccepted, a WaitIdle returns once
+// the count is zero, and the count ends at zero, not below.
+func TestStrayReleasesChangeNothing(t *testing.T) {
+	m := fsm.New()
+	const turns, releasers, each = 100, 4, 100
+	for range turns {
+		require.True(t, m.Accept())
+	}
+	idle := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		idle <- m.WaitIdle(ctx)
+	}()
+	var ok, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range releasers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				switch err := m.Release(); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, fsm.ErrNotAccepted):
+					refused.Add(1)
+				default:
+					t.Errorf("Release: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, <-idle, "WaitIdle returns once the count is zero")
+	require.Equal(t, int64(turns), ok.Load(), "one success per accepted turn")
+	require.Equal(t, int64(releasers*each-turns), refused.Load())
+	require.Equal(t, 0, m.InFlight())
+	require.True(t, m.Accept(), "the gate still works")
+	require.NoError(t, m.Release())
+}
