@@ -11,6 +11,30 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
+// mutexGate is what a gate without the one-word CAS would look like: a
+// state and a counter under a mutex.
+type mutexGate struct {
+	mu    sync.Mutex
+	state fsm.State
+	count int
+}
+
+func (g *mutexGate) accept() bool {
+	g.mu.Lock()
+	ok := g.state == fsm.Running
+	if ok {
+		g.count++
+	}
+	g.mu.Unlock()
+	return ok
+}
+
+func (g *mutexGate) release() {
+	g.mu.Lock()
+	g.count--
+	g.mu.Unlock()
+}
+
 // BenchmarkGate measures the accept gate against the floor it is built
 // on, in the same run: a bare atomic add/sub pair. make bench reports the
 // ratio.
@@ -37,22 +61,12 @@ func BenchmarkGate(b *testing.B) {
 		})
 	})
 	b.Run("mutex-state-counter", func(b *testing.B) {
-		// What a gate without the one-word CAS would look like.
-		var mu sync.Mutex
-		state, count := fsm.Running, 0
+		g := &mutexGate{state: fsm.Running}
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				mu.Lock()
-				ok := state == fsm.Running
-				if ok {
-					count++
-				}
-				mu.Unlock()
-				if ok {
-					mu.Lock()
-					count--
-					mu.Unlock()
+				if g.accept() {
+					g.release()
 				}
 			}
 		})
@@ -86,20 +100,11 @@ func BenchmarkGate(b *testing.B) {
 		}
 	})
 	b.Run("mutex-state-counter-uncontended", func(b *testing.B) {
-		var mu sync.Mutex
-		state, count := fsm.Running, 0
+		g := &mutexGate{state: fsm.Running}
 		b.ReportAllocs()
 		for b.Loop() {
-			mu.Lock()
-			ok := state == fsm.Running
-			if ok {
-				count++
-			}
-			mu.Unlock()
-			if ok {
-				mu.Lock()
-				count--
-				mu.Unlock()
+			if g.accept() {
+				g.release()
 			}
 		}
 	})
