@@ -111,7 +111,8 @@ func (m *Machine) guard(e *looplab.Event) {
 // commit switches the gate to the new state, keeping the in-flight count,
 // and records the transition for Fire to tell observers. It runs in
 // enter_state, after looplab committed, while m.mu is held: the gate
-// closes before any observer (a state file fsync, a log line) runs.
+// closes before any observer (a log line, a supervisor's notification)
+// runs.
 func (m *Machine) commit(e *looplab.Event) {
 	to := State(e.Dst)
 	for {

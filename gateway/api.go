@@ -128,7 +128,7 @@ type Status struct {
 	// StateSince is when the gateway entered State (its start, if it has
 	// not changed since), taken as the transition's first step, before
 	// the state file is written or the change logged.
-	StateSince    time.Time  `json:"state_since"`
+	StateSince    time.Time  `json:"state_since,omitzero"`
 	ActiveAgents  int        `json:"active_agents"`
 	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
 	Epoch         string     `json:"epoch"`

@@ -61,9 +61,10 @@ type Config struct {
 	Logger        *slog.Logger
 	Metrics       Metrics // may be nil
 	// OnTransition, if set, is called after every lifecycle transition
-	// has been logged and written to the state file (e.g. to tell a
-	// supervisor). It runs inside the lifecycle event that made it, one
-	// call at a time in commit order, and must not block for long.
+	// has been logged (e.g. to tell a supervisor), before the state file
+	// records it (the code that fired the event writes it once the event
+	// returns). It runs inside the lifecycle event that made it, one call
+	// at a time in commit order, and must not block for long.
 	OnTransition func(fsm.Transition)
 }
 

@@ -356,3 +356,28 @@ func TestStateSinceNeverPredatesTheSwitch(t *testing.T) {
 	before := time.Now()
 	require.False(t, f.g.stateSince(fsm.Draining).Before(before), "the switch is happening now")
 }
+
+// TestStateFileKeepsTheShutdownsMarkerReading: once shutting down, the
+// marker changes nothing, and every state write, the last one included,
+// shows the marker as the shutdown read it, even if it is removed while
+// the last turn finishes.
+func TestStateFileKeepsTheShutdownsMarkerReading(t *testing.T) {
+	f := newFixture(t, nil)
+	done := f.startTurn(t, "alice", "hi")
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "r1"})
+	require.NoError(t, err)
+	f.g.BeginShutdown(false)
+	require.NoError(t, os.Remove(marker.Path(f.home)))
+	f.agent.finish("alice")
+	require.NoError(t, recv(t, done).err)
+	select {
+	case <-f.g.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stop")
+	}
+	doc, err := readStateFile(f.home)
+	require.NoError(t, err)
+	require.Equal(t, fsm.Stopped, doc.GatewayState)
+	require.NotNil(t, doc.Drain, "the shutdown's reading, not a later one")
+	require.Equal(t, "r1", doc.Drain.RequestID)
+}

@@ -101,6 +101,7 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	// The marker changes nothing from now on: this read is also the one
 	// the state file shows until the end.
 	mk := g.reader.Read()
+	g.state.fix(mk)
 	if changed {
 		g.state.writeWith(mk)
 	}

@@ -21,7 +21,7 @@ const stateWriteGap = 250 * time.Millisecond
 // stateFile is the content of gateway_state.json.
 type stateFile struct {
 	GatewayState fsm.State  `json:"gateway_state"`
-	StateSince   time.Time  `json:"state_since"`
+	StateSince   time.Time  `json:"state_since,omitzero"`
 	ActiveAgents int        `json:"active_agents"`
 	PID          int        `json:"pid"`
 	Epoch        string     `json:"epoch"`
@@ -39,10 +39,11 @@ type stateFile struct {
 // Each write also ends a change (WaitChange): cmu guards the change
 // counter and the channel that is closed and replaced when it grows.
 type stateWriter struct {
-	g    *Gateway
-	path string
-	mu   sync.Mutex // one write at a time, each with a fresh snapshot
-	wake chan struct{}
+	g     *Gateway
+	path  string
+	mu    sync.Mutex    // one write at a time, each with a fresh snapshot
+	fixed *marker.State // set by fix; guarded by mu
+	wake  chan struct{}
 
 	cmu   sync.Mutex
 	count uint64
@@ -85,19 +86,38 @@ func (w *stateWriter) kick() {
 	}
 }
 
-// writeNow writes the current state with the marker read now.
-func (w *stateWriter) writeNow() { w.writeWith(w.g.reader.Read()) }
+// writeNow writes the current state with the marker read under the lock,
+// so the snapshot and the reading are of one moment (once shutting down:
+// the shutdown's reading, see fix).
+func (w *stateWriter) writeNow() { w.write(nil) }
 
 // writeWith writes the current state with st, the marker as its caller
 // read it (a transition's caller has just read it: no second read).
-func (w *stateWriter) writeWith(st marker.State) {
+func (w *stateWriter) writeWith(st marker.State) { w.write(&st) }
+
+// fix makes st the marker reading of every later write: the shutdown's
+// one reading, which the marker cannot change any more.
+func (w *stateWriter) fix(st marker.State) {
+	w.mu.Lock()
+	w.fixed = &st
+	w.mu.Unlock()
+}
+
+func (w *stateWriter) write(st *marker.State) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	g := w.g
+	switch {
+	case w.fixed != nil:
+		st = w.fixed
+	case st == nil:
+		read := g.reader.Read()
+		st = &read
+	}
 	snap := g.m.Snapshot()
 	doc := stateFile{
 		GatewayState: snap.State, StateSince: g.stateSince(snap.State), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
-		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(st, g.cfg.MaxAge),
+		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(*st, g.cfg.MaxAge),
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")

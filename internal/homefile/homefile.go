@@ -73,7 +73,9 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 // (the state file: its readers judge liveness by the home's lock). The
 // content is fsynced before the rename, so even after a power loss a
 // reader finds the old content or the new one, never a torn or empty
-// file; only the rename may be undone. It saves one fsync per write.
+// file; only the rename may be undone (after a first write: no file at
+// all), and a temp file may be left, which RemoveTemps removes. It saves
+// one fsync per write.
 func WriteAtomicNoDirSync(path string, data []byte, perm os.FileMode) error {
 	return writeAtomic(path, data, perm, false)
 }
