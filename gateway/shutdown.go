@@ -98,8 +98,7 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	}
 
 	// 2. Broadcast once, unless a current, fresh marker suppresses it.
-	// The marker changes nothing from now on: this read is also the one
-	// the state file shows until the end.
+	// This reading is also the one the state file shows until the end.
 	mk := g.reader.Read()
 	g.state.fix(mk)
 	if changed {

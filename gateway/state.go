@@ -33,8 +33,9 @@ type stateFile struct {
 }
 
 // stateWriter writes gateway_state.json atomically: at once on every
-// transition (by the caller of Fire, with the marker it read), coalesced (at most one write per stateWriteGap) on in-flight
-// changes. kick never blocks and never does I/O.
+// transition (by the caller of Fire, with the marker it read), coalesced
+// (at most one write per stateWriteGap) on in-flight changes. kick never
+// blocks and never does I/O.
 //
 // Each write also ends a change (WaitChange): cmu guards the change
 // counter and the channel that is closed and replaced when it grows.
