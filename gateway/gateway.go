@@ -336,8 +336,9 @@ func (g *Gateway) Reconcile(ctx context.Context) {
 	g.reconcileLocked(ctx)
 }
 
-// reconcileLocked is Reconcile with ctlMu held.
-func (g *Gateway) reconcileLocked(ctx context.Context) {
+// reconcileLocked is Reconcile with ctlMu held. It reports whether the
+// state changed (then the state file has been written).
+func (g *Gateway) reconcileLocked(ctx context.Context) bool {
 	st := g.reader.Read()
 	g.cfg.Metrics.MarkerRead(st.Status.String())
 	ev, want := fsm.Resume, fsm.Running
@@ -345,18 +346,19 @@ func (g *Gateway) reconcileLocked(ctx context.Context) {
 		ev, want = fsm.Drain, fsm.Draining
 	}
 	if cur := g.m.State(); cur == want || cur == fsm.ShuttingDown || cur == fsm.Stopped {
-		return // nothing to change (or shutdown wins): no call into looplab, no allocation
+		return false // nothing to change (or shutdown wins): no call into looplab, no allocation
 	}
 	changed, err := g.fire(ctx, ev, st)
 	if err != nil {
 		if !errors.Is(err, fsm.ErrShutdownWins) && !errors.Is(err, fsm.ErrStopped) {
 			g.log.Error("reconcile", "event", ev, "error", err)
 		}
-		return
+		return false
 	}
 	if changed && ev == fsm.Drain && st.Status == marker.Active && !st.AgeFromMtime {
 		g.cfg.Metrics.DrainReaction(g.cfg.Now().Sub(st.Request.RequestedAt))
 	}
+	return changed
 }
 
 // fire fires ev and, when the state changed, writes the state file with
@@ -410,8 +412,9 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 	if err != nil {
 		return DrainResult{}, markerError("drain", err)
 	}
-	g.reconcileLocked(ctx)
-	g.state.kick() // the drain request changed even if the state did not
+	if !g.reconcileLocked(ctx) {
+		g.state.kick() // the drain request changed even if the state did not
+	}
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
 	info.ExpiresAt = written.RequestedAt.Add(g.cfg.MaxAge).UTC()
@@ -437,8 +440,9 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 	if err != nil {
 		return CancelResult{}, markerError("cancel drain", err)
 	}
-	g.reconcileLocked(ctx)
-	g.state.kick()
+	if !g.reconcileLocked(ctx) {
+		g.state.kick() // the marker went even if the state did not change
+	}
 	snap := g.m.Snapshot()
 	return CancelResult{WasDraining: existed, State: snap.State, ActiveAgents: snap.InFlight}, nil
 }

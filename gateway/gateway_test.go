@@ -358,26 +358,57 @@ func TestStateSinceNeverPredatesTheSwitch(t *testing.T) {
 }
 
 // TestStateFileKeepsTheShutdownsMarkerReading: once shutting down, the
-// marker changes nothing, and every state write, the last one included,
-// shows the marker as the shutdown read it, even if it is removed while
-// the last turn finishes.
+// marker changes nothing, and every state write, a coalesced one for a
+// turn that ended and the last one included, shows the marker as the
+// shutdown read it, even if it is removed meanwhile.
 func TestStateFileKeepsTheShutdownsMarkerReading(t *testing.T) {
 	f := newFixture(t, nil)
-	done := f.startTurn(t, "alice", "hi")
+	alice := f.startTurn(t, "alice", "hi")
+	bob := f.startTurn(t, "bob", "hi")
 	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "r1"})
 	require.NoError(t, err)
 	f.g.BeginShutdown(false)
 	require.NoError(t, os.Remove(marker.Path(f.home)))
 	f.agent.finish("alice")
-	require.NoError(t, recv(t, done).err)
+	require.NoError(t, recv(t, alice).err)
+	eventually(t, "a coalesced write for alice's end", func() bool {
+		doc, err := readStateFile(f.home)
+		return err == nil && doc.GatewayState == fsm.ShuttingDown && doc.ActiveAgents == 1
+	})
+	doc, err := readStateFile(f.home)
+	require.NoError(t, err)
+	require.NotNil(t, doc.Drain, "a coalesced write shows the shutdown's reading, not the removed marker")
+	require.Equal(t, "r1", doc.Drain.RequestID)
+
+	f.agent.finish("bob")
+	require.NoError(t, recv(t, bob).err)
 	select {
 	case <-f.g.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("no stop")
 	}
-	doc, err := readStateFile(f.home)
+	doc, err = readStateFile(f.home)
 	require.NoError(t, err)
 	require.Equal(t, fsm.Stopped, doc.GatewayState)
-	require.NotNil(t, doc.Drain, "the shutdown's reading, not a later one")
+	require.NotNil(t, doc.Drain, "the last write too")
 	require.Equal(t, "r1", doc.Drain.RequestID)
+}
+
+// TestRedrainRecordsTheNewRequest: a drain while draining changes no
+// state, and the state file still comes to show the new request (its
+// coalesced write), while a drain that changes the state writes it once,
+// at the transition.
+func TestRedrainRecordsTheNewRequest(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "first"})
+	require.NoError(t, err)
+	doc, err := readStateFile(f.home)
+	require.NoError(t, err)
+	require.Equal(t, "first", doc.Drain.RequestID, "written at the transition, before BeginDrain returns")
+	_, err = f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "second"})
+	require.NoError(t, err)
+	eventually(t, "the new request in the state file", func() bool {
+		doc, err := readStateFile(f.home)
+		return err == nil && doc.Drain != nil && doc.Drain.RequestID == "second"
+	})
 }
