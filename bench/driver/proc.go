@@ -87,8 +87,9 @@ func (e *benchEnv) start(name string, args []string, url, home, token string) (*
 	return p, nil
 }
 
-// gateway starts quiesce run on a fresh home and port.
-func (e *benchEnv) gateway(extra ...string) (*proc, error) {
+// server starts program name on a fresh home and port; args builds its
+// arguments from the two.
+func (e *benchEnv) server(name string, args func(home, addr string) []string) (*proc, error) {
 	home, tok, err := e.newHome()
 	if err != nil {
 		return nil, err
@@ -97,22 +98,21 @@ func (e *benchEnv) gateway(extra ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"run", "--home", home, "--addr", addr}, extra...)
-	return e.start("quiesce", args, "http://"+addr, home, tok)
+	return e.start(name, args(home, addr), "http://"+addr, home, tok)
+}
+
+// gateway starts quiesce run on a fresh home and port.
+func (e *benchEnv) gateway(extra ...string) (*proc, error) {
+	return e.server("quiesce", func(home, addr string) []string {
+		return append([]string{"run", "--home", home, "--addr", addr}, extra...)
+	})
 }
 
 // bare starts the bare net/http baseline.
 func (e *benchEnv) bare(work time.Duration) (*proc, error) {
-	home, tok, err := e.newHome()
-	if err != nil {
-		return nil, err
-	}
-	addr, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"--addr", addr, "--tokens-file", filepath.Join(home, "tokens"), "--work", work.String()}
-	return e.start("bare", args, "http://"+addr, home, tok)
+	return e.server("bare", func(home, addr string) []string {
+		return []string{"--addr", addr, "--tokens-file", filepath.Join(home, "tokens"), "--work", work.String()}
+	})
 }
 
 // pollLoop starts the 1 s poll loop baseline; addr "" serves no HTTP.
