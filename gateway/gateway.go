@@ -54,8 +54,10 @@ type Config struct {
 	// WatchInterval is the marker poll fallback (marker.DefaultWatchInterval).
 	// A negative value disables the watcher: the caller calls Reconcile.
 	WatchInterval time.Duration
-	// WatchPollOnly watches the marker by polling alone, without fsnotify
-	// (marker.WatchPollOnly).
+	// WatchPollOnly watches the marker by polling alone, without fsnotify,
+	// for file systems whose change notifications miss writes (a network
+	// mount written from another machine); the poll then bounds the
+	// reaction (marker.WatchFunc's pollOnly).
 	WatchPollOnly bool
 	Now           func() time.Time // clock for marker ages and timestamps; nil means time.Now
 	Logger        *slog.Logger

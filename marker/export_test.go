@@ -1,6 +1,16 @@
 package marker
 
-import "time"
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// WatchPollOnly is Watch without fsnotify (WatchFunc's pollOnly), for the
+// tests and benchmarks that compare the two.
+func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {
+	return watch(ctx, home, interval, logger, false)
+}
 
 // SetWatchAddedHook installs f to be called each time a watcher
 // (re-)establishes its directory watch. Call it before Watch and restore

@@ -46,22 +46,18 @@ func Watch(ctx context.Context, home string, interval time.Duration, logger *slo
 	return watch(ctx, home, interval, logger, true)
 }
 
-// WatchPollOnly is Watch without fsnotify: signals come from the poll
-// alone (and the initial one). It is for file systems whose change
-// notifications cannot be trusted, such as a network mount written from
-// another machine; its reaction is bounded by interval instead.
-func WatchPollOnly(ctx context.Context, home string, interval time.Duration, logger *slog.Logger) <-chan struct{} {
-	return watch(ctx, home, interval, logger, false)
-}
-
-// WatchFunc is Watch (or, with pollOnly, WatchPollOnly) calling fn where
-// Watch would signal, in the watch goroutine itself: once as soon as the
-// directory watch is in place, then on every event on the marker's name
-// and every tick, one call at a time (events that arrive during a call
-// wait in the kernel's queue). It blocks until ctx is done and returns
-// after the last call, with the fsnotify watcher released. Calling fn
-// directly saves the wake-up of a second goroutine on every event and
-// every tick.
+// WatchFunc is Watch calling fn where Watch would signal, in the watch
+// goroutine itself: once as soon as the directory watch is in place, then
+// on every event on the marker's name and every tick, one call at a time
+// (events that arrive during a call wait in the kernel's queue). It blocks
+// until ctx is done and returns after the last call, with the fsnotify
+// watcher released. Calling fn directly saves the wake-up of a second
+// goroutine on every event and every tick.
+//
+// With pollOnly it never starts fsnotify: fn is called at the start and
+// every interval only. That is for file systems whose change notifications
+// cannot be trusted, such as a network mount written from another
+// machine; the reaction is then bounded by interval.
 func WatchFunc(ctx context.Context, home string, interval time.Duration, logger *slog.Logger, pollOnly bool, fn func()) {
 	w := newWatcher(home, interval, logger, !pollOnly, fn)
 	w.ensureWatch()
@@ -83,7 +79,7 @@ type watcher struct {
 	warned bool              // whether the "polling only" warning was logged since the watch last worked
 }
 
-// watch is Watch with fsnotify optional (notify false: WatchPollOnly): a
+// watch is Watch with fsnotify optional (notify false: poll only): a
 // watcher whose signal queues on a channel of capacity 1 unless a signal
 // is already pending.
 func watch(ctx context.Context, home string, interval time.Duration, logger *slog.Logger, notify bool) <-chan struct{} {

@@ -279,7 +279,7 @@ func TestWatchReaddsRemovedHome(t *testing.T) {
 	signalUntil(t, ch, "a write in the re-created home", func() bool { return readID(home) == "r2" })
 }
 
-// TestWatchPollOnlyNeverWatches: the poll-only watcher never sets up a
+// TestWatchPollOnlyNeverWatches: WatchFunc with pollOnly never sets up a
 // directory watch, and still signals a marker written by another writer
 // within its interval.
 func TestWatchPollOnlyNeverWatches(t *testing.T) {
@@ -287,11 +287,15 @@ func TestWatchPollOnlyNeverWatches(t *testing.T) {
 	t.Cleanup(marker.SetWatchAddedHook(func(string) { added.Add(1) }))
 	home := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := marker.WatchPollOnly(ctx, home, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	ch := make(chan struct{}, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		marker.WatchFunc(ctx, home, 10*time.Millisecond, slog.New(slog.DiscardHandler), true, func() { ch <- struct{}{} })
+	}()
 	defer func() {
 		cancel()
-		for range ch {
-		}
+		<-done
 	}()
 	expectSignal(t, ch, "initial")
 	_, err := marker.Write(home, marker.Request{RequestID: "polled"})
