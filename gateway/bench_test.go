@@ -15,7 +15,10 @@ import (
 
 // BenchmarkTurn measures the gateway's per-turn overhead (gate, session
 // slot, panic guard, state kick) against calling the agent directly, in
-// the same run.
+// the same run. The direct call is almost free, so read the difference
+// (the overhead in ns and allocations), not the ratio; the comparison
+// with a bare net/http server doing a turn's work is server's
+// BenchmarkTurnHTTP and `make bench`'s driver.
 func BenchmarkTurn(b *testing.B) {
 	agent := AgentFunc(func(_ context.Context, t Turn) (string, error) { return t.Text, nil })
 	ctx := context.Background()
