@@ -114,6 +114,22 @@ func within(tb testing.TB, d time.Duration, done <-chan struct{}, what string) {
 	}
 }
 
+// callWithin calls fn with a context whose timeout is d and fails the test
+// unless fn returns within bound. It returns fn's error.
+func callWithin(tb testing.TB, fn func(context.Context) error, d, bound time.Duration, what string) error {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = fn(ctx)
+	}()
+	within(tb, bound, done, what)
+	return err
+}
+
 // observed counts Observer calls by sink and result; safe for concurrent
 // use.
 type observed struct {

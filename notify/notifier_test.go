@@ -42,16 +42,7 @@ func newNotifier(tb testing.TB, sinks ...notify.Sink) (*notify.Notifier, string,
 // returns by d plus a second of slack. It returns Flush's error.
 func flush(tb testing.TB, n *notify.Notifier, d time.Duration) error {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	done := make(chan struct{})
-	var err error
-	go func() {
-		defer close(done)
-		err = n.Flush(ctx)
-	}()
-	within(tb, d+time.Second, done, "Flush")
-	return err
+	return callWithin(tb, n.Flush, d, d+time.Second, "Flush")
 }
 
 func TestNotifierOutboxBeforeWebhook(t *testing.T) {
@@ -665,16 +656,7 @@ func TestNotifierObserverCountsEachOutcomeOnce(t *testing.T) {
 // Close does not return within 5s (a sink ignoring its ctx must not hold it).
 func closeWithin(t *testing.T, n *notify.Notifier, d time.Duration) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	done := make(chan struct{})
-	var err error
-	go func() {
-		defer close(done)
-		err = n.Close(ctx)
-	}()
-	within(t, 5*time.Second, done, "Close")
-	return err
+	return callWithin(t, n.Close, d, 5*time.Second, "Close")
 }
 
 // requireUndeliveredLoggedAndKept checks what a Close past its deadline
