@@ -68,6 +68,11 @@ type Config struct {
 	// returns). It runs inside the lifecycle event that made it, one call
 	// at a time in commit order, and must not block for long.
 	OnTransition func(fsm.Transition)
+	// Version is the build's version, shown in Status.
+	Version string
+	// AgentKind names the agent in Status ("echo", "exec", "http"); ""
+	// means "echo" when Agent is nil, else "custom".
+	AgentKind string
 }
 
 // Gateway is the quiesce runtime. Build it with New, then call Start;
@@ -78,8 +83,9 @@ type Config struct {
 // a time); sessMu guards sessions; evMu serialises event dispatch and
 // guards events; bg counts background goroutines (system turns, dispatch,
 // the watcher, the state writer) so stop can wait for them; runCtx stops
-// them. The fsm.Machine, spool, notifier and state writer guard
-// themselves.
+// them. The fsm.Machine, spool, notifier, state writer and history guard
+// themselves; agentFailures and agentLastErr are atomics written only when
+// an agent fails.
 type Gateway struct {
 	cfg      Config
 	log      *slog.Logger
@@ -117,6 +123,19 @@ type Gateway struct {
 
 	closeOnce sync.Once
 	sd        shutdown
+
+	// history keeps the last lifecycle events for History.
+	history history
+	// agentFailures counts turns the agent failed by itself; agentLastErr
+	// is the last such failure. Written on the failure path only.
+	agentFailures atomic.Uint64
+	agentLastErr  atomic.Pointer[agentFailure]
+}
+
+// agentFailure is the agent's last failure.
+type agentFailure struct {
+	msg string
+	at  time.Time
 }
 
 // entered is a state and the instant the gateway entered it.
@@ -125,11 +144,15 @@ type entered struct {
 	at    time.Time
 }
 
-// slot is a session's running turn.
+// slot is a session's running turn: what cancels it, and what Turns
+// shows of it.
 type slot struct {
-	cancel context.CancelCauseFunc
-	system bool
-	start  time.Time
+	cancel    context.CancelCauseFunc
+	system    bool
+	streaming bool
+	start     time.Time
+	turnID    string
+	eventID   string
 }
 
 // New builds a Gateway from cfg: it creates the home, takes its lock (one
@@ -148,6 +171,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Agent == nil {
 		cfg.Agent = NewEcho(200 * time.Millisecond)
+		if cfg.AgentKind == "" {
+			cfg.AgentKind = "echo"
+		}
+	}
+	if cfg.AgentKind == "" {
+		cfg.AgentKind = "custom"
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
@@ -268,6 +297,7 @@ func (g *Gateway) Close() error {
 // watcher and the state writer. They stop when ctx is done or the gateway
 // has stopped.
 func (g *Gateway) Start(ctx context.Context) error {
+	g.history.add(HistoryEntry{At: g.started.UTC(), Kind: HistoryStart, To: fsm.Running})
 	g.Reconcile(ctx)
 	g.state.writeNow()
 	g.log.Info("gateway started", "home", g.cfg.Home, "epoch", g.epoch, "state", g.m.State(),
@@ -350,6 +380,9 @@ func (g *Gateway) reconcileLocked(ctx context.Context) bool {
 	if cur := g.m.State(); cur == want || cur == fsm.ShuttingDown || cur == fsm.Stopped {
 		return false // nothing to change (or shutdown wins): no call into looplab, no allocation
 	}
+	if ev == fsm.Drain {
+		g.recordDrain(st.Request, false) // before the transition it causes
+	}
 	changed, err := g.fire(ctx, ev, st)
 	if err != nil {
 		if !errors.Is(err, fsm.ErrShutdownWins) && !errors.Is(err, fsm.ErrStopped) {
@@ -379,6 +412,7 @@ func (g *Gateway) fire(ctx context.Context, ev fsm.Event, st marker.State) (bool
 // the state file after it, with the marker it read (fire).
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
+	g.record(HistoryEntry{Kind: HistoryTransition, From: t.From, To: t.To, Event: t.Event})
 	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
 	if g.cfg.OnTransition != nil {
 		g.cfg.OnTransition(t)
@@ -416,6 +450,7 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 	}
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the drain request changed even if the state did not
+		g.recordDrain(written, was.Drains())
 	}
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
@@ -442,6 +477,7 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 	if err != nil {
 		return CancelResult{}, markerError("cancel drain", err)
 	}
+	g.record(HistoryEntry{Kind: HistoryCancel, RequestID: requestID, WasDraining: existed})
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the marker went even if the state did not change
 	}
@@ -470,6 +506,8 @@ func (g *Gateway) Status() Status {
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 		SpooledEvents:     g.spool.len(),
 		Live:              true,
+		Version:           g.cfg.Version,
+		Agent:             g.agentStatus(),
 	}
 	if g.epochErr != nil {
 		st.EpochError = g.epochErr.Error()
@@ -507,8 +545,9 @@ func markerError(op string, err error) error {
 
 type nopMetrics struct{}
 
-func (nopMetrics) TurnEnded(string)            {}
-func (nopMetrics) DrainReaction(time.Duration) {}
-func (nopMetrics) EventRejected()              {}
-func (nopMetrics) Notified(string, string)     {}
-func (nopMetrics) MarkerRead(string)           {}
+func (nopMetrics) TurnEnded(string)                   {}
+func (nopMetrics) TurnDuration(string, time.Duration) {}
+func (nopMetrics) DrainReaction(time.Duration)        {}
+func (nopMetrics) EventRejected()                     {}
+func (nopMetrics) Notified(string, string)            {}
+func (nopMetrics) MarkerRead(string)                  {}
