@@ -45,6 +45,9 @@ type control interface {
 	Cancel(ctx context.Context, requestID string) (cancelResult, error)
 	// Status returns the gateway's status.
 	Status(ctx context.Context) (gateway.Status, error)
+	// Turns returns the turns in flight (HTTP only: the home does not
+	// record them).
+	Turns(ctx context.Context) ([]gateway.TurnInfo, error)
 	// WaitIdle returns as soon as no turn is in flight, or after within
 	// with idle false; st is the status at that moment.
 	WaitIdle(ctx context.Context, within time.Duration) (st gateway.Status, idle bool, err error)

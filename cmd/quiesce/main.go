@@ -87,6 +87,7 @@ var commands = map[string]commandInfo{
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
+	"turns":      {"list the turns in flight: session, age, streaming, event id (needs --url)", func() command { return &turnsCmd{} }},
 	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
 	"diagram":    {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
 	"version":    {"print the version and the commit it was built from", func() command { return &versionCmd{} }},
@@ -94,7 +95,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "drain", "cancel", "status", "turns", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -233,10 +234,10 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, status, shutdown) use the HTTP API when --url
-or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and otherwise
-act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce) directly.
-Each prints the API's JSON with --json.
+Client commands (drain, cancel, status, turns, shutdown) use the HTTP API when
+--url or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and
+otherwise act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce)
+directly (turns needs --url). Each prints the API's JSON with --json.
 
 Exit codes:
   0  success
