@@ -82,24 +82,24 @@ func mustStatic(name, contentType string) staticFile {
 // pageData is what the page template shows. It carries nothing that
 // needs a token.
 type pageData struct {
-	State          fsm.State
-	StateClass     string // "state-running", or "state-unknown" for a state the page does not know
-	Description    string
-	StateSince     string // how long the state has lasted, "3m12s"; "" when unknown
-	StateSinceISO  string // when it began (RFC 3339), for the script's clock
-	Version        string
-	InFlight       int
-	OldestTurn     string // "" with no turn in flight
-	SpooledEvents  int
+	State         fsm.State
+	StateClass    string // "state-running", or "state-unknown" for a state the page does not know
+	Description   string
+	StateSince    string // how long the state has lasted, "3m12s"; "" when unknown
+	StateSinceISO string // when it began (RFC 3339), for the script's clock
+	Version       string
+	InFlight      int
+	OldestTurn    string // "" with no turn in flight
+	SpooledEvents int
 	// HasWebhookPending is set when the status reports pending webhook
 	// messages (a webhook is configured); WebhookPending is their number.
 	HasWebhookPending bool
 	WebhookPending    int
-	RenderedAt     string
-	RefreshSeconds int
-	Diagram        template.HTML
-	ScriptURL      string
-	StyleURL       string
+	RenderedAt        string
+	RefreshSeconds    int
+	Diagram           template.HTML
+	ScriptURL         string
+	StyleURL          string
 }
 
 // routePage registers the status page and its static files on r.
