@@ -56,7 +56,7 @@ func TestHistoryRecordsTheLifecycle(t *testing.T) {
 	require.Equal(t, []string{
 		HistoryStart,
 		HistoryDrain, HistoryTransition, // the drain, then what it did
-		HistoryDrain,                    // the refresh: no transition
+		HistoryDrain, // the refresh: no transition
 		HistoryCancel, HistoryTransition,
 		HistoryShutdown, HistoryTransition,
 		HistoryInterrupted,
