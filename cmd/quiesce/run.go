@@ -215,10 +215,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}()
 
-	tokensPath := c.tokensFile
-	if tokensPath == "" {
-		tokensPath = filepath.Join(c.home, "tokens")
-	}
+	tokensPath := c.tokensPath()
 	var devToken string
 	var devCreated bool
 	if c.dev {
@@ -227,10 +224,8 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}
 	tokens, err := server.LoadTokens(tokensPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), point --tokens-file at yours, or start with --dev", tokensPath)}
-	} else if err != nil {
-		return &configError{fmt.Errorf("refusing to start: %w", err)}
+	if err != nil {
+		return tokensLoadError(tokensPath, err)
 	}
 
 	srv, err := server.New(server.Config{
