@@ -4,12 +4,20 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet
+.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet image
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/quiesce
+
+# image: the container image (Dockerfile), stamped with the version and
+# revision of this checkout (the build context has no .git to read them from).
+IMAGE    ?= quiesce
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 run: build
 	./$(BIN) run --dev $(ARGS)

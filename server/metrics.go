@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/buildinfo"
 )
 
 // TurnResults lists the values of the result label of quiesce_turns_total.
@@ -134,14 +135,14 @@ func NewMetrics() *Metrics {
 	m.markerReads.preload(MarkerOutcomes...)
 	m.reloads.preload(TokensReloadResults...)
 	m.reg.MustRegister(turns, m.reaction, requests, m.rejected, notified, markerReads, reloads, m.reloadOK, m.reloadAt, stateCollector{m},
-		newBuildInfo(debug.ReadBuildInfo),
+		newBuildInfo(buildinfo.Read),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // newBuildInfo returns the quiesce_build_info gauge (always 1) labelled
 // with the binary's module version, VCS revision and Go version, as read
-// says; "(devel)" and "unknown" stand in for what it does not know.
+// (buildinfo.Read: what the toolchain recorded, or what the build stamped) says; "(devel)" and "unknown" stand in for what it does not know.
 func newBuildInfo(read func() (*debug.BuildInfo, bool)) prometheus.Collector {
 	version, revision, goversion := "(devel)", "unknown", runtime.Version()
 	if bi, ok := read(); ok && bi != nil {
