@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,7 +120,12 @@ func (c *checkCmd) run(_ context.Context, m *Main) error {
 		detail, err = c.checkAddr()
 		add("address", detail, err)
 	}
+	return printChecks(m.Stdout, results)
+}
 
+// printChecks prints one line per check and returns nil when all passed,
+// else a *checkFailed whose exit code is the first failure's.
+func printChecks(w io.Writer, results []checkResult) error {
 	var first error
 	var failed []string
 	for _, r := range results {
@@ -131,10 +137,10 @@ func (c *checkCmd) run(_ context.Context, m *Main) error {
 				first = r.err
 			}
 		}
-		fmt.Fprintf(m.Stdout, "%s %-8s %s\n", status, r.name, text)
+		fmt.Fprintf(w, "%s %-8s %s\n", status, r.name, text)
 	}
 	if first == nil {
-		fmt.Fprintf(m.Stdout, "all %d checks passed: run would start\n", len(results))
+		fmt.Fprintf(w, "all %d checks passed: run would start\n", len(results))
 		return nil
 	}
 	return &checkFailed{
