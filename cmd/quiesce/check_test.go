@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -135,4 +136,24 @@ func treeOf(t *testing.T, root string) []string {
 		return nil
 	}))
 	return out
+}
+
+// TestCheckReadOnlyHomeIsTransient: a home on a read-only file system is
+// exit 75 (EX_TEMPFAIL: a remount may cure it, so a supervisor should
+// restart), named with the cause, not 78.
+func TestCheckReadOnlyHomeIsTransient(t *testing.T) {
+	t.Parallel()
+	disk := smallDisk(t)
+	home := filepath.Join(disk, "home")
+	require.NoError(t, os.Mkdir(home, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "tokens"), []byte("ops "+opsToken+"\n"), 0o600))
+	if out, err := exec.Command("mount", "-o", "remount,ro", disk).CombinedOutput(); err != nil {
+		t.Skipf("cannot remount %s read-only: %v: %s", disk, err, out)
+	}
+	stdout, stderr, code := cli(t, nil, "check", "--home", home, "--addr", freeAddr(t))
+	assert.Equal(t, 75, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "FAIL home")
+	assert.Contains(t, stdout, "read-only file system")
+	assert.Contains(t, stdout, "ok   tokens")
+	assert.Contains(t, stderr, "run would exit 75")
 }
