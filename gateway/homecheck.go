@@ -98,11 +98,17 @@ func checkCreatable(home string) error {
 
 // writable checks that this process may create files in the directory dir.
 func writable(dir string) error {
-	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+	err := unix.Access(dir, unix.W_OK|unix.X_OK)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %s is on a read-only file system: remount it read-write, or give --home a writable directory: %w", ErrHome, dir,
+			&fs.PathError{Op: "access", Path: dir, Err: err})
+	default:
 		return fmt.Errorf("%w: %s is not writable by this user (uid %d): %w", ErrHome, dir, os.Getuid(),
 			&fs.PathError{Op: "access", Path: dir, Err: err})
 	}
-	return nil
 }
 
 // checkHomeFile checks the home file p, if it exists: a regular file
