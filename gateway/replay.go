@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -62,6 +63,9 @@ func LocalReplay(home string, log *slog.Logger) (ReplayResult, error) {
 		return ReplayResult{}, err
 	}
 	defer func() { _ = lock.release() }()
+	if _, err := os.Lstat(filepath.Join(home, RejectedFileName)); homefile.IsNotExist(err) {
+		return ReplayResult{EventIDs: []string{}}, nil // nothing was ever rejected here
+	}
 	sp, err := openSpool(filepath.Join(home, SpoolFileName), filepath.Join(home, RejectedFileName), log)
 	if err != nil {
 		return ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
