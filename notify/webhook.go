@@ -87,8 +87,10 @@ type WebhookOptions struct {
 	PendingMax int
 	// RedeliverBackoff is the first wait after a redelivery round that
 	// failed (default DefaultRedeliverBackoff); the waits double up to
-	// RedeliverBackoffMax (default DefaultRedeliverBackoffMax).
-	RedeliverBackoff    time.Duration
+	// RedeliverBackoffMax.
+	RedeliverBackoff time.Duration
+	// RedeliverBackoffMax caps the wait between two redelivery rounds
+	// (default DefaultRedeliverBackoffMax; never below RedeliverBackoff).
 	RedeliverBackoffMax time.Duration
 	// Logger gets the drops (WARN) and the redelivery rounds; nil means
 	// slog.Default().
