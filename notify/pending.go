@@ -47,9 +47,12 @@ func (w *Webhook) Keep(msgs []Message) error {
 	}
 	n := w.pending.Add(int64(len(msgs)))
 	if !w.pendKnown || n > int64(w.opt.PendingMax) {
-		// Count the file once, and bring it back within the limit.
+		// Count the file once, and bring it back within the limit. The
+		// messages are kept already: a failure here only delays the
+		// limit to the next round, which applies it again.
 		if _, err := w.loadLocked(); err != nil {
-			return fmt.Errorf("notify: keep for redelivery: %w", err)
+			w.opt.Logger.Warn("webhook pending record not counted or cut to its limit; the next redelivery round retries",
+				"sink", w.String(), "pending_max", w.opt.PendingMax, "error", err)
 		}
 	}
 	select {
