@@ -30,6 +30,7 @@ type Gateway struct {
 	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
 	TurnsFn         func() []gateway.TurnInfo
 	HistoryFn       func() []gateway.HistoryEntry
+	ReplayEventsFn  func(ctx context.Context) (gateway.ReplayResult, error)
 
 	mu     sync.Mutex
 	calls  []string
@@ -124,6 +125,16 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 		}
 	}
 	return reply, err
+}
+
+// ReplayEvents implements server.Gateway: nothing to replay unless
+// ReplayEventsFn says otherwise.
+func (g *Gateway) ReplayEvents(ctx context.Context) (gateway.ReplayResult, error) {
+	g.record("ReplayEvents")
+	if g.ReplayEventsFn != nil {
+		return g.ReplayEventsFn(ctx)
+	}
+	return gateway.ReplayResult{EventIDs: []string{}}, nil
 }
 
 // Event implements server.Gateway.

@@ -22,7 +22,8 @@ import (
 // the server with html/template and shows only what /readyz and /metrics
 // already tell anyone who can reach the port: the state and since when
 // ("draining for 3m12s"), the turns in flight and the oldest turn's age,
-// the spooled events, the version, a link to /metrics, and the lifecycle
+// the spooled events and pending webhook messages, the version, a link to
+// /metrics, and the lifecycle
 // diagram with the current state marked. Nothing from the drain request
 // (who, why, request id), no session, pid or uptime is in it. Its script
 // (a separate file, so the Content-Security-Policy needs no inline
@@ -82,24 +83,21 @@ func mustStatic(name, contentType string) staticFile {
 // pageData is what the page template shows. It carries nothing that
 // needs a token.
 type pageData struct {
-	State         fsm.State
-	StateClass    string // "state-running", or "state-unknown" for a state the page does not know
-	Description   string
-	StateSince    string // how long the state has lasted, "3m12s"; "" when unknown
-	StateSinceISO string // when it began (RFC 3339), for the script's clock
-	Version       string
-	InFlight      int
-	OldestTurn    string // "" with no turn in flight
-	SpooledEvents int
-	// HasWebhookPending is set when the status reports pending webhook
-	// messages (a webhook is configured); WebhookPending is their number.
-	HasWebhookPending bool
-	WebhookPending    int
-	RenderedAt        string
-	RefreshSeconds    int
-	Diagram           template.HTML
-	ScriptURL         string
-	StyleURL          string
+	State          fsm.State
+	StateClass     string // "state-running", or "state-unknown" for a state the page does not know
+	Description    string
+	StateSince     string // how long the state has lasted, "3m12s"; "" when unknown
+	StateSinceISO  string // when it began (RFC 3339), for the script's clock
+	Version        string
+	InFlight       int
+	OldestTurn     string // "" with no turn in flight
+	SpooledEvents  int
+	WebhookPending int // messages the webhook keeps for redelivery (0 without one)
+	RenderedAt     string
+	RefreshSeconds int
+	Diagram        template.HTML
+	ScriptURL      string
+	StyleURL       string
 }
 
 // routePage registers the status page and its static files on r.
@@ -142,6 +140,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 		InFlight:       st.ActiveAgents,
 		OldestTurn:     formatAge(st.OldestTurnSeconds),
 		SpooledEvents:  st.SpooledEvents,
+		WebhookPending: st.WebhookPending,
 		RenderedAt:     now.UTC().Format(time.RFC3339),
 		RefreshSeconds: PageRefreshSeconds,
 		Diagram:        diagram,

@@ -57,18 +57,19 @@ func TestPageShowsState(t *testing.T) {
 
 // TestPageShowsSinceAndFigures shows the rest of what the page renders
 // without a token: how long the state has lasted ("draining for 3m12s"),
-// the spooled events, the version and a link to /metrics.
+// the spooled events, the pending webhook messages, the version and a
+// link to /metrics.
 func TestPageShowsSinceAndFigures(t *testing.T) {
 	since := time.Now().Add(-(3*time.Minute + 12*time.Second + 300*time.Millisecond))
 	gw := &Gateway{StatusFn: func() gateway.Status {
-		return gateway.Status{State: fsm.Draining, StateSince: since, SpooledEvents: 4, Version: "v9.8.7"}
+		return gateway.Status{State: fsm.Draining, StateSince: since, SpooledEvents: 4, WebhookPending: 17, Version: "v9.8.7"}
 	}}
 	body := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/", "", "").Body.String()
 	assert.Regexp(t, `<span id="state-since" data-since="[^"]+">draining for 3m1[23]s</span>`, body)
 	assert.Contains(t, body, `<dd id="spooled">4</dd>`)
 	assert.Contains(t, body, "version v9.8.7")
 	assert.Contains(t, body, `<a href="/metrics">`)
-	assert.Contains(t, body, `<dd id="webhook-pending" hidden>`, "no webhook figure unless the status has one")
+	assert.Contains(t, body, `<dd id="webhook-pending">17</dd>`)
 
 	unknown := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, "/", "", "").Body.String()
 	assert.Contains(t, unknown, `<span id="state-since" data-since=""></span>`, "no since when the status does not say")

@@ -314,6 +314,8 @@ func TestE2EStatusPage(t *testing.T) {
 		}
 		assert.Equal(t, "draining", eval(`document.getElementById("state").textContent`), "the state is shown without JavaScript")
 		assert.Regexp(t, `^draining for \d+s$`, eval(`document.getElementById("state-since").textContent`))
+		assert.Equal(t, "0", eval(`document.getElementById("spooled").textContent`))
+		assert.Equal(t, "0", eval(`document.getElementById("webhook-pending").textContent`))
 		html := eval(`document.documentElement.outerHTML`)
 		assert.Contains(t, html, `href="/metrics"`)
 		for _, secret := range []string{"maint-42", "page-parked", opsToken} {
