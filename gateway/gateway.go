@@ -431,7 +431,7 @@ func (g *Gateway) onTransition(t fsm.Transition) {
 // it.
 func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult, error) {
 	if err := checkDrainRequest(req); err != nil {
-		return DrainResult{}, fmt.Errorf("gateway: drain: %w", err)
+		return DrainResult{}, err
 	}
 	// ctlMu makes check, write and reconcile one step against
 	// runShutdown's shutdown event: a drain either lands before the

@@ -26,7 +26,7 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 		procRoot = DefaultProcRoot
 	}
 	if err := checkDrainRequest(req); err != nil {
-		return DrainResult{}, fmt.Errorf("gateway: drain: %w", err)
+		return DrainResult{}, err
 	}
 	now := time.Now()
 	epoch := marker.ProcessEpoch(procRoot)

@@ -26,7 +26,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
+	exitWaitTimeout = 3  // drain --wait, wait, shutdown --wait: not done at --timeout
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -86,6 +86,7 @@ var commands = map[string]commandInfo{
 	"run":        {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
+	"wait":       {"wait until no turn is in flight (changes nothing)", func() command { return &waitCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
 	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
 	"diagram":    {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
@@ -94,7 +95,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "drain", "cancel", "wait", "status", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -233,7 +234,7 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, status, shutdown) use the HTTP API when --url
+Client commands (drain, cancel, wait, status, shutdown) use the HTTP API when --url
 or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and otherwise
 act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce) directly.
 Each prints the API's JSON with --json.
@@ -242,8 +243,8 @@ Exit codes:
   0  success
   1  error
   2  usage error
-  3  drain --wait timed out with turns still in flight, or shutdown --wait
-     before the gateway exited
+  3  drain --wait or wait timed out with turns still in flight, or
+     shutdown --wait before the gateway exited
   78 run: cannot start as configured (tokens file, home held by another
      gateway, unusable file in the home, address in use)
 `, m.Program)
@@ -292,6 +293,14 @@ func (fs *flagSet) printHelp(w io.Writer) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(out)
+}
+
+// given reports whether the flag name was set, on the command line or
+// from its environment variable.
+func (fs *flagSet) given(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // withEnv marks flags that fall back to their environment variable when
