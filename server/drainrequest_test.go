@@ -60,10 +60,10 @@ func TestDrainBodyTellsAbsentFromGiven(t *testing.T) {
 // data are 400s naming what is wrong, and the gateway is never called.
 func TestDrainBodyStaysStrict(t *testing.T) {
 	cases := map[string]string{
-		`{"suppress_notification":"true"}`:                             `"suppress_notification" must be a JSON boolean`,
-		`{"suppress_notification":1}`:                                  `"suppress_notification" must be a JSON boolean`,
-		`{"reason":5}`:                                                 `"reason" must be a JSON string`,
-		`{"reason":["a"]}`:                                             `"reason" must be a JSON string`,
+		`{"suppress_notification":"true"}`: `"suppress_notification" must be a JSON boolean`,
+		`{"suppress_notification":1}`:      `"suppress_notification" must be a JSON boolean`,
+		`{"reason":5}`:                     `"reason" must be a JSON string`,
+		`{"reason":["a"]}`:                 `"reason" must be a JSON string`,
 		`{"suppress_notification":true,"suppress_notification":false}`: `duplicate field "suppress_notification"`,
 		`{"reason":"a","reason":"b"}`:                                  `duplicate field "reason"`,
 		`{"Reason":"a"}`:                                               `did you mean "reason"`,
