@@ -179,6 +179,10 @@ func printCancel(w io.Writer, res cancelResult) {
 		fmt.Fprintf(w, "no drain to cancel%s (was draining: false): nothing changed", where)
 	}
 	switch {
+	case res.Live != nil && *res.Live && res.State == fsm.Draining && !res.WasDraining:
+		fmt.Fprintf(w, ": state %s, %s in flight; the gateway drains without a marker here "+
+			"(a drain it holds in memory because the marker could not be written): cancel it through its API (--url)\n",
+			res.State, turns(res.ActiveAgents))
 	case res.Live == nil || (*res.Live && (res.State != fsm.Draining || !res.WasDraining)):
 		fmt.Fprintf(w, ": state %s, %s in flight\n", res.State, turns(res.ActiveAgents))
 	case *res.Live:
