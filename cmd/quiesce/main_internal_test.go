@@ -97,7 +97,7 @@ func TestHelpListsCommandsAndExitCodes(t *testing.T) {
 	for name := range commands {
 		assert.Contains(t, out.String(), "  "+name+" ")
 	}
-	assert.Contains(t, out.String(), "3  drain --wait timed out")
+	assert.Contains(t, out.String(), "3  drain --wait or wait timed out")
 
 	// A command's help goes to stdout, so it can be paged or grepped;
 	// "help <command>" prints the same.
