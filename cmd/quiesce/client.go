@@ -28,10 +28,14 @@ type drainCmd struct {
 	requestID string
 	wait      bool
 	timeout   time.Duration
+	// timeoutOK makes a --wait that timed out exit 0 (still saying so), for
+	// hooks whose failure only adds noise: a Kubernetes preStop, which
+	// SIGTERM and the shutdown sequence follow anyway.
+	timeoutOK bool
 }
 
 func (c *drainCmd) flagSet(m *Main) *flagSet {
-	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--request-id ID] [--wait [--timeout 60s]] [--json]", `
+	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
 Request a drain: the gateway stops starting new turns (they get 503 with
 Retry-After) while in-flight turns finish. It stays up, and 'cancel' undoes
 it. A drain while one is active replaces it (and says so). A drain naming
@@ -46,6 +50,7 @@ running at --timeout ('wait' waits again without draining again).`)
 	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated); the active drain's id refreshes it")
 	fs.BoolVar(&c.wait, "wait", false, "wait until no turn is in flight")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "with --wait: give up after this long (exit 3)")
+	fs.BoolVar(&c.timeoutOK, "exit-zero-on-timeout", false, "with --wait: a timeout is reported on stderr but exits 0 (for a Kubernetes preStop hook: SIGTERM and the shutdown sequence follow anyway)")
 	c.fs = fs
 	return fs
 }
@@ -53,6 +58,9 @@ running at --timeout ('wait' waits again without draining again).`)
 func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if err := positive("--timeout", c.timeout); err != nil {
 		return err
+	}
+	if c.timeoutOK && !c.wait {
+		return usagef("--exit-zero-on-timeout needs --wait")
 	}
 	if c.fs.given("timeout") && !c.wait {
 		return usagef("--timeout bounds --wait: add --wait, or leave --timeout out (without --wait, drain returns at once)")
@@ -88,7 +96,12 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 		err = fmt.Errorf("%w; the drain stays in place: to wait again without draining again, run '%s wait%s --timeout %v', or undo it with '%s cancel%s'",
 			err, m.programName(), c.target.flags(), c.timeout, m.programName(), c.target.flags())
 	}
-	return printWaited(m, c.json, st, err)
+	err = printWaited(m, c.json, st, err)
+	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
+		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
+		return nil
+	}
+	return err
 }
 
 // printWaited prints, with --json, the status a wait ended with (idle or

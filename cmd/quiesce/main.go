@@ -84,6 +84,7 @@ type commandInfo struct {
 // commands is every subcommand; commandNames gives their order in help.
 var commands = map[string]commandInfo{
 	"run":        {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
+	"check":      {"run's start-up checks (flags, home, tokens, address) without starting", func() command { return &checkCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
 	"wait":       {"wait until no turn is in flight (changes nothing)", func() command { return &waitCmd{} }},
@@ -95,7 +96,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "drain", "cancel", "wait", "status", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "wait", "status", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -148,6 +149,7 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 func ExitCode(err error) int {
 	var ue *usageError
 	var ce *configError
+	var te *tempError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
@@ -155,6 +157,8 @@ func ExitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return exitConfig
+	case errors.As(err, &te):
+		return exitTempFail
 	case errors.Is(err, errWaitTimeout):
 		return exitWaitTimeout
 	default:
@@ -245,8 +249,10 @@ Exit codes:
   2  usage error
   3  drain --wait or wait timed out with turns still in flight, or
      shutdown --wait before the gateway exited
-  78 run: cannot start as configured (tokens file, home held by another
-     gateway, unusable file in the home, address in use)
+  75 run, check: a transient failure at start (full disk, read-only or
+     failing file system in the home); a restart may cure it
+  78 run, check: cannot start as configured (tokens file, home held by
+     another gateway, unusable file in the home, address in use)
 `, m.Program)
 }
 

@@ -58,7 +58,9 @@ the shutdown sequence; a second signal forces it. Exits 0 after a clean
 shutdown. The tokens file ($home/tokens or --tokens-file: "principal token"
 per line, mode 0600 or 0400) must exist unless --dev creates one; SIGHUP
 reloads it (a file that fails the checks keeps the old tokens). Under systemd
-(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1 and watchdog pings.
+(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1, watchdog pings, and
+RELOADING=1 ... READY=1 around a SIGHUP reload (Type=notify-reload). 'quiesce
+check' runs the start-up checks without starting.
 Exits 78 when it cannot start as configured.`)
 	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
 	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
@@ -215,10 +217,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}()
 
-	tokensPath := c.tokensFile
-	if tokensPath == "" {
-		tokensPath = filepath.Join(c.home, "tokens")
-	}
+	tokensPath := c.tokensPath()
 	var devToken string
 	var devCreated bool
 	if c.dev {
@@ -227,11 +226,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}
 	tokens, err := server.LoadTokens(tokensPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), point --tokens-file at yours, or start with --dev", tokensPath)}
-	} else if err != nil {
-		return &configError{fmt.Errorf("refusing to start: %w", err)}
+	if err != nil {
+		return tokensLoadError(tokensPath, err)
 	}
+	metrics.TokensLoaded(time.Now())
 
 	srv, err := server.New(server.Config{
 		Addr:       c.addr,
@@ -289,7 +287,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 				select {
 				case sig := <-sigs:
 					if sig == syscall.SIGHUP {
-						reloadTokens(logger, tokens, tokensPath)
+						reloadTokens(logger, tokens, tokensPath, metrics, sd)
 						continue
 					}
 					st := gw.BeginShutdown(false)
