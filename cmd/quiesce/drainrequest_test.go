@@ -189,6 +189,7 @@ func TestE2EDrainOnAFullDisk(t *testing.T) {
 	assert.Equal(t, true, d["suppress_notification"])
 	m := p.call(http.MethodGet, "/metrics", "", "")
 	assert.Contains(t, m.raw, `quiesce_state{state="draining"} 1`)
+	assert.Contains(t, m.raw, "\nquiesce_drain_persisted 0\n", "an alert can tell a drain held in memory only")
 
 	httpEnv := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
 	out, errOut, code := cli(t, httpEnv, "drain", "--request-id", "maint-42")
@@ -216,4 +217,5 @@ func TestE2EDrainOnAFullDisk(t *testing.T) {
 	assert.Equal(t, true, r.body["persisted"])
 	assert.Equal(t, "maint-43", readMarker(t, home)["request_id"])
 	assert.Equal(t, true, p.status()["drain"].(map[string]any)["persisted"])
+	assert.Contains(t, p.call(http.MethodGet, "/metrics", "", "").raw, "\nquiesce_drain_persisted 1\n")
 }
