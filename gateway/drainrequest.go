@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -20,6 +21,7 @@ func nextRequest(active marker.Request, ok bool, req DrainRequest, now time.Time
 		if next.Principal == "" {
 			next.Principal = req.Principal
 		}
+		next.Reason = fitReason(next.Reason) // a hand-written marker's may not fit
 	} else {
 		next = marker.Request{Principal: req.Principal, RequestID: req.RequestID}
 	}
@@ -36,6 +38,28 @@ func nextRequest(active marker.Request, ok bool, req DrainRequest, now time.Time
 		next.RequestID = randid.New()
 	}
 	return next, refreshed
+}
+
+// fitReason makes a reason read from a marker one marker.CheckReason
+// accepts: invalid UTF-8 and characters that are not printable become
+// spaces, and it is cut to marker.MaxReasonLen characters.
+func fitReason(reason string) string {
+	if marker.CheckReason(reason) == nil {
+		return reason
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range strings.ToValidUTF8(reason, " ") {
+		if n == marker.MaxReasonLen {
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 // activeRequest returns the drain request in effect given the marker

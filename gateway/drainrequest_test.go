@@ -442,3 +442,20 @@ func TestUnpersistedDrainSupersededOrExpired(t *testing.T) {
 		assert.Nil(t, f.g.Status().Drain)
 	})
 }
+
+// A refresh of a hand-written marker whose reason does not fit the rules
+// (too long, a line break) keeps it, made to fit, instead of failing.
+func TestDrainRefreshOfAHandWrittenReason(t *testing.T) {
+	f := newFixture(t, nil)
+	long := strings.Repeat("x", marker.MaxReasonLen+50)
+	data, err := json.Marshal(map[string]any{"action": "drain", "epoch": f.g.Epoch(), "request_id": "hand",
+		"requested_at": time.Now().UTC().Format(time.RFC3339), "reason": "line one\n" + long})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(marker.Path(f.home), data, 0o600))
+	res, err := f.g.BeginDrain(context.Background(), DrainRequest{RequestID: "hand"})
+	require.NoError(t, err)
+	assert.True(t, res.Refreshed)
+	assert.True(t, res.Drain.Persisted)
+	assert.Equal(t, "line one "+strings.Repeat("x", marker.MaxReasonLen-len("line one ")), res.Drain.Reason)
+	assert.Equal(t, res.Drain.Reason, readMarkerFile(t, f.home)["reason"])
+}

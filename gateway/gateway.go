@@ -465,6 +465,8 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 		g.unpersisted.Store(nil) // the marker now holds the latest request
 	case errors.Is(werr, homefile.ErrNotRegular) || errors.Is(werr, marker.ErrUnusable):
 		return DrainResult{}, markerError("drain", werr)
+	case errors.Is(werr, marker.ErrInvalidRequest): // not expected: the request was checked
+		return DrainResult{}, fmt.Errorf("%w: %w", ErrInvalid, werr)
 	default:
 		// Fail safe toward quiescing: hold the drain in memory.
 		if !edited { // the marker's lock could not even be taken

@@ -42,6 +42,8 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 	case err == nil:
 	case errors.Is(err, homefile.ErrNotRegular) || errors.Is(err, marker.ErrUnusable):
 		return DrainResult{}, markerError("drain", err)
+	case errors.Is(err, marker.ErrInvalidRequest): // not expected: the request was checked
+		return DrainResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	default:
 		return DrainResult{}, fmt.Errorf("gateway: drain: %w: %s: %w", ErrMarkerUnwritable, marker.Path(home), err)
 	}
