@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // HistorySize is how many lifecycle events a Gateway keeps for History:
@@ -26,8 +25,9 @@ const (
 	// HistoryDrain: a drain request took effect: one that drained the
 	// gateway (through the API or a marker written by another process),
 	// or one made through the API while it was already draining (a
-	// refresh or a replacement, WasDraining). Principal, RequestID,
-	// Reason and SuppressNotification are the request's.
+	// refresh, Refreshed, or a replacement, WasDraining). Principal,
+	// RequestID, Reason and SuppressNotification are the request's;
+	// NotPersisted marks one held in memory (its marker unwritable).
 	HistoryDrain = "drain"
 	// HistoryCancel: the drain was cancelled through the API (RequestID,
 	// if the cancel named one; WasDraining).
@@ -58,10 +58,15 @@ type HistoryEntry struct {
 	Reason               string `json:"reason,omitempty"`
 	SuppressNotification bool   `json:"suppress_notification,omitempty"`
 	// WasDraining: a drain replaced or refreshed an active request; a
-	// cancel removed one.
-	WasDraining bool   `json:"was_draining,omitempty"`
-	ShutdownID  string `json:"shutdown_id,omitempty"`
-	Force       bool   `json:"force,omitempty"`
+	// cancel removed one. Refreshed: the drain named the active request
+	// and renewed it, keeping what it did not set.
+	WasDraining bool `json:"was_draining,omitempty"`
+	Refreshed   bool `json:"refreshed,omitempty"`
+	// NotPersisted: the drain's marker could not be written; the drain
+	// was held in memory only.
+	NotPersisted bool   `json:"not_persisted,omitempty"`
+	ShutdownID   string `json:"shutdown_id,omitempty"`
+	Force        bool   `json:"force,omitempty"`
 	// Sessions and Count describe interrupted sessions.
 	Sessions []string `json:"sessions,omitempty"`
 	Count    int      `json:"count,omitempty"`
@@ -115,10 +120,14 @@ func (g *Gateway) record(e HistoryEntry) {
 	g.history.add(e)
 }
 
-// recordDrain adds a drain entry for the request r.
-func (g *Gateway) recordDrain(r marker.Request, wasDraining bool) {
-	g.record(HistoryEntry{Kind: HistoryDrain, Principal: r.Principal, RequestID: r.RequestID,
-		SuppressNotification: r.SuppressNotification, WasDraining: wasDraining})
+// recordDrain adds a drain entry for the drain request d (nil: none).
+func (g *Gateway) recordDrain(d *DrainInfo, wasDraining, refreshed bool) {
+	if d == nil {
+		return
+	}
+	g.record(HistoryEntry{Kind: HistoryDrain, Principal: d.Principal, RequestID: d.RequestID, Reason: d.Reason,
+		SuppressNotification: d.SuppressNotification, WasDraining: wasDraining, Refreshed: refreshed,
+		NotPersisted: !d.Persisted})
 }
 
 // recordInterrupted adds an interrupted entry for sessions.

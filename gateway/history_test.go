@@ -35,15 +35,16 @@ func requireOrdered(t *testing.T, entries []HistoryEntry) {
 }
 
 // TestHistoryRecordsTheLifecycle shows what History keeps, in order: the
-// start, an API drain with its principal, request id and flag before the
-// transition it causes, a refresh of it, a cancel, and a forced shutdown
-// with the session it cut off.
+// start, an API drain with its principal, request id, reason and flag
+// before the transition it causes, a refresh of it (which keeps them), a
+// cancel, and a forced shutdown with the session it cut off.
 func TestHistoryRecordsTheLifecycle(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	_, err := f.g.BeginDrain(ctx, DrainRequest{Principal: "ops", RequestID: "maint-42", SuppressNotification: true})
+	_, err := f.g.BeginDrain(ctx, DrainRequest{Principal: "ops", RequestID: "maint-42", SuppressNotification: ptr(true),
+		Reason: ptr("kernel update")})
 	require.NoError(t, err)
-	_, err = f.g.BeginDrain(ctx, DrainRequest{Principal: "ops", RequestID: "maint-42", SuppressNotification: true})
+	_, err = f.g.BeginDrain(ctx, DrainRequest{Principal: "ops", RequestID: "maint-42"})
 	require.NoError(t, err)
 	_, err = f.g.CancelDrain(ctx, "maint-42")
 	require.NoError(t, err)
@@ -67,11 +68,16 @@ func TestHistoryRecordsTheLifecycle(t *testing.T) {
 	drain := h[1]
 	assert.Equal(t, "ops", drain.Principal)
 	assert.Equal(t, "maint-42", drain.RequestID)
+	assert.Equal(t, "kernel update", drain.Reason)
 	assert.True(t, drain.SuppressNotification)
 	assert.False(t, drain.WasDraining)
+	assert.False(t, drain.NotPersisted)
 	assert.Equal(t, HistoryEntry{Seq: h[2].Seq, At: h[2].At, Kind: HistoryTransition, From: fsm.Running, To: fsm.Draining, Event: fsm.Drain}, h[2])
 	assert.Equal(t, "maint-42", h[3].RequestID)
-	assert.True(t, h[3].WasDraining, "the refresh names the active request")
+	assert.True(t, h[3].WasDraining)
+	assert.True(t, h[3].Refreshed, "the refresh names the active request")
+	assert.Equal(t, "kernel update", h[3].Reason, "the refresh keeps the reason")
+	assert.True(t, h[3].SuppressNotification, "the refresh keeps the flag")
 
 	assert.Equal(t, "maint-42", h[4].RequestID)
 	assert.True(t, h[4].WasDraining)
@@ -93,13 +99,14 @@ func TestHistoryRecordsTheLifecycle(t *testing.T) {
 func TestHistoryDrainFromMarker(t *testing.T) {
 	f := newFixture(t, nil)
 	_, err := marker.Write(f.home, marker.Request{Action: marker.ActionDrain, Principal: "alice@host",
-		Epoch: f.g.Epoch(), RequestID: "local-1"})
+		Epoch: f.g.Epoch(), RequestID: "local-1", Reason: "disk swap"})
 	require.NoError(t, err)
 	f.g.Reconcile(context.Background())
 	h := f.g.History()
 	require.Equal(t, []string{HistoryStart, HistoryDrain, HistoryTransition}, kinds(h))
 	assert.Equal(t, "alice@host", h[1].Principal)
 	assert.Equal(t, "local-1", h[1].RequestID)
+	assert.Equal(t, "disk swap", h[1].Reason)
 	assert.Equal(t, fsm.Draining, h[2].To)
 }
 
@@ -238,4 +245,23 @@ func TestStatusVersionAndAgent(t *testing.T) {
 func TestStatusAgentKindDefaults(t *testing.T) {
 	assert.Equal(t, "echo", newFixture(t, func(c *Config) { c.Agent = nil }).g.Status().Agent.Kind)
 	assert.Equal(t, "custom", newFixture(t, nil).g.Status().Agent.Kind)
+}
+
+// TestHistoryUnpersistedDrain shows a drain whose marker could not be
+// written (held in memory) recorded as not persisted, with its request.
+func TestHistoryUnpersistedDrain(t *testing.T) {
+	for name, hb := range homeBreakers {
+		t.Run(name, func(t *testing.T) {
+			f, disk := brokenFixture(t)
+			hb.brk(t, disk)
+			_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "maint-7", Reason: ptr("disk swap")})
+			require.ErrorIs(t, err, ErrMarkerUnwritable)
+			h := f.g.History()
+			require.Equal(t, []string{HistoryStart, HistoryDrain, HistoryTransition}, kinds(h))
+			assert.True(t, h[1].NotPersisted)
+			assert.Equal(t, "maint-7", h[1].RequestID)
+			assert.Equal(t, "disk swap", h[1].Reason)
+			assert.Equal(t, "ops", h[1].Principal)
+		})
+	}
 }

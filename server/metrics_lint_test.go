@@ -40,7 +40,8 @@ func TestMetricsLint(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, want := range []string{"quiesce_turn_duration_seconds", "quiesce_state_since_seconds", "quiesce_agent_failures_total", "quiesce_drain_expires_in_seconds", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
+	for _, want := range []string{"quiesce_turn_duration_seconds", "quiesce_state_since_seconds", "quiesce_agent_failures_total",
+		"quiesce_drain_expires_in_seconds", "quiesce_drain_persisted", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
 		require.True(t, names[want], "%s is linted", want)
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()

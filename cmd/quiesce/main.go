@@ -26,7 +26,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
+	exitWaitTimeout = 3  // drain --wait, wait, shutdown --wait: not done at --timeout
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -95,6 +95,7 @@ var commands = map[string]commandInfo{
 	"check":      {"run's start-up checks (flags, home, tokens, address) without starting", func() command { return &checkCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
+	"wait":       {"wait until no turn is in flight (changes nothing)", func() command { return &waitCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
 	"turns":      {"list the turns in flight: session, age, streaming, event id (needs --url)", func() command { return &turnsCmd{} }},
 	"events":     {"events replay: move rejected internal events back into the spool", func() command { return &eventsCmd{} }},
@@ -105,7 +106,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "check", "drain", "cancel", "status", "turns", "events", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "wait", "status", "turns", "events", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -261,7 +262,7 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, status, turns, events replay, shutdown) use the
+Client commands (drain, cancel, wait, status, turns, events replay, shutdown) use the
 HTTP API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
 --token-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
 default ./.quiesce) directly (turns needs --url). Each prints the API's JSON
@@ -271,8 +272,8 @@ Exit codes:
   0  success
   1  error
   2  usage error
-  3  drain --wait timed out with turns still in flight, or shutdown --wait
-     before the gateway exited
+  3  drain --wait or wait timed out with turns still in flight, or
+     shutdown --wait before the gateway exited
   75 run, check: a transient failure at start (full disk, read-only or
      failing file system in the home); a restart may cure it
   78 run, check: cannot start as configured (tokens file, home held by
@@ -323,6 +324,14 @@ func (fs *flagSet) printHelp(w io.Writer) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fs.SetOutput(out)
+}
+
+// given reports whether the flag name was set, on the command line or
+// from its environment variable.
+func (fs *flagSet) given(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // withEnv marks flags that fall back to their environment variable when
