@@ -138,7 +138,7 @@ func TestPageLeaksNoDrainRequest(t *testing.T) {
 		return gateway.Status{Seq: 918273, State: fsm.Draining, ActiveAgents: 2, PID: 56473,
 			Epoch: "boot-secret:777", EpochError: "epoch-error-secret", UptimeSeconds: 31415,
 			Drain: &gateway.DrainInfo{Action: "drain", Principal: "principal-xyzzy", RequestID: "req-plugh-42",
-				Epoch: "boot-secret:777", SuppressNotification: true, Status: "active"},
+				Epoch: "boot-secret:777", SuppressNotification: true, Status: "active", Reason: "reason-secret"},
 			Agent: &gateway.AgentStatus{Kind: "http", Failures: 3, LastError: "agent-error-secret"}}
 	}, TurnsFn: func() []gateway.TurnInfo {
 		return []gateway.TurnInfo{{Session: "session-secret", TurnID: "turn-secret"}}
@@ -150,7 +150,7 @@ func TestPageLeaksNoDrainRequest(t *testing.T) {
 		body := do(t, h, http.MethodGet, "/", token, "").Body.String()
 		require.Contains(t, body, "draining")
 		for _, secret := range []string{"principal-xyzzy", "req-plugh-42", "boot-secret", "epoch-error-secret",
-			"56473", "918273", "31415", "agent-error-secret", "session-secret", "turn-secret", "history-principal-secret"} {
+			"56473", "918273", "31415", "reason-secret", "agent-error-secret", "session-secret", "turn-secret", "history-principal-secret"} {
 			assert.NotContainsf(t, body, secret, "token %q", token)
 		}
 	}

@@ -214,7 +214,7 @@ func TestE2EStatusPage(t *testing.T) {
 
 	t.Run("RefreshKeepsTheRequest", func(t *testing.T) {
 		env := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
-		out, errOut, code := cli(t, env, "drain", "--suppress-notification", "--request-id", "maint-42")
+		out, errOut, code := cli(t, env, "drain", "--suppress-notification", "--request-id", "maint-42", "--reason", "kernel update")
 		require.Equal(t, 0, code, "quiesce drain: %s%s", out, errOut)
 		before := readMarker(t, home)
 		require.NotNil(t, before)
@@ -222,6 +222,8 @@ func TestE2EStatusPage(t *testing.T) {
 		_ = get(t, ctx, "the page shows the CLI's request id",
 			chromedp.Poll[bool](`document.getElementById("drain-request-id").textContent === "maint-42"`, chromedp.WithPollingInterval(20*time.Millisecond)))
 		assert.Equal(t, "yes", get(t, ctx, "suppress shown", chromedp.Text(css(`#drain-suppress`))))
+		assert.Equal(t, "kernel update", get(t, ctx, "reason shown", chromedp.Text(css(`#drain-reason`))))
+		assert.Equal(t, "kernel update", get(t, ctx, "the reason field follows the active drain", chromedp.Evaluate[string](`document.getElementById("reason").value`)))
 		assert.True(t, get(t, ctx, "the suppress box follows the active drain", chromedp.Evaluate[bool](`document.getElementById("suppress").checked`)))
 		assert.Equal(t, "Drain again (refresh)", get(t, ctx, "button", chromedp.Text(css(`#drain-btn`))))
 		assert.Contains(t, get(t, ctx, "expiry countdown", chromedp.Text(css(`#drain-expires-at`))), "in ")
@@ -234,15 +236,17 @@ func TestE2EStatusPage(t *testing.T) {
 		require.NotNil(t, after)
 		assert.Equal(t, "maint-42", after["request_id"], "the refresh keeps the request id")
 		assert.Equal(t, true, after["suppress_notification"], "the refresh keeps suppress_notification")
+		assert.Equal(t, "kernel update", after["reason"], "the refresh keeps the reason")
 		assert.NotEqual(t, before["requested_at"], after["requested_at"], "the refresh renews requested_at")
 		d, _ := p.status()["drain"].(map[string]any)
 		require.NotNil(t, d)
 		assert.Equal(t, "maint-42", d["request_id"])
 		assert.Equal(t, true, d["suppress_notification"])
+		assert.Equal(t, "kernel update", d["reason"])
 		assert.Contains(t, get(t, ctx, "notice", chromedp.Text(css(`#notice`))), "Drain refreshed (request id maint-42, suppress notification yes)")
 
 		_ = get(t, ctx, "the history shows the drain",
-			chromedp.Poll[bool](`[...document.querySelectorAll("#history li[data-kind=drain]")].some(li => li.textContent.includes("drain requested by ops") && li.textContent.includes("maint-42"))`,
+			chromedp.Poll[bool](`[...document.querySelectorAll("#history li[data-kind=drain]")].some(li => li.textContent.includes("drain requested by ops: \"kernel update\"") && li.textContent.includes("maint-42"))`,
 				chromedp.WithPollingInterval(20*time.Millisecond)))
 		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel"}`)
 		require.Equal(t, http.StatusOK, r.code, r.raw)
@@ -300,7 +304,7 @@ func TestE2EStatusPage(t *testing.T) {
 	// Last, as it turns the tab's scripts off. DevTools can still read
 	// the page through Runtime.evaluate; the page's own script never runs.
 	t.Run("JavaScriptOff", func(t *testing.T) {
-		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"drain"}`)
+		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"drain","request_id":"maint-99","reason":"kernel update"}`)
 		require.Equal(t, http.StatusOK, r.code, r.raw)
 		within(t, ctx, stepBound, "load the page without JavaScript",
 			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -318,7 +322,7 @@ func TestE2EStatusPage(t *testing.T) {
 		assert.Equal(t, "0", eval(`document.getElementById("webhook-pending").textContent`))
 		html := eval(`document.documentElement.outerHTML`)
 		assert.Contains(t, html, `href="/metrics"`)
-		for _, secret := range []string{"maint-42", "page-parked", opsToken} {
+		for _, secret := range []string{"maint-99", "kernel update", "page-parked", opsToken} {
 			assert.NotContains(t, html, secret, "nothing that needs a token without JavaScript")
 		}
 		assert.Equal(t, "0", eval(`document.getElementById("in-flight").textContent`))
