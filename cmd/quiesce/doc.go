@@ -12,7 +12,7 @@
 //	quiesce help        a command's usage
 //
 // Client commands talk HTTP when --url (QUIESCE_URL) is set, with the token
-// from QUIESCE_TOKEN or --token-file, and otherwise act on the local home
+// from QUIESCE_TOKEN or --tokens-file, and otherwise act on the local home
 // directly, writing the same drain marker the server writes; each takes
 // --json.
 //

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +28,7 @@ const (
 	exitError       = 1
 	exitUsage       = 2
 	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
+	exitTempFail    = 75 // EX_TEMPFAIL: run could not write its home for a reason a restart may cure
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -117,6 +119,33 @@ func (e *configError) Error() string { return e.err.Error() }
 // Unwrap returns the cause.
 func (e *configError) Unwrap() error { return e.err }
 
+// tempFailError is a failure at start that a restart may cure (the
+// home's disk full or over quota, an I/O error, a read-only file system):
+// exit code 75, which a supervisor restarts, unlike 78.
+type tempFailError struct{ err error }
+
+// Error implements error.
+func (e *tempFailError) Error() string {
+	return e.err.Error() + " (a temporary failure: exit 75, so a supervisor restarts the gateway; free space or fix the file system and it starts)"
+}
+
+// Unwrap returns the cause.
+func (e *tempFailError) Unwrap() error { return e.err }
+
+// tempErrnos are the errors of writing the home that a restart may cure.
+var tempErrnos = []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EROFS}
+
+// startError classifies an error of run's start-up: a tempFailError
+// (exit 75) when its cause is one of tempErrnos, else a configError (78).
+func startError(err error) error {
+	for _, e := range tempErrnos {
+		if errors.Is(err, e) {
+			return &tempFailError{err}
+		}
+	}
+	return &configError{err}
+}
+
 // Main parses args, runs the command and returns the exit code, printing
 // any error to Stderr: "quiesce drain: <what went wrong and what to do>".
 func (m *Main) Main(ctx context.Context, args []string) int {
@@ -125,6 +154,10 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 		err = m.Run(ctx)
 	}
 	code := ExitCode(err)
+	var se *statusExit
+	if errors.As(err, &se) && se.err == nil {
+		return code // status already said it
+	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		prog := filepath.Base(m.Program)
 		prefix := prog
@@ -147,11 +180,17 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 func ExitCode(err error) int {
 	var ue *usageError
 	var ce *configError
+	var te *tempFailError
+	var se *statusExit
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &se):
+		return se.code
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &te):
+		return exitTempFail
 	case errors.As(err, &ce):
 		return exitConfig
 	case errors.Is(err, errWaitTimeout):
@@ -234,7 +273,7 @@ Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
 Client commands (drain, cancel, status, shutdown) use the HTTP API when --url
-or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and otherwise
+or QUIESCE_URL is set (token from QUIESCE_TOKEN or --tokens-file), and otherwise
 act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce) directly.
 Each prints the API's JSON with --json.
 
@@ -268,11 +307,17 @@ func envName(flagName string) string {
 }
 
 // flagSet is a subcommand's flag set plus the flags that fall back to
-// the environment.
+// the environment and the aliases of flags.
 type flagSet struct {
 	*flag.FlagSet
 	env                         []string
 	prog, synopsis, description string
+	// aliases maps an alias (another spelling accepted on the command
+	// line and in the environment) to the flag it stands for.
+	aliases map[string]string
+	// fromEnv holds the flags parse set from their environment variable,
+	// keyed by flag name, with the variable's name.
+	fromEnv map[string]string
 }
 
 // newFlagSet returns a ContinueOnError flag set whose help (-h, or
@@ -302,6 +347,56 @@ func (fs *flagSet) withEnv(names ...string) {
 		f.Usage += " (env " + envName(n) + ")"
 		fs.env = append(fs.env, n)
 	}
+}
+
+// withEnvAll marks every flag defined so far, aliases and -h aside, as
+// falling back to its environment variable (see withEnv): a flag added
+// to the set gets its QUIESCE_<FLAG> variable without a list to keep.
+func (fs *flagSet) withEnvAll() {
+	marked := map[string]bool{}
+	for _, n := range fs.env {
+		marked[n] = true
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, alias := fs.aliases[f.Name]; !alias && !marked[f.Name] {
+			names = append(names, f.Name)
+		}
+	})
+	fs.withEnv(names...)
+}
+
+// alias accepts --alias (and its environment variable) as another
+// spelling of the flag name, which must be defined; the help lists it as
+// such. Call it before withEnv or withEnvAll.
+func (fs *flagSet) alias(alias, name string) {
+	f := fs.Lookup(name)
+	fs.Var(f.Value, alias, "alias of --"+name+" (and "+envName(alias)+" of "+envName(name)+")")
+	if fs.aliases == nil {
+		fs.aliases = map[string]string{}
+	}
+	fs.aliases[alias] = name
+}
+
+// given reports whether the flag name was set, on the command line (by
+// any of its spellings) or from the environment.
+func (fs *flagSet) given(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name || fs.aliases[f.Name] == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// source names how the flag name was set, for messages: "--agent-url",
+// or "--agent-url (from QUIESCE_AGENT_URL)".
+func (fs *flagSet) source(name string) string {
+	if v, ok := fs.fromEnv[name]; ok {
+		return fmt.Sprintf("--%s (from %s)", name, v)
+	}
+	return "--" + name
 }
 
 // parse parses args, then fills the env-backed flags not given from
@@ -381,17 +476,39 @@ func (d durationValue) Set(s string) error {
 
 // applyEnv sets every env-backed flag that was not given on the command
 // line from its environment variable, if set.
+//
+// An alias's variable is read only when the flag's own is unset, and a
+// flag given by any spelling ignores both.
 func (fs *flagSet) applyEnv(getenv func(string) string) error {
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		given[f.Name] = true
+		if n, ok := fs.aliases[f.Name]; ok {
+			given[n] = true
+		}
+	})
+	spellings := map[string][]string{}
+	for a, n := range fs.aliases {
+		spellings[n] = append(spellings[n], a)
+	}
 	for _, n := range fs.env {
-		if given[n] {
+		if _, alias := fs.aliases[n]; alias || given[n] {
 			continue
 		}
-		if v := getenv(envName(n)); v != "" {
-			if err := fs.Set(n, v); err != nil {
-				return usagef("%s=%q: %v", envName(n), v, err)
+		sort.Strings(spellings[n])
+		for _, s := range append([]string{n}, spellings[n]...) {
+			v := getenv(envName(s))
+			if v == "" {
+				continue
 			}
+			if err := fs.Set(n, v); err != nil {
+				return usagef("%s=%q: %v", envName(s), v, err)
+			}
+			if fs.fromEnv == nil {
+				fs.fromEnv = map[string]string{}
+			}
+			fs.fromEnv[n] = envName(s)
+			break
 		}
 	}
 	return nil
