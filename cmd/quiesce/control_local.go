@@ -95,7 +95,9 @@ func (l *localControl) Drain(ctx context.Context, req gateway.DrainRequest) (dra
 	if err != nil {
 		return drainResult{}, l.explain(err)
 	}
-	st, err := l.await(ctx, func(st gateway.HomeStatus) bool { return st.State != fsm.Running && st.Condition != gateway.HomeStarting })
+	st, err := l.await(ctx, func(st gateway.HomeStatus) bool {
+		return st.State != fsm.Running && st.Condition != gateway.HomeStarting
+	})
 	if err != nil {
 		return drainResult{}, err
 	}
