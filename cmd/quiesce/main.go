@@ -244,6 +244,14 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 // unknownCommand is the usage error for a command that does not exist,
 // with the closest one if any is close.
 func unknownCommand(name string) error {
+	if flagName, ok := strings.CutPrefix(name, "-"); ok {
+		// A flag before any command: only -h and --version exist there.
+		flagName = strings.TrimPrefix(flagName, "-")
+		if s := suggest(flagName, []string{"help", "version"}); s != "" {
+			return usagef("unknown flag %s; did you mean --%s?", name, s)
+		}
+		return usagef("unknown flag %s: give a command first (flags follow it), e.g. '%s status --json'", name, "quiesce")
+	}
 	if s := suggest(name, commandNames); s != "" {
 		return usagef("unknown command %q; did you mean %q?", name, s)
 	}

@@ -150,8 +150,12 @@ func (c *runCmd) validateAgent() error {
 		if !c.given("agent") {
 			agent = "--agent is not set, so the agent is echo"
 		}
-		return usagef("%s is for --agent %s, but %s: add --agent %s, or remove %s",
-			c.source(af.flag), af.kind, agent, af.kind, c.source(af.flag))
+		remove := "remove --" + af.flag
+		if c.fs != nil && c.fs.fromEnv[af.flag] != "" {
+			remove = "unset " + c.fs.fromEnv[af.flag]
+		}
+		return usagef("%s is for --agent %s, but %s: add --agent %s, or %s",
+			c.source(af.flag), af.kind, agent, af.kind, remove)
 	}
 	switch c.agent {
 	case "exec":
