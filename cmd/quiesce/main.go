@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // Exit codes.
@@ -126,7 +128,9 @@ type tempFailError struct{ err error }
 
 // Error implements error.
 func (e *tempFailError) Error() string {
-	return e.err.Error() + " (a temporary failure: exit 75, so a supervisor restarts the gateway; free space or fix the file system and it starts)"
+	// Not an unusable file an operator must move: the write failed.
+	msg := strings.TrimPrefix(stripPrefixes(e.err.Error()), stripPrefixes(gateway.ErrHome.Error())+": ")
+	return "cannot write the home: " + msg + " (a temporary failure: exit 75, so a supervisor restarts the gateway; free space or fix the file system and it starts)"
 }
 
 // Unwrap returns the cause.
@@ -288,11 +292,17 @@ Each prints the API's JSON with --json.
 Exit codes:
   0  success
   1  error
-  2  usage error
+  2  usage error (for run: also a flag of another --agent kind, a bad --addr)
   3  drain --wait timed out with turns still in flight, or shutdown --wait
      before the gateway exited
+  75 run: writing the home failed for a reason a restart may cure (disk
+     full, quota, I/O error, read-only file system): supervisors restart it
   78 run: cannot start as configured (tokens file, home held by another
-     gateway, unusable file in the home, address in use)
+     gateway, unusable file in the home, address unusable): an operator
+     must fix it, supervisors stop restarting
+status exits by state, like 'systemctl is-active': 0 running, 3 draining,
+  4 shutting down, 5 not running (stopped or dead), 6 unreachable (--url),
+  7 starting (local)
 `, m.Program)
 }
 
