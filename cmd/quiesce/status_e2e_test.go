@@ -229,6 +229,10 @@ func TestE2EStartHints(t *testing.T) {
 	_, errOut, code := cli(t, []string{"QUIESCE_PROC_ROOT=" + proc}, "drain", "--home", home, "--request-id", "maint-42")
 	require.Equal(t, 0, code, errOut)
 	p = startGateway(t, home, proc)
+	// The warnings follow the "listening" line startGateway waits for.
+	eventually(t, exitTimeout, "the start warnings", func() bool {
+		return strings.Contains(p.stderr.String(), "started draining") && strings.Contains(p.stderr.String(), "echo agent is a demo")
+	})
 	var warn map[string]any
 	for _, line := range strings.Split(p.stderr.String(), "\n") {
 		var l map[string]any
@@ -278,4 +282,3 @@ func TestE2EStartTempFail(t *testing.T) {
 	out, err = exec.Command("mount", "-o", "remount,rw", disk).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 }
-
