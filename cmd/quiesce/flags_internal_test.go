@@ -161,26 +161,6 @@ func TestFlagSuggestions(t *testing.T) {
 	}
 }
 
-// TestStartErrorExitCodes: a failure to write the home at start that a
-// restart may cure is exit 75 (a supervisor restarts it); anything an
-// operator must fix stays 78.
-func TestStartErrorExitCodes(t *testing.T) {
-	for _, tt := range []struct {
-		err  error
-		code int
-	}{
-		{syscall.ENOSPC, exitTempFail},
-		{syscall.EDQUOT, exitTempFail},
-		{syscall.EIO, exitTempFail},
-		{syscall.EROFS, exitTempFail},
-		{syscall.EACCES, exitConfig},
-		{errors.New("held by pid 7"), exitConfig},
-	} {
-		err := startError(fmt.Errorf("write home/gateway.lock: %w", &os.PathError{Op: "write", Path: "x", Err: tt.err}))
-		assert.Equal(t, tt.code, ExitCode(err), "%v", tt.err)
-	}
-}
-
 // TestListenHintFollowsErrno: the hint of a listen error is about its
 // cause, not always "another gateway".
 func TestListenHintFollowsErrno(t *testing.T) {

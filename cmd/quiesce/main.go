@@ -18,10 +18,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // Exit codes.
@@ -30,7 +27,6 @@ const (
 	exitError       = 1
 	exitUsage       = 2
 	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
-	exitTempFail    = 75 // EX_TEMPFAIL: run could not write its home for a reason a restart may cure
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -88,6 +84,7 @@ type commandInfo struct {
 // commands is every subcommand; commandNames gives their order in help.
 var commands = map[string]commandInfo{
 	"run":        {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
+	"check":      {"run's start-up checks (flags, home, tokens, address) without starting", func() command { return &checkCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
@@ -98,7 +95,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -120,35 +117,6 @@ func (e *configError) Error() string { return e.err.Error() }
 
 // Unwrap returns the cause.
 func (e *configError) Unwrap() error { return e.err }
-
-// tempFailError is a failure at start that a restart may cure (the
-// home's disk full or over quota, an I/O error, a read-only file system):
-// exit code 75, which a supervisor restarts, unlike 78.
-type tempFailError struct{ err error }
-
-// Error implements error.
-func (e *tempFailError) Error() string {
-	// Not an unusable file an operator must move: the write failed.
-	msg := strings.TrimPrefix(stripPrefixes(e.err.Error()), stripPrefixes(gateway.ErrHome.Error())+": ")
-	return "cannot write the home: " + msg + " (a temporary failure: exit 75, so a supervisor restarts the gateway; free space or fix the file system and it starts)"
-}
-
-// Unwrap returns the cause.
-func (e *tempFailError) Unwrap() error { return e.err }
-
-// tempErrnos are the errors of writing the home that a restart may cure.
-var tempErrnos = []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EROFS}
-
-// startError classifies an error of run's start-up: a tempFailError
-// (exit 75) when its cause is one of tempErrnos, else a configError (78).
-func startError(err error) error {
-	for _, e := range tempErrnos {
-		if errors.Is(err, e) {
-			return &tempFailError{err}
-		}
-	}
-	return &configError{err}
-}
 
 // Main parses args, runs the command and returns the exit code, printing
 // any error to Stderr: "quiesce drain: <what went wrong and what to do>".
@@ -184,7 +152,7 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 func ExitCode(err error) int {
 	var ue *usageError
 	var ce *configError
-	var te *tempFailError
+	var te *tempError
 	var se *statusExit
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -295,11 +263,12 @@ Exit codes:
   2  usage error (for run: also a flag of another --agent kind, a bad --addr)
   3  drain --wait timed out with turns still in flight, or shutdown --wait
      before the gateway exited
-  75 run: writing the home failed for a reason a restart may cure (disk
-     full, quota, I/O error, read-only file system): supervisors restart it
-  78 run: cannot start as configured (tokens file, home held by another
-     gateway, unusable file in the home, address unusable): an operator
-     must fix it, supervisors stop restarting
+  75 run, check: writing the home failed for a reason a restart may cure
+     (disk full, quota, I/O error, read-only file system): supervisors
+     restart it
+  78 run, check: cannot start as configured (tokens file, home held by
+     another gateway, unusable file in the home, address unusable): an
+     operator must fix it, supervisors stop restarting
 status exits by state, like 'systemctl is-active': 0 running, 3 draining,
   4 shutting down, 5 not running (stopped or dead), 6 unreachable (--url),
   7 starting (local)

@@ -63,12 +63,14 @@ the shutdown sequence; a second signal forces it. Exits 0 after a clean
 shutdown. The tokens file ($home/tokens or --tokens-file: "principal token"
 per line, mode 0600 or 0400) must exist unless --dev creates one; SIGHUP
 reloads it (a file that fails the checks keeps the old tokens). Under systemd
-(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1 and watchdog pings.
-Every flag also reads its QUIESCE_<FLAG> environment variable (the command
-line wins). Exits 2 on a usage error (a flag of another --agent kind
-included), 78 when it cannot start as configured (an operator must fix
-something), 75 when writing the home failed for a reason a restart may cure
-(disk full, quota, I/O error, read-only file system).`)
+(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1, watchdog pings, and
+RELOADING=1 ... READY=1 around a SIGHUP reload (Type=notify-reload). 'quiesce
+check' runs the start-up checks without starting. Every flag also reads its
+QUIESCE_<FLAG> environment variable (the command line wins). Exits 2 on a
+usage error (a flag of another --agent kind included), 78 when it cannot
+start as configured (an operator must fix something), 75 when writing the
+home failed for a reason a restart may cure (disk full, quota, I/O error,
+read-only file system).`)
 	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
 	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
 	fs.StringVar(&c.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch (tests, containers)")
@@ -288,6 +290,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if err != nil {
 		return err
 	}
+	metrics.TokensLoaded(time.Now())
 	srv, err := server.New(server.Config{
 		Addr:       c.addr,
 		Gateway:    gw,
@@ -322,7 +325,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		printDevHelp(m, srv.URL(), c.home, tk.path, tk.devToken, tk.devCreated)
 	}
 	sd.ready(gctx, gw)
-	err = c.serve(logger, gw, srv, sigs, tk)
+	err = c.serve(logger, gw, srv, sigs, tk, metrics, sd)
 	logger.Info("exiting", "error", err)
 	return err
 }
@@ -373,24 +376,18 @@ type runTokens struct {
 	devCreated bool   // --dev: the file was created now
 }
 
-// loadTokens loads the tokens file ($home/tokens or --tokens-file),
-// creating it first with --dev.
+// loadTokens loads the tokens file (tokensPath), creating it first with
+// --dev.
 func (c *runCmd) loadTokens() (runTokens, error) {
-	tk := runTokens{path: c.tokensFile}
-	if tk.path == "" {
-		tk.path = filepath.Join(c.home, "tokens")
-	}
+	tk := runTokens{path: c.tokensPath()}
 	var err error
 	if c.dev {
 		if tk.devToken, tk.devCreated, err = server.EnsureDevToken(tk.path); err != nil {
 			return tk, startError(fmt.Errorf("dev token: %w", err))
 		}
 	}
-	tk.tokens, err = server.LoadTokens(tk.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return tk, &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), point --tokens-file at yours, or start with --dev", tk.path)}
-	} else if err != nil {
-		return tk, startError(fmt.Errorf("refusing to start: %w", err))
+	if tk.tokens, err = server.LoadTokens(tk.path); err != nil {
+		return tk, tokensLoadError(tk.path, err)
 	}
 	return tk, nil
 }
@@ -453,7 +450,8 @@ func (c *runCmd) warnAtStart(logger *slog.Logger, gw *gateway.Gateway) {
 // SIGHUP reloads the tokens), the gateway (returns when stopped) and the
 // HTTP server (keeps serving during the sequence, so in-flight turns get
 // their replies and status stays readable; closed last).
-func (c *runCmd) serve(logger *slog.Logger, gw *gateway.Gateway, srv *server.Server, sigs <-chan os.Signal, tk runTokens) error {
+func (c *runCmd) serve(logger *slog.Logger, gw *gateway.Gateway, srv *server.Server, sigs <-chan os.Signal, tk runTokens,
+	metrics *server.Metrics, sd *sdNotifier) error {
 	var g group
 	{
 		// Signals: SIGTERM or SIGINT starts the shutdown sequence; a
@@ -466,7 +464,7 @@ func (c *runCmd) serve(logger *slog.Logger, gw *gateway.Gateway, srv *server.Ser
 				select {
 				case sig := <-sigs:
 					if sig == syscall.SIGHUP {
-						reloadTokens(logger, tk.tokens, tk.path)
+						reloadTokens(logger, tk.tokens, tk.path, metrics, sd)
 						continue
 					}
 					st := gw.BeginShutdown(false)
