@@ -38,6 +38,8 @@ func TestRunEveryFlagHasEnv(t *testing.T) {
 					value = "true"
 				case time.Duration:
 					value = "7s"
+				case int:
+					value = "7"
 				}
 			}
 			env := map[string]string{envName(f.Name): value}

@@ -49,6 +49,10 @@ type runCmd struct {
 	logFormat     string
 	dev           bool
 	tokensFile    string // "" means $home/tokens
+	// webhookPendingMax bounds the webhook's pending record.
+	webhookPendingMax int
+	// eventRetryFor is how long a failing internal event is retried.
+	eventRetryFor time.Duration
 
 	// fs is the flag set flagSet built: validate asks it which flags
 	// were given (on the command line or through QUIESCE_*).
@@ -90,6 +94,8 @@ read-only file system).`)
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.BoolVar(&c.dev, "dev", false, "create the tokens file ($home/tokens or --tokens-file) with a random dev token if missing, and print commands to try")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "bearer tokens file, e.g. a mounted Secret (default $home/tokens); SIGHUP reloads it")
+	fs.IntVar(&c.webhookPendingMax, "webhook-pending-max", notify.DefaultPendingMax, "most notifications the webhook keeps for redelivery; past it the oldest session pings are dropped first (WARN), never the latest broadcast")
+	fs.DurationVar(&c.eventRetryFor, "event-retry-for", gateway.DefaultEventRetryFor, "how long an internal event whose turn fails is retried (capped exponential backoff) before it moves to events.spool.rejected.jsonl")
 	fs.alias("token-file", "tokens-file")
 	// Last: every flag above gets its QUIESCE_<FLAG> variable.
 	fs.withEnvAll()
@@ -175,7 +181,8 @@ func (c *runCmd) validateAgent() error {
 	return nil
 }
 
-// validateDurations checks the duration flags that must be positive.
+// validateDurations checks the duration flags that must be positive, and
+// --webhook-pending-max.
 func (c *runCmd) validateDurations() error {
 	for _, d := range []struct {
 		name string
@@ -183,6 +190,7 @@ func (c *runCmd) validateDurations() error {
 	}{
 		{"agent-work", c.agentWork}, {"drain-timeout", c.drainTimeout}, {"notify-timeout", c.notifyTimeout},
 		{"drain-max-age", c.drainMaxAge}, {"watch-interval", c.watchInterval}, {"retry-after", c.retryAfter},
+		{"event-retry-for", c.eventRetryFor},
 	} {
 		if d.v < 0 || (d.v == 0 && d.name != "agent-work") {
 			return usagef("%s %v: must be greater than zero", c.source(d.name), d.v)
@@ -204,8 +212,11 @@ func (c *runCmd) validateAddr() error {
 	return nil
 }
 
-// validateWebhook checks --notify-webhook.
+// validateWebhook checks --notify-webhook and --webhook-pending-max.
 func (c *runCmd) validateWebhook() error {
+	if c.webhookPendingMax < 1 {
+		return usagef("%s %d: must be at least 1 (the latest broadcast is always kept)", c.source("webhook-pending-max"), c.webhookPendingMax)
+	}
 	if c.notifyWebhook == "" {
 		return nil
 	}
@@ -261,7 +272,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	sd := newSDNotifier(logger, c.drainTimeout+c.notifyTimeout+time.Second)
 	defer sd.close()
 	metrics := server.NewMetrics()
-	sinks, hook := c.newSinks(logger, metrics)
+	sinks := c.newSinks(logger, metrics)
 	gw, err := gateway.New(gateway.Config{
 		Home:          c.home,
 		ProcRoot:      c.procRoot,
@@ -270,6 +281,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		DrainTimeout:  c.drainTimeout,
 		NotifyTimeout: c.notifyTimeout,
 		MaxAge:        c.drainMaxAge,
+		EventRetryFor: c.eventRetryFor,
 		WatchInterval: c.watchInterval,
 		WatchPollOnly: c.watchPollOnly,
 		Logger:        logger,
@@ -315,9 +327,6 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		return fmt.Errorf("start gateway: %w", err)
 	}
 	srv.Serve()
-	if hook != nil {
-		go redeliver(gctx, logger, hook)
-	}
 	logger.Info("listening", "addr", srv.Addr(), "url", srv.URL(), "home", c.home, "epoch", gw.Epoch(),
 		"state", gw.Status().State, "pid", os.Getpid(), "agent", c.agent, "tokens", tk.tokens.Len())
 	c.warnAtStart(logger, gw)
@@ -347,25 +356,19 @@ func (c *runCmd) newAgent(logger *slog.Logger) (gateway.Agent, error) {
 }
 
 // newSinks returns the notification sinks: the log, and the webhook of
-// --notify-webhook (hook, nil without one).
-func (c *runCmd) newSinks(logger *slog.Logger, metrics *server.Metrics) (sinks []notify.Sink, hook *notify.Webhook) {
-	sinks = []notify.Sink{notify.NewLog(logger)}
+// --notify-webhook (which redelivers what it kept, retrying while
+// running).
+func (c *runCmd) newSinks(logger *slog.Logger, metrics *server.Metrics) []notify.Sink {
+	sinks := []notify.Sink{notify.NewLog(logger)}
 	if c.notifyWebhook != "" {
-		hook = notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{
+		sinks = append(sinks, notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{
 			PendingPath: filepath.Join(c.home, gateway.WebhookPendingFileName),
+			PendingMax:  c.webhookPendingMax,
 			Observer:    metrics.Notified,
-		})
-		sinks = append(sinks, hook)
+			Logger:      logger,
+		}))
 	}
-	return sinks, hook
-}
-
-// redeliver sends what the webhook could not deliver before the last stop.
-func redeliver(ctx context.Context, logger *slog.Logger, hook *notify.Webhook) {
-	delivered, left, err := hook.Redeliver(ctx)
-	if delivered+left > 0 || err != nil {
-		logger.Info("webhook redelivery", "delivered", delivered, "left", left, "error", err)
-	}
+	return sinks
 }
 
 // runTokens is the tokens file run serves with.

@@ -166,8 +166,8 @@ func TestE2ELocalStatusAsksTheGateway(t *testing.T) {
 
 // TestE2ELocalCommandsNeverHangOnHomeFiles: a FIFO, a directory or a
 // symlink at any file of the home never hangs a local command (status,
-// drain, cancel, shutdown, shutdown --wait); each answers within the
-// deadline, and one that has to read the file fails naming it.
+// drain, cancel, shutdown, shutdown --wait, events replay); each answers
+// within the deadline, and one that has to read the file fails naming it.
 func TestE2ELocalCommandsNeverHangOnHomeFiles(t *testing.T) {
 	t.Parallel()
 	needBinary(t)
@@ -175,16 +175,27 @@ func TestE2ELocalCommandsNeverHangOnHomeFiles(t *testing.T) {
 	require.NoError(t, gone.Run())
 	files := []string{"gateway.lock", "gateway_state.json", ".drain_request.json", ".drain_request.lock", "outbox.jsonl",
 		"events.spool.jsonl", "events.spool.rejected.jsonl", "webhook.pending.jsonl", "tokens"}
-	// The files every local command reads; the marker, drain and cancel
-	// also write (status shows a marker that is not a file as contentless,
-	// naming it).
-	mustName := map[string]bool{"gateway.lock": true, "gateway_state.json": true}
+	// The files each local command has to read: the lifecycle commands
+	// the lock's pid and the state file (drain and cancel also the
+	// marker; status shows a marker that is not a file as contentless,
+	// naming it), events replay the rejected file.
+	mustName := func(cmd, file string) bool {
+		switch cmd {
+		case "events":
+			return file == "events.spool.rejected.jsonl" // with none rejected, it needs no spool
+		case "drain", "cancel":
+			if file == ".drain_request.json" {
+				return true
+			}
+		}
+		return file == "gateway.lock" || file == "gateway_state.json"
+	}
 	kinds := map[string]func(p string) error{
 		"fifo":    func(p string) error { return syscall.Mkfifo(p, 0o600) },
 		"dir":     func(p string) error { return os.Mkdir(p, 0o700) },
 		"symlink": func(p string) error { return os.Symlink("/dev/zero", p) },
 	}
-	commands := [][]string{{"status"}, {"drain"}, {"cancel"}, {"shutdown"}, {"shutdown", "--wait", "--timeout", "2s"}}
+	commands := [][]string{{"status"}, {"drain"}, {"cancel"}, {"shutdown"}, {"shutdown", "--wait", "--timeout", "2s"}, {"events", "replay"}}
 	for _, file := range files {
 		for kind, plant := range kinds {
 			t.Run(file+"/"+kind, func(t *testing.T) {
@@ -200,7 +211,7 @@ func TestE2ELocalCommandsNeverHangOnHomeFiles(t *testing.T) {
 				for _, args := range commands {
 					out, errOut, code := cli(t, nil, append(args, "--home", home)...)
 					require.NotEqual(t, -1, code, "%v hung on a %s at %s", args, kind, file)
-					if mustName[file] || (file == ".drain_request.json" && (args[0] == "drain" || args[0] == "cancel")) {
+					if mustName(args[0], file) {
 						assert.Equal(t, 1, code, "%v with a %s at %s: %s%s", args, kind, file, out, errOut)
 						assert.Contains(t, errOut, path, "%v: the error names the file", args)
 					}
