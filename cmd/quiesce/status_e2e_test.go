@@ -293,3 +293,41 @@ func TestE2EStartTempFail(t *testing.T) {
 	out, err = exec.Command("mount", "-o", "remount,rw", disk).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 }
+
+// TestE2ELocalStatusOnFullDisk: while the home's disk is full the state
+// file cannot follow the gateway (its writes fail), yet the local status
+// never contradicts /metrics: a turn that started after the disk filled
+// is in flight in both.
+func TestE2ELocalStatusOnFullDisk(t *testing.T) {
+	t.Parallel()
+	disk := smallDisk(t)
+	home := filepath.Join(disk, "home")
+	require.NoError(t, os.Mkdir(home, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "tokens"), []byte("ops "+opsToken+"\n"), 0o600))
+	p := startGateway(t, home, fakeProcRoot(t, "boot-full-status", 100), "--agent-work", "1m", "--drain-timeout", "1m")
+
+	free := fill(t, disk)
+	defer free()
+	inflight := p.turnAsync("alice", "long")
+	p.waitInFlight(1)
+	eventually(t, exitTimeout, "a failed state write", func() bool {
+		return strings.Contains(p.stderr.String(), "write state file")
+	})
+	data, err := os.ReadFile(filepath.Join(home, "gateway_state.json"))
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"active_agents": 0`, "the file is stale: the disk is full")
+
+	metrics := p.call(http.MethodGet, "/metrics", "", "")
+	require.Equal(t, http.StatusOK, metrics.code)
+	assert.Contains(t, metrics.raw, "quiesce_turns_in_flight 1")
+	st, code := statusJSON(t, nil, "--home", home)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, float64(1), st["active_agents"], "local status agrees with /metrics, not with the stale file")
+	assert.Equal(t, "running", st["state"])
+	assert.Equal(t, "gateway", st["source"])
+
+	p.signal(syscall.SIGTERM)
+	p.signal(syscall.SIGINT)
+	await(t, inflight)
+	require.Equal(t, 0, p.wait())
+}
