@@ -381,7 +381,7 @@ func (fs *flagSet) withEnvAll() {
 // such. Call it before withEnv or withEnvAll.
 func (fs *flagSet) alias(alias, name string) {
 	f := fs.Lookup(name)
-	fs.Var(f.Value, alias, "alias of --"+name+" (and "+envName(alias)+" of "+envName(name)+")")
+	fs.Var(f.Value, alias, "alias of --"+name+" ("+envName(alias)+" works too)")
 	if fs.aliases == nil {
 		fs.aliases = map[string]string{}
 	}
