@@ -2,33 +2,57 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strconv"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // LocalDrain writes the drain marker in home directly (the CLI without a
 // URL): the same marker a running gateway's BeginDrain writes, stamped with
-// this machine's epoch from procRoot. The gateway's watcher picks it up.
-func LocalDrain(home, procRoot string, req DrainRequest) (DrainInfo, error) {
+// this machine's epoch from procRoot, with the same refresh rule (a
+// request naming the active marker's request id refreshes it, see
+// DrainRequest). The gateway's watcher picks it up. The result's State and
+// ActiveAgents are left zero (no gateway was asked), and its expiry is
+// judged with marker.DefaultMaxAge. A reason marker.CheckReason refuses
+// gives ErrInvalid; a marker path that is not a regular file gives
+// ErrMarkerUnusable; a marker that cannot be written (a full disk, a
+// read-only home) gives an error wrapping ErrMarkerUnwritable and its
+// cause: nothing is drained then (only a live gateway's API can hold a
+// drain in memory).
+func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
-	written, err := marker.Write(home, marker.Request{
-		Action:               marker.ActionDrain,
-		RequestedAt:          time.Now(),
-		Principal:            req.Principal,
-		Epoch:                marker.ProcessEpoch(procRoot),
-		SuppressNotification: req.SuppressNotification,
-		RequestID:            req.RequestID,
-	})
-	if err != nil {
-		return DrainInfo{}, markerError("drain", err)
+	if err := checkDrainRequest(req); err != nil {
+		return DrainResult{}, err
 	}
-	return drainInfo(written, marker.Active), nil
+	now := time.Now()
+	epoch := marker.ProcessEpoch(procRoot)
+	var was, refreshed bool
+	_, written, err := marker.Edit(home, now, epoch, marker.DefaultMaxAge, func(prev marker.State) (marker.Request, error) {
+		active, ok := activeRequest(prev, nil)
+		was = prev.Drains()
+		next, ref := nextRequest(active, ok, req, now, epoch)
+		refreshed = ref
+		return next, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, homefile.ErrNotRegular) || errors.Is(err, marker.ErrUnusable):
+		return DrainResult{}, markerError("drain", err)
+	case errors.Is(err, marker.ErrInvalidRequest): // not expected: the request was checked
+		return DrainResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	default:
+		return DrainResult{}, fmt.Errorf("gateway: drain: %w: %s: %w", ErrMarkerUnwritable, marker.Path(home), err)
+	}
+	info := drainInfo(written, marker.Active)
+	info.ExpiresAt = written.RequestedAt.Add(marker.DefaultMaxAge).UTC()
+	return DrainResult{Drain: info, WasDraining: was, Refreshed: refreshed, ExpiresAt: info.ExpiresAt}, nil
 }
 
 // LocalCancel removes the drain marker in home (only if its request id

@@ -137,7 +137,7 @@ func (w *stateWriter) write(st *marker.State) {
 	snap := g.m.Snapshot()
 	doc := stateFile{
 		GatewayState: snap.State, StateSince: g.stateSince(snap.State), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
-		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: drainStatus(*st, g.cfg.MaxAge),
+		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: g.drainView(*st),
 		OldestTurnSeconds: g.oldestTurn().Seconds(), Seq: w.seq() + 1, // bump below makes it so
 	}
 	if a := w.addr.Load(); a != nil {

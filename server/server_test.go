@@ -245,12 +245,13 @@ func TestDrain(t *testing.T) {
 		var got gateway.DrainRequest
 		gw := &Gateway{BeginDrainFn: func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
 			got = req
-			return gateway.DrainResult{Drain: gateway.DrainInfo{RequestID: req.RequestID, SuppressNotification: req.SuppressNotification}}, nil
+			return gateway.DrainResult{Drain: gateway.DrainInfo{RequestID: req.RequestID, SuppressNotification: *req.SuppressNotification}}, nil
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 			`{"action":"drain","suppress_notification":true,"request_id":"r-1"}`)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-		assert.Equal(t, gateway.DrainRequest{Principal: "ops", SuppressNotification: true, RequestID: "r-1"}, got)
+		suppress := true
+		assert.Equal(t, gateway.DrainRequest{Principal: "ops", SuppressNotification: &suppress, RequestID: "r-1"}, got)
 		m := decodeBody(t, rec)
 		assert.Equal(t, true, m["suppress_notification"])
 		assert.Equal(t, "r-1", m["request_id"])

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -22,7 +23,9 @@ import (
 // drainCmd is "quiesce drain".
 type drainCmd struct {
 	target
+	fs        *flagSet // to tell a flag given from its default
 	suppress  bool
+	reason    string
 	requestID string
 	wait      bool
 	timeout   time.Duration
@@ -33,18 +36,23 @@ type drainCmd struct {
 }
 
 func (c *drainCmd) flagSet(m *Main) *flagSet {
-	fs := m.newFlagSet("drain", "[--suppress-notification] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
+	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
 Request a drain: the gateway stops starting new turns (they get 503 with
 Retry-After) while in-flight turns finish. It stays up, and 'cancel' undoes
-it. A drain while one is active replaces it (and says so). With --wait, wait
-until no turn is in flight, showing the turns in flight and the oldest one's
-age; exit 3 if turns are still running at --timeout.`)
+it. A drain while one is active replaces it (and says so). A drain naming
+the active drain's --request-id refreshes it instead: its age (and expiry)
+starts again, and its --suppress-notification and --reason stay as they were
+unless given again. With --wait, wait until no turn is in flight, showing
+the turns in flight and the oldest one's age; exit 3 if turns are still
+running at --timeout ('wait' waits again without draining again).`)
 	c.target.register(fs)
 	fs.BoolVar(&c.suppress, "suppress-notification", false, "if this drain ends in a shutdown, skip the home-channel broadcast (interrupt pings are never skipped)")
-	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated)")
+	fs.StringVar(&c.reason, "reason", "", "why, shown in status, the page and the logs (at most 200 characters of printable text)")
+	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated); the active drain's id refreshes it")
 	fs.BoolVar(&c.wait, "wait", false, "wait until no turn is in flight")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "with --wait: give up after this long (exit 3)")
 	fs.BoolVar(&c.timeoutOK, "exit-zero-on-timeout", false, "with --wait: a timeout is reported on stderr but exits 0 (for a Kubernetes preStop hook: SIGTERM and the shutdown sequence follow anyway)")
+	c.fs = fs
 	return fs
 }
 
@@ -55,11 +63,24 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if c.timeoutOK && !c.wait {
 		return usagef("--exit-zero-on-timeout needs --wait")
 	}
+	if c.fs.given("timeout") && !c.wait {
+		return usagef("--timeout bounds --wait: add --wait, or leave --timeout out (without --wait, drain returns at once)")
+	}
+	req := gateway.DrainRequest{RequestID: c.requestID}
+	if c.fs.given("suppress-notification") {
+		req.SuppressNotification = &c.suppress
+	}
+	if c.fs.given("reason") {
+		if err := marker.CheckReason(c.reason); err != nil {
+			return usagef("--reason: %s", strings.TrimPrefix(err.Error(), marker.ErrInvalidRequest.Error()+": "))
+		}
+		req.Reason = &c.reason
+	}
 	ctl, err := c.control(m)
 	if err != nil {
 		return err
 	}
-	res, err := ctl.Drain(ctx, gateway.DrainRequest{SuppressNotification: c.suppress, RequestID: c.requestID})
+	res, err := ctl.Drain(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -71,16 +92,27 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if err != nil || !c.wait {
 		return err
 	}
-	st, err := waitIdle(ctx, ctl, newProgress(m.Stdout, c.json), c.timeout)
-	if c.json && (err == nil || errors.Is(err, errWaitTimeout)) {
+	st, err := waitIdle(ctx, ctl, newProgress(m.Stdout, c.json), c.timeout, waitDrained)
+	if errors.Is(err, errWaitTimeout) {
+		err = fmt.Errorf("%w; the drain stays in place: to wait again without draining again, run '%s wait%s --timeout %v', or undo it with '%s cancel%s'",
+			err, m.programName(), c.target.flags(), c.timeout, m.programName(), c.target.flags())
+	}
+	err = printWaited(m, c.json, st, err)
+	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
+		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
+		return nil
+	}
+	return err
+}
+
+// printWaited prints, with --json, the status a wait ended with (idle or
+// timed out) and returns err.
+func printWaited(m *Main, asJSON bool, st gateway.Status, err error) error {
+	if asJSON && (err == nil || errors.Is(err, errWaitTimeout)) {
 		idle := err == nil
 		if jerr := writeJSON(m.Stdout, server.StatusResponse{Status: st, Idle: &idle}); jerr != nil {
 			return jerr
 		}
-	}
-	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
-		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
-		return nil
 	}
 	return err
 }
@@ -90,9 +122,20 @@ func printDrain(w io.Writer, res drainResult) {
 	if res.Home != "" {
 		where = " in " + res.Home
 	}
-	fmt.Fprintf(w, "drain requested%s by %s (request_id %s, suppress_notification %t)",
+	verb := "requested"
+	if res.Refreshed {
+		verb = "refreshed"
+	}
+	fmt.Fprintf(w, "drain %s%s by %s (request_id %s, suppress_notification %t", verb,
 		where, res.Principal, res.RequestID, res.SuppressNotification)
-	if res.WasDraining {
+	if res.Reason != "" {
+		fmt.Fprintf(w, ", reason %q", res.Reason)
+	}
+	if !res.ExpiresAt.IsZero() && res.Live == nil { // a local drain does not know the gateway's --drain-max-age
+		fmt.Fprintf(w, ", expires %s", res.ExpiresAt.Format(time.RFC3339))
+	}
+	fmt.Fprint(w, ")")
+	if res.WasDraining && !res.Refreshed {
 		fmt.Fprint(w, "; it replaced the drain request that was already active")
 	}
 	switch {
@@ -150,6 +193,10 @@ func printCancel(w io.Writer, res cancelResult) {
 		fmt.Fprintf(w, "no drain to cancel%s (was draining: false): nothing changed", where)
 	}
 	switch {
+	case res.Live != nil && *res.Live && res.State == fsm.Draining && !res.WasDraining:
+		fmt.Fprintf(w, ": state %s, %s in flight; the gateway drains without a marker here "+
+			"(a drain it holds in memory because the marker could not be written): cancel it through its API (--url)\n",
+			res.State, turns(res.ActiveAgents))
 	case res.Live == nil || (*res.Live && (res.State != fsm.Draining || !res.WasDraining)):
 		fmt.Fprintf(w, ": state %s, %s in flight\n", res.State, turns(res.ActiveAgents))
 	case *res.Live:
@@ -305,10 +352,16 @@ func printStatus(w io.Writer, v statusView) {
 		}
 		fmt.Fprintf(tw, "drain request\t%s: by %s at %s (request_id %s, suppress_notification %t",
 			d.Status, who, at, orDash(d.RequestID), d.SuppressNotification)
+		if d.Reason != "" {
+			fmt.Fprintf(tw, ", reason %q", d.Reason)
+		}
 		if !d.ExpiresAt.IsZero() && d.Status == "active" {
 			fmt.Fprintf(tw, ", expires %s", d.ExpiresAt.Format(time.RFC3339))
 		}
 		fmt.Fprintln(tw, ")")
+		if !d.Persisted && d.Status == "active" {
+			fmt.Fprintf(tw, "\tNOT PERSISTED: the marker could not be written; the gateway drains from memory and a restart forgets it\n")
+		}
 	}
 	switch {
 	case st.Drain != nil:

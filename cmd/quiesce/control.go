@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -77,13 +78,15 @@ type cancelResult struct {
 	localInfo
 }
 
-// localInfo is what a local drain or cancel adds to the API's answer.
+// localInfo is what a local drain or cancel adds to the API's answer, for
+// the text output: --json prints the API's fields only, whichever way the
+// command went.
 type localInfo struct {
-	Home string `json:"home,omitempty"`
+	Home string `json:"-"`
 	// Live is nil over HTTP; locally it tells whether a gateway holds the
 	// home's lock (its state is current), and State is "" when no gateway
 	// ever ran there.
-	Live *bool `json:"live,omitempty"`
+	Live *bool `json:"-"`
 }
 
 // statusView is what the status command shows: the API's status, and for
@@ -146,13 +149,45 @@ type target struct {
 }
 
 func (t *target) register(fs *flagSet) {
-	fs.StringVar(&t.home, "home", "./.quiesce", "gateway home (used when --url is not set, and for the default --tokens-file)")
+	fs.StringVar(&t.home, "home", defaultHome, "gateway home (used when --url is not set, and for the default --tokens-file)")
 	fs.StringVar(&t.url, "url", "", "gateway API base URL, e.g. http://127.0.0.1:8470 (default: act on --home directly)")
 	fs.StringVar(&t.tokenFile, "tokens-file", "", "file with the bearer token: the gateway's tokens file (\"principal token\" lines: the first token is sent) or a bare token (default $home/tokens); QUIESCE_TOKEN wins")
 	fs.alias("token-file", "tokens-file")
 	fs.StringVar(&t.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch")
 	fs.BoolVar(&t.json, "json", false, "print the API's JSON instead of text")
 	fs.withEnv("home", "url", "tokens-file", "proc-root")
+}
+
+// defaultHome is --home's default.
+const defaultHome = "./.quiesce"
+
+// flags returns the command-line flags that select this target, as a
+// suffix for a command to print (" --url http://..." or " --home DIR";
+// "" for the defaults), so the printed command acts on the same gateway.
+func (t *target) flags() string {
+	var b strings.Builder
+	switch {
+	case t.url != "":
+		fmt.Fprintf(&b, " --url %s", shellQuote(t.url))
+		if t.tokenFile != "" {
+			fmt.Fprintf(&b, " --tokens-file %s", shellQuote(t.tokenFile))
+		} else if t.home != defaultHome {
+			fmt.Fprintf(&b, " --home %s", shellQuote(t.home))
+		}
+	case t.home != defaultHome:
+		fmt.Fprintf(&b, " --home %s", shellQuote(t.home))
+	}
+	return b.String()
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // control resolves the target: the HTTP API when --url is set (the token

@@ -31,7 +31,8 @@ func call[T any](ctx context.Context, h *httpControl, f func(context.Context) (T
 
 func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
 	res, err := call(ctx, h, func(ctx context.Context) (server.DrainResponse, error) {
-		return h.c.Drain(ctx, req.SuppressNotification, req.RequestID)
+		return h.c.DrainWith(ctx, server.DrainBody{SuppressNotification: req.SuppressNotification,
+			RequestID: req.RequestID, Reason: req.Reason})
 	})
 	return drainResult{DrainResponse: res}, err
 }
@@ -129,7 +130,7 @@ func (h *httpControl) explain(err error) error {
 		}
 	case e.Code == server.CodeConflict:
 		msg = e.Message + ". Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active"
-	case e.Code == server.CodeMarkerUnusable:
+	case e.Code == server.CodeMarkerUnusable, e.Code == server.CodeMarkerUnwritable:
 		msg = e.Message
 	case e.Code == server.CodeShuttingDown:
 		msg = shuttingDownHint

@@ -87,11 +87,10 @@ func (l *localControl) Drain(ctx context.Context, req gateway.DrainRequest) (dra
 	if err := l.refuseWhileShuttingDown(); err != nil {
 		return drainResult{}, err
 	}
-	before := marker.Read(l.home, time.Now(), marker.ProcessEpoch(l.procRoot), marker.DefaultMaxAge)
 	if req.Principal == "" {
 		req.Principal = localPrincipal()
 	}
-	info, err := gateway.LocalDrain(l.home, l.procRoot, req)
+	res, err := gateway.LocalDrain(l.home, l.procRoot, req)
 	if err != nil {
 		return drainResult{}, l.explain(err)
 	}
@@ -101,11 +100,8 @@ func (l *localControl) Drain(ctx context.Context, req gateway.DrainRequest) (dra
 	if err != nil {
 		return drainResult{}, err
 	}
-	return drainResult{DrainResponse: server.DrainResponse{
-		OK: true, Action: server.ActionDrain, RequestedAt: info.RequestedAt, Draining: true,
-		SuppressNotification: info.SuppressNotification, Principal: info.Principal, RequestID: info.RequestID,
-		State: st.State, ActiveAgents: st.ActiveAgents, WasDraining: before.Drains(),
-	}, localInfo: l.info(st)}, nil
+	res.State, res.ActiveAgents = st.State, st.ActiveAgents
+	return drainResult{DrainResponse: server.DrainResponseOf(res), localInfo: l.info(st)}, nil
 }
 
 // Cancel removes the marker, then gives a live gateway that was draining
@@ -441,6 +437,16 @@ func (l *localControl) explain(err error) error {
 		}
 		return &hintError{err: err, msg: fmt.Sprintf("request_id is not the active drain's (%s); nothing was changed. "+
 			"Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active", active)}
+	case errors.Is(err, gateway.ErrMarkerUnwritable):
+		cause := err.Error()
+		if errno, ok := errors.AsType[syscall.Errno](err); ok {
+			cause = errno.Error()
+		}
+		return &hintError{err: err, msg: fmt.Sprintf("the drain marker %s could not be written: %s. Nothing was drained: "+
+			"free space or make the home writable and retry; if a gateway runs on this home, drain through its API "+
+			"(--url): it closes its gate even when the marker cannot be written", marker.Path(l.home), cause)}
+	case errors.Is(err, gateway.ErrInvalid):
+		return usagef("%s", strings.TrimPrefix(err.Error(), gateway.ErrInvalid.Error()+": "))
 	case errors.Is(err, gateway.ErrMarkerUnusable):
 		return &hintError{err: err, msg: "the drain marker cannot be used: " + markerDetail(err) +
 			". Nothing was changed: quiesce only replaces or removes a regular file it can read. Look at what is there, move it aside, and retry"}

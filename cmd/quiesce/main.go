@@ -26,7 +26,7 @@ const (
 	exitOK          = 0
 	exitError       = 1
 	exitUsage       = 2
-	exitWaitTimeout = 3  // drain --wait, shutdown --wait: not done at --timeout
+	exitWaitTimeout = 3  // drain --wait, wait, shutdown --wait: not done at --timeout
 	exitConfig      = 78 // EX_CONFIG: run cannot start as configured (supervisors stop restarting)
 )
 
@@ -95,6 +95,7 @@ var commands = map[string]commandInfo{
 	"check":      {"run's start-up checks (flags, home, tokens, address) without starting", func() command { return &checkCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
+	"wait":       {"wait until no turn is in flight (changes nothing)", func() command { return &waitCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
 	"events":     {"events replay: move rejected internal events back into the spool", func() command { return &eventsCmd{} }},
 	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
@@ -104,7 +105,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "check", "drain", "cancel", "status", "events", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "wait", "status", "events", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -275,8 +276,8 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, status, events replay, shutdown) use the HTTP
-API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
+Client commands (drain, cancel, wait, status, events replay, shutdown) use the
+HTTP API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
 --tokens-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
 default ./.quiesce) directly. Each prints the API's JSON with --json.
 
@@ -284,8 +285,8 @@ Exit codes:
   0  success
   1  error
   2  usage error (for run: also a flag of another --agent kind, a bad --addr)
-  3  drain --wait timed out with turns still in flight, or shutdown --wait
-     before the gateway exited
+  3  drain --wait or wait timed out with turns still in flight, or
+     shutdown --wait before the gateway exited
   75 run, check: writing the home failed for a reason a restart may cure
      (disk full, quota, I/O error, read-only file system): supervisors
      restart it

@@ -422,7 +422,8 @@ func listenHint(err error) string {
 
 // warnAtStart logs what an operator should know once the gateway runs:
 // that the echo agent is a demo, and a drain a surviving marker imposed
-// (who asked, when, the request id, and how to cancel it).
+// (who asked, when, the request id, the reason if any, and how to cancel
+// it).
 func (c *runCmd) warnAtStart(logger *slog.Logger, gw *gateway.Gateway) {
 	if c.agent == "echo" {
 		logger.Warn("the echo agent is a demo: it answers every turn with the text it was sent; use --agent exec or --agent http for a real agent")
@@ -438,6 +439,9 @@ func (c *runCmd) warnAtStart(logger *slog.Logger, gw *gateway.Gateway) {
 			principal = "unknown (the marker names no principal)"
 		}
 		attrs := []any{"principal", principal, "request_id", d.RequestID, "marker_status", d.Status, "cancel", cancelCmd}
+		if d.Reason != "" {
+			attrs = append(attrs, "reason", d.Reason)
+		}
 		if !d.RequestedAt.IsZero() {
 			attrs = append(attrs, "requested_at", d.RequestedAt.UTC().Format(time.RFC3339))
 		}

@@ -166,7 +166,7 @@ func TestE2ELocalStatusAsksTheGateway(t *testing.T) {
 
 // TestE2ELocalCommandsNeverHangOnHomeFiles: a FIFO, a directory or a
 // symlink at any file of the home never hangs a local command (status,
-// drain, cancel, shutdown, shutdown --wait, events replay); each answers
+// drain, cancel, shutdown, shutdown --wait, wait, events replay); each answers
 // within the deadline, and one that has to read the file fails naming it.
 func TestE2ELocalCommandsNeverHangOnHomeFiles(t *testing.T) {
 	t.Parallel()
@@ -195,7 +195,7 @@ func TestE2ELocalCommandsNeverHangOnHomeFiles(t *testing.T) {
 		"dir":     func(p string) error { return os.Mkdir(p, 0o700) },
 		"symlink": func(p string) error { return os.Symlink("/dev/zero", p) },
 	}
-	commands := [][]string{{"status"}, {"drain"}, {"cancel"}, {"shutdown"}, {"shutdown", "--wait", "--timeout", "2s"}, {"events", "replay"}}
+	commands := [][]string{{"status"}, {"drain"}, {"cancel"}, {"shutdown"}, {"shutdown", "--wait", "--timeout", "2s"}, {"wait", "--timeout", "2s"}, {"events", "replay"}}
 	for _, file := range files {
 		for kind, plant := range kinds {
 			t.Run(file+"/"+kind, func(t *testing.T) {
@@ -237,7 +237,7 @@ func TestE2EStartHints(t *testing.T) {
 	assert.NotContains(t, p.stderr.String(), "another gateway")
 
 	proc := fakeProcRoot(t, "boot-hint", 100)
-	_, errOut, code := cli(t, []string{"QUIESCE_PROC_ROOT=" + proc}, "drain", "--home", home, "--request-id", "maint-42")
+	_, errOut, code := cli(t, []string{"QUIESCE_PROC_ROOT=" + proc}, "drain", "--home", home, "--request-id", "maint-42", "--reason", "kernel upgrade")
 	require.Equal(t, 0, code, errOut)
 	p = startGateway(t, home, proc)
 	// The warnings follow the "listening" line startGateway waits for.
@@ -253,6 +253,7 @@ func TestE2EStartHints(t *testing.T) {
 	}
 	require.NotNil(t, warn, "a WARN at start names the surviving drain: %s", p.stderr.String())
 	assert.Equal(t, "maint-42", warn["request_id"])
+	assert.Equal(t, "kernel upgrade", warn["reason"])
 	assert.Contains(t, warn["principal"], "local:")
 	assert.NotEmpty(t, warn["requested_at"])
 	assert.Equal(t, "quiesce cancel --home "+home+" --request-id maint-42", warn["cancel"])
