@@ -327,8 +327,8 @@ func TestE2ELocalStatusOnFullDisk(t *testing.T) {
 	assert.Equal(t, "running", st["state"])
 	assert.Equal(t, "gateway", st["source"])
 
-	p.signal(syscall.SIGTERM)
-	p.signal(syscall.SIGINT)
+	r := p.call(http.MethodPost, "/api/gateway/shutdown", opsToken, `{"force":true}`)
+	require.Equal(t, http.StatusAccepted, r.code, r.raw)
 	await(t, inflight)
 	require.Equal(t, 0, p.wait())
 }
