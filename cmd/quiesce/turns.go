@@ -70,7 +70,7 @@ func printTurns(w io.Writer, turns []gateway.TurnInfo) {
 // errTurnsNeedURL is what a local "turns" says: the list lives in the
 // gateway's memory only.
 var errTurnsNeedURL = usagef("the list of turns needs a live gateway's URL: set --url (QUIESCE_URL), e.g. --url http://127.0.0.1:8470, " +
-	"and a token (QUIESCE_TOKEN or --token-file); the home on disk records only how many turns are in flight " +
+	"and a token (QUIESCE_TOKEN or --tokens-file); the home on disk records only how many turns are in flight " +
 	"('quiesce status' without --url shows that)")
 
 // Turns implements control over HTTP.

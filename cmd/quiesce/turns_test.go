@@ -41,6 +41,11 @@ func TestE2ETurns(t *testing.T) {
 	assert.Contains(t, text, "parked-1")
 	assert.Contains(t, text, turn["turn_id"])
 
+	statusText, _, code := cli(t, env, "status")
+	require.Equal(t, 0, code, statusText)
+	assert.Regexp(t, `(?m)^agent +echo, 0 failed turns since start$`, statusText)
+	assert.Regexp(t, `(?m)^version +\S+`, statusText)
+
 	st := p.status()
 	assert.NotEmpty(t, st["version"], "status names the version")
 	assert.Equal(t, map[string]any{"kind": "echo", "failures": float64(0)}, st["agent"])
