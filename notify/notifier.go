@@ -317,12 +317,15 @@ func allResolved(open [][]*delivery) bool {
 // Send returns). Otherwise Close returns the outbox's close error, or nil.
 // Calling Close again only waits, up to ctx, for the goroutines to exit.
 func (n *Notifier) Close(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && !n.closed.Load() {
+		// Before Sends see ErrClosed: an attempt that starts once they do
+		// ends by the deadline.
+		for _, q := range n.sinks {
+			q.setDeadline(dl)
+		}
+	}
 	if n.closed.Swap(true) {
 		return n.waitWorkers(ctx)
-	}
-	dl, _ := ctx.Deadline()
-	for _, q := range n.sinks {
-		q.setDeadline(dl)
 	}
 	err := n.Flush(ctx)
 	for _, q := range n.sinks {
@@ -537,8 +540,7 @@ func (q *sinkQueue) stopAll() []*delivery {
 	return open
 }
 
-// setDeadline makes attempts that start from now on end by dl (none when
-// dl is zero).
+// setDeadline makes attempts that start from now on end by dl.
 func (q *sinkQueue) setDeadline(dl time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
