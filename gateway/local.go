@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -20,13 +21,17 @@ import (
 // ErrMarkerUnusable; a marker that cannot be written (a full disk, a
 // read-only home) gives an error wrapping ErrMarkerUnwritable and its
 // cause: nothing is drained then (only a live gateway's API can hold a
-// drain in memory).
+// drain in memory). An announce (req.Announce) gives ErrInvalid: only a
+// live gateway can fail /readyz while its gate stays open.
 func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
 	if err := checkDrainRequest(req); err != nil {
 		return DrainResult{}, err
+	}
+	if req.Announce != 0 {
+		return DrainResult{}, fmt.Errorf("%w: announce needs the live gateway's API (its /readyz must fail while the gate stays open)", ErrInvalid)
 	}
 	now := time.Now()
 	epoch := marker.ProcessEpoch(procRoot)
@@ -89,11 +94,20 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
 	}
 	epoch := marker.ProcessEpoch(procRoot)
 	now := time.Now()
+	drain := drainStatus(marker.Read(home, now, epoch, maxAge), maxAge)
+	announcing := live && doc.Drain != nil && !doc.Drain.AnnounceUntil.IsZero()
+	if announcing { // the live gateway's announce window, as its state file shows it
+		if drain == nil || (drain.Status != marker.Active.String() && drain.Status != marker.Contentless.String()) {
+			drain = doc.Drain
+		}
+		drain.AnnounceUntil = doc.Drain.AnnounceUntil
+	}
 	return Status{
 		State:             doc.GatewayState,
 		StateSince:        doc.StateSince,
+		Ready:             live && doc.GatewayState == fsm.Running && !announcing,
 		ActiveAgents:      doc.ActiveAgents,
-		Drain:             drainStatus(marker.Read(home, now, epoch, maxAge), maxAge),
+		Drain:             drain,
 		Epoch:             doc.Epoch,
 		PID:               doc.PID,
 		UptimeSeconds:     doc.UpdatedAt.Sub(doc.StartedAt).Seconds(),

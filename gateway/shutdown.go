@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -89,9 +90,13 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
-	// finishes first, or is refused after).
+	// finishes first, or is refused after). Shutdown wins over an open
+	// announce window: its drains return ErrShuttingDown, nothing written.
 	g.ctlMu.Lock()
 	changed, err := g.m.Fire(ctx, fsm.Shutdown)
+	if w := g.window; w != nil {
+		g.closeWindowLocked(ctx, w, fmt.Errorf("gateway: drain: %w", ErrShuttingDown))
+	}
 	g.ctlMu.Unlock()
 	if err != nil {
 		g.log.Error("shutdown", "error", err)
