@@ -123,7 +123,11 @@ func TestAnnounceWindow(t *testing.T) {
 	assert.Equal(t, st.Drain.RequestID, out.res.Drain.RequestID)
 	assert.True(t, out.res.Drain.Persisted)
 	assert.True(t, markerExists(f.home))
-	_, err := f.g.Turn(context.Background(), "u2", "late")
+	// Bounded: were the gate still open, the gated agent would hold the
+	// turn until this deadline, and the assertion fails instead of hanging.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := f.g.Turn(ctx, "u2", "late")
 	assert.ErrorIs(t, err, ErrRefused, "I1 from the answer on")
 	st = f.g.Status()
 	assert.False(t, st.Ready)
