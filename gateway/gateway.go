@@ -86,8 +86,8 @@ type Config struct {
 // started). All methods are safe for concurrent use.
 //
 // Concurrency: ctlMu serialises reconciles (one marker read and event at
-// a time) and drain requests (the marker write and the drain held in
-// memory); sessMu guards sessions; evMu serialises event dispatch and
+// a time) and drain requests (the marker write, the drain held in memory
+// and the announce window, whose timer runs its end on its own goroutine); sessMu guards sessions; evMu serialises event dispatch and
 // guards events; bg counts background goroutines (system turns, dispatch,
 // the watcher, the state writer) so stop can wait for them; runCtx stops
 // them. The fsm.Machine, spool, notifier and state writer guard

@@ -284,6 +284,9 @@ func printStatus(w io.Writer, st gateway.Status) {
 			fmt.Fprintf(tw, ", expires %s", d.ExpiresAt.Format(time.RFC3339))
 		}
 		fmt.Fprintln(tw, ")")
+		if !d.AnnounceUntil.IsZero() {
+			fmt.Fprintf(tw, "\tANNOUNCED: /readyz fails, turns are still accepted; the gate closes at %s\n", d.AnnounceUntil.Format(time.RFC3339))
+		}
 		if !d.Persisted && d.Status == "active" {
 			fmt.Fprintf(tw, "\tNOT PERSISTED: the marker could not be written; the gateway drains from memory and a restart forgets it\n")
 		}
