@@ -79,9 +79,16 @@ func TestE2EDrainAnnounce(t *testing.T) {
 	require.Equal(t, true, p.status()["ready"])
 
 	drain := make(chan cliOut, 1)
-	go func() { drain <- awaitCLI(t, cliAsync(t, env, "drain", "--announce", "2s", "--wait", "--json")) }()
+	go func() { drain <- awaitCLI(t, cliAsync(t, env, "drain", "--announce", "3s", "--wait", "--json")) }()
 	waitAnnouncing(t, p)
 	require.False(t, answered(drain), "the drain answered before its window ended")
+	assert.Contains(t, mustCLI(t, env, "status"), "the gate closes at", "status prints the window")
+	local := []string{"QUIESCE_HOME=" + home, "QUIESCE_PROC_ROOT=" + proc}
+	eventually(t, 2*time.Second, "the local status to show the window (from the state file)", func() bool {
+		st := jsonDocs(t, mustCLI(t, local, "status", "--json"))[0]
+		d, _ := st["drain"].(map[string]any)
+		return st["ready"] == false && d != nil && d["status"] == "announcing" && d["announce_until"] != nil
+	})
 	assert.Nil(t, readMarker(t, home), "no marker during the window")
 	r := p.turn("alice", "in the window")
 	assert.Equal(t, http.StatusOK, r.code, "the gate stays open during the window: %s", r.raw)
