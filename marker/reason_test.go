@@ -3,15 +3,15 @@ package marker_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // The reason is an extra "reason" field: written when given, read back,
@@ -130,7 +130,7 @@ func TestEditHoldsTheLock(t *testing.T) {
 		}()
 		select {
 		case err := <-done:
-			t.Errorf("a Write got through while Edit held the lock (err %v)", err)
+			assert.Fail(t, fmt.Sprintf("a Write got through while Edit held the lock (err %v)", err))
 		case <-time.After(100 * time.Millisecond):
 		}
 		r := prev.Request
@@ -142,7 +142,7 @@ func TestEditHoldsTheLock(t *testing.T) {
 	case err := <-done:
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the concurrent Write never finished")
+		require.Fail(t, "the concurrent Write never finished")
 	}
 	assert.Equal(t, "concurrent", marker.Read(home, time.Now(), epochA, 0).Request.RequestID, "the Write came second")
 }
