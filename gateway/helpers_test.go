@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/notify"
+	"github.com/stretchr/testify/require"
 )
 
 // writeProcRoot writes a fake proc root whose epoch is "<bootID>:<start>".
@@ -198,7 +197,7 @@ func (f *fixture) waitDone(tb testing.TB) {
 	select {
 	case <-f.g.Done():
 	case <-time.After(15 * time.Second):
-		tb.Fatal("gateway did not stop")
+		require.Fail(tb, "gateway did not stop")
 	}
 }
 
@@ -225,9 +224,7 @@ func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	rep, err := f.g.Shutdown(ctx, force)
-	if err != nil {
-		tb.Fatalf("shutdown (force %v) did not end within %v: %v", force, bound, err)
-	}
+	require.NoErrorf(tb, err, "shutdown (force %v) did not end within %v", force, bound)
 	return rep, err
 }
 

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // checkHomeBounded runs CheckHome on home, failing the test if it does not
@@ -24,7 +23,7 @@ func checkHomeBounded(t *testing.T, home string) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatal("CheckHome blocked")
+		require.Fail(t, "CheckHome blocked")
 		return nil
 	}
 }
@@ -45,7 +44,7 @@ func newBounded(t *testing.T, home string) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatal("New blocked")
+		require.Fail(t, "New blocked")
 		return nil
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -144,7 +144,7 @@ func TestLocalStatusNeverBlocksOnHomeFiles(t *testing.T) {
 					assert.ErrorIs(t, err, homefile.ErrNotRegular)
 					assert.Contains(t, err.Error(), path)
 				case <-ctx.Done():
-					t.Fatalf("LocalStatus hangs on a %s at %s", kind, name)
+					require.Fail(t, fmt.Sprintf("LocalStatus hangs on a %s at %s", kind, name))
 				}
 			})
 		}

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // TestSecondGatewayOnHomeRefused: one home, one gateway (I9): New on a
@@ -104,7 +103,7 @@ func TestHostileHomeFilesRefused(t *testing.T) {
 					assert.True(t, errors.Is(err, ErrHome), "err %v", err)
 					assert.Contains(t, err.Error(), path)
 				case <-time.After(10 * time.Second):
-					t.Fatal("New blocked on a hostile file")
+					require.Fail(t, "New blocked on a hostile file")
 				}
 			})
 		}
