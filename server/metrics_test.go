@@ -10,11 +10,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // gather scrapes m's registry into a map from family name to family.
@@ -49,7 +49,7 @@ func counterValue(t *testing.T, m *Metrics, name string, want map[string]string)
 			return metric.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("%s has no series %v", name, want)
+	require.Fail(t, fmt.Sprintf("%s has no series %v", name, want))
 	return 0
 }
 

@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // writeTokens writes content to a tokens file with the given mode.
@@ -164,7 +163,7 @@ func tokensCall(t *testing.T, what string, f func() error) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatalf("%s had not returned after 10s: blocked opening a FIFO?", what)
+		require.Fail(t, fmt.Sprintf("%s had not returned after 10s: blocked opening a FIFO?", what))
 		return nil
 	}
 }
@@ -383,7 +382,7 @@ func TestTokensReloadConcurrentLookup(t *testing.T) {
 		case err := <-errs:
 			require.NoError(t, err)
 		case <-time.After(10 * time.Second):
-			t.Fatal("a reader did not stop within 10s")
+			require.Fail(t, "a reader did not stop within 10s")
 		}
 	}
 	_, ok := tokens.Lookup(tokenB)

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestStatusWaitChange shows status?wait=change&after=<seq>: it answers as
@@ -32,7 +31,7 @@ func TestStatusWaitChange(t *testing.T) {
 		select {
 		case rec = <-done:
 		case <-time.After(30 * time.Second):
-			t.Fatal("wait=change did not answer after a drain")
+			require.Fail(t, "wait=change did not answer after a drain")
 		}
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)
