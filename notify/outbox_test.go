@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -172,12 +171,12 @@ func TestOpenOutboxRepairsTornTail(t *testing.T) {
 func TestOpenOutboxErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{dir, filepath.Join(dir, "missing", "outbox.jsonl")} {
-		if o, err := notify.OpenOutbox(path); err == nil {
+		o, err := notify.OpenOutbox(path)
+		if !assert.Errorf(t, err, "OpenOutbox(%s)", path) {
 			o.Close()
-			assert.Fail(t, fmt.Sprintf("OpenOutbox(%s): got nil error", path))
-		} else if !strings.HasPrefix(err.Error(), "notify: ") {
-			assert.Fail(t, fmt.Sprintf("OpenOutbox(%s): error %q lacks the package prefix", path, err))
+			continue
 		}
+		assert.Truef(t, strings.HasPrefix(err.Error(), "notify: "), "OpenOutbox(%s): error %q lacks the package prefix", path, err)
 	}
 }
 
@@ -247,16 +246,10 @@ func checkRefused(t *testing.T, paths map[string]string, ops map[string]func(pat
 					err = op(p)
 				}()
 				within(t, 5*time.Second, done, opName+" on a "+kind)
-				switch {
-				case err == nil:
-					require.Fail(t, fmt.Sprintf("%s(%s): got nil error", opName, p))
-				case !errors.Is(err, homefile.ErrNotRegular):
-					assert.Fail(t, fmt.Sprintf("%s: got %v, want an error wrapping homefile.ErrNotRegular", opName, err))
-				case !strings.Contains(err.Error(), p):
-					assert.Fail(t, fmt.Sprintf("%s: error %q does not name %s", opName, err, p))
-				case !strings.HasPrefix(err.Error(), "notify: "):
-					assert.Fail(t, fmt.Sprintf("%s: error %q lacks the package prefix", opName, err))
-				}
+				require.Errorf(t, err, "%s(%s)", opName, p)
+				assert.ErrorIsf(t, err, homefile.ErrNotRegular, "%s", opName)
+				assert.Containsf(t, err.Error(), p, "%s: the error names the file", opName)
+				assert.Truef(t, strings.HasPrefix(err.Error(), "notify: "), "%s: error %q lacks the package prefix", opName, err)
 			})
 		}
 	}

@@ -104,15 +104,18 @@ func TestUndeliveredWebhookMessagesDeliveredAtNextStart(t *testing.T) {
 			var obs observed
 			next := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, Observer: obs.observe})
 			delivered, left, err := redeliver(t, next)
-			require.Falsef(t, err != nil || delivered != len(msgs) || left != 0, "Redeliver: got (%d, %d, %v), want (%d, 0, nil)", delivered, left, err, len(msgs))
+			require.NoError(t, err, "Redeliver")
+			require.Equal(t, len(msgs), delivered, "Redeliver: delivered")
+			require.Equal(t, 0, left, "Redeliver: left")
 			got = receivedKeys(t, srv)
 			assert.Truef(t, slices.Equal(got, sortedIDs(msgs)), "redelivered keys: got %v, want %v", got, sortedIDs(msgs))
 			assert.Empty(t, ids(mustReadOutbox(t, pending)), "pending file after Redeliver")
 			assert.Equal(t, len(msgs), obs.count("webhook", notify.ResultDelivered), "observer webhook/delivered")
 			// Nothing left: a second Redeliver sends nothing.
-			if d, l, err := redeliver(t, next); d != 0 || l != 0 || err != nil {
-				assert.Fail(t, fmt.Sprintf("second Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err))
-			}
+			delivered, left, err = redeliver(t, next)
+			assert.NoError(t, err, "second Redeliver")
+			assert.Zero(t, delivered, "second Redeliver: delivered")
+			assert.Zero(t, left, "second Redeliver: left")
 			assert.Equal(t, int64(len(msgs)), srv.hits.Load(), "requests the receiver got")
 		})
 	}
@@ -178,12 +181,16 @@ func TestRedeliverLeavesWhatFailsAgain(t *testing.T) {
 	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, MaxTries: 2, Sleep: naps.sleep})
 	require.NoErrorf(t, w.Keep(msgs), "Keep")
 	delivered, left, err := redeliver(t, w)
-	require.Falsef(t, err != nil || delivered != 2 || left != 1, "Redeliver: got (%d, %d, %v), want (2, 1, nil)", delivered, left, err)
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 2, delivered, "Redeliver: delivered")
+	require.Equal(t, 1, left, "Redeliver: left")
 	got := ids(mustReadOutbox(t, pending))
 	assert.Truef(t, slices.Equal(got, []string{msgs[2].ID()}), "pending file: got %v, want [%s]", got, msgs[2].ID())
 	refuse.Store(false)
 	delivered, left, err = redeliver(t, w)
-	require.Falsef(t, err != nil || delivered != 1 || left != 0, "second Redeliver: got (%d, %d, %v), want (1, 0, nil)", delivered, left, err)
+	require.NoError(t, err, "second Redeliver")
+	require.Equal(t, 1, delivered, "second Redeliver: delivered")
+	require.Equal(t, 0, left, "second Redeliver: left")
 	got, want := srv.accepted(), sortedIDs(msgs)
 	assert.Truef(t, slices.Equal(got, want), "delivered keys: got %v, want %v", got, want)
 }
@@ -204,7 +211,9 @@ func TestRedeliverKeepsWhatIsKeptMeanwhile(t *testing.T) {
 	w = notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending})
 	require.NoErrorf(t, w.Keep([]notify.Message{old}), "Keep")
 	delivered, left, err := redeliver(t, w)
-	require.Falsef(t, err != nil || delivered != 1 || left != 1, "Redeliver: got (%d, %d, %v), want (1, 1, nil)", delivered, left, err)
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 1, delivered, "Redeliver: delivered")
+	require.Equal(t, 1, left, "Redeliver: left")
 	got := ids(mustReadOutbox(t, pending))
 	assert.Truef(t, slices.Equal(got, []string{late.ID()}), "pending file: got %v, want [%s]", got, late.ID())
 }
@@ -225,7 +234,9 @@ func TestPendingFileToleratesTornTailAndRepeats(t *testing.T) {
 	got := ids(mustReadOutbox(t, pending))
 	require.Truef(t, slices.Equal(got, []string{a.ID(), b.ID()}), "pending file: got %v", got)
 	delivered, left, err := redeliver(t, w)
-	require.Falsef(t, err != nil || delivered != 2 || left != 0, "Redeliver: got (%d, %d, %v), want (2, 0, nil)", delivered, left, err)
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 2, delivered, "Redeliver: delivered")
+	require.Equal(t, 0, left, "Redeliver: left")
 	got = receivedKeys(t, srv)
 	assert.Truef(t, slices.Equal(got, []string{a.ID(), b.ID()}), "delivered keys: got %v", got)
 }
@@ -239,9 +250,10 @@ func TestRedeliverWithoutPendingFile(t *testing.T) {
 			if path == "" {
 				assert.NoErrorf(t, w.Keep([]notify.Message{ping("sd1", "s1")}), "Keep")
 			}
-			if d, l, err := redeliver(t, w); d != 0 || l != 0 || err != nil {
-				assert.Fail(t, fmt.Sprintf("Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err))
-			}
+			delivered, left, err := redeliver(t, w)
+			assert.NoError(t, err, "Redeliver")
+			assert.Zero(t, delivered, "Redeliver: delivered")
+			assert.Zero(t, left, "Redeliver: left")
 			if path != "" {
 				_, err := os.Stat(path)
 				assert.ErrorIsf(t, err, os.ErrNotExist, "Redeliver created %s", path)
