@@ -11,10 +11,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // smallDisk mounts a 1 MiB tmpfs for the test and returns its path. It
@@ -27,9 +26,8 @@ func smallDisk(t *testing.T) string {
 		t.Skipf("cannot mount a small tmpfs here (%v: %s): the disk-full drill needs root", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
+		out, err := exec.Command("umount", "-l", dir).CombinedOutput()
+		assert.NoErrorf(t, err, "umount %s: %v: %s", dir, err, out)
 	})
 	return dir
 }

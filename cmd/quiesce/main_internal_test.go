@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // newTestMain returns a Main with buffers and the given environment.
@@ -155,7 +154,7 @@ func TestGroup(t *testing.T) {
 		assert.Equal(t, errFirst, err)
 		assert.Equal(t, []string{"a", "b", "c"}, order, "interrupts run in the order actors were added")
 	case <-time.After(5 * time.Second):
-		t.Fatal("group did not return")
+		require.Fail(t, "group did not return")
 	}
 	var empty group
 	assert.NoError(t, empty.run())
