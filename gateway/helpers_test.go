@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -76,10 +77,10 @@ func (a *gatedAgent) startedTexts() []string {
 	return append([]string(nil), a.started...)
 }
 
-// failer is what helpers need from a *testing.T or a *rapid.T.
+// failer is what helpers need from a *testing.T or a *rapid.T: what
+// require needs (Errorf and FailNow), which both have.
 type failer interface {
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
+	require.TestingT
 }
 
 // waitStarted waits until a turn for session has started.
@@ -92,7 +93,7 @@ func (a *gatedAgent) waitStarted(tb failer, session string) {
 				return
 			}
 		case <-timeout:
-			tb.Fatalf("turn for %s never started", session)
+			require.Fail(tb, fmt.Sprintf("turn for %s never started", session))
 		}
 	}
 }
@@ -186,7 +187,7 @@ func recv[T any](tb failer, ch <-chan T) T {
 	case v := <-ch:
 		return v
 	case <-time.After(15 * time.Second):
-		tb.Fatal("timed out")
+		require.Fail(tb, "timed out")
 		panic("unreachable")
 	}
 }
@@ -207,7 +208,7 @@ func eventually(tb failer, what string, cond func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+			require.Fail(tb, fmt.Sprintf("timed out waiting for %s", what))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
