@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/server"
 )
 
 // turnGateway is a zero-work agent: Turn answers the text at once. The
@@ -170,21 +170,18 @@ func BenchmarkTurnHTTP(b *testing.B) {
 					url := srv.URL + "/v1/sessions/bench" + strconv.FormatInt(clients.Add(1), 10) + "/messages"
 					for pb.Next() {
 						req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchBody))
-						if err != nil {
-							assert.Fail(b, fmt.Sprint(err))
+						if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
 							return
 						}
 						req.Header.Set("Authorization", "Bearer "+opsToken)
 						req.Header.Set("Content-Type", "application/json")
 						resp, err := client.Do(req)
-						if err != nil {
-							assert.Fail(b, fmt.Sprint(err))
+						if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
 							return
 						}
 						_, _ = io.Copy(io.Discard, resp.Body)
 						_ = resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							assert.Fail(b, fmt.Sprintf("status %d", resp.StatusCode))
+						if !assert.Equal(b, http.StatusOK, resp.StatusCode, "status") {
 							return
 						}
 					}

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/internal/refused"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/refused"
 	"github.com/quiesce-dev/quiesce/server"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // MustOpen opens s on loopback and closes it when the test ends.

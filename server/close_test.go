@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // closeBound is how long a Close with a 300 ms context may take in these
@@ -187,7 +188,8 @@ func TestCloseNeverCutsAnAnsweredTurn(t *testing.T) {
 		close(release)
 		r := <-got
 		require.NoError(t, <-closed)
-		require.Falsef(t, r.err != nil || !strings.Contains(r.body, `"reply"`), "iteration %d: response cut: err=%v body=%q", i, r.err, r.body)
+		require.NoErrorf(t, r.err, "iteration %d: response cut", i)
+		require.Containsf(t, r.body, `"reply"`, "iteration %d: response cut", i)
 	}
 }
 

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/internal/homefile"
-	"github.com/quiesce-dev/quiesce/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/quiesce-dev/quiesce/server"
 )
 
 // writeTokens writes content to a tokens file with the given mode.
