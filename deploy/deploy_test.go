@@ -20,11 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/server"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // The files under test, relative to this package's directory.
@@ -94,7 +95,8 @@ func unitChecks(t *testing.T, data string) []check {
 	words, err := splitCommand(execStart)
 	require.NoErrorf(t, err, "%s: ExecStart", unitFile)
 	run, err := parseQuiesce(words)
-	require.Falsef(t, err != nil || run.sub != "run", "%s: ExecStart must run \"quiesce run ...\": %v %q", unitFile, err, words)
+	require.NoErrorf(t, err, "%s: ExecStart must run \"quiesce run ...\": %q", unitFile, words)
+	require.Equalf(t, "run", run.sub, "%s: ExecStart must run \"quiesce run ...\": %q", unitFile, words)
 	drain, notify, bound := shutdownBound(t, unitFile, run)
 	is := func(key, want, why string) func() string {
 		return func() string {
@@ -512,7 +514,8 @@ func readPod(t *testing.T, docs []manifest, img image) pod {
 		argv = append(cmd, strs(p.container["args"])...)
 	}
 	run, err := parseQuiesce(argv)
-	require.Falsef(t, err != nil || run.sub != "run", "%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %v %q", k8sDir, err, argv)
+	require.NoErrorf(t, err, "%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %q", k8sDir, argv)
+	require.Equalf(t, "run", run.sub, "%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %q", k8sDir, argv)
 	p.run = run
 	p.home = p.homeOf(run)
 	return p
@@ -1059,11 +1062,8 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 			i := slices.IndexFunc(checks, func(c check) bool { return c.name == tt.check })
 			require.GreaterOrEqualf(t, i, 0, "no check %q", tt.check)
 			msg := checks[i].fail()
-			switch {
-			case msg == "":
-				assert.Fail(t, fmt.Sprintf("%s passes after %s: %q → %q; the check guards nothing", tt.check, tt.file, tt.old, tt.new))
-			case !strings.Contains(msg, tt.wantInMsg):
-				assert.Fail(t, fmt.Sprintf("%s's message %q does not say %q", tt.check, msg, tt.wantInMsg))
+			if assert.NotEmptyf(t, msg, "%s passes after %s: %q → %q; the check guards nothing", tt.check, tt.file, tt.old, tt.new) {
+				assert.Containsf(t, msg, tt.wantInMsg, "%s's message", tt.check)
 			}
 		})
 	}
@@ -1125,8 +1125,7 @@ func TestFlagsExist(t *testing.T) {
 	known := map[string]map[string]bool{}
 	for _, l := range lines {
 		c, err := parseQuiesce(l.argv)
-		if err != nil {
-			assert.Fail(t, fmt.Sprintf("%s: %v", l.where, err))
+		if !assert.NoErrorf(t, err, "%s", l.where) {
 			continue
 		}
 		if known[c.sub] == nil {
@@ -1134,13 +1133,14 @@ func TestFlagsExist(t *testing.T) {
 		}
 		for name, value := range c.flags {
 			isBool, ok := known[c.sub][name]
-			switch {
-			case !ok:
-				assert.Fail(t, fmt.Sprintf("%s: quiesce %s has no flag --%s (see quiesce %s -h)", l.where, c.sub, name, c.sub))
-			case isBool != boolFlags[name]:
-				assert.Fail(t, fmt.Sprintf("%s: --%s is boolean in quiesce %s: %t, but this test parses it as boolean: %t; fix boolFlags", l.where, name, c.sub, isBool, boolFlags[name]))
-			case !isBool && value == "":
-				assert.Fail(t, fmt.Sprintf("%s: --%s needs a value", l.where, name))
+			if !assert.Truef(t, ok, "%s: quiesce %s has no flag --%s (see quiesce %s -h)", l.where, c.sub, name, c.sub) {
+				continue
+			}
+			if !assert.Equalf(t, isBool, boolFlags[name], "%s: --%s is boolean in quiesce %s: %t, but this test parses it as boolean: %t; fix boolFlags", l.where, name, c.sub, isBool, boolFlags[name]) {
+				continue
+			}
+			if !isBool {
+				assert.NotEmptyf(t, value, "%s: --%s needs a value", l.where, name)
 			}
 		}
 	}
@@ -1182,7 +1182,6 @@ func TestImageStampReachesTheBinary(t *testing.T) {
 	var got struct{ Version, Revision string }
 	err = json.Unmarshal(out, &got)
 	require.NoErrorf(t, err, "quiesce version --json: %v: %s", err, out)
-	if got.Version != want[buildinfoPkg+".Version"] || got.Revision != want[buildinfoPkg+".Revision"] {
-		assert.Fail(t, fmt.Sprintf("a binary stamped as the Dockerfile does reports version %q revision %q, want %q %q: the -X symbols name nothing", got.Version, got.Revision, want[buildinfoPkg+".Version"], want[buildinfoPkg+".Revision"]))
-	}
+	assert.Equal(t, want[buildinfoPkg+".Version"], got.Version, "the version of a binary stamped as the Dockerfile does: the -X symbol names nothing")
+	assert.Equal(t, want[buildinfoPkg+".Revision"], got.Revision, "the revision of a binary stamped as the Dockerfile does: the -X symbol names nothing")
 }

@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,7 +33,9 @@ func makeRun(t *testing.T, path string, env []string, args ...string) (stdout, s
 	err = cmd.Run()
 	require.NoErrorf(t, ctx.Err(), "make %v did not finish within 30s", args)
 	var ee *exec.ExitError
-	require.Falsef(t, err != nil && !errors.As(err, &ee), "make %v: %v", args, err)
+	if err != nil {
+		require.ErrorAsf(t, err, &ee, "make %v: an error other than an exit status", args)
+	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
 

@@ -335,7 +335,8 @@ func (m manifest) kind() string { s, _ := m.obj["kind"].(string); return s }
 func readManifests(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	require.Falsef(t, err != nil || len(files) == 0, "no YAML files in %s (%v)", dir, err)
+	require.NoErrorf(t, err, "no YAML files in %s", dir)
+	require.NotEmptyf(t, files, "no YAML files in %s", dir)
 	out := map[string]string{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
