@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/internal/logbuf"
 	"github.com/quiesce-dev/quiesce/notify"
-	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) {

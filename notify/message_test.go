@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 func TestMessageID(t *testing.T) {

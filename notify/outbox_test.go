@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/internal/homefile"
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 func TestOutboxAppendsJSONLines(t *testing.T) {

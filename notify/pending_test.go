@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // pendingPath returns where a fresh home's webhook pending file goes.

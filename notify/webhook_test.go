@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // hookServer is a loopback webhook receiver that answers with a scripted
@@ -108,7 +109,9 @@ func TestWebhookStatuses(t *testing.T) {
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
 			for i, body := range srv.bodies {
-				assert.Falsef(t, body.ID() != m.ID() || body.Text != m.Text || !body.At.Equal(m.At), "try %d: got body %+v, want %+v", i+1, body, m)
+				assert.Equalf(t, m.ID(), body.ID(), "try %d: body ID", i+1)
+				assert.Equalf(t, m.Text, body.Text, "try %d: body text", i+1)
+				assert.Truef(t, body.At.Equal(m.At), "try %d: body at %v, want %v", i+1, body.At, m.At)
 				h := srv.headers[i]
 				got := h.Get("Content-Type")
 				assert.Equalf(t, "application/json", got, "try %d: Content-Type %q", i+1, got)
