@@ -11,9 +11,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // smallDisk mounts a 1 MiB tmpfs for the test and returns its path. It

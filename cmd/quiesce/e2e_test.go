@@ -9,9 +9,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // TestE2EDrainEndpoint runs the upstream endpoint cases against a real

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/internal/fakeproc"
-	"github.com/quiesce-dev/quiesce/internal/logbuf"
-
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/fakeproc"
+	"github.com/quiesce-dev/quiesce/internal/logbuf"
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // binary is the quiesce binary TestMain built; "" under -short.
@@ -358,7 +358,9 @@ func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
-	require.Falsef(t, err != nil && !errors.As(err, &ee), "run %v: %v", args, err)
+	if err != nil {
+		require.ErrorAsf(t, err, &ee, "run %v: an error other than an exit status", args)
+	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
 
