@@ -6,10 +6,11 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // was_draining reports whether an active drain request was replaced.

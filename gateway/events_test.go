@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
 )
 
 // a surviving same-epoch marker holds spooled events at start: none

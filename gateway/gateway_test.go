@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/notify"
-	"github.com/stretchr/testify/require"
 )
 
 // Upstream (Hermes gateway) cases, by name.

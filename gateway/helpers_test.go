@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/notify"
-	"github.com/stretchr/testify/require"
 )
 
 // writeProcRoot writes a fake proc root whose epoch is "<bootID>:<start>".

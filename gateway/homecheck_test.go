@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // checkHomeBounded runs CheckHome on home, failing the test if it does not

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/internal/refused"
-
-	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/refused"
 )
 
 // upstream is a test agent service: it records each request and answers

@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/marker"
-	"github.com/quiesce-dev/quiesce/notify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/marker"
+	"github.com/quiesce-dev/quiesce/notify"
 )
 
 // TestSuppressOnlyForFreshCurrentEpochTrue: only a fresh marker of this

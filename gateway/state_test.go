@@ -10,9 +10,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
 )
 
 // ST2/ST3: gateway_state.json carries exactly the documented field names.
