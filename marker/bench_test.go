@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // Latency benchmark settings: 200 trials per mode, both modes polling every

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce-dev/quiesce/marker"
-	"github.com/stretchr/testify/require"
 )
 
 // blockTimeout bounds every wait for a call that must not block. It only

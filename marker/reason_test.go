@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // The reason is an extra "reason" field: written when given, read back,
