@@ -265,3 +265,54 @@ func Visualize(init fsm.State, ops []Op, timeout time.Duration, path string) (po
 	}
 	return v, nil
 }
+
+// PlantAcceptedAfterDrain returns a copy of ops with one violation of I1
+// planted, and the index of the operation it changed or added: a turn
+// accepted after a drain's answer, while nothing could have cancelled
+// that drain. It prefers to edit a refused turn that started after a
+// drain's 200 (state draining), when no other operation that can change
+// the state overlaps the stretch from that drain's call to the turn's
+// return, so the drain is the last change before the turn in every
+// linearisation: the turn is now answered 200. When no turn fits, it adds
+// one, starting and returning 1 ns after a drain answered (intervals are
+// closed: at the same instant it would be concurrent with the drain). A history
+// that was Ok must be Illegal with it. ok is false when no drain fits.
+func PlantAcceptedAfterDrain(ops []Op) (planted []Op, at int, ok bool) {
+	var changers []int
+	for i, op := range ops {
+		if op.Kind.ChangesState() {
+			changers = append(changers, i)
+		}
+	}
+	// alone reports whether no changer but d overlaps [from, to].
+	alone := func(d int, from, to int64) bool {
+		for _, j := range changers {
+			if j != d && ops[j].Call <= to && ops[j].Return >= from {
+				return false
+			}
+		}
+		return true
+	}
+	isDrain := func(op Op) bool {
+		return op.Kind == Drain && !op.Out.Unknown && op.Out.Accepted && op.Out.State == fsm.Draining
+	}
+	planted = append([]Op(nil), ops...)
+	for i, tr := range ops {
+		if tr.Kind != Turn || tr.Out.Unknown || tr.Out.Accepted {
+			continue
+		}
+		for _, d := range changers {
+			if isDrain(ops[d]) && ops[d].Return < tr.Call && alone(d, ops[d].Call, tr.Return) {
+				planted[i].Out.Accepted = true
+				return planted, i, true
+			}
+		}
+	}
+	for _, d := range changers {
+		if at := ops[d].Return + 1; isDrain(ops[d]) && alone(d, ops[d].Call, at) {
+			planted = append(planted, Op{Client: ops[d].Client, Kind: Turn, Call: at, Return: at, Out: Outcome{Accepted: true}})
+			return planted, len(planted) - 1, true
+		}
+	}
+	return nil, -1, false
+}

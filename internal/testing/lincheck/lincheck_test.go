@@ -177,3 +177,39 @@ func TestVisualizeWritesTheHistory(t *testing.T) {
 	assert.Equal(t, porcupine.Illegal, v)
 	assert.FileExists(t, path)
 }
+
+// TestPlantAcceptedAfterDrain: the planted turn makes an Ok history
+// Illegal, whether it edits a refused turn or has to add one.
+func TestPlantAcceptedAfterDrain(t *testing.T) {
+	tests := []struct {
+		name  string
+		ops   []lincheck.Op
+		at    int
+		added bool
+	}{
+		{"edits a refused turn after the drain", []lincheck.Op{
+			op(lincheck.Turn, 0, 3, refused), // concurrent with the drain: not a candidate
+			op(lincheck.Drain, 1, 2, answered(fsm.Draining)),
+			op(lincheck.Turn, 4, 5, refused),
+			op(lincheck.Cancel, 6, 7, answered(fsm.Running)),
+		}, 2, false},
+		{"skips a turn a cancel may have let in", []lincheck.Op{
+			op(lincheck.Drain, 0, 2, answered(fsm.Draining)),
+			op(lincheck.MarkerCancel, 4, 10, unknown),
+			op(lincheck.Turn, 5, 6, refused),
+		}, 3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, porcupine.Ok, lincheck.Check(fsm.Running, tt.ops, 10*time.Second).Verdict)
+			planted, at, ok := lincheck.PlantAcceptedAfterDrain(tt.ops)
+			require.True(t, ok)
+			assert.Equal(t, tt.at, at)
+			assert.Equal(t, tt.added, len(planted) == len(tt.ops)+1)
+			assert.True(t, planted[at].Out.Accepted)
+			assert.Equal(t, porcupine.Illegal, lincheck.Check(fsm.Running, planted, 10*time.Second).Verdict)
+		})
+	}
+	_, _, ok := lincheck.PlantAcceptedAfterDrain([]lincheck.Op{op(lincheck.Turn, 0, 1, accepted)})
+	assert.False(t, ok, "no drain: nothing to plant after")
+}
