@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,8 +94,9 @@ func TestLinearizability(t *testing.T) {
 	r.epoch = p.status()["epoch"].(string)
 
 	var windows []linWindow
-	for recorded := 0; recorded < total; {
-		w := r.window(clients, perWindow, recorded+perWindow >= total)
+	for recorded, final := 0, false; !final; {
+		final = recorded+2*perWindow > total
+		w := r.window(clients, perWindow, final)
 		windows = append(windows, w)
 		recorded += len(w.ops)
 	}
@@ -128,6 +132,7 @@ func TestLinearizability(t *testing.T) {
 	assert.Positive(t, turns[false], "some turns were refused")
 	assert.Positive(t, kinds[lincheck.MarkerDrain]+kinds[lincheck.MarkerCancel], "the marker writer changed the marker")
 	assert.Equal(t, 1, kinds[lincheck.Shutdown], "one shutdown")
+	assert.Equal(t, 1, kinds[lincheck.Stop], "one stop")
 
 	t.Run("planted turn accepted after a drain's answer is Illegal", func(t *testing.T) {
 		for i, w := range windows {
@@ -173,13 +178,17 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 		w.ops = append(w.ops, mine...)
 		mu.Unlock()
 	}
-	for c := range clients {
+	for c := range clients { // turns (on many sessions) and status reads
 		wg.Go(func() {
 			var mine []lincheck.Op
 			defer func() { keep(mine) }()
 			rng := mrand.New(mrand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
 			for n := 0; !halt(); n++ {
-				op, gone := r.clientOp(c, n, rng)
+				kind := lincheck.Turn
+				if rng.IntN(10) == 0 {
+					kind = lincheck.Status
+				}
+				op, gone := r.clientOp(c, n, kind)
 				if op != nil {
 					mine = append(mine, *op)
 				}
@@ -195,16 +204,34 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 			}
 		})
 	}
+	wg.Go(func() { // the operator: drains and cancels through the API, 1 to 6 ms apart
+		var mine []lincheck.Op
+		defer func() { keep(mine) }()
+		for n := 0; !halt(); n++ {
+			time.Sleep(time.Millisecond + mrand.N(5*time.Millisecond))
+			kind := lincheck.Drain
+			if mrand.N(2) == 0 {
+				kind = lincheck.Cancel
+			}
+			op, gone := r.clientOp(clients, n, kind)
+			if op != nil {
+				mine = append(mine, *op)
+			}
+			if gone {
+				return
+			}
+		}
+	})
 	wg.Go(func() { // the marker writer: another process on the same home
 		var mine []lincheck.Op
 		defer func() { keep(mine) }()
 		for !halt() {
-			time.Sleep(mrand.N(20 * time.Millisecond))
+			time.Sleep(mrand.N(8 * time.Millisecond))
 			kind := lincheck.MarkerDrain
 			if mrand.N(2) == 0 {
 				kind = lincheck.MarkerCancel
 			}
-			op, gone := r.markerOp(clients, kind)
+			op, gone := r.markerOp(clients+1, kind)
 			mine = append(mine, op)
 			if gone || op.Out.Unknown {
 				return // its change may still land: no more until the window ends
@@ -219,7 +246,7 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 			r.shutdownSent.Store(true)
 			call := r.now()
 			resp, err := doCallWith(r.client, r.p.url, http.MethodPost, "/api/gateway/shutdown", opsToken, `{}`)
-			op := lincheck.Op{Client: clients + 1, Kind: lincheck.Shutdown, Call: call, Return: r.now()}
+			op := lincheck.Op{Client: clients + 2, Kind: lincheck.Shutdown, Call: call, Return: r.now()}
 			switch {
 			case err != nil:
 				op.Out.Unknown = true
@@ -250,30 +277,29 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 			w.ops[i].Return = last
 		}
 	}
+	if final { // the gateway stopped by itself, after the shutdown's call and before it exited
+		i := slices.IndexFunc(w.ops, func(op lincheck.Op) bool { return op.Kind == lincheck.Shutdown })
+		require.GreaterOrEqual(t, i, 0, "the final window holds the shutdown")
+		w.ops = append(w.ops, lincheck.Op{Client: clients + 2, Kind: lincheck.Stop, Call: w.ops[i].Call, Return: last})
+	}
 	return w
 }
 
-// clientOp issues one random operation as client c: mostly turns (on one
-// of many sessions), some status reads, drains and cancels. It returns the
-// operation as seen (nil when it tells nothing: a turn or read without an
-// answer) and whether the gateway is gone (after the shutdown).
-func (r *linRecorder) clientOp(c, n int, rng *mrand.Rand) (*lincheck.Op, bool) {
+// clientOp issues one operation of kind (Turn, Status, Drain or Cancel)
+// as client c; n numbers the client's operations (a turn goes to one of
+// many sessions by it). It returns the operation as seen (nil when it
+// tells nothing: a turn or read without an answer) and whether the
+// gateway is gone (after the shutdown).
+func (r *linRecorder) clientOp(c, n int, kind lincheck.Kind) (*lincheck.Op, bool) {
 	t := r.t
-	var (
-		kind         lincheck.Kind
-		method, path string
-		body         string
-	)
-	switch x := rng.IntN(100); {
-	case x < 80:
-		kind, method = lincheck.Turn, http.MethodPost
+	method, path, body := http.MethodPost, "/api/gateway/drain", `{"action":"drain"}`
+	switch kind {
+	case lincheck.Turn:
 		path, body = fmt.Sprintf("/v1/sessions/lin-%d-%d/messages", c, n%32), fmt.Sprintf(`{"text":"t%d"}`, n)
-	case x < 90:
-		kind, method, path = lincheck.Status, http.MethodGet, "/api/gateway/status"
-	case x < 95:
-		kind, method, path, body = lincheck.Drain, http.MethodPost, "/api/gateway/drain", `{"action":"drain"}`
-	default:
-		kind, method, path, body = lincheck.Cancel, http.MethodPost, "/api/gateway/drain", `{"action":"cancel"}`
+	case lincheck.Status:
+		method, path, body = http.MethodGet, "/api/gateway/status", ""
+	case lincheck.Cancel:
+		body = `{"action":"cancel"}`
 	}
 	if kind == lincheck.Drain || kind == lincheck.Cancel {
 		r.markerMu.RLock()
@@ -393,4 +419,17 @@ func (r *linRecorder) visualize(i int, w linWindow) {
 		return
 	}
 	r.t.Logf("window %d: the history and the longest linearizations found: %s", i, path)
+	var b strings.Builder
+	fmt.Fprintf(&b, "init %s\n", w.init)
+	sorted := slices.Clone(w.ops)
+	slices.SortFunc(sorted, func(a, b lincheck.Op) int { return cmp.Compare(a.Call, b.Call) })
+	for _, op := range sorted {
+		fmt.Fprintln(&b, op)
+	}
+	txt := strings.TrimSuffix(path, ".html") + ".txt"
+	if err := os.WriteFile(txt, []byte(b.String()), 0o600); err != nil {
+		r.t.Logf("window %d: %v", i, err)
+		return
+	}
+	r.t.Logf("window %d: the operations by call time: %s", i, txt)
 }

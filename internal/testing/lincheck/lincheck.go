@@ -48,11 +48,15 @@ const (
 	MarkerCancel
 	// Shutdown is POST /api/gateway/shutdown without force.
 	Shutdown
+	// Stop is the gateway's own stop at the end of the shutdown sequence,
+	// which no client issues: a recorder adds it as an operation from the
+	// shutdown's call to the moment the process had exited.
+	Stop
 )
 
 var kindNames = map[Kind]string{
 	Turn: "turn", Status: "status", Drain: "drain", Cancel: "cancel",
-	MarkerDrain: "marker-drain", MarkerCancel: "marker-cancel", Shutdown: "shutdown",
+	MarkerDrain: "marker-drain", MarkerCancel: "marker-cancel", Shutdown: "shutdown", Stop: "stop",
 }
 
 // String names k.
@@ -107,7 +111,22 @@ type Op struct {
 
 // String describes op for a report.
 func (op Op) String() string {
-	return fmt.Sprintf("client %d %s [%d, %d] -> %s", op.Client, op.Kind, op.Call, op.Return, op.Out)
+	var out string
+	switch {
+	case op.Out.Unknown:
+		out = "?"
+	case op.Kind == Turn:
+		out = map[bool]string{true: "accepted", false: "refused"}[op.Out.Accepted]
+	case op.Kind == Shutdown:
+		out = fmt.Sprintf("already_shutting_down=%v", op.Out.Already)
+	case op.Kind == Stop:
+		out = "stopped"
+	case (op.Kind == Drain || op.Kind == Cancel) && !op.Out.Accepted:
+		out = "refused"
+	default:
+		out = string(op.Out.State)
+	}
+	return fmt.Sprintf("client %d %s [%d, %d] -> %s", op.Client, op.Kind, op.Call, op.Return, out)
 }
 
 // cell is one (event, state) entry of the lifecycle table: the state the
@@ -175,6 +194,8 @@ var events = map[Kind]fsm.Event{
 //     drain/resume lead to (unchanged where refused) is the one observed.
 //   - Shutdown: leads to shutting_down; already_shutting_down iff s was
 //     shutting_down.
+//   - Stop: leads from shutting_down to stopped; in any other state the
+//     history is wrong (the gateway stops only at the end of a shutdown).
 func Step(s fsm.State, k Kind, out Outcome) (ok bool, next fsm.State) {
 	switch k {
 	case Turn:
@@ -200,6 +221,9 @@ func Step(s fsm.State, k Kind, out Outcome) (ok bool, next fsm.State) {
 			return out.Unknown, s
 		}
 		return out.Unknown || out.Already == (s == fsm.ShuttingDown), next
+	case Stop:
+		next, refused := Rule(fsm.Stop, s)
+		return !refused, next
 	default:
 		return false, s
 	}

@@ -119,6 +119,14 @@ func TestModel(t *testing.T) {
 			op(lincheck.Shutdown, 2, 12, already(false)),
 			op(lincheck.Cancel, 13, 14, refused),
 		}, porcupine.Ok},
+		{"the gateway stops after the shutdown, before it exits", fsm.Running, []lincheck.Op{
+			op(lincheck.Shutdown, 0, 5, already(false)),
+			op(lincheck.Stop, 0, 20, lincheck.Outcome{}),
+			op(lincheck.Status, 6, 7, in(fsm.ShuttingDown)),
+			op(lincheck.Status, 8, 9, in(fsm.Stopped)),
+			op(lincheck.Drain, 10, 11, refused),
+			op(lincheck.Turn, 12, 13, refused),
+		}, porcupine.Ok},
 		{"an unanswered drain matches any output", fsm.Running, []lincheck.Op{
 			op(lincheck.Drain, 0, 100, unknown),
 			op(lincheck.Turn, 10, 20, accepted),
@@ -152,6 +160,15 @@ func TestModel(t *testing.T) {
 		{"two shutdowns both first", fsm.Running, []lincheck.Op{
 			op(lincheck.Shutdown, 0, 5, already(false)),
 			op(lincheck.Shutdown, 1, 6, already(false)),
+		}, porcupine.Illegal},
+		{"stopped before the shutdown", fsm.Running, []lincheck.Op{
+			op(lincheck.Stop, 0, 20, lincheck.Outcome{}),
+			op(lincheck.Status, 1, 2, in(fsm.Stopped)),
+			op(lincheck.Shutdown, 3, 5, already(false)),
+		}, porcupine.Illegal},
+		{"running again after stopped", fsm.ShuttingDown, []lincheck.Op{
+			op(lincheck.Stop, 0, 1, lincheck.Outcome{}),
+			op(lincheck.Status, 2, 3, in(fsm.Running)),
 		}, porcupine.Illegal},
 		{"a marker drain observed as running with nothing concurrent", fsm.Running, []lincheck.Op{
 			op(lincheck.MarkerDrain, 0, 5, in(fsm.Running)),
