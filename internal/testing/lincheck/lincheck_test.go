@@ -60,7 +60,7 @@ var (
 	unknown  = lincheck.Outcome{Unknown: true}
 )
 
-func in(s fsm.State) lincheck.Outcome      { return lincheck.Outcome{State: s} }
+func in(s fsm.State) lincheck.Outcome       { return lincheck.Outcome{State: s} }
 func answered(s fsm.State) lincheck.Outcome { return lincheck.Outcome{Accepted: true, State: s} }
 func already(b bool) lincheck.Outcome       { return lincheck.Outcome{Accepted: true, Already: b} }
 
