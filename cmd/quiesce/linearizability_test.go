@@ -27,15 +27,17 @@ import (
 )
 
 // Sizes of the linearizability run. make test runs the defaults; make soak
-// raises them through QUIESCE_LIN_OPS and QUIESCE_LIN_CLIENTS.
+// raises them through QUIESCE_LIN_OPS, QUIESCE_LIN_CLIENTS and
+// QUIESCE_LIN_WINDOW_OPS.
 const (
 	defaultLinOps     = 400
 	defaultLinClients = 8
-	// linWindowOps: a window ends once its clients have issued this many
-	// operations. The lifecycle is one object, so nothing partitions the
-	// history: each window is checked on its own, from the state observed
-	// while nothing was in flight, and is kept small enough for the checker.
-	linWindowOps = 1000
+	// defaultLinWindowOps: a window ends once its clients have issued this
+	// many operations (at most half the run's). The lifecycle is one
+	// object, so nothing partitions the history: each window is checked on
+	// its own, from the state observed while nothing was in flight, and is
+	// kept small enough for the checker to answer.
+	defaultLinWindowOps = 1000
 	// linWindowMax ends a window that is slow to reach its operations.
 	linWindowMax = 30 * time.Second
 	// linCheckTimeout bounds the check of one window (then: Unknown).
@@ -74,7 +76,8 @@ func (r *linRecorder) now() int64 { return int64(time.Since(r.origin)) }
 type linWindow struct {
 	init  fsm.State // observed before it, with nothing in flight
 	ops   []lincheck.Op
-	final bool // it ends with the shutdown
+	final bool          // it ends with the shutdown
+	took  time.Duration // recording it
 }
 
 // TestLinearizability records what clients of the real binary saw — turns
@@ -88,14 +91,14 @@ func TestLinearizability(t *testing.T) {
 	t.Parallel()
 	total := envCount(t, "QUIESCE_LIN_OPS", defaultLinOps)
 	clients := envCount(t, "QUIESCE_LIN_CLIENTS", defaultLinClients)
-	perWindow := min(linWindowOps, max(total/2, 1))
+	perWindow := min(envCount(t, "QUIESCE_LIN_WINDOW_OPS", defaultLinWindowOps), max(total/2, 1))
 	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-lin", 100), "--agent-work", linAgentWork)
 	r := &linRecorder{t: t, p: p, client: soakClient(t, clients+4), origin: time.Now()}
 	r.epoch = p.status()["epoch"].(string)
 
 	var windows []linWindow
 	for recorded, final := 0, false; !final; {
-		final = recorded+2*perWindow > total
+		final = recorded+perWindow >= total
 		w := r.window(clients, perWindow, final)
 		windows = append(windows, w)
 		recorded += len(w.ops)
@@ -103,12 +106,16 @@ func TestLinearizability(t *testing.T) {
 
 	kinds := map[lincheck.Kind]int{}
 	turns := map[bool]int{}
+	unknown := 0
 	var checked int
 	var took time.Duration
 	verdict := porcupine.Ok
 	for i, w := range windows {
 		for _, op := range w.ops {
 			kinds[op.Kind]++
+			if op.Out.Unknown {
+				unknown++
+			}
 			if op.Kind == lincheck.Turn && !op.Out.Unknown {
 				turns[op.Out.Accepted]++
 			}
@@ -116,7 +123,8 @@ func TestLinearizability(t *testing.T) {
 		res := lincheck.Check(w.init, w.ops, linCheckTimeout)
 		checked += res.Ops
 		took += res.Took
-		t.Logf("window %d: from %s, %d operations: %s in %v", i, w.init, res.Ops, res.Verdict, res.Took.Round(time.Millisecond))
+		t.Logf("window %d: from %s, %d operations recorded in %v: %s in %v",
+			i, w.init, res.Ops, w.took.Round(time.Millisecond), res.Verdict, res.Took.Round(time.Millisecond))
 		if res.Verdict != porcupine.Ok {
 			r.visualize(i, w)
 			if verdict == porcupine.Ok || res.Verdict == porcupine.Illegal {
@@ -126,7 +134,7 @@ func TestLinearizability(t *testing.T) {
 	}
 	t.Logf("linearizability: %d clients, %d operations checked in %d windows: %s, checking time %v",
 		clients, checked, len(windows), verdict, took.Round(time.Millisecond))
-	t.Logf("operations: %v; turns accepted %d, refused %d", kinds, turns[true], turns[false])
+	t.Logf("operations: %v; turns accepted %d, refused %d; outcomes unknown %d", kinds, turns[true], turns[false], unknown)
 	assert.Equal(t, porcupine.Ok, verdict, "the real binary's history is linearizable (Unknown: the checker ran out of time)")
 	assert.Positive(t, turns[true], "some turns were accepted")
 	assert.Positive(t, turns[false], "some turns were refused")
@@ -157,6 +165,7 @@ func TestLinearizability(t *testing.T) {
 func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 	t := r.t
 	w := linWindow{init: r.steady(), final: final}
+	began := time.Now()
 	var (
 		count   atomic.Int64
 		stop    = make(chan struct{})
@@ -282,6 +291,7 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 		require.GreaterOrEqual(t, i, 0, "the final window holds the shutdown")
 		w.ops = append(w.ops, lincheck.Op{Client: clients + 2, Kind: lincheck.Stop, Call: w.ops[i].Call, Return: last})
 	}
+	w.took = time.Since(began)
 	return w
 }
 
