@@ -373,10 +373,8 @@ func (r *linRecorder) markerOp(client int, kind lincheck.Kind) (lincheck.Op, boo
 		want = fsm.Draining
 		id := make([]byte, 8)
 		_, _ = rand.Read(id)
-		var err error
-		data, err = json.Marshal(map[string]any{"action": "drain", "requested_at": time.Now().UTC().Format(time.RFC3339Nano),
+		data, _ = json.Marshal(map[string]any{"action": "drain", "requested_at": time.Now().UTC().Format(time.RFC3339Nano),
 			"principal": "outside", "epoch": r.epoch, "suppress_notification": false, "request_id": hex.EncodeToString(id)})
-		require.NoError(t, err)
 	}
 	op := lincheck.Op{Client: client, Kind: kind, Call: r.now()}
 	var err error
@@ -385,7 +383,10 @@ func (r *linRecorder) markerOp(client int, kind lincheck.Kind) (lincheck.Op, boo
 	} else if err = os.Remove(filepath.Join(r.p.home, ".drain_request.json")); errors.Is(err, os.ErrNotExist) {
 		err = nil // no marker: the gateway is, or is about to be, running
 	}
-	require.NoError(t, err)
+	if !assert.NoError(t, err, "marker writer") {
+		op.Out.Unknown = true // the file may have changed all the same
+		return op, true
+	}
 	deadline := time.Now().Add(linObserveBound)
 	for time.Now().Before(deadline) {
 		resp, err := doCallWith(r.client, r.p.url, http.MethodGet, "/api/gateway/status", opsToken, "")

@@ -1,14 +1,16 @@
 // Package lincheck checks what clients of a quiesce gateway saw for
 // linearizability against a sequential model of its lifecycle, with
-// github.com/anishathalye/porcupine. It is a test-only helper (DESIGN.md
-// "Packages": test-only helpers live under internal/testing/); the end-to-end
+// github.com/anishathalye/porcupine. It is a test-only helper (test-only
+// helpers live under internal/testing/ or in _test files); the end-to-end
 // recorder that drives the real binary is cmd/quiesce/linearizability_test.go.
+// docs/RELIABILITY.md "Linearizability" reports its runs.
 //
 // The model is one object, the lifecycle: a state (running, draining,
 // shutting_down, stopped) that turns, drains, cancels and shutdowns act on
-// through the rules of DESIGN.md "Lifecycle". The fsm package does not
-// export its rule table, so the model mirrors the DESIGN table (table
-// below) and a test checks the mirror against fsm.Machine cell by cell.
+// through the lifecycle's rules (README "Lifecycle"). The fsm package does
+// not export its rule table (fsm/lifecycle.go), so the model mirrors it
+// (table below) and a test checks the mirror against fsm.Machine cell by
+// cell.
 // A turn changes no state: it is accepted iff the state is running at its
 // linearisation point (I4). Every operation takes effect at one instant
 // between its call and its return as the client saw them; an operation
@@ -136,9 +138,10 @@ type cell struct {
 	refused bool
 }
 
-// table mirrors the table of DESIGN.md "Lifecycle" (fsm keeps its own
-// rules unexported): for every event and state, where it leads or that it
-// is refused. TestTableAgreesWithFSM checks it against fsm.Machine.
+// table mirrors the lifecycle's rules (fsm keeps its own table, rules in
+// fsm/lifecycle.go, unexported): for every event and state, where it leads
+// or that it is refused. TestTableAgreesWithFSM checks it against
+// fsm.Machine.
 var table = map[fsm.Event]map[fsm.State]cell{
 	fsm.Drain: {
 		fsm.Running:      {fsm.Draining, false},

@@ -33,7 +33,7 @@ func reach(t *testing.T, s fsm.State) *fsm.Machine {
 	return m
 }
 
-// TestTableAgreesWithFSM: the model's mirror of DESIGN's lifecycle table
+// TestTableAgreesWithFSM: the model's mirror of the lifecycle's rules
 // says, for every event and state, what fsm.Machine does.
 func TestTableAgreesWithFSM(t *testing.T) {
 	for _, ev := range fsm.Events {
