@@ -235,7 +235,7 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 		var mine []lincheck.Op
 		defer func() { keep(mine) }()
 		for !halt() {
-			time.Sleep(mrand.N(8 * time.Millisecond))
+			time.Sleep(5*time.Millisecond + mrand.N(20*time.Millisecond))
 			kind := lincheck.MarkerDrain
 			if mrand.N(2) == 0 {
 				kind = lincheck.MarkerCancel
