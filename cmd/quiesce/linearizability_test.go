@@ -74,10 +74,9 @@ func (r *linRecorder) now() int64 { return int64(time.Since(r.origin)) }
 
 // linWindow is one window of the history.
 type linWindow struct {
-	init  fsm.State // observed before it, with nothing in flight
-	ops   []lincheck.Op
-	final bool          // it ends with the shutdown
-	took  time.Duration // recording it
+	init fsm.State // observed before it, with nothing in flight
+	ops  []lincheck.Op
+	took time.Duration // recording it
 }
 
 // TestLinearizability records what clients of the real binary saw — turns
@@ -94,7 +93,9 @@ func TestLinearizability(t *testing.T) {
 	perWindow := min(envCount(t, "QUIESCE_LIN_WINDOW_OPS", defaultLinWindowOps), max(total/2, 1))
 	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-lin", 100), "--agent-work", linAgentWork)
 	r := &linRecorder{t: t, p: p, client: soakClient(t, clients+4), origin: time.Now()}
-	r.epoch = p.status()["epoch"].(string)
+	epoch, ok := p.status()["epoch"].(string)
+	require.True(t, ok, "status has the instance epoch")
+	r.epoch = epoch
 
 	var windows []linWindow
 	for recorded, final := 0, false; !final; {
@@ -157,120 +158,58 @@ func TestLinearizability(t *testing.T) {
 	})
 }
 
-// window records one window: clients issue operations until the window
-// has ops of them, while the marker writer renames markers in and removes
-// them; the final window also sends the shutdown halfway and ends when the
-// gateway has exited. It starts and (except the final one) ends with the
-// gateway idle and its state agreeing with the marker file.
+// linSpan is the shared state of one window's goroutines.
+type linSpan struct {
+	r        *linRecorder
+	ops      int          // the window ends once clients have issued this many
+	count    atomic.Int64 // operations the clients have issued
+	stop     chan struct{}
+	stopped  sync.Once  // closes stop once
+	mu       sync.Mutex // guards recorded
+	recorded []lincheck.Op
+}
+
+// end ends the window.
+func (s *linSpan) end() { s.stopped.Do(func() { close(s.stop) }) }
+
+// halted reports whether the window has ended.
+func (s *linSpan) halted() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// keep adds one goroutine's operations to the window.
+func (s *linSpan) keep(mine []lincheck.Op) {
+	s.mu.Lock()
+	s.recorded = append(s.recorded, mine...)
+	s.mu.Unlock()
+}
+
+// window records one window: clients send turns and read status until they
+// have issued ops operations, while the operator drains and cancels through
+// the API and the marker writer renames markers in and removes them; the
+// final window also sends the shutdown halfway and ends when the gateway
+// has exited. It starts and (except the final one) ends with the gateway
+// idle and its state agreeing with the marker file.
 func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 	t := r.t
-	w := linWindow{init: r.steady(), final: final}
+	w := linWindow{init: r.steady()}
 	began := time.Now()
-	var (
-		count   atomic.Int64
-		stop    = make(chan struct{})
-		stopped sync.Once
-		mu      sync.Mutex // guards w.ops
-		wg      sync.WaitGroup
-	)
-	end := func() { stopped.Do(func() { close(stop) }) }
-	halt := func() bool {
-		select {
-		case <-stop:
-			return true
-		default:
-			return false
-		}
+	s := &linSpan{r: r, ops: ops, stop: make(chan struct{})}
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() { s.client(c) })
 	}
-	keep := func(mine []lincheck.Op) {
-		mu.Lock()
-		w.ops = append(w.ops, mine...)
-		mu.Unlock()
-	}
-	for c := range clients { // turns (on many sessions) and status reads
-		wg.Go(func() {
-			var mine []lincheck.Op
-			defer func() { keep(mine) }()
-			rng := mrand.New(mrand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
-			for n := 0; !halt(); n++ {
-				kind := lincheck.Turn
-				if rng.IntN(10) == 0 {
-					kind = lincheck.Status
-				}
-				op, gone := r.clientOp(c, n, kind)
-				if op != nil {
-					mine = append(mine, *op)
-				}
-				if gone {
-					return
-				}
-				if count.Add(1) >= int64(ops) {
-					end()
-				}
-				if op != nil && op.Kind == lincheck.Turn && !op.Out.Accepted {
-					time.Sleep(time.Millisecond) // a refused turn is fast: back off a little
-				}
-			}
-		})
-	}
-	wg.Go(func() { // the operator: drains and cancels through the API, 1 to 6 ms apart
-		var mine []lincheck.Op
-		defer func() { keep(mine) }()
-		for n := 0; !halt(); n++ {
-			time.Sleep(time.Millisecond + mrand.N(5*time.Millisecond))
-			kind := lincheck.Drain
-			if mrand.N(2) == 0 {
-				kind = lincheck.Cancel
-			}
-			op, gone := r.clientOp(clients, n, kind)
-			if op != nil {
-				mine = append(mine, *op)
-			}
-			if gone {
-				return
-			}
-		}
-	})
-	wg.Go(func() { // the marker writer: another process on the same home
-		var mine []lincheck.Op
-		defer func() { keep(mine) }()
-		for !halt() {
-			time.Sleep(5*time.Millisecond + mrand.N(20*time.Millisecond))
-			kind := lincheck.MarkerDrain
-			if mrand.N(2) == 0 {
-				kind = lincheck.MarkerCancel
-			}
-			op, gone := r.markerOp(clients+1, kind)
-			mine = append(mine, op)
-			if gone || op.Out.Unknown {
-				return // its change may still land: no more until the window ends
-			}
-		}
-	})
+	wg.Go(func() { s.operator(clients) })
+	wg.Go(func() { s.markerWriter(clients + 1) })
 	if final {
-		wg.Go(func() {
-			for count.Load() < int64(ops/2) && !halt() {
-				time.Sleep(time.Millisecond)
-			}
-			r.shutdownSent.Store(true)
-			call := r.now()
-			resp, err := doCallWith(r.client, r.p.url, http.MethodPost, "/api/gateway/shutdown", opsToken, `{}`)
-			op := lincheck.Op{Client: clients + 2, Kind: lincheck.Shutdown, Call: call, Return: r.now()}
-			switch {
-			case err != nil:
-				op.Out.Unknown = true
-				t.Errorf("shutdown: %v", err)
-			case resp.code != http.StatusAccepted:
-				op.Out.Unknown = true
-				t.Errorf("shutdown answered %d: %s", resp.code, resp.raw)
-			default:
-				op.Out.Accepted = true
-				op.Out.Already, _ = resp.body["already_shutting_down"].(bool)
-			}
-			keep([]lincheck.Op{op})
-		})
+		wg.Go(func() { s.shutdown(clients + 2) })
 	}
-	timer := time.AfterFunc(linWindowMax, end)
+	timer := time.AfterFunc(linWindowMax, s.end)
 	defer timer.Stop()
 	waitGroup(t, &wg, linWindowMax+2*linObserveBound+exitTimeout, "the window's clients")
 	if final {
@@ -281,6 +220,7 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 	// An outcome nobody saw took effect, if at all, before now: the
 	// gateway is idle and agrees with the marker file (or has exited).
 	last := r.now()
+	w.ops = s.recorded
 	for i := range w.ops {
 		if w.ops[i].Out.Unknown {
 			w.ops[i].Return = last
@@ -293,6 +233,97 @@ func (r *linRecorder) window(clients, ops int, final bool) linWindow {
 	}
 	w.took = time.Since(began)
 	return w
+}
+
+// client c sends turns (on many sessions) and, one time in ten, reads
+// status, until the window ends or the gateway is gone.
+func (s *linSpan) client(c int) {
+	var mine []lincheck.Op
+	defer func() { s.keep(mine) }()
+	rng := mrand.New(mrand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+	for n := 0; !s.halted(); n++ {
+		kind := lincheck.Turn
+		if rng.IntN(10) == 0 {
+			kind = lincheck.Status
+		}
+		op, gone := s.r.clientOp(c, n, kind)
+		if op != nil {
+			mine = append(mine, *op)
+		}
+		if gone {
+			return
+		}
+		if s.count.Add(1) >= int64(s.ops) {
+			s.end()
+		}
+		if op != nil && op.Kind == lincheck.Turn && !op.Out.Accepted {
+			time.Sleep(time.Millisecond) // a refused turn is fast: back off a little
+		}
+	}
+}
+
+// operator drains and cancels through the API, at random, 1 to 6 ms apart.
+func (s *linSpan) operator(client int) {
+	var mine []lincheck.Op
+	defer func() { s.keep(mine) }()
+	for n := 0; !s.halted(); n++ {
+		time.Sleep(time.Millisecond + mrand.N(5*time.Millisecond))
+		kind := lincheck.Drain
+		if mrand.N(2) == 0 {
+			kind = lincheck.Cancel
+		}
+		op, gone := s.r.clientOp(client, n, kind)
+		if op != nil {
+			mine = append(mine, *op)
+		}
+		if gone {
+			return
+		}
+	}
+}
+
+// markerWriter is another process on the same home: it renames a marker in
+// or removes it, at random, 5 to 25 ms apart.
+func (s *linSpan) markerWriter(client int) {
+	var mine []lincheck.Op
+	defer func() { s.keep(mine) }()
+	for !s.halted() {
+		time.Sleep(5*time.Millisecond + mrand.N(20*time.Millisecond))
+		kind := lincheck.MarkerDrain
+		if mrand.N(2) == 0 {
+			kind = lincheck.MarkerCancel
+		}
+		op, gone := s.r.markerOp(client, kind)
+		mine = append(mine, op)
+		if gone || op.Out.Unknown {
+			return // its change may still land: no more until the window ends
+		}
+	}
+}
+
+// shutdown sends the shutdown once the clients are halfway through the
+// final window.
+func (s *linSpan) shutdown(client int) {
+	r, t := s.r, s.r.t
+	for s.count.Load() < int64(s.ops/2) && !s.halted() {
+		time.Sleep(time.Millisecond)
+	}
+	r.shutdownSent.Store(true)
+	op := lincheck.Op{Client: client, Kind: lincheck.Shutdown, Call: r.now()}
+	resp, err := doCallWith(r.client, r.p.url, http.MethodPost, "/api/gateway/shutdown", opsToken, `{}`)
+	op.Return = r.now()
+	switch {
+	case err != nil:
+		op.Out.Unknown = true
+		t.Errorf("shutdown: %v", err)
+	case resp.code != http.StatusAccepted:
+		op.Out.Unknown = true
+		t.Errorf("shutdown answered %d: %s", resp.code, resp.raw)
+	default:
+		op.Out.Accepted = true
+		op.Out.Already, _ = resp.body["already_shutting_down"].(bool)
+	}
+	s.keep([]lincheck.Op{op})
 }
 
 // clientOp issues one operation of kind (Turn, Status, Drain or Cancel)
