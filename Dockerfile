@@ -3,6 +3,7 @@
 # The quiesce gateway image: a static binary on a small non-root base.
 #
 #   docker build -t quiesce .
+#   make image                          # the same, stamped with the git version and revision
 #   docker run --rm -p 8470:8470 -v quiesce-home:/var/lib/quiesce --stop-timeout 35 quiesce --dev
 #
 # (--stop-timeout: docker stop waits 10s by default, less than the 29s the
@@ -17,7 +18,16 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o /out/quiesce ./cmd/quiesce
+# The build context has no .git (see .dockerignore), so the toolchain cannot
+# stamp the version and revision by itself: pass them, or "quiesce version"
+# and quiesce_build_info say "(devel)" and "unknown".
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) \
+#     --build-arg REVISION=$(git rev-parse HEAD) -t quiesce .
+ARG VERSION=
+ARG REVISION=
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
+      -ldflags "-s -w -X github.com/quiesce-dev/quiesce/internal/buildinfo.Version=${VERSION} -X github.com/quiesce-dev/quiesce/internal/buildinfo.Revision=${REVISION}" \
+      -o /out/quiesce ./cmd/quiesce
 # The home, owned by the runtime user below and private to it: a volume
 # mounted here starts with this ownership when it is empty (Docker), and a
 # container without a volume still has a writable home.

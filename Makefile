@@ -4,21 +4,43 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet mutate
+.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet image need-browser mutate
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/quiesce
 
+# image: the container image (Dockerfile), stamped with the version and
+# revision of this checkout (the build context has no .git to read them from).
+IMAGE    ?= quiesce
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+
 run: build
 	./$(BIN) run --dev $(ARGS)
 
 # test: vet, then every test (unit, rapid properties, fuzz seeds,
-# end-to-end, and that every planted-bug patch still applies) under the
-# race detector. Rapid reads RAPID_* env vars.
-test: vet
+# end-to-end, and that every planted-bug patch under testdata/mutants still
+# applies) under the race detector. Rapid reads RAPID_* env vars.
+# The status page test drives a real headless Chromium: need-browser checks
+# for one first, so a machine without it learns so at once, with the
+# install command, rather than minutes later (QUIESCE_NO_BROWSER=1 skips
+# that test instead).
+test: need-browser vet
 	$(GO) test -race -count=1 $(PKGS)
+
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+need-browser:
+	@if [ "$(QUIESCE_NO_BROWSER)" != 1 ]; then \
+	  for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	  echo "make test needs Chromium for the status page test, and none of $(BROWSERS) is on PATH." >&2; \
+	  echo "Install it (Debian, Ubuntu): sudo apt-get install chromium   (.ci/run does this)" >&2; \
+	  echo "or skip that one test: make test QUIESCE_NO_BROWSER=1" >&2; \
+	  exit 1; \
+	fi
 
 test-short: vet
 	$(GO) test -short -count=1 $(PKGS)
@@ -32,12 +54,16 @@ fmt:
 # bench: Go benchmarks; every figure is also printed as a ratio against the
 # baseline measured in the same run.
 # Then the end-to-end driver (bench/driver) runs the real binary against
-# the baselines in bench/ and writes docs/PERFORMANCE.md (BENCH_ARGS: its
-# flags, e.g. BENCH_ARGS="-drain-trials 50 -skip flat"; see docs/PERFORMANCE.md).
+# the baselines in bench/ and prints its report (BENCH_ARGS: its flags, e.g.
+# BENCH_ARGS="-drain-trials 50 -skip flat"; see docs/PERFORMANCE.md). It
+# leaves docs/PERFORMANCE.md alone unless asked: make bench UPDATE=1
+# rewrites it with this run's figures.
 BENCH_ARGS ?=
+UPDATE     ?=
+BENCH_OUT  := $(if $(filter 1 yes true,$(UPDATE)),docs/PERFORMANCE.md,)
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=$(BENCHTIME) $(PKGS) | $(GO) run ./internal/benchreport
-	$(GO) run ./bench/driver $(BENCH_ARGS)
+	$(GO) run ./bench/driver -out "$(BENCH_OUT)" $(BENCH_ARGS)
 
 # diagrams: regenerate docs/diagrams and README's diagram from the lifecycle.
 diagrams:

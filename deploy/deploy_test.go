@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -116,8 +117,9 @@ func unitChecks(t *testing.T, data string) []check {
 	}
 
 	return []check{
-		{"TypeNotify", is("Type", "notify",
-			"the gateway tells systemd READY=1 once it serves (after its first reconcile with the drain marker) and STOPPING=1 when its shutdown starts")},
+		{"TypeNotify", is("Type", "notify-reload",
+			"the gateway tells systemd READY=1 once it serves (after its first reconcile with the drain marker), STOPPING=1 when its shutdown starts, "+
+				"and RELOADING=1 ... READY=1 around a SIGHUP reload")},
 		{"TimeoutStopSecAboveShutdownBound", func() string {
 			key, raw, ok := "TimeoutStopSec", "", false
 			if raw, ok = u.last("Service", key); !ok {
@@ -213,7 +215,88 @@ func unitChecks(t *testing.T, data string) []check {
 			}
 			return ""
 		}},
+		{"ReloadChecksFirst", func() string {
+			lines := u["Service"]["ExecReload"]
+			for i, v := range lines {
+				c, raw, err := quiesceLine(v)
+				if err != nil || c.sub != "check" {
+					continue
+				}
+				if c.flags["allow-running"] != "true" {
+					return fmt.Sprintf("ExecReload=%s: add --allow-running: the running gateway holds the home, so the check fails without it and no reload ever happens", v)
+				}
+				if strings.HasPrefix(raw, "-") {
+					return fmt.Sprintf("ExecReload=%s: drop the leading '-': a failing check must stop the reload before the SIGHUP", v)
+				}
+				if msg := sameFlags(c, run, "allow-running"); msg != "" {
+					return "ExecReload's quiesce check: " + msg
+				}
+				if i == len(lines)-1 {
+					return "ExecReload: put the quiesce check line before the line that sends SIGHUP"
+				}
+				return ""
+			}
+			return fmt.Sprintf("add ExecReload=quiesce check --allow-running <ExecStart's flags> before the SIGHUP (got %q): a tokens file that fails the checks "+
+				"then fails \"systemctl reload\" with the reason, and the gateway is not asked to reload it", lines)
+		}},
+		{"StartPreChecks", func() string {
+			for _, v := range u["Service"]["ExecStartPre"] {
+				c, raw, err := quiesceLine(v)
+				if err != nil || c.sub != "check" {
+					continue
+				}
+				if !strings.HasPrefix(raw, "-") {
+					return fmt.Sprintf("ExecStartPre=%s: prefix it with '-': RestartPreventExitStatus= looks only at the main process, so a failing "+
+						"check would be restarted every RestartSec forever; run fails the same check itself with exit 78, which stops the loop", v)
+				}
+				return sameFlags(c, run)
+			}
+			return "add ExecStartPre=-quiesce check <ExecStart's flags>: every start-up check's outcome lands in the journal before run starts"
+		}},
+		{"SystemCallFilter", func() string {
+			if !slices.Contains(u.words("Service", "SystemCallFilter"), "@system-service") {
+				return fmt.Sprintf("set SystemCallFilter=@system-service (got %q): the gateway and its exec agent need nothing beyond it (docs/OPERATIONS.md)",
+					u.words("Service", "SystemCallFilter"))
+			}
+			if v, _ := u.last("Service", "SystemCallErrorNumber"); v != "EPERM" {
+				return fmt.Sprintf("set SystemCallErrorNumber=EPERM (got %q): an exec agent's command that makes a call outside the filter then gets an error it can report, instead of being killed by SIGSYS", v)
+			}
+			return ""
+		}},
 	}
+}
+
+// quiesceLine parses the unit command line v as a quiesce command; raw is
+// v as written (with its exec prefix, e.g. "-").
+func quiesceLine(v string) (c command, raw string, err error) {
+	words, err := splitCommand(v)
+	if err != nil {
+		return command{}, v, err
+	}
+	c, err = parseQuiesce(words)
+	return c, v, err
+}
+
+// sameFlags reports how check's flags differ from run's (besides the
+// flags in extra, which only check has): a check of other flags checks
+// something the gateway does not run with.
+func sameFlags(check, run command, extra ...string) string {
+	var diffs []string
+	for name, v := range run.flags {
+		if check.flags[name] != v {
+			diffs = append(diffs, fmt.Sprintf("--%s %q (ExecStart has %q)", name, check.flags[name], v))
+		}
+	}
+	for name, v := range check.flags {
+		if _, ok := run.flags[name]; !ok && !slices.Contains(extra, name) {
+			diffs = append(diffs, fmt.Sprintf("--%s %q (ExecStart has none)", name, v))
+		}
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	slices.Sort(diffs)
+	return "give it the same flags as ExecStart, or it checks something the gateway does not run with: " + strings.Join(diffs, ", ")
 }
 
 // image is what the Dockerfile's runtime stage gives a container.
@@ -265,6 +348,24 @@ func readDockerfile(t *testing.T, data string) ([]stage, image) {
 		}
 	}
 	return stages, img
+}
+
+// buildinfoPkg is the package whose Version and Revision the image build
+// stamps with -ldflags -X.
+const buildinfoPkg = "github.com/quiesce-dev/quiesce/internal/buildinfo"
+
+// stampOf returns the value "-X sym=value" gives in the build command
+// line cmd.
+func stampOf(cmd, sym string) (string, bool) {
+	f := strings.Fields(strings.NewReplacer(`"`, " ", `'`, " ").Replace(cmd))
+	for i, w := range f {
+		if w == "-X" && i+1 < len(f) {
+			if v, ok := strings.CutPrefix(f[i+1], sym+"="); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // TestDockerfile checks the image build: a builder stage makes a static
@@ -328,6 +429,32 @@ func dockerChecks(t *testing.T, data string) []check {
 				return fmt.Sprintf("set USER to a non-root user in the runtime stage (got %q), e.g. USER 65532:65532", img.user)
 			}
 			return ""
+		}},
+		{"StampsVersionAndRevision", func() string {
+			for _, st := range stages[:len(stages)-1] {
+				for _, in := range st.all("RUN") {
+					if !strings.Contains(in.args, "go build") {
+						continue
+					}
+					args := map[string]bool{}
+					for _, a := range st.all("ARG") {
+						name, _, _ := strings.Cut(a.args, "=")
+						args[name] = true
+					}
+					for _, sym := range []string{buildinfoPkg + ".Version", buildinfoPkg + ".Revision"} {
+						v, ok := stampOf(in.args, sym)
+						arg := strings.Trim(v, "${}")
+						switch {
+						case !ok:
+							return fmt.Sprintf("line %d: stamp the binary: -ldflags \"-X %s=${...}\" (the build context has no .git, so quiesce_build_info would say (devel)/unknown)", in.line, sym)
+						case !strings.HasPrefix(v, "$") || !args[arg]:
+							return fmt.Sprintf("line %d: -X %s=%s: set it from a build ARG declared in the stage (ARG %s), so docker build --build-arg sets it", in.line, sym, v, arg)
+						}
+					}
+					return ""
+				}
+			}
+			return "no builder stage runs go build"
 		}},
 		{"EntrypointRunsGateway", func() string {
 			_, msg := runFlags()
@@ -696,6 +823,93 @@ func k8sChecks(t *testing.T, docs []manifest, img image) []check {
 			}
 			return ""
 		}},
+		{"PreStopTimeoutIsNotAFailure", func() string {
+			pre, msg := preStop()
+			if msg != "" {
+				return msg
+			}
+			if pre.flags["exit-zero-on-timeout"] != "true" {
+				return "add --exit-zero-on-timeout to the preStop drain: a wait that times out exits 3 and the kubelet records FailedPreStopHook, " +
+					"though SIGTERM follows anyway and the shutdown sequence takes over (the image has no shell for \"|| true\")"
+			}
+			return ""
+		}},
+		{"PodDisruptionBudget", func() string {
+			labels, _ := at(p.sts, "spec", "template", "metadata", "labels").(map[string]any)
+			replicas, _ := at(p.sts, "spec", "replicas").(int)
+			for _, d := range docs {
+				if d.kind() != "PodDisruptionBudget" {
+					continue
+				}
+				sel, _ := at(d.obj, "spec", "selector", "matchLabels").(map[string]any)
+				if len(sel) == 0 {
+					return fmt.Sprintf("%s: the PodDisruptionBudget needs spec.selector.matchLabels", d.file)
+				}
+				for k, v := range sel {
+					if labels[k] != v {
+						return fmt.Sprintf("%s: the PodDisruptionBudget selects %s=%v, which the pods do not carry", d.file, k, v)
+					}
+				}
+				maxU, hasMax := at(d.obj, "spec", "maxUnavailable").(int)
+				minA, hasMin := at(d.obj, "spec", "minAvailable").(int)
+				switch {
+				case hasMax && maxU < 1, hasMin && minA >= replicas:
+					return fmt.Sprintf("%s: the PodDisruptionBudget lets no pod go (maxUnavailable %v, minAvailable %v, replicas %d): every node drain would hang; use maxUnavailable: 1",
+						d.file, at(d.obj, "spec", "maxUnavailable"), at(d.obj, "spec", "minAvailable"), replicas)
+				case !hasMax && !hasMin:
+					return fmt.Sprintf("%s: set the PodDisruptionBudget's maxUnavailable: 1 (a number)", d.file)
+				}
+				return ""
+			}
+			return "add a PodDisruptionBudget (maxUnavailable: 1) for the gateways: a node drain then takes them out one at a time, each through its preStop drain"
+		}},
+		{"PodAntiAffinity", func() string {
+			labels, _ := at(p.sts, "spec", "template", "metadata", "labels").(map[string]any)
+			aa, _ := at(p.spec, "affinity", "podAntiAffinity").(map[string]any)
+			var terms []map[string]any
+			for _, w := range objects(aa["preferredDuringSchedulingIgnoredDuringExecution"]) {
+				if t, ok := w["podAffinityTerm"].(map[string]any); ok {
+					terms = append(terms, t)
+				}
+			}
+			terms = append(terms, objects(aa["requiredDuringSchedulingIgnoredDuringExecution"])...)
+			for _, term := range terms {
+				if term["topologyKey"] != "kubernetes.io/hostname" {
+					continue
+				}
+				sel, _ := at(term, "labelSelector", "matchLabels").(map[string]any)
+				ok := len(sel) > 0
+				for k, v := range sel {
+					ok = ok && labels[k] == v
+				}
+				if ok {
+					return ""
+				}
+			}
+			return "add a podAntiAffinity term on topologyKey kubernetes.io/hostname selecting the gateway pods: otherwise they may all land on one node, which one node failure or drain takes down at once"
+		}},
+		{"ImageSetByKustomize", func() string {
+			image := fmt.Sprint(p.container["image"])
+			name := image
+			if i := strings.LastIndex(name, "@"); i >= 0 {
+				name = name[:i]
+			}
+			if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+				name = name[:i]
+			}
+			for _, d := range docs {
+				if d.kind() != "Kustomization" {
+					continue
+				}
+				for _, img := range objects(d.obj["images"]) {
+					if img["name"] == name {
+						return ""
+					}
+				}
+				return fmt.Sprintf("%s: add images: [{name: %s, newTag: ...}]: the image is then set with \"kustomize edit set image %s=<registry>/quiesce:<version>\" (or an overlay), without editing statefulset.yaml", d.file, name, name)
+			}
+			return "no kustomization.yaml"
+		}},
 		{"KustomizationListsEveryManifest", func() string {
 			var listed []string
 			for _, d := range docs {
@@ -804,9 +1018,18 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 		wantInMsg string // what its message must say
 	}{
 		{"StopTimeoutTooShort", unitFile, "TimeoutStopSec=35s", "TimeoutStopSec=25s", "TimeoutStopSecAboveShutdownBound", "raise TimeoutStopSec"},
-		{"DrainTimeoutRaisedAlone", unitFile, "--drain-timeout 25s", "--drain-timeout 40s", "TimeoutStopSecAboveShutdownBound", "44s"},
+		{"DrainTimeoutRaisedAlone", unitFile, "quiesce run --home /var/lib/quiesce --addr 127.0.0.1:8470 --tokens-file /etc/quiesce/tokens --drain-timeout 25s",
+			"quiesce run --home /var/lib/quiesce --addr 127.0.0.1:8470 --tokens-file /etc/quiesce/tokens --drain-timeout 40s", "TimeoutStopSecAboveShutdownBound", "44s"},
 		{"StopTimeoutInMinutes", unitFile, "TimeoutStopSec=35s", "TimeoutStopSec=0min 20s", "TimeoutStopSecAboveShutdownBound", "20s"},
-		{"TypeSimple", unitFile, "Type=notify", "Type=simple", "TypeNotify", "READY=1"},
+		{"TypeSimple", unitFile, "Type=notify-reload", "Type=simple", "TypeNotify", "READY=1"},
+		{"TypeNotifyWithoutReload", unitFile, "Type=notify-reload", "Type=notify", "TypeNotify", "RELOADING=1"},
+		{"ReloadWithoutCheck", unitFile, "ExecReload=/usr/local/bin/quiesce check", "#ExecReload=/usr/local/bin/quiesce check", "ReloadChecksFirst", "check --allow-running"},
+		{"ReloadCheckWithoutAllowRunning", unitFile, "check --allow-running", "check", "ReloadChecksFirst", "add --allow-running"},
+		{"ReloadChecksOtherTokens", unitFile, "check --allow-running --home /var/lib/quiesce --addr 127.0.0.1:8470 --tokens-file /etc/quiesce/tokens",
+			"check --allow-running --home /var/lib/quiesce --addr 127.0.0.1:8470 --tokens-file /etc/quiesce/other", "ReloadChecksFirst", "--tokens-file"},
+		{"StartPreFailureNotIgnored", unitFile, "ExecStartPre=-/usr", "ExecStartPre=/usr", "StartPreChecks", "RestartPreventExitStatus="},
+		{"NoSyscallFilter", unitFile, "SystemCallFilter=@system-service", "", "SystemCallFilter", "@system-service"},
+		{"SyscallKills", unitFile, "SystemCallErrorNumber=EPERM", "", "SystemCallFilter", "SIGSYS"},
 		{"KillModeControlGroup", unitFile, "\nKillMode=mixed\n", "\nKillMode=control-group\n", "KillModeMixed", "KillMode=mixed"},
 		{"RestartLoopOnConfigError", unitFile, "RestartPreventExitStatus=2 78", "RestartPreventExitStatus=2", "NoRestartOnConfigError", "add 78"},
 		{"ExecStopDrains", unitFile, "\nKillMode=mixed\n", "\nExecStop=/usr/local/bin/quiesce drain --wait --home /var/lib/quiesce\nKillMode=mixed\n",
@@ -837,8 +1060,16 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 			"NoSharedProcessNamespace", "pause"},
 		{"ServiceWrongPort", "service.yaml", "targetPort: http\n---", "targetPort: web\n---", "ServicesReachTheGateway", "targetPort"},
 		{"ManifestNotInKustomization", "kustomization.yaml", "  - service.yaml\n", "", "KustomizationListsEveryManifest", "service.yaml"},
+		{"PreStopTimeoutFails", sts, "                  - --exit-zero-on-timeout\n", "", "PreStopTimeoutIsNotAFailure", "FailedPreStopHook"},
+		{"NoPDB", "pdb.yaml", "kind: PodDisruptionBudget", "kind: ConfigMap", "PodDisruptionBudget", "add a PodDisruptionBudget"},
+		{"PDBBlocksDrains", "pdb.yaml", "maxUnavailable: 1", "maxUnavailable: 0", "PodDisruptionBudget", "node drain would hang"},
+		{"PDBOtherPods", "pdb.yaml", "    matchLabels:\n      app.kubernetes.io/name: quiesce", "    matchLabels:\n      app.kubernetes.io/name: other", "PodDisruptionBudget", "do not carry"},
+		{"NoAntiAffinity", sts, "topologyKey: kubernetes.io/hostname", "topologyKey: topology.kubernetes.io/zone", "PodAntiAffinity", "one node"},
+		{"ImageNotInKustomization", "kustomization.yaml", "  - name: ghcr.io/quiesce-dev/quiesce\n", "  - name: ghcr.io/other/quiesce\n", "ImageSetByKustomize", "kustomize edit set image"},
 
 		{"RootUser", dockerfile, "USER 65532:65532", "USER root", "NonRootUser", "non-root"},
+		{"NotStamped", dockerfile, "-X github.com/quiesce-dev/quiesce/internal/buildinfo.Revision=${REVISION}", "", "StampsVersionAndRevision", "(devel)/unknown"},
+		{"StampWithoutArg", dockerfile, "ARG VERSION=\n", "", "StampsVersionAndRevision", "ARG VERSION"},
 		{"CgoBuild", dockerfile, "CGO_ENABLED=0 GOOS", "GOOS", "StaticBuild", "CGO_ENABLED=0"},
 		{"NoTrimpath", dockerfile, "-trimpath ", "", "StaticBuild", "-trimpath"},
 		{"SingleStage", dockerfile, "FROM gcr.io/distroless/static-debian12:nonroot", "FROM golang:1.26", "MultiStage", "small base"},
@@ -928,7 +1159,7 @@ func TestFlagsExist(t *testing.T) {
 		{k8sDir + " quiesce container (ENTRYPOINT + args)", append(slices.Clone(img.entrypoint), strs(p.container["args"])...)},
 		{k8sDir + " preStop", strs(at(p.container, "lifecycle", "preStop", "exec", "command"))},
 	}
-	for _, key := range []string{"ExecStart", "ExecStop", "ExecStartPre", "ExecStopPost"} {
+	for _, key := range []string{"ExecStart", "ExecStop", "ExecStartPre", "ExecStopPost", "ExecReload"} {
 		for _, v := range unit["Service"][key] {
 			argv, err := splitCommand(v)
 			if err != nil {
@@ -963,5 +1194,53 @@ func TestFlagsExist(t *testing.T) {
 				t.Errorf("%s: --%s needs a value", l.where, name)
 			}
 		}
+	}
+}
+
+// TestImageStampReachesTheBinary builds quiesce with the -ldflags -X
+// stamps of the Dockerfile's build (values of the test's own) and runs
+// "quiesce version --json": the linker silently ignores a -X naming a
+// symbol that does not exist, so only running the binary shows that a
+// stamped image reports its version and revision (and quiesce_build_info,
+// which reads the same package, with it).
+func TestImageStampReachesTheBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the quiesce binary")
+	}
+	stages, _ := readDockerfile(t, readFile(t, dockerfile))
+	var build string
+	for _, st := range stages[:len(stages)-1] {
+		for _, in := range st.all("RUN") {
+			if strings.Contains(in.args, "go build") {
+				build = in.args
+			}
+		}
+	}
+	want := map[string]string{buildinfoPkg + ".Version": "v0.0.0-deploy-test", buildinfoPkg + ".Revision": "0123456789abcdef0123456789abcdef01234567"}
+	var ldflags []string
+	for sym, v := range want {
+		if _, ok := stampOf(build, sym); !ok {
+			t.Fatalf("Dockerfile: the go build does not stamp %s", sym)
+		}
+		ldflags = append(ldflags, "-X", sym+"="+v)
+	}
+	bin := filepath.Join(t.TempDir(), "quiesce")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", strings.Join(ldflags, " "), "-o", bin, "../cmd/quiesce").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, bin, "version", "--json").Output()
+	if err != nil {
+		t.Fatalf("quiesce version --json: %v", err)
+	}
+	var got struct{ Version, Revision string }
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("quiesce version --json: %v: %s", err, out)
+	}
+	if got.Version != want[buildinfoPkg+".Version"] || got.Revision != want[buildinfoPkg+".Revision"] {
+		t.Errorf("a binary stamped as the Dockerfile does reports version %q revision %q, want %q %q: the -X symbols name nothing",
+			got.Version, got.Revision, want[buildinfoPkg+".Version"], want[buildinfoPkg+".Revision"])
 	}
 }

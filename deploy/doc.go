@@ -8,5 +8,11 @@
 // preStop drain on Kubernetes), that the probes name routes the real
 // router answers (liveness stays 200 while draining, readiness does not),
 // that a configuration error at start stops the restart loop (exit 78),
-// and that the tokens stay readable by the gateway's user alone.
+// that reloads and starts are checked with "quiesce check", that a node
+// drain takes the gateways out one at a time (PodDisruptionBudget,
+// anti-affinity), that the image is stamped with its version, and that
+// the tokens stay readable by the gateway's user alone. make_test.go checks
+// the Makefile targets a newcomer runs first: make test says at once that
+// it needs Chromium, and make bench leaves docs/PERFORMANCE.md alone
+// unless UPDATE=1.
 package deploy

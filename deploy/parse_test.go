@@ -134,7 +134,8 @@ func splitCommand(s string) ([]string, error) {
 
 // boolFlags are the boolean flags of quiesce's commands: they take no
 // separate value.
-var boolFlags = map[string]bool{"dev": true, "wait": true, "suppress-notification": true, "json": true, "force": true}
+var boolFlags = map[string]bool{"dev": true, "wait": true, "suppress-notification": true, "json": true, "force": true,
+	"allow-running": true, "exit-zero-on-timeout": true, "watch-poll-only": true}
 
 // command is a quiesce command line: the subcommand and its flags.
 type command struct {

@@ -141,6 +141,10 @@ type Status struct {
 	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
 	// SpooledEvents counts internal events waiting or running.
 	SpooledEvents int `json:"spooled_events"`
+	// WebhookPending counts the notifications the webhook could not
+	// deliver yet and keeps for redelivery (webhook.pending.jsonl; 0
+	// without a webhook).
+	WebhookPending int `json:"webhook_pending"`
 	// Live reports, for LocalStatus, whether a gateway holds the home's
 	// lock (its state file is current); always true from a live gateway.
 	Live bool `json:"live"`
@@ -150,6 +154,19 @@ type Status struct {
 type EventReceipt struct {
 	ID      string `json:"event_id"`
 	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
+}
+
+// ReplayResult is what ReplayEvents (or LocalReplay) did: the rejected
+// events it moved back into the spool, in the order they will run.
+type ReplayResult struct {
+	// Moved counts the events moved back (also those a crashed earlier
+	// replay had already put in the spool: each is there once).
+	Moved int `json:"moved"`
+	// EventIDs are the ids of the moved events.
+	EventIDs []string `json:"event_ids"`
+	// Unreplayable counts the lines of the rejected file that are not
+	// events (a spool line that could not be parsed): they stay there.
+	Unreplayable int `json:"unreplayable"`
 }
 
 // ShutdownStart is what BeginShutdown did.
@@ -184,6 +201,9 @@ type Metrics interface {
 	// EventRejected counts an internal event moved to the rejected file
 	// after its last failed try.
 	EventRejected()
+	// EventRetried counts a failed try of an internal event that will be
+	// tried again (after a backoff).
+	EventRetried()
 	// MarkerRead counts a reconcile's marker read by outcome: absent,
 	// active, contentless, stale or expired.
 	MarkerRead(outcome string)

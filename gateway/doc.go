@@ -18,9 +18,13 @@
 // returns, starts as a system turn when the gateway runs and its session
 // is free, and leaves the spool only once that turn has completed. A crash
 // or a forced interrupt runs it again (at-least-once), with the same event
-// id, so agents can deduplicate; an agent error retries with backoff and
-// after five failures the event moves to events.spool.rejected.jsonl. The
-// in-flight count never rises while draining: events wait, too.
+// id, so agents can deduplicate; an agent error retries with capped
+// exponential backoff until Config.EventRetryFor has passed since the first
+// failure, then the event moves to events.spool.rejected.jsonl, from where
+// ReplayEvents (or LocalReplay on a stopped home) moves it back. The
+// in-flight count never rises while draining: events wait, too. A sink that
+// keeps what it could not deliver (a notify.Webhook with a pending file) is
+// retried in the background from Start until the gateway stops.
 //
 // New takes the home's lock (gateway.lock, one gateway per home) before it
 // opens anything else for writing, refuses a FIFO, directory or symlink

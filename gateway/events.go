@@ -11,19 +11,22 @@ import (
 
 // Internal events are at-least-once (see the package doc): an event stays
 // in the spool until its system turn has completed. An agent error retries
-// with backoff, at most maxEventTries times, then the event is rejected.
+// with a backoff that doubles from eventBackoffBase up to eventBackoffMax,
+// until Config.EventRetryFor has passed since the event's first failure;
+// the next failure then rejects the event.
 const (
-	maxEventTries    = 5
 	eventBackoffBase = 200 * time.Millisecond
-	eventBackoffMax  = 5 * time.Second
+	eventBackoffMax  = 30 * time.Second
 )
 
 // eventState is what the dispatcher knows of a pending event beyond the
 // spool: whether its turn runs, how often it failed, when it may retry.
+// It lives in memory: a restart gives a failing event a new retry window.
 type eventState struct {
-	running bool
-	tries   int       // failed tries so far
-	retryAt time.Time // not before this (after a failure)
+	running   bool
+	tries     int       // failed tries so far
+	firstFail time.Time // when the first try failed (zero: none has)
+	retryAt   time.Time // not before this (after a failure)
 }
 
 // Event takes an internal event for session (e.g. a background job
@@ -124,8 +127,9 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 // systemTurn runs a started internal event. Completed: it leaves the
 // spool. Interrupted (forced shutdown): it stays where it is, to run
 // first at the next start; its session gets no interrupt ping. Failed: it
-// retries after a backoff, and after maxEventTries failures it moves to
-// the rejected file.
+// retries after a backoff (the session is free for user turns meanwhile;
+// its later events wait behind it), and a failure once EventRetryFor has
+// passed since its first failure moves it to the rejected file.
 func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 	defer g.bg.Done()
 	turnID := nextTurnID()
@@ -144,18 +148,27 @@ func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 	case errors.Is(err, ErrInterrupted):
 		g.log.Warn("system turn interrupted; the event stays spooled", "session", e.Session, "event_id", e.ID)
 	default:
+		now := time.Now()
 		st.tries++
-		if st.tries >= maxEventTries {
+		if st.firstFail.IsZero() {
+			st.firstFail = now
+		}
+		if failing := now.Sub(st.firstFail); failing >= g.cfg.EventRetryFor {
 			delete(g.events, e.ID)
-			if rerr := g.spool.rejectEvent(e, fmt.Sprintf("%d tries failed, last: %v", st.tries, err)); rerr != nil {
+			reason := fmt.Sprintf("%d tries over %v failed (--event-retry-for %v), last: %v",
+				st.tries, failing.Round(time.Millisecond), g.cfg.EventRetryFor, err)
+			if rerr := g.spool.rejectEvent(e, reason); rerr != nil {
 				g.log.Error("reject event", "event_id", e.ID, "error", rerr)
 			}
 			g.cfg.Metrics.EventRejected()
 		} else {
-			retry = eventBackoff(st.tries)
-			st.retryAt = time.Now().Add(retry)
+			// The last try falls when the window closes, not a
+			// whole backoff after it.
+			retry = min(eventBackoffFrom(g.eventBackoffBase, st.tries), g.cfg.EventRetryFor-failing)
+			st.retryAt = now.Add(retry)
+			g.cfg.Metrics.EventRetried()
 			g.log.Warn("system turn failed; will retry", "session", e.Session, "event_id", e.ID, "turn_id", turnID,
-				"try", st.tries, "retry_in", retry, "error", err)
+				"try", st.tries, "retry_in", retry, "retry_until", st.firstFail.Add(g.cfg.EventRetryFor).UTC(), "error", err)
 		}
 	}
 	g.evMu.Unlock()
@@ -169,8 +182,11 @@ func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 
 // eventBackoff is the wait before the try after the n-th failure:
 // doubling from eventBackoffBase, capped at eventBackoffMax.
-func eventBackoff(n int) time.Duration {
-	d := eventBackoffBase << (n - 1)
+func eventBackoff(n int) time.Duration { return eventBackoffFrom(eventBackoffBase, n) }
+
+// eventBackoffFrom is eventBackoff doubling from base.
+func eventBackoffFrom(base time.Duration, n int) time.Duration {
+	d := base << (n - 1)
 	if d <= 0 || d > eventBackoffMax {
 		return eventBackoffMax
 	}

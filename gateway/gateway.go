@@ -22,6 +22,9 @@ const (
 	DefaultDrainTimeout  = 25 * time.Second // with the notify timeout, fits Kubernetes' 30s grace period
 	DefaultNotifyTimeout = 3 * time.Second
 	DefaultProcRoot      = "/proc"
+	// DefaultEventRetryFor is how long a failing internal event is retried
+	// (Config.EventRetryFor) before it moves to the rejected file.
+	DefaultEventRetryFor = 10 * time.Minute
 )
 
 // Files the gateway keeps in its home (besides LockFileName and the
@@ -46,11 +49,19 @@ type Config struct {
 	ProcRoot string // for the instance epoch; "" means /proc
 	Agent    Agent  // runs turns; nil means NewEcho(200ms)
 	// Sinks receive every notification after the outbox (always on) has
-	// recorded it: e.g. notify.NewLog, notify.NewWebhook.
+	// recorded it: e.g. notify.NewLog, notify.NewWebhook. A sink that
+	// keeps what it could not deliver and can retry it (a notify.Webhook
+	// with a PendingPath: RunRedelivery and Pending) is retried in the
+	// background from Start until the gateway stops, and its pending
+	// count is Status.WebhookPending.
 	Sinks         []notify.Sink
 	DrainTimeout  time.Duration // how long shutdown waits for in-flight turns
 	NotifyTimeout time.Duration // how long shutdown waits for interrupted turns and sinks
 	MaxAge        time.Duration // markers older than this are expired (marker.DefaultMaxAge)
+	// EventRetryFor is how long an internal event whose turn fails is
+	// retried, from its first failure, with capped exponential backoff,
+	// before it moves to the rejected file (DefaultEventRetryFor).
+	EventRetryFor time.Duration
 	// WatchInterval is the marker poll fallback (marker.DefaultWatchInterval).
 	// A negative value disables the watcher: the caller calls Reconcile.
 	WatchInterval time.Duration
@@ -117,6 +128,10 @@ type Gateway struct {
 
 	closeOnce sync.Once
 	sd        shutdown
+
+	// eventBackoffBase is the first wait after an internal event failed
+	// (eventBackoffBase; the package's tests shorten it before Start).
+	eventBackoffBase time.Duration
 }
 
 // entered is a state and the instant the gateway entered it.
@@ -157,6 +172,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = marker.DefaultMaxAge
+	}
+	if cfg.EventRetryFor <= 0 {
+		cfg.EventRetryFor = DefaultEventRetryFor
 	}
 	if cfg.WatchInterval == 0 {
 		cfg.WatchInterval = marker.DefaultWatchInterval
@@ -227,6 +245,8 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 		sessions: map[string]slot{},
 		events:   map[string]*eventState{},
 		spool:    sp,
+
+		eventBackoffBase: eventBackoffBase,
 	}
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
 	g.state = newStateWriter(g)
@@ -265,8 +285,9 @@ func (g *Gateway) Close() error {
 // Start reconciles with the marker (a surviving same-epoch marker means the
 // gateway starts draining, before any turn can be accepted), writes the
 // state file, replays the event spool if running, and starts the marker
-// watcher and the state writer. They stop when ctx is done or the gateway
-// has stopped.
+// watcher, the state writer and the redelivery of every sink that keeps
+// what it could not deliver (see Config.Sinks). They stop when ctx is
+// done or the gateway has stopped.
 func (g *Gateway) Start(ctx context.Context) error {
 	g.Reconcile(ctx)
 	g.state.writeNow()
@@ -287,8 +308,44 @@ func (g *Gateway) Start(ctx context.Context) error {
 		marker.WatchFunc(g.watchCtx, g.cfg.Home, g.cfg.WatchInterval, g.log, g.cfg.WatchPollOnly,
 			func() { g.Reconcile(g.runCtx) })
 	}()
+	for _, r := range g.redeliverers() {
+		g.bg.Add(1)
+		go func() {
+			defer g.bg.Done()
+			r.RunRedelivery(g.runCtx)
+		}()
+	}
 	g.dispatch()
 	return nil
+}
+
+// redeliverer is a sink that keeps what it could not deliver and retries
+// it while the gateway runs (notify.Webhook).
+type redeliverer interface {
+	// RunRedelivery retries the kept messages until ctx is done.
+	RunRedelivery(ctx context.Context)
+	// Pending returns how many messages are kept.
+	Pending() int
+}
+
+// redeliverers returns the sinks of Config.Sinks that are redeliverers.
+func (g *Gateway) redeliverers() []redeliverer {
+	var out []redeliverer
+	for _, s := range g.cfg.Sinks {
+		if r, ok := s.(redeliverer); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// webhookPending sums the messages the sinks keep for redelivery.
+func (g *Gateway) webhookPending() int {
+	n := 0
+	for _, r := range g.redeliverers() {
+		n += r.Pending()
+	}
+	return n
 }
 
 // stateSince returns when the gateway entered state s, read from the gate
@@ -469,6 +526,7 @@ func (g *Gateway) Status() Status {
 		UptimeSeconds:     g.cfg.Now().Sub(g.started).Seconds(),
 		OldestTurnSeconds: g.oldestTurn().Seconds(),
 		SpooledEvents:     g.spool.len(),
+		WebhookPending:    g.webhookPending(),
 		Live:              true,
 	}
 	if g.epochErr != nil {
@@ -510,5 +568,6 @@ type nopMetrics struct{}
 func (nopMetrics) TurnEnded(string)            {}
 func (nopMetrics) DrainReaction(time.Duration) {}
 func (nopMetrics) EventRejected()              {}
+func (nopMetrics) EventRetried()               {}
 func (nopMetrics) Notified(string, string)     {}
 func (nopMetrics) MarkerRead(string)           {}

@@ -34,6 +34,21 @@ type homeLock struct{ dir *os.File }
 // and records our pid in gateway.lock. When another process holds it, the
 // error wraps ErrLocked and names that process's pid.
 func lockHome(home string, wait time.Duration) (*homeLock, error) {
+	l, err := flockHome(home, wait)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(home, LockFileName)
+	if err := homefile.WriteAtomic(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		_ = l.release()
+		return nil, fmt.Errorf("%w: %w", ErrHome, err)
+	}
+	return l, nil
+}
+
+// flockHome is lockHome without recording the pid: for a short local
+// operation (LocalReplay) that must not be mistaken for a gateway.
+func flockHome(home string, wait time.Duration) (*homeLock, error) {
 	dir, err := os.OpenFile(home, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrHome, err)
@@ -54,11 +69,6 @@ func lockHome(home string, wait time.Duration) (*homeLock, error) {
 				ErrLocked, home, lockHolder(home), LockFileName)
 		}
 		time.Sleep(lockRetry)
-	}
-	path := filepath.Join(home, LockFileName)
-	if err := homefile.WriteAtomic(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		_ = dir.Close()
-		return nil, fmt.Errorf("%w: %w", ErrHome, err)
 	}
 	return &homeLock{dir: dir}, nil
 }

@@ -81,10 +81,11 @@ func TestSpoolLastLineWithoutNewlineIsKept(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "nothing rejected")
 }
 
-// the backoff schedule is 200ms doubling, capped at 5s.
+// the backoff schedule is 200ms doubling, capped at 30s.
 func TestEventBackoffSchedule(t *testing.T) {
 	want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
-		1600 * time.Millisecond, 3200 * time.Millisecond, 5 * time.Second, 5 * time.Second}
+		1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 12800 * time.Millisecond,
+		25600 * time.Millisecond, 30 * time.Second, 30 * time.Second}
 	for i, w := range want {
 		assert.Equal(t, w, eventBackoff(i+1), "after failure %d", i+1)
 	}

@@ -121,6 +121,10 @@ func openSpool(path, rejected string, log *slog.Logger) (*spool, error) {
 		}
 	}
 	s.size.Store(int64(len(s.pending)))
+	if err := s.settleReplayLocked(); err != nil {
+		_ = s.f.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	return s, nil
 }
 
@@ -207,11 +211,16 @@ func (s *spool) add(e spoolEntry) error {
 // in this process) and the next compaction, which rewrites the file
 // without it, makes that durable; the error says so.
 func (s *spool) complete(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.completeLocked(id)
+}
+
+// completeLocked is complete with mu held.
+func (s *spool) completeLocked(id string) error {
 	line, _ := json.Marshal(struct {
 		Done string `json:"done"`
 	}{id})
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.dropLocked(id) {
 		return nil
 	}
@@ -228,15 +237,17 @@ func (s *spool) complete(id string) error {
 	return nil
 }
 
-// rejectEvent moves e to the rejected file and completes it.
+// rejectEvent moves e to the rejected file and completes it, as one step
+// under mu (a replay never sees it in the rejected file while it is still
+// pending here). A crash between the two leaves it in both files:
+// openSpool then keeps the spool's copy, which runs again.
 func (s *spool) rejectEvent(e spoolEntry, reason string) error {
 	s.mu.Lock()
-	err := s.reject(&e, reason)
-	s.mu.Unlock()
-	if err != nil {
+	defer s.mu.Unlock()
+	if err := s.reject(&e, reason); err != nil {
 		return err
 	}
-	return s.complete(e.ID)
+	return s.completeLocked(e.ID)
 }
 
 // reject appends records to the rejected file (fsync) and logs each.
@@ -286,6 +297,12 @@ func (s *spool) dropLocked(id string) bool {
 // appendLocked writes line durably at the end of the file, first cutting
 // a torn tail (or compacting, when completions could not be recorded).
 func (s *spool) appendLocked(line []byte) error {
+	return s.appendLinesLocked(append(line, '\n'))
+}
+
+// appendLinesLocked is appendLocked for whole lines (data ends in a
+// newline): one write and one fsync for all of them.
+func (s *spool) appendLinesLocked(data []byte) error {
 	if s.f == nil {
 		return fmt.Errorf("spool: %s: closed", s.path)
 	}
@@ -294,7 +311,7 @@ func (s *spool) appendLocked(line []byte) error {
 			return err
 		}
 	}
-	n, err := s.f.Write(append(line, '\n'))
+	n, err := s.f.Write(data)
 	if err == nil {
 		err = homefile.Sync(s.f)
 	}

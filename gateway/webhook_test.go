@@ -4,10 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/internal/refused"
 
@@ -52,4 +56,76 @@ func TestShutdownWithBadWebhook(t *testing.T) {
 			require.Equal(t, 1, count(msgs, notify.KindSessionInterrupted, "alice"))
 		})
 	}
+}
+
+// TestGatewayRedeliversWebhookPendingWhileRunning: messages the webhook
+// could not deliver before the last stop are retried while the gateway
+// runs: a receiver that comes back after failing the first rounds gets
+// them without a restart; Status counts them until then; the retries stop
+// with the gateway and leave no goroutine behind.
+func TestGatewayRedeliversWebhookPendingWhileRunning(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var hits atomic.Int64
+	var accepted sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= 4 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		accepted.Store(r.Header.Get("Idempotency-Key"), true)
+	}))
+	defer srv.Close()
+
+	home := t.TempDir()
+	opts := notify.WebhookOptions{PendingPath: filepath.Join(home, WebhookPendingFileName), MaxTries: 1,
+		RedeliverBackoff: 5 * time.Millisecond, RedeliverBackoffMax: 20 * time.Millisecond, Logger: quietLogger()}
+	msgs := []notify.Message{
+		{Kind: notify.KindShutdownBroadcast, Target: notify.HomeTarget, Text: "bye", ShutdownID: "sd0"},
+		{Kind: notify.KindSessionInterrupted, Target: "alice", Text: "cut", ShutdownID: "sd0"},
+	}
+	require.NoError(t, notify.NewWebhook(srv.URL, opts).Keep(msgs))
+
+	hook := notify.NewWebhook(srv.URL, opts)
+	procRoot := t.TempDir()
+	writeProcRoot(t, procRoot, "boot-a", 100)
+	g, err := New(Config{Home: home, ProcRoot: procRoot, Sinks: []notify.Sink{hook}, WatchInterval: -1,
+		NotifyTimeout: time.Second, Logger: quietLogger()})
+	require.NoError(t, err)
+	require.NoError(t, g.Start(context.Background()))
+	eventually(t, "the pending messages delivered", func() bool {
+		n := 0
+		accepted.Range(func(any, any) bool { n++; return true })
+		return n == len(msgs)
+	})
+	for _, m := range msgs {
+		_, ok := accepted.Load(m.ID())
+		require.True(t, ok, "delivered with its Idempotency-Key: %s", m.ID())
+	}
+	require.Greater(t, hits.Load(), int64(4), "the first rounds failed")
+	eventually(t, "status webhook_pending 0", func() bool { return g.Status().WebhookPending == 0 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = g.Shutdown(ctx, false)
+	require.NoError(t, err)
+	require.NoError(t, g.Close())
+}
+
+// TestStatusCountsWebhookPending: Status.WebhookPending is the number of
+// messages the webhook keeps for a receiver that is down.
+func TestStatusCountsWebhookPending(t *testing.T) {
+	home := t.TempDir()
+	opts := notify.WebhookOptions{PendingPath: filepath.Join(home, WebhookPendingFileName),
+		RedeliverBackoff: time.Hour, Logger: quietLogger(), MaxTries: 1}
+	down := "http://" + refused.Addr(t)
+	require.NoError(t, notify.NewWebhook(down, opts).Keep([]notify.Message{
+		{Kind: notify.KindSessionInterrupted, Target: "a", ShutdownID: "sd0"},
+		{Kind: notify.KindSessionInterrupted, Target: "b", ShutdownID: "sd0"},
+		{Kind: notify.KindSessionInterrupted, Target: "c", ShutdownID: "sd0"},
+	}))
+	f := newFixture(t, func(c *Config) {
+		c.Home = home
+		c.Sinks = []notify.Sink{notify.NewWebhook(down, opts)}
+	})
+	eventually(t, "status webhook_pending 3", func() bool { return f.g.Status().WebhookPending == 3 })
 }

@@ -21,9 +21,12 @@
 //     accept by the deadline, or that a sink refused, is logged at WARN with
 //     its [Message.ID] and sink, exactly once, and it is in the outbox;
 //   - what the webhook could not deliver is kept: with
-//     [WebhookOptions.PendingPath] set it is appended to that file and
-//     [Webhook.Redeliver] sends it at the next start, with the same
-//     Idempotency-Key.
+//     [WebhookOptions.PendingPath] set it is appended to that file (fsync)
+//     and [Webhook.RunRedelivery] sends it while the gateway runs, with
+//     capped backoff and the same Idempotency-Key. The file holds at most
+//     [WebhookOptions.PendingMax] messages; past it the oldest session
+//     pings are dropped first, never the latest broadcast, each drop
+//     logged at WARN and counted ([ResultDropped]).
 //
 // Messages are deduplicated by [Message.ID] (shutdown id, kind and target),
 // so a gateway that asks twice still sends each notification once. An
@@ -32,8 +35,8 @@
 //
 // Caveats: the outbox and pending files assume one writer per file (one
 // gateway per home). A webhook may receive a message more than once (a try
-// that timed out after the receiver accepted it, a crash before Redeliver
-// rewrote its file); the Idempotency-Key header carries the message ID so
+// that timed out after the receiver accepted it, a crash before a
+// redelivery round rewrote its file); the Idempotency-Key header carries the message ID so
 // receivers can deduplicate. A [ConcurrentSink] such as the webhook may
 // receive messages out of order.
 //
@@ -64,11 +67,21 @@
 //   - Outbox.mu (one-slot channel): serialises appends to the file; a channel
 //     so that an Outbox.Send waiting behind a slow fsync honours its ctx.
 //   - Webhook.pendMu (sync.Mutex): serialises Keep's appends to the pending
-//     file with Redeliver's reads and rewrite of it.
-//   - Redeliver's goroutines (up to Concurrency, a sync.WaitGroup and an
-//     atomic.Int64 index): send the pending messages in parallel; all have
-//     exited when Redeliver returns.
+//     file with Redeliver's reads and rewrites of it.
+//   - Webhook.pending (atomic.Int64): the pending file's count, for
+//     Pending (a status read) without waiting for pendMu.
+//   - Webhook.wake (channel, capacity 1): Keep tells RunRedelivery that
+//     something was added, without blocking; RunRedelivery sleeps on it
+//     (or on a backoff timer) instead of polling.
+//   - Redeliver's goroutines (up to Concurrency, a sync.WaitGroup, an
+//     atomic.Int64 index, an atomic.Bool stop flag, an atomic.Int64 count
+//     of permanent failures and a mutex for the first error): send the
+//     pending messages in parallel and end the round early when the
+//     receiver fails; all have exited when Redeliver returns.
+//   - RunRedelivery: runs on its caller's goroutine (a gateway's
+//     background work) and returns when its ctx is done.
 //   - the timer in the Webhook's default Sleep: the wait between tries,
-//     stopped early when ctx is done.
+//     stopped early when ctx is done; RunRedelivery waits between rounds
+//     on the same kind of timer.
 //   - Recorder.mu (sync.Mutex): guards what a test Recorder recorded.
 package notify

@@ -23,6 +23,10 @@ const (
 	// ResultFailed: the sink returned an error (for the webhook: a
 	// permanent failure, or retries exhausted), or the outbox append failed.
 	ResultFailed = "failed"
+	// ResultDropped: the webhook's pending record was full
+	// (WebhookOptions.PendingMax) and the message was dropped from it,
+	// logged at WARN; it is still in the outbox.
+	ResultDropped = "dropped"
 )
 
 // observe calls o unless it is nil.

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,9 +37,18 @@ const (
 	// asking for more makes Send give up on the message at once (a
 	// Notifier then keeps it for Redeliver).
 	MaxRetryAfter = 1 * time.Minute
-	// MaxPending is how many messages the pending file keeps: Redeliver
-	// drops the oldest beyond it.
-	MaxPending = 1000
+	// DefaultPendingMax is how many messages the pending file holds at
+	// most (WebhookOptions.PendingMax); past it the oldest session pings
+	// are dropped first, never the latest broadcast.
+	DefaultPendingMax = 100_000
+	// DefaultRedeliverBackoff is the first wait between two redelivery
+	// rounds that failed (RunRedelivery); each later wait doubles, up to
+	// DefaultRedeliverBackoffMax, with jitter.
+	DefaultRedeliverBackoff = 1 * time.Second
+	// DefaultRedeliverBackoffMax caps the wait between two redelivery
+	// rounds, so a receiver that comes back gets what is pending within
+	// about this long.
+	DefaultRedeliverBackoffMax = 30 * time.Second
 )
 
 // webhookLabel names a Webhook for an Observer.
@@ -65,12 +76,28 @@ type WebhookOptions struct {
 	Concurrency int
 	// PendingPath, if set, is the file (conventionally
 	// $QUIESCE_HOME/webhook.pending.jsonl) where Keep records the messages
-	// that could not be delivered, and that Redeliver sends at the next
-	// start. Empty means nothing is kept.
+	// that could not be delivered, and that RunRedelivery sends while the
+	// gateway runs (and at the next start). Empty means nothing is kept.
 	PendingPath string
+	// PendingMax is how many messages the pending file holds at most
+	// (default DefaultPendingMax). Past it the oldest session pings are
+	// dropped first, then older broadcasts, never the latest broadcast;
+	// each drop is logged at WARN and told to the Observer as
+	// ResultDropped.
+	PendingMax int
+	// RedeliverBackoff is the first wait after a redelivery round that
+	// failed (default DefaultRedeliverBackoff); the waits double up to
+	// RedeliverBackoffMax.
+	RedeliverBackoff time.Duration
+	// RedeliverBackoffMax caps the wait between two redelivery rounds
+	// (default DefaultRedeliverBackoffMax; never below RedeliverBackoff).
+	RedeliverBackoffMax time.Duration
+	// Logger gets the drops (WARN) and the redelivery rounds; nil means
+	// slog.Default().
+	Logger *slog.Logger
 	// Observer, if set, is told (sink "webhook") ResultRetried before each
-	// wait between two tries, and the outcome of each message Redeliver
-	// sends. The outcome of a message a Notifier sends is reported by the
+	// wait between two tries, the outcome of each message Redeliver
+	// sends, and ResultDropped for each message the pending limit drops. The outcome of a message a Notifier sends is reported by the
 	// Notifier's own Observer, so both can feed one counter without
 	// counting anything twice.
 	Observer Observer
@@ -98,8 +125,8 @@ type WebhookOptions struct {
 // every redelivery, since a message may arrive more than once.
 //
 // With WebhookOptions.PendingPath set, a Webhook is also a Keeper: what a
-// Notifier could not deliver is appended to that file, and Redeliver sends
-// it at the next start.
+// Notifier could not deliver is appended to that file, and RunRedelivery
+// sends it while the gateway runs, retrying with capped backoff.
 //
 // The URL's path and query often hold a secret (chat webhooks), so errors and
 // String show only its scheme and host.
@@ -111,8 +138,16 @@ type Webhook struct {
 	opt    WebhookOptions
 
 	// pendMu serialises Keep's appends to the pending file and
-	// Redeliver's reads and rewrite of it.
+	// Redeliver's reads and rewrites of it; it guards pendKnown.
 	pendMu sync.Mutex
+	// pendKnown reports that pending holds the file's count (it was read
+	// once by this Webhook).
+	pendKnown bool
+	// pending mirrors how many messages the pending file holds, for
+	// Pending without the lock (written under pendMu).
+	pending atomic.Int64
+	// wake (capacity 1) tells RunRedelivery that Keep added something.
+	wake chan struct{}
 }
 
 // NewWebhook returns a Webhook posting to rawURL. A URL that is not an
@@ -137,13 +172,26 @@ func NewWebhook(rawURL string, opt WebhookOptions) *Webhook {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.PendingMax <= 0 {
+		opt.PendingMax = DefaultPendingMax
+	}
+	if opt.RedeliverBackoff <= 0 {
+		opt.RedeliverBackoff = DefaultRedeliverBackoff
+	}
+	if opt.RedeliverBackoffMax <= 0 {
+		opt.RedeliverBackoffMax = DefaultRedeliverBackoffMax
+	}
+	opt.RedeliverBackoffMax = max(opt.RedeliverBackoffMax, opt.RedeliverBackoff)
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
 	client := opt.Client
 	if client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.DisableKeepAlives = true
 		client = &http.Client{Transport: t, CheckRedirect: checkRedirect}
 	}
-	w := &Webhook{url: rawURL, name: "(invalid URL)", client: client, opt: opt}
+	w := &Webhook{url: rawURL, name: "(invalid URL)", client: client, opt: opt, wake: make(chan struct{}, 1)}
 	if u, err := url.Parse(rawURL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
 		w.valid = true
 		w.name = u.Scheme + "://" + u.Host

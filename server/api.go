@@ -92,6 +92,19 @@ type EventBody struct {
 	Text    string `json:"text"`
 }
 
+// ReplayBody is the body of POST /api/gateway/events/replay: empty, or
+// an empty object.
+type ReplayBody struct{}
+
+// ReplayResponse answers POST /api/gateway/events/replay: how many
+// rejected events were moved back into the spool and their ids, in the
+// order they run, plus the lines of the rejected file that are not events
+// (unparseable spool lines), which stay there.
+type ReplayResponse struct {
+	OK bool `json:"ok"`
+	gateway.ReplayResult
+}
+
 // HealthResponse answers /healthz and a ready /readyz.
 type HealthResponse struct {
 	OK    bool      `json:"ok"`

@@ -132,6 +132,14 @@ func (c *Client) Shutdown(ctx context.Context, force bool) (ShutdownResponse, er
 	return out, err
 }
 
+// ReplayEvents moves the rejected internal events back into the spool
+// (POST /api/gateway/events/replay).
+func (c *Client) ReplayEvents(ctx context.Context) (ReplayResponse, error) {
+	var out ReplayResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/events/replay", nil, ReplayBody{}, &out)
+	return out, err
+}
+
 // Send runs one turn for session and returns the reply.
 func (c *Client) Send(ctx context.Context, session, text string) (string, error) {
 	var out MessageResponse

@@ -378,14 +378,18 @@ func (jb *jsonBuf) release() {
 }
 
 // agentFailedMessage is the message of a 502 "agent_failed": it names the
-// upstream's HTTP status when an http agent's upstream answered, and says
-// it did not answer otherwise; nothing else of the error is shown.
+// upstream's HTTP status when an http agent's upstream answered with an
+// error, says so when it answered 200 with something that is not a reply,
+// and that it timed out or did not answer otherwise; nothing else of the
+// error is shown. docs/API.md lists every form (TestAgentFailedMessagesDocumented).
 func agentFailedMessage(err error) string {
 	const msg = "the agent failed to answer this turn"
 	var ue *gateway.UpstreamError
 	switch {
 	case !errors.As(err, &ue):
 		return msg
+	case ue.Status == http.StatusOK:
+		return msg + ": the upstream agent answered 200 OK with a body that is not a reply"
 	case ue.Status != 0:
 		return fmt.Sprintf("%s: the upstream agent answered %d %s", msg, ue.Status, http.StatusText(ue.Status))
 	case strings.HasPrefix(ue.Reason, "timed out"):

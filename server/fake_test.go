@@ -28,6 +28,7 @@ type Gateway struct {
 	WaitChangeFn    func(ctx context.Context, after uint64) (gateway.Status, error)
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
 	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
+	ReplayEventsFn  func(ctx context.Context) (gateway.ReplayResult, error)
 
 	mu     sync.Mutex
 	calls  []string
@@ -122,6 +123,16 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 		}
 	}
 	return reply, err
+}
+
+// ReplayEvents implements server.Gateway: nothing to replay unless
+// ReplayEventsFn says otherwise.
+func (g *Gateway) ReplayEvents(ctx context.Context) (gateway.ReplayResult, error) {
+	g.record("ReplayEvents")
+	if g.ReplayEventsFn != nil {
+		return g.ReplayEventsFn(ctx)
+	}
+	return gateway.ReplayResult{EventIDs: []string{}}, nil
 }
 
 // Event implements server.Gateway.

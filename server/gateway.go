@@ -36,6 +36,10 @@ type Gateway interface {
 	// ActiveRequestIDer lets the answer name the active id), and
 	// gateway.ErrShuttingDown or gateway.ErrMarkerUnusable as BeginDrain.
 	CancelDrain(ctx context.Context, requestID string) (gateway.CancelResult, error)
+	// ReplayEvents moves the rejected internal events back into the spool
+	// (they run again, once each). An error wrapping
+	// gateway.ErrSpoolUnavailable means nothing was moved.
+	ReplayEvents(ctx context.Context) (gateway.ReplayResult, error)
 	// Status returns a snapshot of the gateway.
 	Status() gateway.Status
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then

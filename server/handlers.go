@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -206,6 +207,35 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, principal s
 	s.logger.Info("event accepted", "principal", principal, "session", body.Session,
 		"event_id", rec.ID, "spooled", rec.Spooled)
 	writeJSON(w, http.StatusAccepted, rec)
+}
+
+// ReplayUnavailableText is the message of a 503 "spool_unavailable"
+// answer to a replay.
+const ReplayUnavailableText = "The rejected events were NOT replayed: the gateway cannot write its event spool or " +
+	"rejected file right now (a full or read-only disk?). Nothing was moved; try again later."
+
+// handleReplay moves the rejected internal events back into the spool.
+func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal string) {
+	var body ReplayBody
+	if err := s.decode(w, r, &body, true); err != nil {
+		s.logControl(r, principal, "replay", "bad_request")
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.gw.ReplayEvents(r.Context())
+	if err != nil {
+		if errors.Is(err, gateway.ErrSpoolUnavailable) {
+			err = &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: ReplayUnavailableText, Err: err}
+		}
+		s.logControl(r, principal, "replay", errorFor(err).Code, "error", err)
+		s.writeError(w, r, err)
+		return
+	}
+	if res.EventIDs == nil {
+		res.EventIDs = []string{}
+	}
+	s.logControl(r, principal, "replay", "ok", "moved", res.Moved, "event_ids", res.EventIDs, "unreplayable", res.Unreplayable)
+	writeJSON(w, http.StatusOK, ReplayResponse{OK: true, ReplayResult: res})
 }
 
 // handleMessage runs a turn. The session is the {id} segment of the path,

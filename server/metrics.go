@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/buildinfo"
 )
 
 // TurnResults lists the values of the result label of quiesce_turns_total.
@@ -23,6 +24,10 @@ var TurnResults = []string{"ok", "error", "refused", "busy", "interrupted"}
 // MarkerOutcomes lists the values of the outcome label of
 // quiesce_marker_reads_total.
 var MarkerOutcomes = []string{"absent", "active", "contentless", "stale", "expired"}
+
+// TokensReloadResults lists the values of the result label of
+// quiesce_tokens_reload_total.
+var TokensReloadResults = []string{"ok", "error"}
 
 // Metrics is the Prometheus side of a gateway, on its own registry, with
 // the standard go_* and process_* collectors and:
@@ -35,11 +40,16 @@ var MarkerOutcomes = []string{"absent", "active", "contentless", "stale", "expir
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
 //	quiesce_events_rejected_total         internal events moved to the rejected file
+//	quiesce_events_retried_total          failed tries of internal events that are tried again
 //	quiesce_spooled_events                internal events in the spool
-//	quiesce_notifications_total{sink,result} notification outcomes (delivered, retried, undelivered, failed)
+//	quiesce_webhook_pending               notifications the webhook keeps for redelivery
+//	quiesce_notifications_total{sink,result} notification outcomes (delivered, retried, undelivered, failed, dropped)
 //	quiesce_marker_reads_total{outcome}   reconciles' marker reads by outcome (see MarkerOutcomes)
+//	quiesce_tokens_reload_total{result}   SIGHUP reloads of the tokens file by result (see TokensReloadResults)
+//	quiesce_tokens_last_reload_successful 1 when the last load of the tokens file (start or reload) succeeded, else 0
+//	quiesce_tokens_last_reload_success_timestamp_seconds  when the tokens file was last loaded successfully
 //
-// State, in-flight count, spool depth and drain expiry are read from the
+// State, in-flight count, spool depth, webhook pending and drain expiry are read from the
 // Gateway at scrape time, so they are never stale. Metrics implements
 // gateway.Metrics; all methods are safe for concurrent use. Counting is
 // off the hot path's locks and allocations: each label combination's
@@ -52,8 +62,12 @@ type Metrics struct {
 	reaction    prometheus.Histogram
 	requests    *counterCache[requestKey]
 	rejected    prometheus.Counter
+	retried     prometheus.Counter
 	notified    *counterCache[notifyKey]
 	markerReads *counterCache[string]
+	reloads     *counterCache[string]
+	reloadOK    prometheus.Gauge                      // quiesce_tokens_last_reload_successful
+	reloadAt    prometheus.Gauge                      // quiesce_tokens_last_reload_success_timestamp_seconds
 	status      atomic.Pointer[func() gateway.Status] // set once by the Server, read by every scrape
 	now         func() time.Time                      // clock of quiesce_drain_expires_in_seconds
 }
@@ -64,6 +78,8 @@ var (
 	stateDesc       = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
 	inFlightDesc    = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
 	spoolDesc       = prometheus.NewDesc("quiesce_spooled_events", "Internal events in the spool: waiting, running or retrying.", nil, nil)
+	webhookPendDesc = prometheus.NewDesc("quiesce_webhook_pending",
+		"Notifications the webhook could not deliver yet, kept in webhook.pending.jsonl and retried while running.", nil, nil)
 	drainExpiryDesc = prometheus.NewDesc("quiesce_drain_expires_in_seconds",
 		"Seconds until the active drain request expires and the gateway resumes by itself; absent while no drain request with a known expiry drains it.", nil, nil)
 )
@@ -90,8 +106,11 @@ func NewMetrics() *Metrics {
 	markerReads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quiesce_marker_reads_total", Help: "Marker reads by reconciles, by outcome: absent, active, contentless, stale, expired.",
 	}, []string{"outcome"})
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiesce_tokens_reload_total", Help: "Reloads of the tokens file (SIGHUP) by result: ok, error (the old tokens were kept).",
+	}, []string{"result"})
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed.",
+		Name: "quiesce_notifications_total", Help: "Notification outcomes by sink and result: delivered, retried, undelivered, failed, dropped.",
 	}, []string{"sink", "result"})
 	m := &Metrics{
 		reg:   prometheus.NewRegistry(),
@@ -103,22 +122,35 @@ func NewMetrics() *Metrics {
 		requests:    newCounterCache(requests, func(k requestKey) []string { return []string{k.route, strconv.Itoa(k.code)} }),
 		markerReads: newCounterCache(markerReads, func(o string) []string { return []string{o} }),
 		notified:    newCounterCache(notified, func(k notifyKey) []string { return []string{k.sink, k.result} }),
+		reloads:     newCounterCache(reloads, func(r string) []string { return []string{r} }),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "quiesce_tokens_last_reload_successful",
+			Help: "1 when the last load of the tokens file (at start or on SIGHUP) succeeded; 0 when it failed, the old tokens are in use and a restart would exit 78.",
+		}),
+		reloadAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "quiesce_tokens_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful load of the tokens file, at start or on SIGHUP.",
+		}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "quiesce_events_rejected_total", Help: "Internal events moved to events.spool.rejected.jsonl after their last failed try.",
+		}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "quiesce_events_retried_total", Help: "Failed tries of internal events that are tried again after a backoff (within --event-retry-for).",
 		}),
 		now: time.Now,
 	}
 	m.turns.preload(TurnResults...)
 	m.markerReads.preload(MarkerOutcomes...)
-	m.reg.MustRegister(turns, m.reaction, requests, m.rejected, notified, markerReads, stateCollector{m},
-		newBuildInfo(debug.ReadBuildInfo),
+	m.reloads.preload(TokensReloadResults...)
+	m.reg.MustRegister(turns, m.reaction, requests, m.rejected, m.retried, notified, markerReads, reloads, m.reloadOK, m.reloadAt, stateCollector{m},
+		newBuildInfo(buildinfo.Read),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // newBuildInfo returns the quiesce_build_info gauge (always 1) labelled
 // with the binary's module version, VCS revision and Go version, as read
-// says; "(devel)" and "unknown" stand in for what it does not know.
+// (buildinfo.Read: what the toolchain recorded, or what the build stamped) says; "(devel)" and "unknown" stand in for what it does not know.
 func newBuildInfo(read func() (*debug.BuildInfo, bool)) prometheus.Collector {
 	version, revision, goversion := "(devel)", "unknown", runtime.Version()
 	if bi, ok := read(); ok && bi != nil {
@@ -153,6 +185,29 @@ func (m *Metrics) Notified(sink, result string) { m.notified.get(notifyKey{sink,
 
 // EventRejected counts an internal event rejected after its last try.
 func (m *Metrics) EventRejected() { m.rejected.Inc() }
+
+// EventRetried counts a failed try of an internal event that is tried again.
+func (m *Metrics) EventRetried() { m.retried.Inc() }
+
+// TokensLoaded records the tokens file's load at start, at time at: the
+// last load succeeded, at that time. It is not counted as a reload.
+func (m *Metrics) TokensLoaded(at time.Time) {
+	m.reloadOK.Set(1)
+	m.reloadAt.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// TokensReloaded counts a reload of the tokens file (SIGHUP) that ended
+// at time at, by result: ok when err is nil (and then it is the last
+// successful load), else error (the old tokens stay in use).
+func (m *Metrics) TokensReloaded(at time.Time, err error) {
+	if err != nil {
+		m.reloads.get("error").Inc()
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloads.get("ok").Inc()
+	m.TokensLoaded(at)
+}
 
 // DrainReaction observes the time from a drain request to the gate closing.
 func (m *Metrics) DrainReaction(d time.Duration) { m.reaction.Observe(d.Seconds()) }
@@ -217,8 +272,8 @@ func (c *counterCache[K]) get(k K) prometheus.Counter {
 }
 
 // stateCollector reports quiesce_state, quiesce_turns_in_flight,
-// quiesce_spooled_events and quiesce_drain_expires_in_seconds from one
-// Status call per scrape.
+// quiesce_spooled_events, quiesce_webhook_pending and
+// quiesce_drain_expires_in_seconds from one Status call per scrape.
 type stateCollector struct{ m *Metrics }
 
 // Describe implements prometheus.Collector.
@@ -226,6 +281,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- inFlightDesc
 	ch <- spoolDesc
+	ch <- webhookPendDesc
 	ch <- drainExpiryDesc
 }
 
@@ -244,6 +300,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.ActiveAgents))
 	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(st.SpooledEvents))
+	ch <- prometheus.MustNewConstMetric(webhookPendDesc, prometheus.GaugeValue, float64(st.WebhookPending))
 	if d := st.Drain; d != nil && d.Status == "active" && !d.ExpiresAt.IsZero() {
 		left := max(d.ExpiresAt.Sub(c.m.now()).Seconds(), 0)
 		ch <- prometheus.MustNewConstMetric(drainExpiryDesc, prometheus.GaugeValue, left)

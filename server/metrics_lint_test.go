@@ -30,6 +30,7 @@ func TestMetricsLint(t *testing.T) {
 	m.EventRejected()
 	m.countRequest("/readyz", 200)
 	m.DrainReaction(time.Millisecond)
+	m.TokensReloaded(time.Now(), nil)
 
 	mfs, err := m.reg.Gather()
 	require.NoError(t, err)

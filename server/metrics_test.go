@@ -93,7 +93,7 @@ func TestMetricsDrainExpiresIn(t *testing.T) {
 func TestMetricsStateFromStatus(t *testing.T) {
 	m := NewMetrics()
 	m.observe(func() gateway.Status {
-		return gateway.Status{State: fsm.ShuttingDown, ActiveAgents: 3, SpooledEvents: 2}
+		return gateway.Status{State: fsm.ShuttingDown, ActiveAgents: 3, SpooledEvents: 2, WebhookPending: 7}
 	})
 	fams := gather(t, m)
 	states := map[string]float64{}
@@ -103,6 +103,7 @@ func TestMetricsStateFromStatus(t *testing.T) {
 	assert.Equal(t, map[string]float64{"running": 0, "draining": 0, "shutting_down": 1, "stopped": 0}, states)
 	assert.Equal(t, 3.0, fams["quiesce_turns_in_flight"].GetMetric()[0].GetGauge().GetValue())
 	assert.Equal(t, 2.0, fams["quiesce_spooled_events"].GetMetric()[0].GetGauge().GetValue())
+	assert.Equal(t, 7.0, fams["quiesce_webhook_pending"].GetMetric()[0].GetGauge().GetValue())
 }
 
 // TestMetricsBuildInfo shows quiesce_build_info is 1 and labelled with
@@ -150,6 +151,7 @@ func TestMetricsSeriesPresentFromStart(t *testing.T) {
 	for _, name := range []string{
 		"quiesce_build_info", "quiesce_state", "quiesce_turns_in_flight", "quiesce_turns_total",
 		"quiesce_drain_reaction_seconds", "quiesce_events_rejected_total", "quiesce_spooled_events",
+		"quiesce_events_retried_total", "quiesce_webhook_pending",
 		"quiesce_marker_reads_total", "go_goroutines", "process_start_time_seconds",
 	} {
 		assert.Contains(t, fams, name)
@@ -174,6 +176,9 @@ func TestMetricsCounting(t *testing.T) {
 	m.Notified("webhook", "retried")
 	m.Notified("webhook", "delivered")
 	m.EventRejected()
+	m.EventRetried()
+	m.EventRetried()
+	m.Notified("webhook", "dropped")
 	m.countRequest("/readyz", 503)
 	m.countRequest("/readyz", 503)
 	m.countRequest("/readyz", 200)
@@ -192,6 +197,8 @@ func TestMetricsCounting(t *testing.T) {
 		{"quiesce_notifications_total", map[string]string{"sink": "webhook", "result": "delivered"}, 2},
 		{"quiesce_notifications_total", map[string]string{"sink": "webhook", "result": "retried"}, 1},
 		{"quiesce_events_rejected_total", map[string]string{}, 1},
+		{"quiesce_events_retried_total", map[string]string{}, 2},
+		{"quiesce_notifications_total", map[string]string{"sink": "webhook", "result": "dropped"}, 1},
 		{"quiesce_http_requests_total", map[string]string{"route": "/readyz", "code": "503"}, 2},
 		{"quiesce_http_requests_total", map[string]string{"route": "/readyz", "code": "200"}, 1},
 	} {

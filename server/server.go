@@ -144,6 +144,7 @@ func New(cfg Config) (*Server, error) {
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
+	r.Handle("/api/gateway/events/replay", s.auth(s.handleReplay)).Methods(http.MethodPost)
 	if err := s.instrumentRoutes(); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,10 @@
 // Command driver is quiesce's end-to-end performance harness (make bench,
 // or go run ./bench/driver). It builds the real binary and the baselines in
 // bench/ into a temp dir, runs them on loopback, measures every figure as a
-// ratio against a baseline measured in the same run, and writes
-// docs/PERFORMANCE.md. It is a package main with no tests: go test never
-// runs it.
+// ratio against a baseline measured in the same run, and prints the report
+// (docs/PERFORMANCE.md's text); -out writes it to a file (make bench
+// UPDATE=1 gives -out docs/PERFORMANCE.md). It is a package main with no
+// tests: go test never runs it.
 package main
 
 import (
@@ -38,7 +39,7 @@ type options struct {
 var opt options
 
 func main() {
-	flag.StringVar(&opt.out, "out", "docs/PERFORMANCE.md", "where to write the report (empty: stdout only)")
+	flag.StringVar(&opt.out, "out", "", "where to write the report, e.g. docs/PERFORMANCE.md (make bench UPDATE=1 does); empty: stdout only")
 	flag.IntVar(&opt.drainTrials, "drain-trials", 200, "marker drain reaction trials for the default gateway (a)")
 	flag.IntVar(&opt.pollTrials, "poll-trials", 200, "marker drain reaction trials for the poll-only gateway (b) and for the 1 s poll loop (c) each; each takes up to 2 ticks; (b) and (c) run side by side, before (a)")
 	flag.IntVar(&opt.pollInstances, "poll-instances", 4, "instances of (b) and of (c) that share their trials")

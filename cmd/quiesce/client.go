@@ -24,10 +24,14 @@ type drainCmd struct {
 	requestID string
 	wait      bool
 	timeout   time.Duration
+	// timeoutOK makes a --wait that timed out exit 0 (still saying so), for
+	// hooks whose failure only adds noise: a Kubernetes preStop, which
+	// SIGTERM and the shutdown sequence follow anyway.
+	timeoutOK bool
 }
 
 func (c *drainCmd) flagSet(m *Main) *flagSet {
-	fs := m.newFlagSet("drain", "[--suppress-notification] [--request-id ID] [--wait [--timeout 60s]] [--json]", `
+	fs := m.newFlagSet("drain", "[--suppress-notification] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
 Request a drain: the gateway stops starting new turns (they get 503 with
 Retry-After) while in-flight turns finish. It stays up, and 'cancel' undoes
 it. A drain while one is active replaces it (and says so). With --wait, wait
@@ -38,12 +42,16 @@ age; exit 3 if turns are still running at --timeout.`)
 	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated)")
 	fs.BoolVar(&c.wait, "wait", false, "wait until no turn is in flight")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "with --wait: give up after this long (exit 3)")
+	fs.BoolVar(&c.timeoutOK, "exit-zero-on-timeout", false, "with --wait: a timeout is reported on stderr but exits 0 (for a Kubernetes preStop hook: SIGTERM and the shutdown sequence follow anyway)")
 	return fs
 }
 
 func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if err := positive("--timeout", c.timeout); err != nil {
 		return err
+	}
+	if c.timeoutOK && !c.wait {
+		return usagef("--exit-zero-on-timeout needs --wait")
 	}
 	ctl, err := c.control(m)
 	if err != nil {
@@ -67,6 +75,10 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 		if jerr := writeJSON(m.Stdout, server.StatusResponse{Status: st, Idle: &idle}); jerr != nil {
 			return jerr
 		}
+	}
+	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
+		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
+		return nil
 	}
 	return err
 }

@@ -98,6 +98,8 @@ func completionSpecs(m *Main) []commandSpec {
 		switch name {
 		case "completion":
 			spec.args = []string{"bash", "zsh"}
+		case "events":
+			spec.args = eventsVerbs
 		case "help":
 			spec.args = commandNames
 		}

@@ -53,6 +53,9 @@ type control interface {
 	// WaitExited returns nil once the gateway process has exited; ctx
 	// bounds the wait.
 	WaitExited(ctx context.Context) error
+	// ReplayEvents moves the rejected internal events back into the
+	// spool.
+	ReplayEvents(ctx context.Context) (replayResult, error)
 }
 
 // drainResult is the API's drain answer; a local drain adds the home and

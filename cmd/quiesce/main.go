@@ -68,6 +68,14 @@ type command interface {
 	run(ctx context.Context, m *Main) error
 }
 
+// verbCommand is a command whose first argument is a subcommand that
+// comes before its flags ("events replay --json").
+type verbCommand interface {
+	command
+	// setVerb checks and keeps the subcommand.
+	setVerb(verb string) error
+}
+
 // argsCommand is a command that takes arguments after its flags
 // (completion bash, help drain); other commands refuse any.
 type argsCommand interface {
@@ -84,9 +92,11 @@ type commandInfo struct {
 // commands is every subcommand; commandNames gives their order in help.
 var commands = map[string]commandInfo{
 	"run":        {"start a gateway (HTTP API, marker watcher, signal handling)", func() command { return &runCmd{} }},
+	"check":      {"run's start-up checks (flags, home, tokens, address) without starting", func() command { return &checkCmd{} }},
 	"drain":      {"stop starting new turns; in-flight turns finish (reversible)", func() command { return &drainCmd{} }},
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
+	"events":     {"events replay: move rejected internal events back into the spool", func() command { return &eventsCmd{} }},
 	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
 	"diagram":    {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
 	"version":    {"print the version and the commit it was built from", func() command { return &versionCmd{} }},
@@ -94,7 +104,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "drain", "cancel", "status", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "status", "events", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -147,6 +157,7 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 func ExitCode(err error) int {
 	var ue *usageError
 	var ce *configError
+	var te *tempError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
@@ -154,6 +165,8 @@ func ExitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return exitConfig
+	case errors.As(err, &te):
+		return exitTempFail
 	case errors.Is(err, errWaitTimeout):
 		return exitWaitTimeout
 	default:
@@ -185,7 +198,21 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	cmd := info.new()
 	fs := cmd.flagSet(m)
 	m.name = name
-	if err := fs.parse(args[1:], m.Getenv); err != nil {
+	rest := args[1:]
+	if vc, ok := cmd.(verbCommand); ok {
+		switch {
+		case len(rest) > 0 && !strings.HasPrefix(rest[0], "-"):
+			if err := vc.setVerb(rest[0]); err != nil {
+				return err
+			}
+			rest = rest[1:]
+		case len(rest) > 0 && (rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help"):
+			// help: parsed below
+		default:
+			return usagef("%s needs a subcommand before its flags, e.g. '%s replay --json'", name, name)
+		}
+	}
+	if err := fs.parse(rest, m.Getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.printHelp(m.Stdout)
 		}
@@ -233,10 +260,10 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, status, shutdown) use the HTTP API when --url
-or QUIESCE_URL is set (token from QUIESCE_TOKEN or --token-file), and otherwise
-act on the gateway home (--home, QUIESCE_HOME, default ./.quiesce) directly.
-Each prints the API's JSON with --json.
+Client commands (drain, cancel, status, events replay, shutdown) use the HTTP
+API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
+--token-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
+default ./.quiesce) directly. Each prints the API's JSON with --json.
 
 Exit codes:
   0  success
@@ -244,8 +271,10 @@ Exit codes:
   2  usage error
   3  drain --wait timed out with turns still in flight, or shutdown --wait
      before the gateway exited
-  78 run: cannot start as configured (tokens file, home held by another
-     gateway, unusable file in the home, address in use)
+  75 run, check: a transient failure at start (full disk, read-only or
+     failing file system in the home); a restart may cure it
+  78 run, check: cannot start as configured (tokens file, home held by
+     another gateway, unusable file in the home, address in use)
 `, m.Program)
 }
 

@@ -48,6 +48,10 @@ type runCmd struct {
 	logFormat     string
 	dev           bool
 	tokensFile    string // "" means $home/tokens
+	// webhookPendingMax bounds the webhook's pending record.
+	webhookPendingMax int
+	// eventRetryFor is how long a failing internal event is retried.
+	eventRetryFor time.Duration
 }
 
 func (c *runCmd) flagSet(m *Main) *flagSet {
@@ -58,7 +62,9 @@ the shutdown sequence; a second signal forces it. Exits 0 after a clean
 shutdown. The tokens file ($home/tokens or --tokens-file: "principal token"
 per line, mode 0600 or 0400) must exist unless --dev creates one; SIGHUP
 reloads it (a file that fails the checks keeps the old tokens). Under systemd
-(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1 and watchdog pings.
+(NOTIFY_SOCKET set) it sends READY=1, STATUS=, STOPPING=1, watchdog pings, and
+RELOADING=1 ... READY=1 around a SIGHUP reload (Type=notify-reload). 'quiesce
+check' runs the start-up checks without starting.
 Exits 78 when it cannot start as configured.`)
 	fs.StringVar(&c.home, "home", "./.quiesce", "gateway home: marker, state, outbox, spool, tokens (created 0700)")
 	fs.StringVar(&c.addr, "addr", server.DefaultAddr, "HTTP listen address (port 0 picks a free port)")
@@ -80,7 +86,9 @@ Exits 78 when it cannot start as configured.`)
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.BoolVar(&c.dev, "dev", false, "create the tokens file ($home/tokens or --tokens-file) with a random dev token if missing, and print commands to try")
 	fs.StringVar(&c.tokensFile, "tokens-file", "", "bearer tokens file, e.g. a mounted Secret (default $home/tokens); SIGHUP reloads it")
-	fs.withEnv("tokens-file")
+	fs.IntVar(&c.webhookPendingMax, "webhook-pending-max", notify.DefaultPendingMax, "most notifications the webhook keeps for redelivery; past it the oldest session pings are dropped first (WARN), never the latest broadcast")
+	fs.DurationVar(&c.eventRetryFor, "event-retry-for", gateway.DefaultEventRetryFor, "how long an internal event whose turn fails is retried (capped exponential backoff) before it moves to events.spool.rejected.jsonl")
+	fs.withEnv("tokens-file", "webhook-pending-max", "event-retry-for")
 	fs.withEnv("home", "addr", "proc-root", "agent", "agent-work", "agent-cmd", "agent-url", "agent-timeout", "drain-timeout", "notify-timeout",
 		"notify-webhook", "drain-max-age", "watch-interval", "home-channel", "retry-after", "log-level", "log-format")
 	return fs
@@ -124,10 +132,14 @@ func (c *runCmd) validate() error {
 	for name, d := range map[string]time.Duration{
 		"--agent-work": c.agentWork, "--drain-timeout": c.drainTimeout, "--notify-timeout": c.notifyTimeout,
 		"--drain-max-age": c.drainMaxAge, "--watch-interval": c.watchInterval, "--retry-after": c.retryAfter,
+		"--event-retry-for": c.eventRetryFor,
 	} {
 		if d < 0 || (d == 0 && name != "--agent-work") {
 			return usagef("%s %v: must be greater than zero", name, d)
 		}
+	}
+	if c.webhookPendingMax < 1 {
+		return usagef("--webhook-pending-max %d: must be at least 1 (the latest broadcast is always kept)", c.webhookPendingMax)
 	}
 	if c.notifyWebhook != "" {
 		u, err := url.Parse(c.notifyWebhook)
@@ -186,7 +198,9 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if c.notifyWebhook != "" {
 		hook = notify.NewWebhook(c.notifyWebhook, notify.WebhookOptions{
 			PendingPath: filepath.Join(c.home, gateway.WebhookPendingFileName),
+			PendingMax:  c.webhookPendingMax,
 			Observer:    metrics.Notified,
+			Logger:      logger,
 		})
 		sinks = append(sinks, hook)
 	}
@@ -198,6 +212,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		DrainTimeout:  c.drainTimeout,
 		NotifyTimeout: c.notifyTimeout,
 		MaxAge:        c.drainMaxAge,
+		EventRetryFor: c.eventRetryFor,
 		WatchInterval: c.watchInterval,
 		WatchPollOnly: c.watchPollOnly,
 		Logger:        logger,
@@ -215,10 +230,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}()
 
-	tokensPath := c.tokensFile
-	if tokensPath == "" {
-		tokensPath = filepath.Join(c.home, "tokens")
-	}
+	tokensPath := c.tokensPath()
 	var devToken string
 	var devCreated bool
 	if c.dev {
@@ -227,11 +239,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		}
 	}
 	tokens, err := server.LoadTokens(tokensPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return &configError{fmt.Errorf("tokens file %s is missing: create it with lines \"principal token\" (chmod 600), point --tokens-file at yours, or start with --dev", tokensPath)}
-	} else if err != nil {
-		return &configError{fmt.Errorf("refusing to start: %w", err)}
+	if err != nil {
+		return tokensLoadError(tokensPath, err)
 	}
+	metrics.TokensLoaded(time.Now())
 
 	srv, err := server.New(server.Config{
 		Addr:       c.addr,
@@ -260,15 +271,6 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		return fmt.Errorf("start gateway: %w", err)
 	}
 	srv.Serve()
-	if hook != nil {
-		// What the webhook could not deliver before the last stop.
-		go func() {
-			delivered, left, err := hook.Redeliver(gctx)
-			if delivered+left > 0 || err != nil {
-				logger.Info("webhook redelivery", "delivered", delivered, "left", left, "error", err)
-			}
-		}()
-	}
 	logger.Info("listening", "addr", srv.Addr(), "url", srv.URL(), "home", c.home, "epoch", gw.Epoch(),
 		"state", gw.Status().State, "pid", os.Getpid(), "agent", c.agent, "home_channel", c.homeChannel,
 		"tokens", tokens.Len())
@@ -289,7 +291,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 				select {
 				case sig := <-sigs:
 					if sig == syscall.SIGHUP {
-						reloadTokens(logger, tokens, tokensPath)
+						reloadTokens(logger, tokens, tokensPath, metrics, sd)
 						continue
 					}
 					st := gw.BeginShutdown(false)

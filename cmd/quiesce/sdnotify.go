@@ -32,6 +32,13 @@ type statusSource interface {
 //	STATUS=<state>, <n> turns in flight[, oldest <age>]  on every change
 //	STOPPING=1 + EXTEND_TIMEOUT_USEC=<µs>  when the shutdown sequence begins
 //	WATCHDOG=1               every WATCHDOG_USEC/2, when the watchdog is on
+//	RELOADING=1 + MONOTONIC_USEC=<µs>      when a SIGHUP reload begins, then
+//	READY=1 + STATUS=<state>; <outcome>    when it is done, whatever its outcome
+//
+// Together they speak systemd's Type=notify-reload protocol. A failed
+// reload's note stays at the end of every later STATUS= line until a
+// reload succeeds, so "systemctl status" keeps showing that the gateway
+// runs on its old tokens and that a restart would exit 78.
 //
 // A nil *sdNotifier (what newSDNotifier returns without NOTIFY_SOCKET) is
 // silent: every method is a no-op. Producers never block: messages queue
@@ -43,9 +50,11 @@ type sdNotifier struct {
 	watchdog time.Duration            // WATCHDOG_USEC; 0 when the watchdog is off
 	extend   time.Duration            // EXTEND_TIMEOUT_USEC sent when shutdown begins
 
-	mu       sync.Mutex         // guards queue, stopping, failed and cancel
+	mu       sync.Mutex         // guards queue, stopping, failed, line, note and cancel
 	queue    []string           // messages not yet written, in order
-	stopping bool               // STOPPING=1 is queued or sent: READY=1 must not follow
+	stopping bool               // STOPPING=1 is queued or sent: READY=1 and RELOADING=1 must not follow
+	line     string             // the last status line sent (sdStatusLine), without the note
+	note     string             // a failed reload's note, appended to status lines until a reload succeeds
 	failed   bool               // a write failed and was logged at WARN (later ones at DEBUG)
 	cancel   context.CancelFunc // stops the status watcher
 
@@ -107,11 +116,11 @@ func (n *sdNotifier) ready(ctx context.Context, gw statusSource) {
 		return
 	}
 	st := gw.Status()
-	last := sdStatusLine(st)
 	ctx, cancel := context.WithCancel(ctx)
 	n.mu.Lock()
+	n.line = sdStatusLine(st)
 	if !n.stopping {
-		n.queueLocked(daemon.SdNotifyReady + "\nSTATUS=" + last)
+		n.queueLocked(daemon.SdNotifyReady + "\nSTATUS=" + n.statusLocked())
 	}
 	n.cancel = cancel
 	n.mu.Unlock()
@@ -123,12 +132,81 @@ func (n *sdNotifier) ready(ctx context.Context, gw statusSource) {
 				return
 			}
 			seq = st.Seq
-			if line := sdStatusLine(st); line != last {
-				last = line
-				n.enqueue("STATUS=" + line)
-			}
+			n.setLine(sdStatusLine(st))
 		}
 	})
+}
+
+// setLine sends STATUS= for a new status line (nothing when it is the
+// same as the last one).
+func (n *sdNotifier) setLine(line string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if line == n.line {
+		return
+	}
+	n.line = line
+	n.queueLocked("STATUS=" + n.statusLocked())
+}
+
+// statusLocked is the STATUS= text: the status line and a failed
+// reload's note; n.mu is held.
+func (n *sdNotifier) statusLocked() string {
+	if n.note == "" {
+		return n.line
+	}
+	if n.line == "" {
+		return n.note
+	}
+	return n.line + "; " + n.note
+}
+
+// reloading tells the service manager a reload has begun: RELOADING=1
+// with MONOTONIC_USEC, the CLOCK_MONOTONIC time in µs that systemd uses to
+// match it with the reload it asked for. Nothing once shutting down.
+func (n *sdNotifier) reloading() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping {
+		return
+	}
+	msg := daemon.SdNotifyReloading
+	if usec := strings.TrimSpace(daemon.SdNotifyMonotonicUsec()); usec != "" { // "MONOTONIC_USEC=…\n"
+		msg += "\n" + usec
+	}
+	n.queueLocked(msg + "\nSTATUS=reloading the tokens file")
+}
+
+// reloaded tells the service manager the reload is done, whatever its
+// outcome: READY=1 with a STATUS= saying it (outcome, one line). A failed
+// reload's outcome stays in later STATUS= lines until one succeeds.
+// Nothing once shutting down.
+func (n *sdNotifier) reloaded(ok bool, outcome string) {
+	if n == nil {
+		return
+	}
+	outcome = strings.Join(strings.Fields(outcome), " ") // one line
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping {
+		return
+	}
+	if ok {
+		n.note = ""
+	} else {
+		n.note = outcome
+	}
+	status := n.line
+	switch {
+	case status == "":
+		status = outcome
+	default:
+		status += "; " + outcome
+	}
+	n.queueLocked(daemon.SdNotifyReady + "\nSTATUS=" + status)
 }
 
 // transition is the gateway's OnTransition hook: entering shutting_down
@@ -162,13 +240,6 @@ func (n *sdNotifier) close() {
 			n.log.Warn("sd_notify: the service manager did not take the last notifications in time")
 		}
 	})
-}
-
-// enqueue queues msg for the writer.
-func (n *sdNotifier) enqueue(msg string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.queueLocked(msg)
 }
 
 // queueLocked queues msg and wakes the writer; n.mu is held.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -251,4 +253,70 @@ func TestRunTokensFileFlag(t *testing.T) {
 		require.NoError(t, m.ParseFlags(t.Context(), tt.args))
 		assert.Equal(t, tt.want, m.cmd.(*runCmd).tokensFile, "%v %v", tt.args, tt.env)
 	}
+}
+
+// monotonicUsec reads CLOCK_MONOTONIC in µs, as MONOTONIC_USEC carries it.
+func monotonicUsec(t *testing.T) uint64 {
+	t.Helper()
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts))
+	return uint64(ts.Sec)*1e6 + uint64(ts.Nsec)/1e3
+}
+
+// TestSDNotifierReload shows systemd's Type=notify-reload protocol around
+// a reload: RELOADING=1 with MONOTONIC_USEC (the CLOCK_MONOTONIC time the
+// reload began, in µs), then READY=1 with a STATUS= saying the outcome,
+// whatever it was. A failed reload's note stays on every later STATUS=
+// line until a reload succeeds; once shutting down, a reload sends
+// nothing (READY=1 must not follow STOPPING=1).
+func TestSDNotifierReload(t *testing.T) {
+	rec := newRecorder()
+	n := startSDNotifier(discardLogger(), rec.send, 0, time.Second)
+	defer n.close()
+	gw := newFakeStatus(gateway.Status{State: fsm.Running})
+	n.ready(t.Context(), gw)
+	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", rec.next(t, "READY=1"))
+
+	before := monotonicUsec(t)
+	n.reloading()
+	msg := rec.next(t, "RELOADING=1")
+	after := monotonicUsec(t)
+	lines := strings.Split(msg, "\n")
+	require.Len(t, lines, 3, "%q", msg)
+	assert.Equal(t, "RELOADING=1", lines[0])
+	usec, ok := strings.CutPrefix(lines[1], "MONOTONIC_USEC=")
+	require.True(t, ok, "%q", msg)
+	v, err := strconv.ParseUint(usec, 10, 64)
+	require.NoError(t, err)
+	assert.True(t, before <= v && v <= after, "MONOTONIC_USEC=%d is CLOCK_MONOTONIC when the reload began (between %d and %d)", v, before, after)
+	assert.Equal(t, "STATUS=reloading the tokens file", lines[2])
+
+	n.reloaded(false, "tokens reload failed, still using the old 1 token:\nmode 0644")
+	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight; tokens reload failed, still using the old 1 token: mode 0644",
+		rec.next(t, "READY=1 after a failed reload"))
+	gw.set(gateway.Status{State: fsm.Draining})
+	assert.Equal(t, "STATUS=draining, 0 turns in flight; tokens reload failed, still using the old 1 token: mode 0644",
+		rec.next(t, "STATUS= keeps the failed reload's note"))
+
+	n.reloading()
+	assert.True(t, strings.HasPrefix(rec.next(t, "RELOADING=1"), "RELOADING=1\nMONOTONIC_USEC="))
+	n.reloaded(true, "tokens reloaded: 2 tokens")
+	assert.Equal(t, "READY=1\nSTATUS=draining, 0 turns in flight; tokens reloaded: 2 tokens", rec.next(t, "READY=1 after a good reload"))
+	gw.set(gateway.Status{State: fsm.Running})
+	assert.Equal(t, "STATUS=running, 0 turns in flight", rec.next(t, "STATUS= without the note"))
+
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=1000000", rec.next(t, "STOPPING=1"))
+	n.reloading()
+	n.reloaded(true, "tokens reloaded: 2 tokens")
+	n.close()
+	rec.none(t)
+}
+
+// TestSDNotifierReloadSilentWithoutSocket: without NOTIFY_SOCKET, the
+// reload calls are no-ops.
+func TestSDNotifierReloadSilentWithoutSocket(t *testing.T) {
+	var n *sdNotifier
+	n.reloading()
+	n.reloaded(false, "x")
 }

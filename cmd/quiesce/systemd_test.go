@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -211,4 +212,70 @@ func sdCount(lines []string, want string) int {
 		}
 	}
 	return n
+}
+
+// metricValue returns the value of the series line (name and labels as
+// printed) in the gateway's /metrics, failing when it is absent.
+func (p *gatewayProc) metricValue(series string) float64 {
+	p.t.Helper()
+	r := p.call(http.MethodGet, "/metrics", "", "")
+	require.Equal(p.t, http.StatusOK, r.code)
+	for line := range strings.Lines(r.raw) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(p.t, err, line)
+			return f
+		}
+	}
+	p.t.Fatalf("no series %s in /metrics:\n%s", series, r.raw)
+	return 0
+}
+
+// TestSystemdNotifyReload runs the binary as a Type=notify-reload unit
+// would and sends SIGHUP twice: a good tokens file, then a group-readable
+// one. Each reload is RELOADING=1 with MONOTONIC_USEC, then READY=1 with a
+// STATUS= saying the outcome (the failure says the old tokens are in use
+// and stays on later status lines), and /metrics counts it by result,
+// with the last good load's time and whether the last load succeeded.
+func TestSystemdNotifyReload(t *testing.T) {
+	needBinary(t)
+	sock := listenNotify(t)
+	t.Setenv("NOTIFY_SOCKET", sock.path)
+	t.Setenv("WATCHDOG_USEC", "")
+	secret := filepath.Join(t.TempDir(), "tokens")
+	writeSecret(t, secret, "ops "+opsToken+"\n", 0o600)
+	p := startGateway(t, filepath.Join(t.TempDir(), "home"), fakeProcRoot(t, "boot-sdr", 100), "--tokens-file", secret)
+	sock.next(t, "READY=1", sdIs("READY=1"))
+	assert.Equal(t, 1.0, p.metricValue("quiesce_tokens_last_reload_successful"), "the load at start succeeded")
+	startedAt := p.metricValue("quiesce_tokens_last_reload_success_timestamp_seconds")
+	assert.Greater(t, startedAt, 0.0)
+
+	writeSecret(t, secret, "ops "+opsToken+"\nci ci-e2e-token-0123456789abcdef\n", 0o600)
+	p.signal(syscall.SIGHUP)
+	sock.next(t, "RELOADING=1", sdIs("RELOADING=1"))
+	assert.Regexp(t, `^MONOTONIC_USEC=[0-9]+$`, sock.next(t, "MONOTONIC_USEC", func(string) bool { return true }), "right after RELOADING=1")
+	sock.next(t, "READY=1 after the reload", sdIs("READY=1"))
+	assert.Equal(t, "STATUS=running, 0 turns in flight; tokens reloaded: 2 tokens", sock.next(t, "STATUS= with READY=1", sdPrefix("STATUS=")))
+	assert.Equal(t, 1.0, p.metricValue(`quiesce_tokens_reload_total{result="ok"}`))
+	assert.Equal(t, 0.0, p.metricValue(`quiesce_tokens_reload_total{result="error"}`))
+	goodAt := p.metricValue("quiesce_tokens_last_reload_success_timestamp_seconds")
+	assert.GreaterOrEqual(t, goodAt, startedAt)
+
+	writeSecret(t, secret, "ops "+opsToken+"\n", 0o640)
+	p.signal(syscall.SIGHUP)
+	sock.next(t, "RELOADING=1", sdIs("RELOADING=1"))
+	sock.next(t, "READY=1 after the failed reload", sdIs("READY=1"))
+	status := sock.next(t, "STATUS= with READY=1", sdPrefix("STATUS="))
+	assert.Contains(t, status, "tokens reload failed, still using the old 2 tokens (a restart would exit 78)")
+	assert.Contains(t, status, "0640")
+	assert.Equal(t, 1.0, p.metricValue(`quiesce_tokens_reload_total{result="error"}`))
+	assert.Equal(t, 0.0, p.metricValue("quiesce_tokens_last_reload_successful"))
+	assert.Equal(t, goodAt, p.metricValue("quiesce_tokens_last_reload_success_timestamp_seconds"), "still the last good load")
+
+	r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, "")
+	require.Equal(t, http.StatusOK, r.code, r.raw)
+	assert.Contains(t, sock.next(t, "STATUS=draining", sdPrefix("STATUS=draining")), "tokens reload failed", "the failure stays on the status line")
+
+	p.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, p.wait())
 }

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/quiesce-dev/quiesce/internal/buildinfo"
 )
 
 // develVersion is the version when the build does not know one (a build
@@ -21,9 +23,10 @@ type buildInfo struct {
 	Go       string `json:"go"`
 }
 
-// readBuildInfo returns the build's version and VCS stamp.
+// readBuildInfo returns the build's version and VCS stamp (what the
+// toolchain recorded, or what the build stamped: see internal/buildinfo).
 func readBuildInfo() buildInfo {
-	bi, ok := debug.ReadBuildInfo()
+	bi, ok := buildinfo.Read()
 	if !ok {
 		return buildInfo{Version: develVersion, Go: runtime.Version()}
 	}

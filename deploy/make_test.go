@@ -1,0 +1,107 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// makeRun runs make with args in the repository root, with PATH set to
+// path, and returns its output and exit code; it fails the test when make
+// is missing or does not finish within a bound.
+func makeRun(t *testing.T, path string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	mk, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mk, append([]string{"-C", ".."}, args...)...)
+	cmd.Env = append([]string{"PATH=" + path, "HOME=" + t.TempDir()}, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("make %v did not finish within 30s", args)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("make %v: %v", args, err)
+	}
+	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
+// TestMakeTestNeedsABrowserFirst: make test checks for Chromium before
+// anything else and, without one, stops at once with the install command
+// (the status page test would otherwise fail minutes later); a chromium on
+// PATH, or QUIESCE_NO_BROWSER=1, passes the check.
+func TestMakeTestNeedsABrowserFirst(t *testing.T) {
+	empty := t.TempDir()
+	_, stderr, code := makeRun(t, empty, nil, "-s", "need-browser")
+	if code == 0 {
+		t.Fatalf("make need-browser passes without any browser on PATH")
+	}
+	for _, want := range []string{"needs Chromium", "apt-get install chromium", "QUIESCE_NO_BROWSER=1"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("make need-browser's message does not say %q:\n%s", want, stderr)
+		}
+	}
+
+	if _, stderr, code := makeRun(t, empty, nil, "-s", "need-browser", "QUIESCE_NO_BROWSER=1"); code != 0 {
+		t.Errorf("make need-browser QUIESCE_NO_BROWSER=1 exits %d:\n%s", code, stderr)
+	}
+	if _, stderr, code := makeRun(t, empty, []string{"QUIESCE_NO_BROWSER=1"}, "-s", "need-browser"); code != 0 {
+		t.Errorf("QUIESCE_NO_BROWSER=1 make need-browser exits %d:\n%s", code, stderr)
+	}
+
+	withBrowser := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withBrowser, "chromium"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := makeRun(t, withBrowser, nil, "-s", "need-browser"); code != 0 {
+		t.Errorf("make need-browser exits %d with chromium on PATH:\n%s", code, stderr)
+	}
+
+	// The check comes first: a dry run of make test lists it before go vet.
+	stdout, _, _ := makeRun(t, os.Getenv("PATH"), nil, "-n", "test")
+	browser, vet := strings.Index(stdout, "needs Chromium"), strings.Index(stdout, " vet ")
+	if browser < 0 || vet < 0 || browser > vet {
+		t.Errorf("make test does not check for the browser before go vet:\n%s", stdout)
+	}
+}
+
+// TestMakeBenchLeavesPerformanceDocAlone: make bench passes the driver an
+// empty -out (report on stdout only) unless UPDATE=1 asks it to rewrite
+// docs/PERFORMANCE.md.
+func TestMakeBenchLeavesPerformanceDocAlone(t *testing.T) {
+	driverLine := func(args ...string) string {
+		stdout, stderr, code := makeRun(t, os.Getenv("PATH"), nil, append([]string{"-n", "bench"}, args...)...)
+		if code != 0 {
+			t.Fatalf("make -n bench %v: exit %d\n%s", args, code, stderr)
+		}
+		for line := range strings.Lines(stdout) {
+			if strings.Contains(line, "./bench/driver") {
+				return strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("make -n bench runs no ./bench/driver:\n%s", stdout)
+		return ""
+	}
+	if line := driverLine(); !strings.Contains(line, `-out ""`) {
+		t.Errorf("make bench: the driver line %q does not pass -out \"\": it would overwrite docs/PERFORMANCE.md", line)
+	}
+	if line := driverLine("UPDATE=1"); !strings.Contains(line, `-out "docs/PERFORMANCE.md"`) {
+		t.Errorf("make bench UPDATE=1: the driver line %q does not write docs/PERFORMANCE.md", line)
+	}
+	src := readFile(t, "../bench/driver/main.go")
+	if !strings.Contains(src, `flag.StringVar(&opt.out, "out", "",`) {
+		t.Error("bench/driver: -out must default to empty (stdout only), so go run ./bench/driver alone leaves docs/PERFORMANCE.md alone")
+	}
+}
