@@ -4,7 +4,7 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet image need-browser mutate
+.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet staticcheck image need-browser mutate
 
 all: build
 
@@ -22,15 +22,21 @@ image:
 run: build
 	./$(BIN) run --dev $(ARGS)
 
-# test: vet, then every test (unit, rapid properties, fuzz seeds,
-# end-to-end, and that every planted-bug patch under testdata/mutants still
-# applies) under the race detector. Rapid reads RAPID_* env vars.
+# test: vet and staticcheck, then every test (unit, rapid properties, fuzz
+# seeds, end-to-end, and that every planted-bug patch under testdata/mutants
+# still applies) under the race detector. Rapid reads RAPID_* env vars.
 # The status page test drives a real headless Chromium: need-browser checks
 # for one first, so a machine without it learns so at once, with the
 # install command, rather than minutes later (QUIESCE_NO_BROWSER=1 skips
 # that test instead).
-test: need-browser vet
+test: need-browser vet staticcheck
 	$(GO) test -race -count=1 $(PKGS)
+
+# staticcheck: the pinned release, fetched through the module proxy by
+# `go run` (nothing to install beforehand).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
 need-browser:

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -37,6 +38,13 @@ var (
 	// is not a regular file (a directory, FIFO, symlink): nothing was
 	// changed; the wrapped error names the path.
 	ErrMarkerUnusable = errors.New("gateway: drain marker unusable")
+	// ErrMarkerUnwritable is wrapped by the *UnwritableError BeginDrain
+	// returns when the drain marker could not be written (a full disk, a
+	// read-only home): the gate closed anyway, the drain is in effect in
+	// memory only (a restart forgets it) until a later write succeeds or a
+	// cancel ends it. LocalDrain wraps it too (nothing is drained then:
+	// the marker is the only channel it has).
+	ErrMarkerUnwritable = errors.New("gateway: drain marker unwritable")
 	// ErrShuttingDown is returned by BeginDrain and CancelDrain once the
 	// shutdown sequence has begun (shutdown wins): the marker is untouched.
 	ErrShuttingDown = errors.New("gateway: shutting down")
@@ -82,11 +90,51 @@ func (e *MismatchError) Unwrap() error { return ErrRequestMismatch }
 // ActiveRequestID returns the active drain's request id.
 func (e *MismatchError) ActiveRequestID() string { return e.Active }
 
-// DrainRequest asks for an external drain.
+// UnwritableError is returned by BeginDrain when the drain marker could
+// not be written; errors.Is(err, ErrMarkerUnwritable) holds, and so does
+// errors.Is(err, cause) for the cause (syscall.ENOSPC, say). The gate
+// closed anyway (fail safe toward quiescing): Result is the drain in
+// effect, in memory only (Result.Drain.Persisted is false).
+type UnwritableError struct {
+	Result DrainResult
+	// Path is the marker's path.
+	Path string
+	// Err is why the write failed.
+	Err error
+}
+
+// Error implements error.
+func (e *UnwritableError) Error() string {
+	return fmt.Sprintf("%v: %s: %v (draining in memory only)", ErrMarkerUnwritable, e.Path, e.Err)
+}
+
+// Unwrap makes errors.Is(err, ErrMarkerUnwritable) and errors.Is(err,
+// cause) true.
+func (e *UnwritableError) Unwrap() []error { return []error{ErrMarkerUnwritable, e.Err} }
+
+// Cause says briefly why the write failed: the system's text for the
+// errno ("no space left on device", "read-only file system") when there
+// is one, else the error's text.
+func (e *UnwritableError) Cause() string {
+	if errno, ok := errors.AsType[syscall.Errno](e.Err); ok {
+		return errno.Error()
+	}
+	return e.Err.Error()
+}
+
+// DrainRequest asks for an external drain, or refreshes the active one.
+//
+// A request whose RequestID names the active drain (an active marker's,
+// or the drain held in memory when the marker could not be written)
+// refreshes it: requested_at (and with it the expiry) renews, the
+// principal stays the one who asked first, and SuppressNotification and
+// Reason stay as they were unless set (non-nil) here. Any other request
+// replaces whatever drain is active; nil fields are then false and "".
 type DrainRequest struct {
-	Principal            string // who asked (recorded in the marker and logs)
-	SuppressNotification bool   // skip the home-channel broadcast if the drain ends in shutdown
-	RequestID            string // optional; generated when empty
+	Principal            string  // who asked (recorded in the marker and logs)
+	SuppressNotification *bool   // skip the home-channel broadcast if the drain ends in shutdown; nil: keep (refresh) or false
+	RequestID            string  // optional; generated when empty
+	Reason               *string // why (marker.CheckReason); nil: keep (refresh) or ""
 }
 
 // DrainInfo is the drain marker as the API shows it.
@@ -97,8 +145,15 @@ type DrainInfo struct {
 	Epoch                string    `json:"epoch"`
 	SuppressNotification bool      `json:"suppress_notification"`
 	RequestID            string    `json:"request_id"`
+	// Reason says why the drain was requested ("" when not given).
+	Reason string `json:"reason"`
 	// Status is "active", "stale", "expired" or "contentless".
 	Status string `json:"status"`
+	// Persisted is false for a drain held in memory only, because the
+	// marker could not be written (see ErrMarkerUnwritable); a restart
+	// forgets such a drain. It is true for every drain read from the
+	// marker.
+	Persisted bool `json:"persisted"`
 	// ExpiresAt is when the marker stops draining (its age reaches the
 	// max age); zero when unknown.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
@@ -109,7 +164,8 @@ type DrainResult struct {
 	Drain        DrainInfo // the marker as written
 	State        fsm.State // after reconciling
 	ActiveAgents int
-	WasDraining  bool      // an active drain request was replaced
+	WasDraining  bool      // a drain request was active (replaced, or refreshed)
+	Refreshed    bool      // the request named the active drain and refreshed it
 	ExpiresAt    time.Time // when the marker expires (requested_at + max age)
 }
 

@@ -86,7 +86,8 @@ type Config struct {
 // started). All methods are safe for concurrent use.
 //
 // Concurrency: ctlMu serialises reconciles (one marker read and event at
-// a time); sessMu guards sessions; evMu serialises event dispatch and
+// a time) and drain requests (the marker write and the drain held in
+// memory); sessMu guards sessions; evMu serialises event dispatch and
 // guards events; bg counts background goroutines (system turns, dispatch,
 // the watcher, the state writer) so stop can wait for them; runCtx stops
 // them. The fsm.Machine, spool, notifier and state writer guard
@@ -125,6 +126,17 @@ type Gateway struct {
 	// transition observer, read by Status and the state writer without a
 	// lock.
 	since atomic.Pointer[entered]
+
+	// unpersisted is the drain held in memory because its marker could
+	// not be written (nil: none): written under ctlMu by BeginDrain,
+	// CancelDrain and reconcile, read without a lock by Status, the state
+	// writer and the shutdown.
+	unpersisted atomic.Pointer[marker.Request]
+	// firing is the drain in effect while reconcile fires a drain event,
+	// for the transition's log line (the observer runs inside the event);
+	// nil otherwise. Atomic: the observer may run on another event's
+	// goroutine.
+	firing atomic.Pointer[DrainInfo]
 
 	closeOnce sync.Once
 	sd        shutdown
@@ -386,8 +398,9 @@ func (g *Gateway) WaitChange(ctx context.Context, after uint64) (Status, error) 
 // WaitIdle blocks until no turn is in flight or ctx is done.
 func (g *Gateway) WaitIdle(ctx context.Context) error { return g.m.WaitIdle(ctx) }
 
-// Reconcile reads the marker and fires drain (the marker drains) or resume
-// (it does not). Shutdown wins: in shutting_down or stopped it changes
+// Reconcile reads the marker and fires drain (the marker drains, or a
+// drain is held in memory because its marker could not be written) or
+// resume (neither). Shutdown wins: in shutting_down or stopped it changes
 // nothing.
 func (g *Gateway) Reconcile(ctx context.Context) {
 	g.ctlMu.Lock()
@@ -400,12 +413,17 @@ func (g *Gateway) Reconcile(ctx context.Context) {
 func (g *Gateway) reconcileLocked(ctx context.Context) bool {
 	st := g.reader.Read()
 	g.cfg.Metrics.MarkerRead(st.Status.String())
+	mem := g.currentUnpersisted(st)
 	ev, want := fsm.Resume, fsm.Running
-	if st.Drains() {
+	if st.Drains() || mem != nil {
 		ev, want = fsm.Drain, fsm.Draining
 	}
 	if cur := g.m.State(); cur == want || cur == fsm.ShuttingDown || cur == fsm.Stopped {
 		return false // nothing to change (or shutdown wins): no call into looplab, no allocation
+	}
+	if ev == fsm.Drain {
+		g.firing.Store(g.drainView(st))
+		defer g.firing.Store(nil)
 	}
 	changed, err := g.fire(ctx, ev, st)
 	if err != nil {
@@ -414,7 +432,11 @@ func (g *Gateway) reconcileLocked(ctx context.Context) bool {
 		}
 		return false
 	}
-	if changed && ev == fsm.Drain && st.Status == marker.Active && !st.AgeFromMtime {
+	switch {
+	case !changed || ev != fsm.Drain:
+	case mem != nil:
+		g.cfg.Metrics.DrainReaction(g.cfg.Now().Sub(mem.RequestedAt))
+	case st.Status == marker.Active && !st.AgeFromMtime:
 		g.cfg.Metrics.DrainReaction(g.cfg.Now().Sub(st.Request.RequestedAt))
 	}
 	return changed
@@ -436,7 +458,11 @@ func (g *Gateway) fire(ctx context.Context, ev fsm.Event, st marker.State) (bool
 // the state file after it, with the marker it read (fire).
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
-	g.log.Info("gateway state", "from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight)
+	attrs := []any{"from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight}
+	if t.Event == fsm.Drain {
+		attrs = append(attrs, drainAttrs(g.firing.Load())...)
+	}
+	g.log.Info("gateway state", attrs...)
 	if g.cfg.OnTransition != nil {
 		g.cfg.OnTransition(t)
 	}
@@ -447,10 +473,23 @@ func (g *Gateway) onTransition(t fsm.Transition) {
 
 // BeginDrain writes the drain marker (stamped with this instance's epoch
 // and the current time) and reconciles before it returns: a turn started
-// after BeginDrain returns is refused. Once shutting down it changes
-// nothing and returns ErrShuttingDown (shutdown wins); a marker path that
-// is not a regular file gives ErrMarkerUnusable, nothing changed.
+// after BeginDrain returns is refused. A request naming the active drain's
+// request id refreshes it (see DrainRequest). Once shutting down it
+// changes nothing and returns ErrShuttingDown (shutdown wins); a marker
+// path that is not a regular file gives ErrMarkerUnusable, and a reason
+// marker.CheckReason refuses gives ErrInvalid, nothing changed.
+//
+// When the marker cannot be written (a full disk, a read-only home), the
+// gate closes anyway (fail safe toward quiescing): the drain is held in
+// memory, and BeginDrain returns an *UnwritableError (ErrMarkerUnwritable)
+// carrying the result. Reconcile honours that drain like a marker until a
+// cancel ends it, a later marker write supersedes it (a refresh or another
+// drain that gets through) or it expires by the max age; a restart forgets
+// it.
 func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult, error) {
+	if err := checkDrainRequest(req); err != nil {
+		return DrainResult{}, err
+	}
 	// ctlMu makes check, write and reconcile one step against
 	// runShutdown's shutdown event: a drain either lands before the
 	// shutdown or is refused, never a marker written after it.
@@ -459,45 +498,90 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 	if g.shuttingDown() {
 		return DrainResult{}, fmt.Errorf("gateway: drain: %w", ErrShuttingDown)
 	}
-	was := g.reader.Read()
-	written, err := marker.Write(g.cfg.Home, marker.Request{
-		Action:               marker.ActionDrain,
-		RequestedAt:          g.cfg.Now(),
-		Principal:            req.Principal,
-		Epoch:                g.epoch,
-		SuppressNotification: req.SuppressNotification,
-		RequestID:            req.RequestID,
-	})
-	if err != nil {
-		return DrainResult{}, markerError("drain", err)
+	now := g.cfg.Now()
+	mem := g.unpersisted.Load()
+	var (
+		next      marker.Request
+		was       bool
+		refreshed bool
+		edited    bool
+	)
+	// The marker is read, merged and written under its lock (marker.Edit),
+	// so a refresh keeps the fields of the request that is really there.
+	edit := func(prev marker.State) (marker.Request, error) {
+		edited = true
+		active, ok := activeRequest(prev, mem)
+		was = prev.Drains() || mem != nil
+		next, refreshed = nextRequest(active, ok, req, now, g.epoch)
+		return next, nil
+	}
+	_, written, werr := marker.Edit(g.cfg.Home, now, g.epoch, g.cfg.MaxAge, edit)
+	persisted := werr == nil
+	switch {
+	case persisted:
+		g.unpersisted.Store(nil) // the marker now holds the latest request
+	case errors.Is(werr, homefile.ErrNotRegular) || errors.Is(werr, marker.ErrUnusable):
+		return DrainResult{}, markerError("drain", werr)
+	case errors.Is(werr, marker.ErrInvalidRequest): // not expected: the request was checked
+		return DrainResult{}, fmt.Errorf("%w: %w", ErrInvalid, werr)
+	default:
+		// Fail safe toward quiescing: hold the drain in memory.
+		if !edited { // the marker's lock could not even be taken
+			_, _ = edit(g.reader.Read())
+		}
+		written = next
+		g.unpersisted.Store(&written)
+		g.log.Error("drain marker not written: the gate closes anyway, the drain is held in memory only (a restart forgets it)",
+			"path", marker.Path(g.cfg.Home), "request_id", written.RequestID, "error", werr)
 	}
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the drain request changed even if the state did not
 	}
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
+	info.Persisted = persisted
 	info.ExpiresAt = written.RequestedAt.Add(g.cfg.MaxAge).UTC()
-	return DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight,
-		WasDraining: was.Drains(), ExpiresAt: info.ExpiresAt}, nil
+	res := DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight,
+		WasDraining: was, Refreshed: refreshed, ExpiresAt: info.ExpiresAt}
+	if !persisted {
+		return res, &UnwritableError{Result: res, Path: marker.Path(g.cfg.Home), Err: werr}
+	}
+	return res, nil
 }
 
 // CancelDrain removes the drain marker (only if its request id matches,
-// when requestID is not empty; else ErrRequestMismatch) and reconciles
-// before it returns. Cancelling with no marker is not an error. Once
-// shutting down it returns ErrShuttingDown; a marker path that is not a
-// regular file gives ErrMarkerUnusable; in both cases nothing changed.
+// when requestID is not empty; else ErrRequestMismatch) and ends a drain
+// held in memory (see BeginDrain), and reconciles before it returns. The
+// drain held in memory is the active one: a requestID must name it, and
+// cancelling it also removes an older marker. Cancelling with no drain is
+// not an error. Once shutting down it returns ErrShuttingDown; a marker
+// path that is not a regular file gives ErrMarkerUnusable; in both cases
+// nothing changed.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
 	if g.shuttingDown() {
 		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", ErrShuttingDown)
 	}
-	existed, err := marker.Clear(g.cfg.Home, requestID)
+	mem := g.unpersisted.Load()
+	clearID := requestID
+	if mem != nil {
+		if requestID != "" && requestID != mem.RequestID {
+			return CancelResult{}, &MismatchError{Active: mem.RequestID}
+		}
+		clearID = "" // the drain in memory replaced whatever the marker holds
+	}
+	existed, err := marker.Clear(g.cfg.Home, clearID)
 	if errors.Is(err, marker.ErrRequestMismatch) {
 		return CancelResult{}, &MismatchError{Active: g.reader.Read().Request.RequestID}
 	}
 	if err != nil {
 		return CancelResult{}, markerError("cancel drain", err)
+	}
+	if mem != nil {
+		g.unpersisted.Store(nil)
+		existed = true
+		g.log.Info("drain held in memory cancelled", "request_id", mem.RequestID)
 	}
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the marker went even if the state did not change
@@ -520,7 +604,7 @@ func (g *Gateway) Status() Status {
 		State:             snap.State,
 		StateSince:        g.stateSince(snap.State),
 		ActiveAgents:      snap.InFlight,
-		Drain:             drainStatus(g.reader.Read(), g.cfg.MaxAge),
+		Drain:             g.drainView(g.reader.Read()),
 		Epoch:             g.epoch,
 		PID:               os.Getpid(),
 		UptimeSeconds:     g.cfg.Now().Sub(g.started).Seconds(),
@@ -547,10 +631,13 @@ func drainStatus(st marker.State, maxAge time.Duration) *DrainInfo {
 	return &info
 }
 
+// drainInfo is the API's view of request r read with status s, from the
+// marker (Persisted true).
 func drainInfo(r marker.Request, s marker.Status) DrainInfo {
 	return DrainInfo{
 		Action: r.Action, RequestedAt: r.RequestedAt, Principal: r.Principal, Epoch: r.Epoch,
-		SuppressNotification: r.SuppressNotification, RequestID: r.RequestID, Status: s.String(),
+		SuppressNotification: r.SuppressNotification, RequestID: r.RequestID, Reason: r.Reason,
+		Status: s.String(), Persisted: true,
 	}
 }
 

@@ -56,7 +56,7 @@ func TestWatcherEntersThenExitsWithMarker(t *testing.T) {
 func TestDrainSuppressSkipsHomeChannelButKeepsSessionPing(t *testing.T) {
 	f := newFixture(t, nil)
 	f.startTurn(t, "alice", "work")
-	_, err := f.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: true})
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: ptr(true)})
 	require.NoError(t, err)
 	rep, err := f.shutdown(t, true)
 	require.NoError(t, err)
@@ -295,7 +295,7 @@ func TestLocalDrainAndCancel(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.WatchInterval = time.Hour })
 	info, err := LocalDrain(f.home, f.procRoot, DrainRequest{Principal: "cli", RequestID: "x1"})
 	require.NoError(t, err)
-	require.Equal(t, f.g.Epoch(), info.Epoch, "the CLI stamps the same epoch")
+	require.Equal(t, f.g.Epoch(), info.Drain.Epoch, "the CLI stamps the same epoch")
 	eventually(t, "draining", func() bool { return f.g.State() == fsm.Draining })
 	_, err = LocalCancel(f.home, "nope")
 	require.ErrorIs(t, err, ErrRequestMismatch)

@@ -230,3 +230,6 @@ func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
 	}
 	return rep, err
 }
+
+// ptr returns a pointer to v (DrainRequest's optional fields).
+func ptr[T any](v T) *T { return &v }

@@ -450,7 +450,7 @@ func TestPropertyGateway(t *testing.T) {
 			},
 			"begin drain api": func(t *rapid.T) {
 				suppress := rapid.Bool().Draw(t, "suppress")
-				_, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: suppress})
+				_, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: &suppress})
 				if m.shutting {
 					if !errorsIs(err, ErrShuttingDown) {
 						t.Fatalf("BeginDrain while shutting down: %v, want ErrShuttingDown", err)

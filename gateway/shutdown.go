@@ -97,14 +97,15 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 		g.log.Error("shutdown", "error", err)
 	}
 
-	// 2. Broadcast once, unless a current, fresh marker suppresses it.
+	// 2. Broadcast once, unless a current, fresh marker (or the drain held
+	// in memory, see BeginDrain) suppresses it.
 	// This reading is also the one the state file shows until the end.
 	mk := g.reader.Read()
 	g.state.fix(mk)
 	if changed {
 		g.state.writeWith(mk)
 	}
-	rep.Suppressed = mk.Suppresses()
+	rep.Suppressed = g.suppresses(mk)
 	if !rep.Suppressed {
 		rep.Broadcast = g.notify(ctx, notify.KindShutdownBroadcast, notify.HomeTarget, notify.BroadcastText(), id)
 	}

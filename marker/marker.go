@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/internal/randid"
@@ -69,14 +71,46 @@ type Request struct {
 	// RequestID identifies this request, so a cancel can name the drain it
 	// means (see Clear).
 	RequestID string `json:"request_id"`
+	// Reason says why the drain was requested, for status and logs (at
+	// most MaxReasonLen characters of printable text, see CheckReason).
+	// It is an extra field the upstream reader ignores; written only when
+	// not empty.
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaxReasonLen is the most characters (runes) a Request's Reason may hold.
+const MaxReasonLen = 200
+
+// CheckReason returns nil when reason can be a Request's Reason: valid
+// UTF-8, at most MaxReasonLen characters, each printable (unicode.IsPrint:
+// letters, marks, numbers, punctuation, symbols and the ASCII space; no
+// control characters, tabs or line breaks). Otherwise the error wraps
+// ErrInvalidRequest and says what is wrong.
+func CheckReason(reason string) error {
+	if !utf8.ValidString(reason) {
+		return fmt.Errorf("%w: reason is not valid UTF-8", ErrInvalidRequest)
+	}
+	if n := utf8.RuneCountInString(reason); n > MaxReasonLen {
+		return fmt.Errorf("%w: reason is %d characters long, at most %d are allowed", ErrInvalidRequest, n, MaxReasonLen)
+	}
+	for i, r := range reason {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: reason has a character that is not printable text (%U at byte %d); use letters, digits, punctuation and spaces",
+				ErrInvalidRequest, r, i)
+		}
+	}
+	return nil
 }
 
 // Write atomically writes the drain marker in home and returns the request
 // as written. An empty Action becomes "drain" (any other action is refused
 // with ErrInvalidRequest); a zero RequestedAt becomes time.Now(); the time is
 // always written in UTC, RFC 3339 with the sub-second part when non-zero; an
-// empty RequestID becomes a random 16-hex-digit id. Rewriting the marker
-// refreshes its age only if the caller passes a new (or zero) RequestedAt.
+// empty RequestID becomes a random 16-hex-digit id. A Reason that
+// CheckReason refuses is refused (ErrInvalidRequest), nothing written.
+// Rewriting the marker refreshes its age only if the caller passes a new
+// (or zero) RequestedAt. Edit writes a request built from the marker that
+// is there.
 //
 // Write holds the home's lock file while it writes, so it is serialised with
 // other Write and Clear calls in any process, and it removes temporary files
@@ -89,12 +123,76 @@ type Request struct {
 // device or symlink), or at the lock file's path, is left alone and the
 // error wraps ErrUnusable and names the path and what it is.
 func Write(home string, req Request) (Request, error) {
+	_, written, err := write(home, func() (State, error) { return State{}, nil },
+		func(State) (Request, error) { return req, nil })
+	return written, err
+}
+
+// Edit writes, as Write does, the request that edit returns for prev, the
+// marker as Read sees it (judged with now, epoch and maxAge) at that
+// moment. The read, edit and write happen under the home's lock file, so
+// no Write, Edit or Clear of any process comes between them: a refresh
+// that keeps some fields of the active request keeps those of the request
+// that is really there. edit is called once, under the lock, and must not
+// call Write, Edit or Clear on home (the lock is not reentrant); if it
+// returns an error, nothing is written and Edit returns that error. It
+// returns prev, and the request as written.
+func Edit(home string, now time.Time, epoch string, maxAge time.Duration, edit func(prev State) (Request, error)) (prev State, written Request, err error) {
+	return write(home, func() (State, error) {
+		st, _, _ := read(Path(home), now, epoch, maxAge)
+		return st, nil
+	}, edit)
+}
+
+// write is Write and Edit: under the home's lock, it reads the marker
+// with readPrev, builds the request with edit, and writes it.
+func write(home string, readPrev func() (State, error), edit func(State) (Request, error)) (State, Request, error) {
+	unlock, err := lockHome(home)
+	if err != nil {
+		return State{}, Request{}, err
+	}
+	defer unlock()
+	homefile.RemoveTemps(home, FileName)
+	p := Path(home)
+	if _, err := lstatUsable(p); err != nil {
+		if errors.Is(err, ErrUnusable) {
+			return State{}, Request{}, err
+		}
+		return State{}, Request{}, fmt.Errorf("marker: write: %w", err)
+	}
+	prev, err := readPrev()
+	if err != nil {
+		return State{}, Request{}, err
+	}
+	req, err := edit(prev)
+	if err != nil {
+		return prev, Request{}, err
+	}
+	req, data, err := encodeRequest(req)
+	if err != nil {
+		return prev, Request{}, err
+	}
+	if err := homefile.WriteAtomic(p, data, 0o600); err != nil {
+		if errors.Is(err, homefile.ErrNotRegular) {
+			return prev, Request{}, notRegularError(p, err) // replaced since the lstat
+		}
+		return prev, Request{}, fmt.Errorf("marker: %w", err)
+	}
+	return prev, req, nil
+}
+
+// encodeRequest fills in req's defaults (see Write), checks it and
+// returns it with its JSON form, newline-terminated.
+func encodeRequest(req Request) (Request, []byte, error) {
 	switch req.Action {
 	case "":
 		req.Action = ActionDrain
 	case ActionDrain:
 	default:
-		return Request{}, fmt.Errorf("marker: write: action %q: %w", req.Action, ErrInvalidRequest)
+		return Request{}, nil, fmt.Errorf("marker: write: action %q: %w", req.Action, ErrInvalidRequest)
+	}
+	if err := CheckReason(req.Reason); err != nil {
+		return Request{}, nil, fmt.Errorf("marker: write: %w", err)
 	}
 	if req.RequestedAt.IsZero() {
 		req.RequestedAt = time.Now()
@@ -105,30 +203,9 @@ func Write(home string, req Request) (Request, error) {
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return Request{}, fmt.Errorf("marker: write: encode: %w", err)
+		return Request{}, nil, fmt.Errorf("marker: write: encode: %w", err)
 	}
-	data = append(data, '\n')
-
-	unlock, err := lockHome(home)
-	if err != nil {
-		return Request{}, err
-	}
-	defer unlock()
-	homefile.RemoveTemps(home, FileName)
-	p := Path(home)
-	if _, err := lstatUsable(p); err != nil {
-		if errors.Is(err, ErrUnusable) {
-			return Request{}, err
-		}
-		return Request{}, fmt.Errorf("marker: write: %w", err)
-	}
-	if err := homefile.WriteAtomic(p, data, 0o600); err != nil {
-		if errors.Is(err, homefile.ErrNotRegular) {
-			return Request{}, notRegularError(p, err) // replaced since the lstat
-		}
-		return Request{}, fmt.Errorf("marker: %w", err)
-	}
-	return req, nil
+	return req, append(data, '\n'), nil
 }
 
 // Clear removes the drain marker in home. existed reports whether a marker
@@ -209,7 +286,6 @@ func Clear(home, requestID string) (existed bool, err error) {
 	return true, nil
 }
 
-// lockHome takes the exclusive advisory lock of home and returns the function
 // RemoveTemps removes the marker's temp files left in home by a writer
 // that was killed between creating and renaming one, and returns how many.
 // It holds the home's marker lock, so a live writer in another process (a
@@ -227,6 +303,7 @@ func RemoveTemps(home string) (int, error) {
 	return homefile.RemoveTemps(home, FileName), nil
 }
 
+// lockHome takes the exclusive advisory lock of home and returns the function
 // that releases it. The error wraps fs.ErrNotExist when home does not exist.
 func lockHome(home string) (unlock func(), err error) {
 	p := lockPath(home)

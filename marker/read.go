@@ -243,11 +243,14 @@ const (
 	fieldEpoch       = "epoch"
 	fieldSuppress    = "suppress_notification"
 	fieldRequestID   = "request_id"
+	fieldReason      = "reason"
 )
 
 // parseRequest decodes a marker. ok is false when the content is not a
 // valid UTF-8 JSON object whose known fields have the right types (strings,
-// and a boolean for suppress_notification; null counts as missing). An
+// and a boolean for suppress_notification; null counts as missing). A
+// reason is kept as written (a hand-written one may be longer than
+// MaxReasonLen: it is shown, not refused). An
 // unparseable requested_at (see parseTime) leaves RequestedAt zero and ok
 // true.
 func parseRequest(data []byte) (req Request, ok bool) {
@@ -275,7 +278,7 @@ func parseRequest(data []byte) (req Request, ok bool) {
 	var ts string
 	if !str(fieldAction, &req.Action) || !str(fieldPrincipal, &req.Principal) ||
 		!str(fieldEpoch, &req.Epoch) || !str(fieldRequestID, &req.RequestID) ||
-		!str(fieldRequestedAt, &ts) {
+		!str(fieldRequestedAt, &ts) || !str(fieldReason, &req.Reason) {
 		return Request{}, false
 	}
 	if raw, found := fields[fieldSuppress]; found && !isNull(raw) {

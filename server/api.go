@@ -15,18 +15,25 @@ const (
 
 // DrainBody is the body of POST /api/gateway/drain. Every field is
 // optional and an empty body means {"action":"drain"}. RequestID names the
-// drain to create (drain) or the one to cancel (cancel).
+// drain to create or refresh (drain) or the one to cancel (cancel). A
+// drain naming the active drain's request id refreshes it: its
+// requested_at renews, and suppress_notification and reason stay as they
+// were unless given; so an absent (or null) flag or reason is nil here,
+// not false or "". Reason is at most 200 characters of printable text.
 type DrainBody struct {
 	Action               *string `json:"action,omitempty"`
-	SuppressNotification bool    `json:"suppress_notification,omitempty"`
+	SuppressNotification *bool   `json:"suppress_notification,omitempty"`
 	RequestID            string  `json:"request_id,omitempty"`
+	Reason               *string `json:"reason,omitempty"`
 }
 
 // DrainResponse answers a drain: the upstream shape (ok, action,
 // requested_at, draining, suppress_notification) plus who asked, the
 // request id, the state after reconciling, whether it replaced an active
-// drain request (was_draining) and when the marker expires (expires_at,
-// absent when unknown).
+// drain request (was_draining), whether it refreshed the active one
+// (refreshed), the reason, whether the marker was written (persisted:
+// always true in a 200; see CodeMarkerUnwritable) and when the marker
+// expires (expires_at, absent when unknown).
 type DrainResponse struct {
 	OK                   bool      `json:"ok"`
 	Action               string    `json:"action"`
@@ -38,6 +45,9 @@ type DrainResponse struct {
 	State                fsm.State `json:"state"`
 	ActiveAgents         int       `json:"active_agents"`
 	WasDraining          bool      `json:"was_draining"`
+	Refreshed            bool      `json:"refreshed"`
+	Reason               string    `json:"reason"`
+	Persisted            bool      `json:"persisted"`
 	ExpiresAt            time.Time `json:"expires_at,omitzero"`
 }
 
@@ -105,8 +115,54 @@ type ReplayResponse struct {
 	gateway.ReplayResult
 }
 
-// HealthResponse answers /healthz and a ready /readyz.
+// HealthResponse answers /healthz.
 type HealthResponse struct {
 	OK    bool      `json:"ok"`
 	State fsm.State `json:"state,omitempty"`
+}
+
+// ReadyResponse answers /readyz, without a token: 200 with ok true while
+// running, else 503 with ok false and the error body's error and message
+// (not_ready). Both carry what the status page shows anyone (state and
+// turns in flight) and what local status needs to tell this gateway's
+// live state from its state file's (pid, seq, uptime); never the drain
+// request, whose principal and reason need a token.
+type ReadyResponse struct {
+	OK      bool      `json:"ok"`
+	Error   string    `json:"error,omitempty"`
+	Message string    `json:"message,omitempty"`
+	State   fsm.State `json:"state"`
+	// StateSince is when the gateway entered State.
+	StateSince        time.Time `json:"state_since,omitzero"`
+	ActiveAgents      int       `json:"active_agents"`
+	OldestTurnSeconds float64   `json:"oldest_turn_seconds"`
+	PID               int       `json:"pid"`
+	Seq               uint64    `json:"seq"`
+	UptimeSeconds     float64   `json:"uptime_seconds"`
+}
+
+// DrainResponseOf is the API's answer for what gateway.BeginDrain (or
+// gateway.LocalDrain, whose State and ActiveAgents are zero) did, so the
+// CLI's local drain prints the same JSON as the API.
+func DrainResponseOf(res gateway.DrainResult) DrainResponse {
+	expires := res.ExpiresAt
+	if expires.IsZero() {
+		expires = res.Drain.ExpiresAt
+	}
+	return DrainResponse{
+		OK:                   true,
+		Action:               ActionDrain,
+		RequestedAt:          res.Drain.RequestedAt,
+		Draining:             true,
+		SuppressNotification: res.Drain.SuppressNotification,
+		Principal:            res.Drain.Principal,
+		RequestID:            res.Drain.RequestID,
+		State:                res.State,
+		ActiveAgents:         res.ActiveAgents,
+		WasDraining:          res.WasDraining,
+		Refreshed:            res.Refreshed,
+		Reason:               res.Drain.Reason,
+		Persisted:            res.Drain.Persisted,
+		ExpiresAt:            expires,
+	}
 }

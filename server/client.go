@@ -77,12 +77,23 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 // trailing slash.
 func (c *Client) URL() string { return c.base.String() }
 
-// Drain asks for a drain. The gateway refuses new turns once it returns.
+// Drain asks for a drain, with suppress_notification always given (a
+// refresh of the drain named by requestID sets the flag too; DrainWith
+// can leave it as it is). The gateway refuses new turns once it returns.
 func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (DrainResponse, error) {
+	return c.DrainWith(ctx, DrainBody{SuppressNotification: &suppressNotification, RequestID: requestID})
+}
+
+// DrainWith asks for a drain with body (its Action is set to "drain"):
+// nil fields are left out, so a drain naming the active request id
+// refreshes it and keeps what body does not give. A marker the gateway
+// could not write gives an *APIError with status 503 and code
+// marker_unwritable: the gateway is draining all the same.
+func (c *Client) DrainWith(ctx context.Context, body DrainBody) (DrainResponse, error) {
 	action := ActionDrain
+	body.Action = &action
 	var out DrainResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil,
-		DrainBody{Action: &action, SuppressNotification: suppressNotification, RequestID: requestID}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, body, &out)
 	return out, err
 }
 

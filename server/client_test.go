@@ -50,7 +50,7 @@ func TestClient(t *testing.T) {
 	d, err := c.Drain(ctx, true, "req-1")
 	require.NoError(t, err)
 	assert.Equal(t, server.DrainResponse{OK: true, Action: "drain", Draining: true, SuppressNotification: true,
-		Principal: "ops", RequestID: "req-1", State: fsm.Draining}, d)
+		Principal: "ops", RequestID: "req-1", State: fsm.Draining, Persisted: true}, d)
 
 	_, err = c.Send(ctx, "alice", "refused")
 	var apiErr *server.APIError

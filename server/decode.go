@@ -157,7 +157,7 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // decodeFast decodes data into v, which must be at its zero value, when
 // data is a JSON object whose keys are exactly distinct field names of v
 // and whose values are strings without escapes (into string and *string
-// fields) or true/false (into bool fields), with only JSON white space
+// fields) or true/false (into bool and *bool fields), with only JSON white space
 // around the tokens: the bodies clients send. It reports whether it did;
 // on false v is zero again and decodeJSON must decide (an empty body, an
 // error, an escape, a number, null, invalid UTF-8, ...). Whatever it
@@ -215,8 +215,8 @@ func parseFast(data []byte, target reflect.Value, fields map[string]int) bool {
 }
 
 // setPlain decodes the value at data[i:] into f when it is a plain string
-// for a string or *string field or a boolean literal for a bool field,
-// returning the index after it.
+// for a string or *string field or a boolean literal for a bool or *bool
+// field, returning the index after it.
 func setPlain(data []byte, i int, f reflect.Value) (int, bool) {
 	switch f.Kind() {
 	case reflect.String:
@@ -227,15 +227,16 @@ func setPlain(data []byte, i int, f reflect.Value) (int, bool) {
 		f.SetString(string(s))
 		return next, true
 	case reflect.Pointer:
-		if f.Type().Elem().Kind() != reflect.String {
-			return 0, false
-		}
-		s, next, ok := plainString(data, i)
-		if !ok {
+		switch f.Type().Elem().Kind() {
+		case reflect.String, reflect.Bool:
+		default:
 			return 0, false
 		}
 		p := reflect.New(f.Type().Elem())
-		p.Elem().SetString(string(s))
+		next, ok := setPlain(data, i, p.Elem())
+		if !ok {
+			return 0, false
+		}
 		f.Set(p)
 		return next, true
 	case reflect.Bool:

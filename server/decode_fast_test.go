@@ -49,7 +49,9 @@ func FuzzDecodeFastMessage(f *testing.F) {
 
 func FuzzDecodeFastDrain(f *testing.F) {
 	fuzzDecodeFast[DrainBody](f, `{"action":"drain","suppress_notification":true,"request_id":"r1"}`,
-		`{"suppress_notification":truex}`, `{"suppress_notification":fals}`, `{"action":null}`)
+		`{"suppress_notification":truex}`, `{"suppress_notification":fals}`, `{"action":null}`,
+		`{"suppress_notification":false,"reason":"disk swap"}`, `{"suppress_notification":null}`,
+		`{"reason":"a\nb"}`, `{"suppress_notification":"yes"}`)
 }
 
 func FuzzDecodeFastEvent(f *testing.F) {

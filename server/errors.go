@@ -35,6 +35,7 @@ const (
 	CodeInterrupted      = "interrupted"        // 503: a shutdown cut the turn off
 	CodeNotReady         = "not_ready"          // 503: /readyz while not running
 	CodeSpoolUnavailable = "spool_unavailable"  // 503: the event could not be spooled, not accepted
+	CodeMarkerUnwritable = "marker_unwritable"  // 503: the drain marker could not be written; draining in memory only
 )
 
 // RefusalText is the message of a 503 "draining" refusal.
@@ -52,11 +53,15 @@ const SpoolUnavailableText = "The event was NOT accepted: the gateway cannot wri
 const ShuttingDownText = "The gateway is shutting down and the shutdown wins: nothing was changed."
 
 // ErrorBody is the JSON body of every error response. State is set on
-// 503 answers (the lifecycle state that refused the request).
+// 503 answers (the lifecycle state that refused the request). A 503
+// marker_unwritable also carries persisted (false: the drain is held in
+// memory only) and the request_id of that drain, to refresh or cancel it.
 type ErrorBody struct {
-	Error   string    `json:"error"`
-	Message string    `json:"message"`
-	State   fsm.State `json:"state,omitempty"`
+	Error     string    `json:"error"`
+	Message   string    `json:"message"`
+	State     fsm.State `json:"state,omitempty"`
+	Persisted *bool     `json:"persisted,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
 }
 
 // Error is an error with an HTTP status and a code, returned by the
@@ -67,7 +72,10 @@ type Error struct {
 	Code    string
 	Message string
 	State   fsm.State
-	Err     error
+	// Persisted and RequestID are set for marker_unwritable (ErrorBody).
+	Persisted *bool
+	RequestID string
+	Err       error
 }
 
 // Error implements error.
@@ -94,9 +102,14 @@ func badRequest(format string, args ...any) *Error {
 func errorFor(err error) *Error {
 	var e *Error
 	var refused *gateway.RefusedError
+	var unwritable *gateway.UnwritableError
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &unwritable):
+		persisted := false
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMarkerUnwritable, Message: unwritableMessage(unwritable),
+			State: unwritable.Result.State, Persisted: &persisted, RequestID: unwritable.Result.Drain.RequestID, Err: err}
 	case errors.As(err, &refused):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDraining, Message: RefusalText, State: refused.State, Err: err}
 	case errors.Is(err, gateway.ErrRefused):
@@ -140,6 +153,15 @@ func mismatchMessage(err error) string {
 		}
 	}
 	return "request_id is not the active drain's; nothing was changed"
+}
+
+// unwritableMessage is the message of a 503 "marker_unwritable": the
+// marker's path, the cause, what the gateway did and what to do.
+func unwritableMessage(e *gateway.UnwritableError) string {
+	return fmt.Sprintf("The drain marker %s could not be written: %s. The gateway closed its gate anyway and is %s, "+
+		"but this drain is held in memory only (persisted: false): a restart of the gateway forgets it. "+
+		"Free space or make the home writable, then drain again with request_id %q to persist it, or cancel it.",
+		e.Path, e.Cause(), e.Result.State, e.Result.Drain.RequestID)
 }
 
 // markerMessage is the message of a 409 "marker_unusable": what the
@@ -229,7 +251,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="quiesce"`)
 	}
-	writeJSON(w, e.Status, ErrorBody{Error: e.Code, Message: e.Message, State: e.State})
+	writeJSON(w, e.Status, ErrorBody{Error: e.Code, Message: e.Message, State: e.State, Persisted: e.Persisted, RequestID: e.RequestID})
 }
 
 func retryAfterSeconds(d time.Duration) int {

@@ -156,9 +156,15 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	if id == "" {
 		id = "generated"
 	}
+	info := gateway.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id, Status: "active", Persisted: true}
+	if req.SuppressNotification != nil {
+		info.SuppressNotification = *req.SuppressNotification
+	}
+	if req.Reason != nil {
+		info.Reason = *req.Reason
+	}
 	return gateway.DrainResult{
-		Drain: gateway.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id,
-			SuppressNotification: req.SuppressNotification, Status: "active"},
+		Drain:       info,
 		State:       fsm.Draining,
 		WasDraining: was,
 	}, nil

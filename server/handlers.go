@@ -75,32 +75,24 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 			Principal:            principal,
 			SuppressNotification: body.SuppressNotification,
 			RequestID:            body.RequestID,
+			Reason:               body.Reason,
 		})
 		if err != nil {
-			s.logControl(r, principal, action, errorFor(err).Code, "error", err)
+			if u, ok := errors.AsType[*gateway.UnwritableError](err); ok {
+				res := u.Result
+				s.logControl(r, principal, action, CodeMarkerUnwritable, "request_id", res.Drain.RequestID,
+					"suppress_notification", res.Drain.SuppressNotification, "reason", res.Drain.Reason,
+					"state", res.State, "refreshed", res.Refreshed, "persisted", false, "error", err)
+			} else {
+				s.logControl(r, principal, action, errorFor(err).Code, "request_id", body.RequestID, "error", err)
+			}
 			s.writeError(w, r, err)
 			return
 		}
 		s.logControl(r, principal, action, "ok", "request_id", res.Drain.RequestID,
-			"suppress_notification", res.Drain.SuppressNotification, "state", res.State,
-			"was_draining", res.WasDraining)
-		expires := res.ExpiresAt
-		if expires.IsZero() {
-			expires = res.Drain.ExpiresAt
-		}
-		writeJSON(w, http.StatusOK, DrainResponse{
-			OK:                   true,
-			Action:               ActionDrain,
-			RequestedAt:          res.Drain.RequestedAt,
-			Draining:             true,
-			SuppressNotification: res.Drain.SuppressNotification,
-			Principal:            res.Drain.Principal,
-			RequestID:            res.Drain.RequestID,
-			State:                res.State,
-			ActiveAgents:         res.ActiveAgents,
-			WasDraining:          res.WasDraining,
-			ExpiresAt:            expires,
-		})
+			"suppress_notification", res.Drain.SuppressNotification, "reason", res.Drain.Reason, "state", res.State,
+			"was_draining", res.WasDraining, "refreshed", res.Refreshed)
+		writeJSON(w, http.StatusOK, DrainResponseOf(res))
 	case ActionCancel:
 		res, err := s.gw.CancelDrain(r.Context(), body.RequestID)
 		if err != nil {
@@ -278,11 +270,15 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // handleReadyz answers 200 only while the gateway is running (accepting
 // new turns), so a load balancer stops routing to a draining gateway.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	st := s.gw.Status().State
-	if st != fsm.Running {
-		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady,
-			Message: fmt.Sprintf("the gateway is %s and not accepting new turns", st), State: st})
+	st := s.gw.Status()
+	body := ReadyResponse{OK: st.State == fsm.Running, State: st.State, StateSince: st.StateSince,
+		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
+		UptimeSeconds: st.UptimeSeconds}
+	if !body.OK {
+		body.Error, body.Message = CodeNotReady, fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, HealthResponse{OK: true, State: st})
+	writeJSON(w, http.StatusOK, body)
 }

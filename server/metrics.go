@@ -36,6 +36,7 @@ var TokensReloadResults = []string{"ok", "error"}
 //	quiesce_state{state}                  1 for the current lifecycle state, 0 for the others
 //	quiesce_turns_in_flight               turns accepted and not yet finished
 //	quiesce_drain_expires_in_seconds      seconds until the active drain request expires (absent without one)
+//	quiesce_drain_persisted               1 while the active drain's marker is written, 0 while it is held in memory only (absent without one)
 //	quiesce_turns_total{result}           turns by result (see TurnResults)
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
@@ -82,6 +83,8 @@ var (
 		"Notifications the webhook could not deliver yet, kept in webhook.pending.jsonl and retried while running.", nil, nil)
 	drainExpiryDesc = prometheus.NewDesc("quiesce_drain_expires_in_seconds",
 		"Seconds until the active drain request expires and the gateway resumes by itself; absent while no drain request with a known expiry drains it.", nil, nil)
+	drainPersistedDesc = prometheus.NewDesc("quiesce_drain_persisted",
+		"1 while the active drain request is written in the drain marker, 0 while the marker could not be written and the drain is held in memory only (a restart forgets it); absent without an active drain request.", nil, nil)
 )
 
 // requestKey labels one child of quiesce_http_requests_total.
@@ -283,6 +286,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- spoolDesc
 	ch <- webhookPendDesc
 	ch <- drainExpiryDesc
+	ch <- drainPersistedDesc
 }
 
 // Collect implements prometheus.Collector: one Status call per scrape.
@@ -304,5 +308,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if d := st.Drain; d != nil && d.Status == "active" && !d.ExpiresAt.IsZero() {
 		left := max(d.ExpiresAt.Sub(c.m.now()).Seconds(), 0)
 		ch <- prometheus.MustNewConstMetric(drainExpiryDesc, prometheus.GaugeValue, left)
+	}
+	if d := st.Drain; d != nil && d.Status == "active" {
+		v := 0.0
+		if d.Persisted {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(drainPersistedDesc, prometheus.GaugeValue, v)
 	}
 }

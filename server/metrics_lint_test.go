@@ -38,7 +38,7 @@ func TestMetricsLint(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, want := range []string{"quiesce_drain_expires_in_seconds", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
+	for _, want := range []string{"quiesce_drain_expires_in_seconds", "quiesce_drain_persisted", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
 		require.True(t, names[want], "%s is linted", want)
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()

@@ -255,3 +255,32 @@ func TestMetricsConcurrentCounting(t *testing.T) {
 	assert.Equal(t, float64(workers*each), requests)
 	assert.Len(t, fams["quiesce_http_requests_total"].GetMetric(), 7*3)
 }
+
+// TestMetricsDrainPersisted shows that quiesce_drain_persisted is 1 for an
+// active drain in the marker, 0 for one held in memory because the marker
+// could not be written, and absent without an active drain.
+func TestMetricsDrainPersisted(t *testing.T) {
+	tests := []struct {
+		name    string
+		drain   *gateway.DrainInfo
+		present bool
+		want    float64
+	}{
+		{name: "NoDrain"},
+		{name: "Persisted", drain: &gateway.DrainInfo{Status: "active", Persisted: true}, present: true, want: 1},
+		{name: "InMemoryOnly", drain: &gateway.DrainInfo{Status: "active", Persisted: false}, present: true, want: 0},
+		{name: "Stale", drain: &gateway.DrainInfo{Status: "stale", Persisted: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMetrics()
+			m.observe(func() gateway.Status { return gateway.Status{State: fsm.Draining, Drain: tt.drain} })
+			mf, ok := gather(t, m)["quiesce_drain_persisted"]
+			require.Equal(t, tt.present, ok, "series present")
+			if tt.present {
+				require.Len(t, mf.GetMetric(), 1)
+				assert.Equal(t, tt.want, mf.GetMetric()[0].GetGauge().GetValue())
+			}
+		})
+	}
+}

@@ -217,16 +217,6 @@ func apiCall(c *http.Client, p *proc, method, path, body string, out any) (int, 
 	return resp.StatusCode, err
 }
 
-func readyz(c *http.Client, p *proc) (int, error) {
-	resp, err := c.Get(p.url + "/readyz")
-	if err != nil {
-		return 0, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
 // ---- /proc ----
 
 func vmRSSKiB(pid int) (int64, error) {

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -20,7 +23,9 @@ import (
 // drainCmd is "quiesce drain".
 type drainCmd struct {
 	target
+	fs        *flagSet // to tell a flag given from its default
 	suppress  bool
+	reason    string
 	requestID string
 	wait      bool
 	timeout   time.Duration
@@ -31,18 +36,23 @@ type drainCmd struct {
 }
 
 func (c *drainCmd) flagSet(m *Main) *flagSet {
-	fs := m.newFlagSet("drain", "[--suppress-notification] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
+	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
 Request a drain: the gateway stops starting new turns (they get 503 with
 Retry-After) while in-flight turns finish. It stays up, and 'cancel' undoes
-it. A drain while one is active replaces it (and says so). With --wait, wait
-until no turn is in flight, showing the turns in flight and the oldest one's
-age; exit 3 if turns are still running at --timeout.`)
+it. A drain while one is active replaces it (and says so). A drain naming
+the active drain's --request-id refreshes it instead: its age (and expiry)
+starts again, and its --suppress-notification and --reason stay as they were
+unless given again. With --wait, wait until no turn is in flight, showing
+the turns in flight and the oldest one's age; exit 3 if turns are still
+running at --timeout ('wait' waits again without draining again).`)
 	c.target.register(fs)
 	fs.BoolVar(&c.suppress, "suppress-notification", false, "if this drain ends in a shutdown, skip the home-channel broadcast (interrupt pings are never skipped)")
-	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated)")
+	fs.StringVar(&c.reason, "reason", "", "why, shown in status, the page and the logs (at most 200 characters of printable text)")
+	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated); the active drain's id refreshes it")
 	fs.BoolVar(&c.wait, "wait", false, "wait until no turn is in flight")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "with --wait: give up after this long (exit 3)")
 	fs.BoolVar(&c.timeoutOK, "exit-zero-on-timeout", false, "with --wait: a timeout is reported on stderr but exits 0 (for a Kubernetes preStop hook: SIGTERM and the shutdown sequence follow anyway)")
+	c.fs = fs
 	return fs
 }
 
@@ -53,11 +63,24 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if c.timeoutOK && !c.wait {
 		return usagef("--exit-zero-on-timeout needs --wait")
 	}
+	if c.fs.given("timeout") && !c.wait {
+		return usagef("--timeout bounds --wait: add --wait, or leave --timeout out (without --wait, drain returns at once)")
+	}
+	req := gateway.DrainRequest{RequestID: c.requestID}
+	if c.fs.given("suppress-notification") {
+		req.SuppressNotification = &c.suppress
+	}
+	if c.fs.given("reason") {
+		if err := marker.CheckReason(c.reason); err != nil {
+			return usagef("--reason: %s", strings.TrimPrefix(err.Error(), marker.ErrInvalidRequest.Error()+": "))
+		}
+		req.Reason = &c.reason
+	}
 	ctl, err := c.control(m)
 	if err != nil {
 		return err
 	}
-	res, err := ctl.Drain(ctx, gateway.DrainRequest{SuppressNotification: c.suppress, RequestID: c.requestID})
+	res, err := ctl.Drain(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -69,16 +92,27 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if err != nil || !c.wait {
 		return err
 	}
-	st, err := waitIdle(ctx, ctl, newProgress(m.Stdout, c.json), c.timeout)
-	if c.json && (err == nil || errors.Is(err, errWaitTimeout)) {
+	st, err := waitIdle(ctx, ctl, newProgress(m.Stdout, c.json), c.timeout, waitDrained)
+	if errors.Is(err, errWaitTimeout) {
+		err = fmt.Errorf("%w; the drain stays in place: to wait again without draining again, run '%s wait%s --timeout %v', or undo it with '%s cancel%s'",
+			err, m.programName(), c.target.flags(), c.timeout, m.programName(), c.target.flags())
+	}
+	err = printWaited(m, c.json, st, err)
+	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
+		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
+		return nil
+	}
+	return err
+}
+
+// printWaited prints, with --json, the status a wait ended with (idle or
+// timed out) and returns err.
+func printWaited(m *Main, asJSON bool, st gateway.Status, err error) error {
+	if asJSON && (err == nil || errors.Is(err, errWaitTimeout)) {
 		idle := err == nil
 		if jerr := writeJSON(m.Stdout, server.StatusResponse{Status: st, Idle: &idle}); jerr != nil {
 			return jerr
 		}
-	}
-	if c.timeoutOK && errors.Is(err, errWaitTimeout) {
-		fmt.Fprintf(m.Stderr, "%s drain: %v (exit 0: --exit-zero-on-timeout)\n", m.Program, err)
-		return nil
 	}
 	return err
 }
@@ -88,9 +122,20 @@ func printDrain(w io.Writer, res drainResult) {
 	if res.Home != "" {
 		where = " in " + res.Home
 	}
-	fmt.Fprintf(w, "drain requested%s by %s (request_id %s, suppress_notification %t)",
+	verb := "requested"
+	if res.Refreshed {
+		verb = "refreshed"
+	}
+	fmt.Fprintf(w, "drain %s%s by %s (request_id %s, suppress_notification %t", verb,
 		where, res.Principal, res.RequestID, res.SuppressNotification)
-	if res.WasDraining {
+	if res.Reason != "" {
+		fmt.Fprintf(w, ", reason %q", res.Reason)
+	}
+	if !res.ExpiresAt.IsZero() && res.Live == nil { // a local drain does not know the gateway's --drain-max-age
+		fmt.Fprintf(w, ", expires %s", res.ExpiresAt.Format(time.RFC3339))
+	}
+	fmt.Fprint(w, ")")
+	if res.WasDraining && !res.Refreshed {
 		fmt.Fprint(w, "; it replaced the drain request that was already active")
 	}
 	switch {
@@ -148,6 +193,10 @@ func printCancel(w io.Writer, res cancelResult) {
 		fmt.Fprintf(w, "no drain to cancel%s (was draining: false): nothing changed", where)
 	}
 	switch {
+	case res.Live != nil && *res.Live && res.State == fsm.Draining && !res.WasDraining:
+		fmt.Fprintf(w, ": state %s, %s in flight; the gateway drains without a marker here "+
+			"(a drain it holds in memory because the marker could not be written): cancel it through its API (--url)\n",
+			res.State, turns(res.ActiveAgents))
 	case res.Live == nil || (*res.Live && (res.State != fsm.Draining || !res.WasDraining)):
 		fmt.Fprintf(w, ": state %s, %s in flight\n", res.State, turns(res.ActiveAgents))
 	case *res.Live:
@@ -162,11 +211,47 @@ type statusCmd struct {
 	target
 }
 
+// Exit codes of status, by state, like systemctl is-active.
+const (
+	statusRunning      = 0
+	statusDraining     = 3
+	statusShuttingDown = 4
+	statusNotRunning   = 5 // stopped, or dead (no process holds the home)
+	statusUnreachable  = 6 // --url: connection refused or no answer in time
+	statusStarting     = 7 // local: a gateway holds the home but has not written its state yet
+)
+
+// statusExit is an exit code status chooses by state; err, if set, is
+// printed as any error (Main prints nothing for a nil err).
+type statusExit struct {
+	code int
+	err  error
+}
+
+// Error implements error.
+func (e *statusExit) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *statusExit) Unwrap() error { return e.err }
+
 func (c *statusCmd) flagSet(m *Main) *flagSet {
 	fs := m.newFlagSet("status", "[--json]", `
 Show the gateway's state, turns in flight and the oldest one's age, the drain
-request, epoch, pid and uptime. Locally it reads $home/gateway_state.json and
-the drain marker, and tells a live gateway from a dead one by the home lock.`)
+request, epoch, pid and uptime. Locally (no --url) the home's lock says
+whether a gateway is live; a live gateway is asked for its state over
+loopback (its state file may be stale), one that holds the lock but has not
+written its state yet is "starting", and a dead or stopped one is "not
+running" with its last pid.
+
+Exits by state, like 'systemctl is-active' (also with --json):
+  0 running, 3 draining, 4 shutting down, 5 not running (stopped or dead),
+  6 unreachable (--url: connection refused or no answer in time),
+  7 starting (local), 1 any other error.`)
 	c.target.register(fs)
 	return fs
 }
@@ -176,52 +261,138 @@ func (c *statusCmd) run(ctx context.Context, m *Main) error {
 	if err != nil {
 		return err
 	}
-	st, err := ctl.Status(ctx)
+	v, err := ctl.Describe(ctx)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) {
+			return &statusExit{code: statusUnreachable, err: err}
+		}
 		return err
 	}
 	if c.json {
-		return writeJSON(m.Stdout, st)
+		err = writeJSON(m.Stdout, v)
+	} else {
+		printStatus(m.Stdout, v)
 	}
-	printStatus(m.Stdout, st)
+	if err != nil {
+		return err
+	}
+	if code := statusCode(v); code != statusRunning {
+		return &statusExit{code: code}
+	}
 	return nil
 }
 
-func printStatus(w io.Writer, st gateway.Status) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if st.Live {
-		fmt.Fprintf(tw, "state\t%s\n", st.State)
-	} else {
-		fmt.Fprintf(tw, "state\tnot running (no gateway holds the home's lock; last recorded state %s)\n", st.State)
+// statusCode is status's exit code for v.
+func statusCode(v statusView) int {
+	switch {
+	case v.local != nil && v.local.Condition == gateway.HomeStarting:
+		return statusStarting
+	case v.local != nil && v.local.Condition == gateway.HomeNotRunning:
+		return statusNotRunning
 	}
-	fmt.Fprintf(tw, "turns in flight\t%d\n", st.ActiveAgents)
-	if st.ActiveAgents > 0 {
-		fmt.Fprintf(tw, "oldest turn\t%v\n", roundAge(seconds(st.OldestTurnSeconds)))
+	switch v.State {
+	case fsm.Running:
+		return statusRunning
+	case fsm.Draining:
+		return statusDraining
+	case fsm.ShuttingDown:
+		return statusShuttingDown
+	default:
+		return statusNotRunning
+	}
+}
+
+func printStatus(w io.Writer, v statusView) {
+	st, loc := v.Status, v.local
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	live := true
+	switch {
+	case loc == nil:
+		fmt.Fprintf(tw, "state\t%s\n", st.State)
+	case loc.Condition == gateway.HomeStarting:
+		who := "a gateway"
+		if st.PID > 0 {
+			who = fmt.Sprintf("pid %d", st.PID)
+		}
+		fmt.Fprintf(tw, "state\tstarting (%s holds the home's lock and has not written its state yet)\n", who)
+		live = false
+	case loc.Condition == gateway.HomeNotRunning:
+		fmt.Fprintf(tw, "state\t%s\n", notRunningLine(st, loc))
+		live = false
+	case loc.Stale != "":
+		fmt.Fprintf(tw, "state\t%s (%s)\n", st.State, loc.Stale)
+	default:
+		fmt.Fprintf(tw, "state\t%s\n", st.State)
+	}
+	if live {
+		fmt.Fprintf(tw, "turns in flight\t%d\n", st.ActiveAgents)
+		if st.ActiveAgents > 0 {
+			fmt.Fprintf(tw, "oldest turn\t%v\n", roundAge(seconds(st.OldestTurnSeconds)))
+		}
 	}
 	if st.SpooledEvents > 0 {
 		fmt.Fprintf(tw, "spooled events\t%d\n", st.SpooledEvents)
 	}
-	if d := st.Drain; d != nil {
+	printDrain := func(d *gateway.DrainInfo) {
+		if d.Status == marker.Contentless.String() {
+			why := "the marker file holds no drain request quiesce can read"
+			if loc != nil && loc.MarkerProblem != "" {
+				why = loc.MarkerProblem
+			}
+			fmt.Fprintf(tw, "drain request\tcontentless: %s; it drains by its presence until cancelled ('quiesce cancel' removes it) or it expires, its age counted from the file's modification time\n", why)
+			return
+		}
 		who := d.Principal
 		if who == "" {
-			who = "unknown"
+			who = "an unnamed principal"
+		}
+		at := "an unknown time"
+		if !d.RequestedAt.IsZero() {
+			at = d.RequestedAt.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "drain request\t%s: by %s at %s (request_id %s, suppress_notification %t",
-			d.Status, who, d.RequestedAt.Format(time.RFC3339), orDash(d.RequestID), d.SuppressNotification)
+			d.Status, who, at, orDash(d.RequestID), d.SuppressNotification)
+		if d.Reason != "" {
+			fmt.Fprintf(tw, ", reason %q", d.Reason)
+		}
 		if !d.ExpiresAt.IsZero() && d.Status == "active" {
 			fmt.Fprintf(tw, ", expires %s", d.ExpiresAt.Format(time.RFC3339))
 		}
 		fmt.Fprintln(tw, ")")
-	} else {
+		if !d.Persisted && d.Status == "active" {
+			fmt.Fprintf(tw, "\tNOT PERSISTED: the marker could not be written; the gateway drains from memory and a restart forgets it\n")
+		}
+	}
+	switch {
+	case st.Drain != nil:
+		printDrain(st.Drain)
+	case loc != nil && live && st.State == fsm.Draining:
+		fmt.Fprintf(tw, "drain request\tnone on disk: the gateway drains, but no marker is in %s (its write failed?): a restart would come up running\n", loc.Home)
+	default:
 		fmt.Fprintf(tw, "drain request\tnone\n")
 	}
 	fmt.Fprintf(tw, "epoch\t%s\n", orDash(st.Epoch))
 	if st.EpochError != "" {
 		fmt.Fprintf(tw, "epoch error\t%s (markers drain by presence only, never suppress)\n", st.EpochError)
 	}
-	fmt.Fprintf(tw, "pid\t%d\n", st.PID)
-	fmt.Fprintf(tw, "uptime\t%v\n", seconds(st.UptimeSeconds).Round(time.Second))
+	if live {
+		fmt.Fprintf(tw, "pid\t%d\n", st.PID)
+		fmt.Fprintf(tw, "uptime\t%v\n", seconds(st.UptimeSeconds).Round(time.Second))
+	}
 	_ = tw.Flush()
+}
+
+// notRunningLine describes a home no gateway holds.
+func notRunningLine(st gateway.Status, loc *localStatus) string {
+	switch {
+	case loc.LastState == "":
+		return fmt.Sprintf("not running (last pid %d; it never wrote its state)", st.PID)
+	case loc.LastState == fsm.Stopped:
+		return fmt.Sprintf("not running (last pid %d, stopped at %s)", st.PID, loc.LastSeen.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Sprintf("not running (last pid %d, last seen %s at %s: it died without shutting down)",
+			st.PID, loc.LastState, loc.LastSeen.UTC().Format(time.RFC3339))
+	}
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -266,6 +437,18 @@ func (c *shutdownCmd) run(ctx context.Context, m *Main) error {
 		return err
 	}
 	res, err := ctl.Shutdown(ctx, c.force)
+	if err != nil && c.wait && (errors.Is(err, errNotRunning) || errors.Is(err, syscall.ECONNREFUSED)) {
+		// What --wait waits for has happened already.
+		if c.json {
+			return writeJSON(m.Stdout, struct {
+				OK             bool   `json:"ok"`
+				AlreadyStopped bool   `json:"already_stopped"`
+				Message        string `json:"message"`
+			}{true, true, err.Error()})
+		}
+		fmt.Fprintf(m.Stdout, "already stopped: %s\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,8 @@ func call[T any](ctx context.Context, h *httpControl, f func(context.Context) (T
 
 func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
 	res, err := call(ctx, h, func(ctx context.Context) (server.DrainResponse, error) {
-		return h.c.Drain(ctx, req.SuppressNotification, req.RequestID)
+		return h.c.DrainWith(ctx, server.DrainBody{SuppressNotification: req.SuppressNotification,
+			RequestID: req.RequestID, Reason: req.Reason})
 	})
 	return drainResult{DrainResponse: res}, err
 }
@@ -45,6 +46,12 @@ func (h *httpControl) Cancel(ctx context.Context, requestID string) (cancelResul
 
 func (h *httpControl) Status(ctx context.Context) (gateway.Status, error) {
 	return call(ctx, h, h.c.Status)
+}
+
+// Describe is Status, as the API answers it.
+func (h *httpControl) Describe(ctx context.Context) (statusView, error) {
+	st, err := h.Status(ctx)
+	return statusView{Status: st}, err
 }
 
 // WaitIdle long-polls status?wait=idle: the server answers the moment the
@@ -119,11 +126,11 @@ func (h *httpControl) explain(err error) error {
 			"Check that it is one of the tokens in the gateway's tokens file ($QUIESCE_HOME/tokens where it runs, "+
 			"\"principal token\" lines; after editing that file, SIGHUP the gateway to reload it)", url, h.tokenSource)
 		if h.tokenSource == "QUIESCE_TOKEN" {
-			msg += "; QUIESCE_TOKEN wins over --token-file: unset it to use the file"
+			msg += "; QUIESCE_TOKEN wins over --tokens-file: unset it to use the file"
 		}
 	case e.Code == server.CodeConflict:
 		msg = e.Message + ". Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active"
-	case e.Code == server.CodeMarkerUnusable:
+	case e.Code == server.CodeMarkerUnusable, e.Code == server.CodeMarkerUnwritable:
 		msg = e.Message
 	case e.Code == server.CodeShuttingDown:
 		msg = shuttingDownHint

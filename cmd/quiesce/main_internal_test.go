@@ -97,7 +97,7 @@ func TestHelpListsCommandsAndExitCodes(t *testing.T) {
 	for name := range commands {
 		assert.Contains(t, out.String(), "  "+name+" ")
 	}
-	assert.Contains(t, out.String(), "3  drain --wait timed out")
+	assert.Contains(t, out.String(), "3  drain --wait or wait timed out")
 
 	// A command's help goes to stdout, so it can be paged or grepped;
 	// "help <command>" prints the same.
@@ -386,7 +386,7 @@ func TestWaitIdle(t *testing.T) {
 			live(fsm.Draining, 2, 4),
 			live(fsm.Draining, 1, 2),
 			live(fsm.Draining, 0, 0),
-		}}, newProgress(&out, false), time.Minute)
+		}}, newProgress(&out, false), time.Minute, waitDrained)
 		require.NoError(t, err)
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		require.Len(t, lines, 5, out.String())
@@ -398,31 +398,48 @@ func TestWaitIdle(t *testing.T) {
 	t.Run("Quiet", func(t *testing.T) {
 		var out bytes.Buffer
 		st, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1), live(fsm.Draining, 0, 0)}},
-			newProgress(&out, true), time.Minute)
+			newProgress(&out, true), time.Minute, waitDrained)
 		require.NoError(t, err)
 		assert.Empty(t, out.String(), "--json prints only documents")
 		assert.Equal(t, 0, st.ActiveAgents)
 	})
 	t.Run("NotLive", func(t *testing.T) {
 		var out bytes.Buffer
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{{State: fsm.Running, ActiveAgents: 3}}}, newProgress(&out, false), time.Minute)
+		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{{State: fsm.Running, ActiveAgents: 3}}}, newProgress(&out, false), time.Minute, waitDrained)
 		require.NoError(t, err, "a home no gateway holds has nothing in flight")
 		assert.Contains(t, out.String(), "no gateway is running")
 	})
 	t.Run("Cancelled", func(t *testing.T) {
 		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1), live(fsm.Running, 1, 1)}},
-			newProgress(&bytes.Buffer{}, false), time.Minute)
+			newProgress(&bytes.Buffer{}, false), time.Minute, waitDrained)
 		require.ErrorContains(t, err, "cancelled")
 		assert.Equal(t, exitError, ExitCode(err))
 	})
 	t.Run("Timeout", func(t *testing.T) {
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1)}}, newProgress(&bytes.Buffer{}, false), time.Millisecond)
+		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1)}}, newProgress(&bytes.Buffer{}, false), time.Millisecond, waitDrained)
 		assert.ErrorIs(t, err, errWaitTimeout)
 		assert.ErrorContains(t, err, "1 turn still in flight")
 		assert.Equal(t, exitWaitTimeout, ExitCode(err))
 	})
+	t.Run("AnyIdle", func(t *testing.T) {
+		// wait: idle in any state, with no wait for a drain to show, and a
+		// cancel while waiting is no error.
+		var out bytes.Buffer
+		st, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{
+			live(fsm.Draining, 2, 3), live(fsm.Running, 1, 1), live(fsm.Running, 0, 0),
+		}}, newProgress(&out, false), time.Minute, waitAnyIdle)
+		require.NoError(t, err)
+		assert.Equal(t, fsm.Running, st.State)
+		assert.Contains(t, out.String(), "new turns may start at any time")
+	})
+	t.Run("AnyIdleTimeout", func(t *testing.T) {
+		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Running, 1, 1)}}, newProgress(&bytes.Buffer{}, false),
+			time.Millisecond, waitAnyIdle)
+		assert.ErrorIs(t, err, errWaitTimeout)
+		assert.Equal(t, exitWaitTimeout, ExitCode(err))
+	})
 	t.Run("StatusError", func(t *testing.T) {
-		_, err := waitIdle(ctx, &idleSeq{err: errors.New("connection refused")}, newProgress(&bytes.Buffer{}, false), time.Minute)
+		_, err := waitIdle(ctx, &idleSeq{err: errors.New("connection refused")}, newProgress(&bytes.Buffer{}, false), time.Minute, waitDrained)
 		assert.ErrorContains(t, err, "connection refused")
 	})
 }

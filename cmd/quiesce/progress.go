@@ -109,11 +109,22 @@ func roundAge(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
+// waitMode says what waitIdle waits for.
+type waitMode int
+
+const (
+	// waitDrained (drain --wait) waits until the gateway is not running
+	// and has no turn in flight; a cancel while waiting is an error.
+	waitDrained waitMode = iota
+	// waitAnyIdle (wait) waits until no turn is in flight, in any state.
+	waitAnyIdle
+)
+
 // waitIdle shows the status, then waits, in long-polls of
-// progressInterval, until the gateway is not running and has no turn in
-// flight (nil), the drain is cancelled (error), or timeout passes
+// progressInterval, until the gateway is idle as mode says (nil), the
+// drain is cancelled (waitDrained: an error), or timeout passes
 // (errWaitTimeout). It returns the last status.
-func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Duration) (gateway.Status, error) {
+func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Duration, mode waitMode) (gateway.Status, error) {
 	deadline := time.Now().Add(timeout)
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -127,6 +138,15 @@ func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Durat
 		case !st.Live:
 			p.done("idle: no gateway is running on this home, so no turn is in flight")
 			return st, nil
+		case mode == waitAnyIdle:
+			if idle && st.ActiveAgents == 0 {
+				note := ""
+				if st.State == fsm.Running {
+					note = " (the gateway is running: new turns may start at any time)"
+				}
+				p.done("idle: no turn in flight after %v, state %s%s", roundAge(time.Since(p.start)), st.State, note)
+				return st, nil
+			}
 		case st.State != fsm.Running:
 			drained = true
 			if idle && st.ActiveAgents == 0 {
@@ -140,10 +160,10 @@ func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Durat
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
 			p.end()
-			return st, fmt.Errorf("%w after %v: %s still in flight (state %s); the drain stays in place: wait again, or 'quiesce cancel' it",
+			return st, fmt.Errorf("%w after %v: %s still in flight (state %s)",
 				errWaitTimeout, timeout, turns(st.ActiveAgents), st.State)
 		}
-		if st.State == fsm.Running {
+		if st.State == fsm.Running && mode == waitDrained {
 			// The drain is not visible yet (a local gateway's watcher has
 			// not read the marker): an idle answer would come back at once.
 			select {
