@@ -8,14 +8,17 @@ BENCHTIME ?= 1s
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/quiesce
-
-# image: the container image (Dockerfile), stamped with the version and
-# revision of this checkout (the build context has no .git to read them from).
-IMAGE    ?= quiesce
+# The binary and the image are stamped with this checkout's version and
+# revision (quiesce version, status's version, quiesce_build_info).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/quiesce-dev/quiesce/internal/buildinfo
+build:
+	$(GO) build -ldflags "-X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Revision=$(REVISION)" -o $(BIN) ./cmd/quiesce
+
+# image: the container image (Dockerfile), stamped the same way (the build
+# context has no .git to read them from).
+IMAGE    ?= quiesce
 image:
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
