@@ -4,7 +4,7 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet staticcheck image need-browser
+.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet staticcheck image need-browser mutate
 
 all: build
 
@@ -25,8 +25,9 @@ image:
 run: build
 	./$(BIN) run --dev $(ARGS)
 
-# test: vet and staticcheck, then every test (unit, rapid properties, fuzz seeds, planted
-# bugs, end-to-end) under the race detector. Rapid reads RAPID_* env vars.
+# test: vet and staticcheck, then every test (unit, rapid properties, fuzz
+# seeds, end-to-end, and that every planted-bug patch under testdata/mutants
+# still applies) under the race detector. Rapid reads RAPID_* env vars.
 # The status page test drives a real headless Chromium: need-browser checks
 # for one first, so a machine without it learns so at once, with the
 # install command, rather than minutes later (QUIESCE_NO_BROWSER=1 skips
@@ -84,6 +85,14 @@ SOAK_KILLS ?= 200
 soak:
 	QUIESCE_SOAK=1 $(GO) test -count=1 -run 'TestCrashSafety' ./marker
 	QUIESCE_SOAK_KILLS=$(SOAK_KILLS) QUIESCE_SOAK_SCALE=5 $(GO) test -count=1 -timeout 60m -v -run 'TestSoak' ./cmd/quiesce
+
+# mutate: apply each planted bug of testdata/mutants to a temporary copy of
+# the tree and run the tests it names; fails unless every one is caught by
+# an assertion (docs/RELIABILITY.md). MUTANTS filters: a name, a package or
+# a pattern, e.g. make mutate MUTANTS=fsm/split-gate or MUTANTS=notify.
+MUTANTS ?=
+mutate:
+	$(GO) run ./internal/mutate $(MUTANT_ARGS) $(MUTANTS)
 
 # fuzz: every fuzz target for FUZZTIME each (their seed corpora also run
 # in make test).
