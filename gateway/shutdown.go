@@ -48,6 +48,7 @@ func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 		go g.runShutdown(id, begun)
 		<-begun
 	} else if escalate {
+		g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: true})
 		g.log.Warn("shutdown forced: interrupting remaining turns", "shutdown_id", id)
 	} else {
 		g.log.Info("shutdown already in progress; request changes nothing", "shutdown_id", id)
@@ -87,6 +88,10 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 	ctx := context.Background()
 	rep := ShutdownReport{ID: id}
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
+	g.sd.mu.Lock()
+	forced := g.sd.forced
+	g.sd.mu.Unlock()
+	g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
 	// finishes first, or is refused after).
@@ -136,6 +141,7 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 				Target: session, Text: notify.InterruptText(session), ShutdownID: id})
 		}
 		g.sendAll(flush, pings)
+		g.recordInterrupted(id, rep.Interrupted)
 		g.log.Warn("turns interrupted", "shutdown_id", id, "sessions", rep.Interrupted)
 	}
 

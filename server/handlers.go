@@ -149,6 +149,26 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 	writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status(), Idle: &idle})
 }
 
+// handleTurns answers the turns in flight (they name sessions: token
+// only).
+func (s *Server) handleTurns(w http.ResponseWriter, _ *http.Request, _ string) {
+	turns := s.gw.Turns()
+	if turns == nil {
+		turns = []gateway.TurnInfo{}
+	}
+	writeJSON(w, http.StatusOK, TurnsResponse{Turns: turns})
+}
+
+// handleHistory answers the last lifecycle events (they name principals
+// and request ids: token only).
+func (s *Server) handleHistory(w http.ResponseWriter, _ *http.Request, _ string) {
+	events := s.gw.History()
+	if events == nil {
+		events = []gateway.HistoryEntry{}
+	}
+	writeJSON(w, http.StatusOK, HistoryResponse{Events: events})
+}
+
 // parseTimeout accepts a Go duration ("30s") or whole seconds ("30"),
 // greater than zero.
 func parseTimeout(s string) (time.Duration, error) {
@@ -270,11 +290,15 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // handleReadyz answers 200 only while the gateway is running (accepting
 // new turns), so a load balancer stops routing to a draining gateway.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	st := s.gw.Status().State
-	if st != fsm.Running {
-		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady,
-			Message: fmt.Sprintf("the gateway is %s and not accepting new turns", st), State: st})
+	st := s.gw.Status()
+	body := ReadyResponse{OK: st.State == fsm.Running, State: st.State, StateSince: st.StateSince,
+		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
+		UptimeSeconds: st.UptimeSeconds}
+	if !body.OK {
+		body.Error, body.Message = CodeNotReady, fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, HealthResponse{OK: true, State: st})
+	writeJSON(w, http.StatusOK, body)
 }
