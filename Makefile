@@ -80,11 +80,19 @@ diagrams:
 
 # soak: the reliability drills at full scale (docs/RELIABILITY.md): the
 # marker writer killed 1000 times, the real binary killed with -9 at least
-# 200 times under load, and the outside I1 monitor at 10k turns.
-SOAK_KILLS ?= 200
+# 200 times under load, the outside I1 monitor at 10k turns, and the
+# linearizability check of what LIN_CLIENTS clients of the real binary saw
+# (about LIN_OPS operations, checked in windows of LIN_WINDOW_OPS; it
+# prints the operations checked, the verdict and the checking time).
+SOAK_KILLS     ?= 200
+LIN_OPS        ?= 13000
+LIN_CLIENTS    ?= 16
+LIN_WINDOW_OPS ?= 3000
 soak:
 	QUIESCE_SOAK=1 $(GO) test -count=1 -run 'TestCrashSafety' ./marker
 	QUIESCE_SOAK_KILLS=$(SOAK_KILLS) QUIESCE_SOAK_SCALE=5 $(GO) test -count=1 -timeout 60m -v -run 'TestSoak' ./cmd/quiesce
+	QUIESCE_LIN_OPS=$(LIN_OPS) QUIESCE_LIN_CLIENTS=$(LIN_CLIENTS) QUIESCE_LIN_WINDOW_OPS=$(LIN_WINDOW_OPS) \
+	  $(GO) test -count=1 -timeout 30m -v -run '^TestLinearizability$$' ./cmd/quiesce
 
 # mutate: apply each planted bug of testdata/mutants to a temporary copy of
 # the tree and run the tests it names; fails unless every one is caught by
