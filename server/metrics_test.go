@@ -49,7 +49,7 @@ func counterValue(t *testing.T, m *Metrics, name string, want map[string]string)
 			return metric.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("%s has no series %v", name, want)
+	require.Fail(t, fmt.Sprintf("%s has no series %v", name, want))
 	return 0
 }
 
