@@ -388,8 +388,9 @@ func (r *linRecorder) outcome(op *lincheck.Op, resp response) bool {
 
 // markerOp changes the drain marker as another process does — renames a
 // fresh marker of this instance in, or removes it — and then reads status
-// until the change shows (drain: draining; cancel: running; either:
-// shutting_down). That read is the operation's return; when it does not
+// until the change shows (drain: draining; cancel: running) or a shutdown
+// has begun (then what the change led to is unknown). That read is the
+// operation's return; when it does not
 // come within linObserveBound (an API request changed the file back
 // before the gateway read it), the outcome is unknown.
 func (r *linRecorder) markerOp(client int, kind lincheck.Kind) (lincheck.Op, bool) {
@@ -424,8 +425,16 @@ func (r *linRecorder) markerOp(client int, kind lincheck.Kind) (lincheck.Op, boo
 			op.Out.Unknown = true
 			return op, true
 		}
-		if s := fsm.State(fmt.Sprint(resp.body["state"])); s == want || s == fsm.ShuttingDown {
+		switch s := fsm.State(fmt.Sprint(resp.body["state"])); s {
+		case want:
 			op.Return, op.Out.State = r.now(), s
+			return op, false
+		case fsm.ShuttingDown, fsm.Stopped:
+			// A shutdown came between: the change took effect before it
+			// (then a turn may have been accepted in between) or never.
+			// Either way it is over by now, but what it led to is not
+			// what this read shows.
+			op.Return, op.Out.Unknown = r.now(), true
 			return op, false
 		}
 		time.Sleep(time.Millisecond)
