@@ -39,7 +39,7 @@ func (m *manualTimers) fire(tb failer) {
 	m.mu.Lock()
 	if len(m.fns) == 0 {
 		m.mu.Unlock()
-		tb.Fatal("no announce window was opened")
+		require.FailNow(tb, "no announce window was opened")
 	}
 	f := m.fns[len(m.fns)-1]
 	m.mu.Unlock()

@@ -167,6 +167,26 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 	writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status(), Idle: &idle})
 }
 
+// handleTurns answers the turns in flight (they name sessions: token
+// only).
+func (s *Server) handleTurns(w http.ResponseWriter, _ *http.Request, _ string) {
+	turns := s.gw.Turns()
+	if turns == nil {
+		turns = []gateway.TurnInfo{}
+	}
+	writeJSON(w, http.StatusOK, TurnsResponse{Turns: turns})
+}
+
+// handleHistory answers the last lifecycle events (they name principals
+// and request ids: token only).
+func (s *Server) handleHistory(w http.ResponseWriter, _ *http.Request, _ string) {
+	events := s.gw.History()
+	if events == nil {
+		events = []gateway.HistoryEntry{}
+	}
+	writeJSON(w, http.StatusOK, HistoryResponse{Events: events})
+}
+
 // parseTimeout accepts a Go duration ("30s") or whole seconds ("30"),
 // greater than zero.
 func parseTimeout(s string) (time.Duration, error) {
@@ -291,15 +311,24 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // closes.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	st := s.gw.Status()
-	switch {
-	case st.Ready:
-		writeJSON(w, http.StatusOK, HealthResponse{OK: true, State: st.State})
-	case st.State == fsm.Running && st.Drain != nil && !st.Drain.AnnounceUntil.IsZero():
-		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady, State: st.State,
-			Message: fmt.Sprintf("the gateway is announcing a drain: it still accepts turns, but closes its gate at %s",
-				st.Drain.AnnounceUntil.Format(time.RFC3339Nano))})
-	default:
-		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady,
-			Message: fmt.Sprintf("the gateway is %s and not accepting new turns", st.State), State: st.State})
+	body := ReadyResponse{OK: st.Ready, State: st.State, StateSince: st.StateSince,
+		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
+		UptimeSeconds: st.UptimeSeconds}
+	if !body.OK {
+		body.Error, body.Message = CodeNotReady, notReadyMessage(st)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
 	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// notReadyMessage says why /readyz fails: a drain being announced (the
+// gate still open, and when it closes), or the state.
+func notReadyMessage(st gateway.Status) string {
+	if st.State == fsm.Running && st.Drain != nil && !st.Drain.AnnounceUntil.IsZero() {
+		return fmt.Sprintf("the gateway is announcing a drain: it still accepts turns, but closes its gate at %s",
+			st.Drain.AnnounceUntil.Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
 }
