@@ -164,10 +164,10 @@ func (g *Gateway) closeWindowLocked(ctx context.Context, w *announceWindow, outc
 	g.window = nil
 	g.announcing.Store(nil) // after the gate closed: ready never turns true in between
 	close(w.ended)
+	g.state.kick() // the state file and WaitChange show the window gone
 	if outcome != nil {
 		g.log.Info("announce window ended without a drain", "reason", outcome.Error(),
 			"request_id", w.latest().req.RequestID, "ready", g.Ready())
-		g.state.kick()
 	}
 }
 

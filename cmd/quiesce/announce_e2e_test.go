@@ -108,6 +108,19 @@ func TestE2EDrainAnnounce(t *testing.T) {
 	assert.Equal(t, false, st["ready"])
 	assert.Equal(t, "active", st["drain"].(map[string]any)["status"])
 	assert.NotContains(t, st["drain"], "announce_until", "the window is over")
+	eventually(t, 2*time.Second, "the local status to show the window over", func() bool {
+		st := jsonDocs(t, mustCLIExit(t, local, 3, "status", "--json"))[0]
+		d, _ := st["drain"].(map[string]any)
+		return d != nil && d["status"] == "active" && d["announce_until"] == nil
+	})
+}
+
+// mustCLIExit runs the binary and requires exit code want.
+func mustCLIExit(t *testing.T, env []string, want int, args ...string) string {
+	t.Helper()
+	out, errOut, code := cli(t, env, args...)
+	require.Equalf(t, want, code, "%v: stdout %s stderr %s", args, out, errOut)
+	return out
 }
 
 // TestE2EDrainAnnounceCancel: a cancel during the window ends it: the
