@@ -48,6 +48,9 @@ type NotifierOptions struct {
 // message ID and sink, handed to the sink's Keep if it is a Keeper, and
 // never retried by this Notifier. A sink that fails is logged (and kept)
 // the same way. Each (message, sink) pair is resolved exactly once.
+//
+// Every mutex, atomic, goroutine and channel it uses, with its reason, is
+// listed in the package documentation (Concurrency).
 type Notifier struct {
 	outbox  *Outbox
 	logger  *slog.Logger
@@ -65,7 +68,10 @@ type Notifier struct {
 	closed atomic.Bool
 }
 
-// sinkQueue is one sink, its queue and its goroutines.
+// sinkQueue is one sink, its queue and its goroutines. The queue is a
+// slice under a mutex with a wake-up channel, not a channel of messages:
+// a bounded channel could make Send wait on a slow sink, and Send must
+// never hold up the shutdown sequence.
 type sinkQueue struct {
 	sink   Sink
 	name   string // in log lines
