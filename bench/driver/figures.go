@@ -502,8 +502,8 @@ func benchIdle(e *benchEnv, r *report) error {
 		},
 		load: load0 + " → " + loadavg(),
 	}
-	s.notes = append(s.notes, "What an idle gateway does each second: its marker poll wakes one goroutine, which checks "+
-		"the missing marker with one fstatat(2) and reconciles without allocating or calling into looplab; fsnotify, the HTTP "+
+	s.notes = append(s.notes, "What an idle gateway does each second: its marker poll wakes one goroutine, which looks "+
+		"for the missing marker with one os.Lstat and reconciles without calling into looplab; fsnotify, the HTTP "+
 		"server and the state writer sleep until something happens. The runtime's periodic re-read of the cgroup CPU limit "+
 		"is off in quiesce (`//go:debug updatemaxprocs=0`); the poll loop, a default Go program, keeps it.")
 	if rt > 1.0 || gq >= 3*time.Millisecond {
