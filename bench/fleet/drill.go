@@ -223,21 +223,29 @@ func (f *fleet) quiesce(ctx context.Context, args ...string) error {
 }
 
 // restartOne runs the documented rolling-restart procedure on g.
-func (f *fleet) restartOne(ctx context.Context, g *gatewaySlot, announce time.Duration) (restart, error) {
-	var r restart
+func (f *fleet) restartOne(ctx context.Context, g *gatewaySlot, announce time.Duration) (r restart, err error) {
 	url := "http://" + g.addr
 	start := time.Now()
 
-	// Watch the balancer: when does it stop sending to g?
+	// Watch the balancer for the whole restart: when does it stop sending
+	// to g (if it notices at all before the new gateway is up)?
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	downAt := make(chan time.Duration, 1)
-	// Reports the first moment the balancer shows g down.
+	// Reports the first moment the balancer shows g down, if it does
+	// before stopWatch.
 	go func() {
-		err := f.waitBalancer(watchCtx, g.name, "DOWN", 2*time.Minute)
-		if err == nil {
+		defer close(downAt)
+		if f.waitBalancer(watchCtx, g.name, "DOWN", 5*time.Minute) == nil {
 			downAt <- time.Since(start)
 		}
-		close(downAt)
+	}()
+	defer func() {
+		stopWatch()
+		r.markedDown = -1
+		if d, ok := <-downAt; ok {
+			r.markedDown = d
+		}
 	}()
 
 	drain := []string{"drain", "--url", url, "--wait", "--timeout", "60s", "--suppress-notification", "--reason", "rolling restart (make fleet)"}
@@ -245,21 +253,14 @@ func (f *fleet) restartOne(ctx context.Context, g *gatewaySlot, announce time.Du
 		drain = append(drain, "--announce", announce.String())
 	}
 	if err := f.quiesce(ctx, drain...); err != nil {
-		stopWatch()
 		return r, err
 	}
 	r.drain = time.Since(start)
 	t := time.Now()
 	if err := f.quiesce(ctx, "shutdown", "--url", url, "--wait", "--timeout", "60s"); err != nil {
-		stopWatch()
 		return r, err
 	}
 	r.shutdown = time.Since(t)
-	stopWatch()
-	r.markedDown = -1
-	if d, ok := <-downAt; ok {
-		r.markedDown = d
-	}
 	// The drain's marker survives on this machine (same boot, same PID 1:
 	// the same instance epoch), and would bring the new gateway up
 	// draining: the procedure removes it before the start.
@@ -366,12 +367,13 @@ func runMode(ctx context.Context, opt options, bin, checkedIn, hapBin, mode stri
 		}
 	}
 	turnsAddr, eventsAddr := addrs[opt.gateways], addrs[opt.gateways+1]
-	cfg, err := fleetConfig(checkedIn, turnsAddr, eventsAddr, filepath.Join(dir, "haproxy.sock"), addrs[:opt.gateways])
+	socket := filepath.Join(dir, "haproxy.sock")
+	cfg, err := fleetConfig(checkedIn, turnsAddr, eventsAddr, socket, addrs[:opt.gateways])
 	if err != nil {
 		res.err = err
 		return res, ""
 	}
-	f.lb, version, err = startHAProxy(ctx, kids, dir, hapBin, cfg)
+	f.lb, version, err = startHAProxy(ctx, kids, dir, hapBin, cfg, socket)
 	if err != nil {
 		res.err = err
 		return res, ""

@@ -90,8 +90,8 @@ type haproxy struct {
 }
 
 // startHAProxy checks cfg with haproxy -c, then runs it in the foreground
-// (-db) and waits until its runtime API answers.
-func startHAProxy(ctx context.Context, kids *children, dir, bin, cfg string) (*haproxy, string, error) {
+// (-db) and waits until its runtime API answers on socket.
+func startHAProxy(ctx context.Context, kids *children, dir, bin, cfg, socket string) (*haproxy, string, error) {
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, "", err
@@ -104,8 +104,6 @@ func startHAProxy(ctx context.Context, kids *children, dir, bin, cfg string) (*h
 	if v, err := exec.CommandContext(ctx, bin, "-v").Output(); err == nil {
 		version, _, _ = strings.Cut(strings.TrimSpace(string(v)), " - ")
 	}
-	m := statsRe.FindStringSubmatch(cfg)
-	socket := strings.Fields(strings.TrimSpace(m[0]))[2]
 	p, err := kids.start(dir, "haproxy", nil, bin, "-db", "-f", path)
 	if err != nil {
 		return nil, "", err
