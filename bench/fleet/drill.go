@@ -132,6 +132,14 @@ func (r *result) problems() []string {
 	if r.turnsStartedTwice > 0 || r.turnIDsTwice > 0 {
 		p = append(p, fmt.Sprintf("%d turns started twice (%d turn ids twice)", r.turnsStartedTwice, r.turnIDsTwice))
 	}
+	if r.mode == modeAnnounce {
+		for _, x := range r.restarts {
+			if x.markedDown < 0 || x.markedDown > x.drain {
+				p = append(p, fmt.Sprintf("rollout %d, gw%d: the balancer did not mark the gateway down before its gate closed (drain answered after %v, marked down after %v): raise --announce above the balancer's inter x fall",
+					x.rollout, x.gateway, x.drain.Round(time.Millisecond), x.markedDown.Round(time.Millisecond)))
+			}
+		}
+	}
 	if r.sent == 0 || r.answered == 0 {
 		p = append(p, "no turn was answered")
 	}
