@@ -136,7 +136,8 @@ func TestEventRejectedAfterRetryFor(t *testing.T) {
 	f.g.eventBackoffBase = time.Millisecond
 	rec, err := f.g.Event(context.Background(), "s", "doomed")
 	require.NoError(t, err)
-	eventually(t, "the event rejected", func() bool { return f.g.spool.len() == 0 })
+	// The rejection is written, then counted: wait for both.
+	eventually(t, "the event rejected and counted", func() bool { return f.g.spool.len() == 0 && m.get("rejected") > 0 })
 	data, err := os.ReadFile(filepath.Join(f.home, RejectedFileName))
 	require.NoError(t, err)
 	assert.Contains(t, string(data), rec.ID)

@@ -3,8 +3,11 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"strconv"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -67,37 +70,100 @@ func LocalCancel(home, requestID string) (wasDraining bool, err error) {
 	return existed, nil
 }
 
-// LocalStatus reads the status of the gateway whose home is home from its
-// state file and the marker, judged with this machine's epoch. Live tells
-// whether a gateway holds the home's lock now: if not, the state file is
-// what a gateway that is gone last wrote. The error wraps fs.ErrNotExist
-// when no gateway ever ran there.
-func LocalStatus(home, procRoot string, maxAge time.Duration) (Status, error) {
+// Home conditions: what LocalStatus found holding a home.
+const (
+	// HomeRunning: a gateway holds the home's lock and its state file is
+	// its own (names its pid).
+	HomeRunning = "live"
+	// HomeStarting: a gateway holds the lock but has not written its
+	// state file yet (the file there is a previous gateway's, or none).
+	HomeStarting = "starting"
+	// HomeNotRunning: no process holds the lock; the state file, if any,
+	// is what the last gateway wrote before it stopped or died.
+	HomeNotRunning = "not_running"
+)
+
+// StateStarting is the State LocalStatus reports for HomeStarting: not a
+// lifecycle state, the gateway has none on record yet.
+const StateStarting fsm.State = "starting"
+
+// HomeStatus is what a home tells, read by LocalStatus, about the gateway
+// that holds it or last held it.
+type HomeStatus struct {
+	// Status is the state file's, judged by Condition: for HomeRunning its
+	// State, turns and pid with the uptime counted to now; for
+	// HomeStarting State is StateStarting and PID the lock holder's (0
+	// when unknown yet); for HomeNotRunning the last recorded state and
+	// pid, no turns in flight and no uptime. Live is Condition ==
+	// HomeRunning or HomeStarting.
+	Status
+	// Condition is HomeRunning, HomeStarting or HomeNotRunning.
+	Condition string
+	// Addr is where the live gateway's HTTP API listens ("" if the state
+	// file does not say).
+	Addr string
+	// StartedAt and UpdatedAt are the state file's: when its gateway
+	// started, and when it last wrote the file (zero without a file).
+	StartedAt time.Time
+	UpdatedAt time.Time
+}
+
+// LocalStatus reads the status of the gateway whose home is home, from
+// one consistent source: the home's lock says whether a gateway is live
+// (and gateway.lock which pid holds it); the state file is taken as that
+// gateway's only when it names the same pid, else the gateway is still
+// starting. The marker is judged with this machine's epoch. Every file is
+// opened without blocking: a FIFO, directory or symlink at gateway.lock or
+// gateway_state.json is an error naming it. The error wraps
+// fs.ErrNotExist when no gateway ever ran there.
+func LocalStatus(home, procRoot string, maxAge time.Duration) (HomeStatus, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
 	if maxAge <= 0 {
 		maxAge = marker.DefaultMaxAge
 	}
+	live, lockPID, err := HomeLive(home)
+	if err != nil {
+		return HomeStatus{}, err
+	}
+	holder, _ := strconv.Atoi(lockPID)
 	doc, err := readStateFile(home)
-	if err != nil {
-		return Status{}, err
+	noFile := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !noFile {
+		return HomeStatus{}, err
 	}
-	live, _, err := HomeLive(home)
-	if err != nil {
-		return Status{}, err
+	if noFile && !live && holder == 0 {
+		return HomeStatus{}, err
 	}
-	epoch := marker.ProcessEpoch(procRoot)
 	now := time.Now()
-	return Status{
-		State:             doc.GatewayState,
-		StateSince:        doc.StateSince,
-		ActiveAgents:      doc.ActiveAgents,
-		Drain:             drainStatus(marker.Read(home, now, epoch, maxAge), maxAge),
-		Epoch:             doc.Epoch,
-		PID:               doc.PID,
-		UptimeSeconds:     doc.UpdatedAt.Sub(doc.StartedAt).Seconds(),
-		OldestTurnSeconds: doc.OldestTurnSeconds,
-		Live:              live,
-	}, nil
+	hs := HomeStatus{
+		Status: Status{
+			Seq: doc.Seq, State: doc.GatewayState, StateSince: doc.StateSince, ActiveAgents: doc.ActiveAgents,
+			Drain: drainStatus(marker.Read(home, now, marker.ProcessEpoch(procRoot), maxAge), maxAge),
+			Epoch: doc.Epoch, PID: doc.PID, OldestTurnSeconds: doc.OldestTurnSeconds, Live: live,
+		},
+		Addr: doc.Addr, StartedAt: doc.StartedAt, UpdatedAt: doc.UpdatedAt,
+	}
+	switch {
+	case live && (!pidAlive(holder) || noFile || doc.PID != holder):
+		// The lock is held but gateway.lock still names a process that is
+		// gone (the new holder has not written its pid yet), or the state
+		// file is not the holder's: a gateway is starting.
+		hs.Condition, hs.State, hs.StateSince, hs.ActiveAgents, hs.OldestTurnSeconds = HomeStarting, StateStarting, time.Time{}, 0, 0
+		hs.Seq, hs.Epoch, hs.Addr, hs.PID = 0, "", "", 0
+		if pidAlive(holder) {
+			hs.PID = holder
+		}
+	case live:
+		hs.Condition = HomeRunning
+		hs.UptimeSeconds = max(now.Sub(doc.StartedAt).Seconds(), 0)
+	default:
+		hs.Condition = HomeNotRunning
+		hs.ActiveAgents, hs.OldestTurnSeconds = 0, 0
+		if noFile {
+			hs.PID = holder
+		}
+	}
+	return hs, nil
 }

@@ -98,9 +98,13 @@ func HomeLive(home string) (live bool, pid string, err error) {
 		return false, "", fmt.Errorf("gateway: %w", err)
 	}
 	defer dir.Close()
-	pid = lockHolder(home)
-	if pid == "unknown" {
-		pid = ""
+	data, _, _, err := homefile.ReadFile(filepath.Join(home, LockFileName), 32)
+	switch {
+	case err == nil:
+		pid = string(bytes.TrimSpace(data))
+	case errors.Is(err, homefile.ErrNotRegular):
+		// A FIFO, directory or symlink where the pid belongs: name it.
+		return false, "", fmt.Errorf("gateway: %w", err)
 	}
 	switch err := syscall.Flock(int(dir.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); {
 	case err == nil:
@@ -110,4 +114,14 @@ func HomeLive(home string) (live bool, pid string, err error) {
 	default:
 		return false, pid, fmt.Errorf("gateway: probe %s: %w", home, err)
 	}
+}
+
+// pidAlive reports whether a process with pid exists (a zombie counts:
+// it has not been reaped yet). EPERM means it exists under another user.
+func pidAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

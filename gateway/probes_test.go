@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,6 +183,7 @@ func TestBeginDrainReportsWasDraining(t *testing.T) {
 func TestStateFileFieldNames(t *testing.T) {
 	f := newFixture(t, nil)
 	out := f.startTurn(t, "alice", "hi")
+	f.g.SetListenAddr("127.0.0.1:8470")
 	f.g.state.writeNow()
 	data, err := os.ReadFile(filepath.Join(f.home, StateFileName))
 	require.NoError(t, err)
@@ -192,7 +194,9 @@ func TestStateFileFieldNames(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	assert.Equal(t, []string{"active_agents", "drain", "epoch", "gateway_state", "oldest_turn_seconds", "pid", "started_at", "state_since", "updated_at"}, keys)
+	assert.Equal(t, []string{"active_agents", "addr", "drain", "epoch", "gateway_state", "oldest_turn_seconds", "pid", "seq", "started_at", "state_since", "updated_at"}, keys)
+	assert.JSONEq(t, `"127.0.0.1:8470"`, string(doc["addr"]))
+	assert.JSONEq(t, fmt.Sprint(f.g.Status().Seq), string(doc["seq"]), "the seq the write ended")
 	assert.JSONEq(t, "1", string(doc["active_agents"]))
 	assert.JSONEq(t, `"running"`, string(doc["gateway_state"]))
 	f.agent.finish("alice")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -30,7 +31,15 @@ type stateFile struct {
 	Drain        *DrainInfo `json:"drain"`
 	// OldestTurnSeconds is the age of the oldest turn in flight.
 	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
+	// Seq is the gateway's change counter (Status.Seq) this write ends.
+	Seq uint64 `json:"seq"`
+	// Addr is where the gateway's HTTP API listens (SetListenAddr): local
+	// status asks a live gateway there, over loopback, for its state.
+	Addr string `json:"addr,omitempty"`
 }
+
+// stateFileLimit bounds a read of the state file (a few hundred bytes).
+const stateFileLimit = 1 << 20
 
 // stateWriter writes gateway_state.json atomically: at once on every
 // transition (by the caller of Fire, with the marker it read), coalesced
@@ -49,7 +58,17 @@ type stateWriter struct {
 	cmu   sync.Mutex
 	count uint64
 	ch    chan struct{}
+
+	// addr is the listen address SetListenAddr recorded, read by every
+	// write without taking mu's turn.
+	addr atomic.Pointer[string]
 }
+
+// SetListenAddr records addr, where the HTTP API serving this gateway
+// listens, in the state file (from its next write: call it before Start),
+// so that local status can ask a live gateway for its state instead of
+// trusting a file whose last write may have failed.
+func (g *Gateway) SetListenAddr(addr string) { g.state.addr.Store(&addr) }
 
 func newStateWriter(g *Gateway) *stateWriter {
 	return &stateWriter{g: g, path: filepath.Join(g.cfg.Home, StateFileName), wake: make(chan struct{}, 1),
@@ -119,7 +138,10 @@ func (w *stateWriter) write(st *marker.State) {
 	doc := stateFile{
 		GatewayState: snap.State, StateSince: g.stateSince(snap.State), ActiveAgents: snap.InFlight, PID: os.Getpid(), Epoch: g.epoch,
 		StartedAt: g.started.UTC(), UpdatedAt: g.cfg.Now().UTC(), Drain: g.drainView(*st),
-		OldestTurnSeconds: g.oldestTurn().Seconds(),
+		OldestTurnSeconds: g.oldestTurn().Seconds(), Seq: w.seq() + 1, // bump below makes it so
+	}
+	if a := w.addr.Load(); a != nil {
+		doc.Addr = *a
 	}
 	data, _ := json.MarshalIndent(doc, "", "  ")
 	// No directory fsync: after a power loss the previous state file may
@@ -156,15 +178,21 @@ func (w *stateWriter) run(ctx context.Context) {
 	}
 }
 
-// readStateFile reads home's gateway_state.json.
+// readStateFile reads home's gateway_state.json through homefile's
+// non-blocking opener: a FIFO, directory or symlink there is an error
+// naming the file (wrapping homefile.ErrNotRegular), never a hang.
 func readStateFile(home string) (stateFile, error) {
 	var doc stateFile
-	data, err := os.ReadFile(filepath.Join(home, StateFileName))
+	path := filepath.Join(home, StateFileName)
+	data, _, truncated, err := homefile.ReadFile(path, stateFileLimit)
 	if err != nil {
 		return doc, fmt.Errorf("gateway: state file: %w", err)
 	}
+	if truncated {
+		return doc, fmt.Errorf("gateway: state file %s: larger than %d bytes: not a state file quiesce wrote", path, stateFileLimit)
+	}
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return doc, fmt.Errorf("gateway: state file %s: %w", filepath.Join(home, StateFileName), err)
+		return doc, fmt.Errorf("gateway: state file %s: %w", path, err)
 	}
 	return doc, nil
 }

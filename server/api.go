@@ -115,10 +115,30 @@ type ReplayResponse struct {
 	gateway.ReplayResult
 }
 
-// HealthResponse answers /healthz and a ready /readyz.
+// HealthResponse answers /healthz.
 type HealthResponse struct {
 	OK    bool      `json:"ok"`
 	State fsm.State `json:"state,omitempty"`
+}
+
+// ReadyResponse answers /readyz, without a token: 200 with ok true while
+// running, else 503 with ok false and the error body's error and message
+// (not_ready). Both carry what the status page shows anyone (state and
+// turns in flight) and what local status needs to tell this gateway's
+// live state from its state file's (pid, seq, uptime); never the drain
+// request, whose principal and reason need a token.
+type ReadyResponse struct {
+	OK      bool      `json:"ok"`
+	Error   string    `json:"error,omitempty"`
+	Message string    `json:"message,omitempty"`
+	State   fsm.State `json:"state"`
+	// StateSince is when the gateway entered State.
+	StateSince        time.Time `json:"state_since,omitzero"`
+	ActiveAgents      int       `json:"active_agents"`
+	OldestTurnSeconds float64   `json:"oldest_turn_seconds"`
+	PID               int       `json:"pid"`
+	Seq               uint64    `json:"seq"`
+	UptimeSeconds     float64   `json:"uptime_seconds"`
 }
 
 // DrainResponseOf is the API's answer for what gateway.BeginDrain (or

@@ -270,11 +270,15 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // handleReadyz answers 200 only while the gateway is running (accepting
 // new turns), so a load balancer stops routing to a draining gateway.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	st := s.gw.Status().State
-	if st != fsm.Running {
-		s.writeError(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeNotReady,
-			Message: fmt.Sprintf("the gateway is %s and not accepting new turns", st), State: st})
+	st := s.gw.Status()
+	body := ReadyResponse{OK: st.State == fsm.Running, State: st.State, StateSince: st.StateSince,
+		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
+		UptimeSeconds: st.UptimeSeconds}
+	if !body.OK {
+		body.Error, body.Message = CodeNotReady, fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, HealthResponse{OK: true, State: st})
+	writeJSON(w, http.StatusOK, body)
 }

@@ -106,6 +106,27 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
+// TestReadyzCarriesTheState: /readyz's body (200 or 503, no token) is
+// what local status asks a live gateway for: state, turns in flight, pid,
+// seq and uptime, never the drain request's principal.
+func TestReadyzCarriesTheState(t *testing.T) {
+	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
+		gw := &Gateway{StatusFn: func() gateway.Status {
+			return gateway.Status{State: st, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
+				Drain: &gateway.DrainInfo{Principal: "secret-principal", Status: "active"}}
+		}}
+		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
+		assert.NotContains(t, rec.Body.String(), "secret-principal")
+		m := decodeBody(t, rec)
+		assert.Equal(t, st == fsm.Running, m["ok"])
+		assert.Equal(t, string(st), m["state"])
+		assert.Equal(t, float64(2), m["active_agents"])
+		assert.Equal(t, float64(4242), m["pid"])
+		assert.Equal(t, float64(17), m["seq"])
+		assert.Equal(t, float64(29), m["uptime_seconds"])
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{State: fsm.Draining, ActiveAgents: 3} }}
 	s := MustServer(t, gw)

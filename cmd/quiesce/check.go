@@ -23,8 +23,12 @@ const exitTempFail = 75
 // tempError is a transient failure at start: exit code 75.
 type tempError struct{ err error }
 
-// Error implements error.
-func (e *tempError) Error() string { return e.err.Error() }
+// Error implements error: not an unusable file an operator must move, but
+// a write that failed, and what a supervisor will do about it.
+func (e *tempError) Error() string {
+	msg := strings.TrimPrefix(stripPrefixes(e.err.Error()), stripPrefixes(gateway.ErrHome.Error())+": ")
+	return "cannot write the home: " + msg + " (a temporary failure: exit 75, so a supervisor restarts the gateway; free space or fix the file system and it starts)"
+}
 
 // Unwrap returns the cause.
 func (e *tempError) Unwrap() error { return e.err }
@@ -213,7 +217,7 @@ func (c *checkCmd) checkTokens() (string, error) {
 func (c *checkCmd) checkAddr() (string, error) {
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
-		return "", &configError{fmt.Errorf("listen %s: %w", c.addr, err)}
+		return "", &configError{fmt.Errorf("listen %s: %w: %s", c.addr, err, listenHint(err))}
 	}
 	_ = ln.Close()
 	return c.addr + " is free", nil

@@ -94,11 +94,14 @@ func TestE2EClientCommands(t *testing.T) {
 			out = mustCLI(t, env, "drain", "--request-id", "third")
 			assert.Contains(t, out, "replaced the drain request that was already active")
 
-			out = mustCLI(t, env, "status")
+			out, errOut, code := cli(t, env, "status")
+			assert.Equal(t, 3, code, "status exits 3 while draining: %s", errOut)
 			for _, want := range []string{"state", "draining", "turns in flight", "request_id third", "boot-cli-" + mode.name + ":100", "pid"} {
 				assert.Contains(t, out, want)
 			}
-			st := jsonDocs(t, mustCLI(t, env, "status", "--json"))[0]
+			out, errOut, code = cli(t, env, "status", "--json")
+			assert.Equal(t, 3, code, "status --json exits 3 while draining: %s", errOut)
+			st := jsonDocs(t, out)[0]
 			assert.Equal(t, "draining", st["state"])
 			assert.Equal(t, true, st["live"])
 			require.NotNil(t, st["drain"])
@@ -106,7 +109,7 @@ func TestE2EClientCommands(t *testing.T) {
 			assert.Equal(t, "active", st["drain"].(map[string]any)["status"])
 
 			// A cancel naming another drain changes nothing and names the active one.
-			out, errOut, code := cli(t, env, "cancel", "--request-id", "nope")
+			out, errOut, code = cli(t, env, "cancel", "--request-id", "nope")
 			assert.Equal(t, 1, code, "stdout %s", out)
 			assert.Contains(t, errOut, `"third"`, "the active request_id is named")
 			assert.Contains(t, errOut, "nothing was changed")
@@ -284,7 +287,7 @@ func TestE2EClientErrorsSayWhatToDo(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"ConnectionRefused", []string{"QUIESCE_URL=" + closed, "QUIESCE_TOKEN=" + opsToken}, []string{"status"}, 1,
+		{"ConnectionRefused", []string{"QUIESCE_URL=" + closed, "QUIESCE_TOKEN=" + opsToken}, []string{"status"}, 6, // status: unreachable
 			[]string{"cannot reach the gateway at " + closed, "connection refused", "Is the gateway running?", "--url (QUIESCE_URL)"}},
 		{"ConnectionRefusedDrain", []string{"QUIESCE_TOKEN=" + opsToken}, []string{"drain", "--url", closed}, 1,
 			[]string{"connection refused", "Is the gateway running?"}},
@@ -293,7 +296,7 @@ func TestE2EClientErrorsSayWhatToDo(t *testing.T) {
 		{"WrongFileToken", []string{"QUIESCE_URL=" + p.url}, []string{"drain", "--token-file", tokenFile}, 1,
 			[]string{"401", "refused the token from the token file " + tokenFile}},
 		{"NoToken", []string{"QUIESCE_URL=" + p.url}, []string{"status", "--home", missing}, 1,
-			[]string{"no token", "QUIESCE_TOKEN", "--token-file"}},
+			[]string{"no token", "QUIESCE_TOKEN", "--tokens-file"}},
 		{"BadTimeout", nil, []string{"drain", "--wait", "--timeout", "soon"}, 2,
 			[]string{`invalid value "soon" for flag --timeout`, "25s", "1m30s", "help drain"}},
 		{"TimeoutWithoutUnit", []string{"QUIESCE_URL=" + p.url}, []string{"shutdown", "--wait", "--timeout", "30"}, 2,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -210,11 +211,47 @@ type statusCmd struct {
 	target
 }
 
+// Exit codes of status, by state, like systemctl is-active.
+const (
+	statusRunning      = 0
+	statusDraining     = 3
+	statusShuttingDown = 4
+	statusNotRunning   = 5 // stopped, or dead (no process holds the home)
+	statusUnreachable  = 6 // --url: connection refused or no answer in time
+	statusStarting     = 7 // local: a gateway holds the home but has not written its state yet
+)
+
+// statusExit is an exit code status chooses by state; err, if set, is
+// printed as any error (Main prints nothing for a nil err).
+type statusExit struct {
+	code int
+	err  error
+}
+
+// Error implements error.
+func (e *statusExit) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *statusExit) Unwrap() error { return e.err }
+
 func (c *statusCmd) flagSet(m *Main) *flagSet {
 	fs := m.newFlagSet("status", "[--json]", `
 Show the gateway's state, turns in flight and the oldest one's age, the drain
-request, epoch, pid and uptime. Locally it reads $home/gateway_state.json and
-the drain marker, and tells a live gateway from a dead one by the home lock.`)
+request, epoch, pid and uptime. Locally (no --url) the home's lock says
+whether a gateway is live; a live gateway is asked for its state over
+loopback (its state file may be stale), one that holds the lock but has not
+written its state yet is "starting", and a dead or stopped one is "not
+running" with its last pid.
+
+Exits by state, like 'systemctl is-active' (also with --json):
+  0 running, 3 draining, 4 shutting down, 5 not running (stopped or dead),
+  6 unreachable (--url: connection refused or no answer in time),
+  7 starting (local), 1 any other error.`)
 	c.target.register(fs)
 	return fs
 }
@@ -224,38 +261,97 @@ func (c *statusCmd) run(ctx context.Context, m *Main) error {
 	if err != nil {
 		return err
 	}
-	st, err := ctl.Status(ctx)
+	v, err := ctl.Describe(ctx)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) {
+			return &statusExit{code: statusUnreachable, err: err}
+		}
 		return err
 	}
 	if c.json {
-		return writeJSON(m.Stdout, st)
+		err = writeJSON(m.Stdout, v)
+	} else {
+		printStatus(m.Stdout, v)
 	}
-	printStatus(m.Stdout, st)
+	if err != nil {
+		return err
+	}
+	if code := statusCode(v); code != statusRunning {
+		return &statusExit{code: code}
+	}
 	return nil
 }
 
-func printStatus(w io.Writer, st gateway.Status) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if st.Live {
-		fmt.Fprintf(tw, "state\t%s\n", st.State)
-	} else {
-		fmt.Fprintf(tw, "state\tnot running (no gateway holds the home's lock; last recorded state %s)\n", st.State)
+// statusCode is status's exit code for v.
+func statusCode(v statusView) int {
+	switch {
+	case v.local != nil && v.local.Condition == gateway.HomeStarting:
+		return statusStarting
+	case v.local != nil && v.local.Condition == gateway.HomeNotRunning:
+		return statusNotRunning
 	}
-	fmt.Fprintf(tw, "turns in flight\t%d\n", st.ActiveAgents)
-	if st.ActiveAgents > 0 {
-		fmt.Fprintf(tw, "oldest turn\t%v\n", roundAge(seconds(st.OldestTurnSeconds)))
+	switch v.State {
+	case fsm.Running:
+		return statusRunning
+	case fsm.Draining:
+		return statusDraining
+	case fsm.ShuttingDown:
+		return statusShuttingDown
+	default:
+		return statusNotRunning
+	}
+}
+
+func printStatus(w io.Writer, v statusView) {
+	st, loc := v.Status, v.local
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	live := true
+	switch {
+	case loc == nil:
+		fmt.Fprintf(tw, "state\t%s\n", st.State)
+	case loc.Condition == gateway.HomeStarting:
+		who := "a gateway"
+		if st.PID > 0 {
+			who = fmt.Sprintf("pid %d", st.PID)
+		}
+		fmt.Fprintf(tw, "state\tstarting (%s holds the home's lock and has not written its state yet)\n", who)
+		live = false
+	case loc.Condition == gateway.HomeNotRunning:
+		fmt.Fprintf(tw, "state\t%s\n", notRunningLine(st, loc))
+		live = false
+	case loc.Stale != "":
+		fmt.Fprintf(tw, "state\t%s (%s)\n", st.State, loc.Stale)
+	default:
+		fmt.Fprintf(tw, "state\t%s\n", st.State)
+	}
+	if live {
+		fmt.Fprintf(tw, "turns in flight\t%d\n", st.ActiveAgents)
+		if st.ActiveAgents > 0 {
+			fmt.Fprintf(tw, "oldest turn\t%v\n", roundAge(seconds(st.OldestTurnSeconds)))
+		}
 	}
 	if st.SpooledEvents > 0 {
 		fmt.Fprintf(tw, "spooled events\t%d\n", st.SpooledEvents)
 	}
-	if d := st.Drain; d != nil {
+	printDrain := func(d *gateway.DrainInfo) {
+		if d.Status == marker.Contentless.String() {
+			why := "the marker file holds no drain request quiesce can read"
+			if loc != nil && loc.MarkerProblem != "" {
+				why = loc.MarkerProblem
+			}
+			fmt.Fprintf(tw, "drain request\tcontentless: %s; it drains by its presence until cancelled ('quiesce cancel' removes it) or it expires, its age counted from the file's modification time\n", why)
+			return
+		}
 		who := d.Principal
 		if who == "" {
-			who = "unknown"
+			who = "an unnamed principal"
+		}
+		at := "an unknown time"
+		if !d.RequestedAt.IsZero() {
+			at = d.RequestedAt.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "drain request\t%s: by %s at %s (request_id %s, suppress_notification %t",
-			d.Status, who, d.RequestedAt.Format(time.RFC3339), orDash(d.RequestID), d.SuppressNotification)
+			d.Status, who, at, orDash(d.RequestID), d.SuppressNotification)
 		if d.Reason != "" {
 			fmt.Fprintf(tw, ", reason %q", d.Reason)
 		}
@@ -266,16 +362,37 @@ func printStatus(w io.Writer, st gateway.Status) {
 		if !d.Persisted && d.Status == "active" {
 			fmt.Fprintf(tw, "\tNOT PERSISTED: the marker could not be written; the gateway drains from memory and a restart forgets it\n")
 		}
-	} else {
+	}
+	switch {
+	case st.Drain != nil:
+		printDrain(st.Drain)
+	case loc != nil && live && st.State == fsm.Draining:
+		fmt.Fprintf(tw, "drain request\tnone on disk: the gateway drains, but no marker is in %s (its write failed?): a restart would come up running\n", loc.Home)
+	default:
 		fmt.Fprintf(tw, "drain request\tnone\n")
 	}
 	fmt.Fprintf(tw, "epoch\t%s\n", orDash(st.Epoch))
 	if st.EpochError != "" {
 		fmt.Fprintf(tw, "epoch error\t%s (markers drain by presence only, never suppress)\n", st.EpochError)
 	}
-	fmt.Fprintf(tw, "pid\t%d\n", st.PID)
-	fmt.Fprintf(tw, "uptime\t%v\n", seconds(st.UptimeSeconds).Round(time.Second))
+	if live {
+		fmt.Fprintf(tw, "pid\t%d\n", st.PID)
+		fmt.Fprintf(tw, "uptime\t%v\n", seconds(st.UptimeSeconds).Round(time.Second))
+	}
 	_ = tw.Flush()
+}
+
+// notRunningLine describes a home no gateway holds.
+func notRunningLine(st gateway.Status, loc *localStatus) string {
+	switch {
+	case loc.LastState == "":
+		return fmt.Sprintf("not running (last pid %d; it never wrote its state)", st.PID)
+	case loc.LastState == fsm.Stopped:
+		return fmt.Sprintf("not running (last pid %d, stopped at %s)", st.PID, loc.LastSeen.UTC().Format(time.RFC3339))
+	default:
+		return fmt.Sprintf("not running (last pid %d, last seen %s at %s: it died without shutting down)",
+			st.PID, loc.LastState, loc.LastSeen.UTC().Format(time.RFC3339))
+	}
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
@@ -320,6 +437,18 @@ func (c *shutdownCmd) run(ctx context.Context, m *Main) error {
 		return err
 	}
 	res, err := ctl.Shutdown(ctx, c.force)
+	if err != nil && c.wait && (errors.Is(err, errNotRunning) || errors.Is(err, syscall.ECONNREFUSED)) {
+		// What --wait waits for has happened already.
+		if c.json {
+			return writeJSON(m.Stdout, struct {
+				OK             bool   `json:"ok"`
+				AlreadyStopped bool   `json:"already_stopped"`
+				Message        string `json:"message"`
+			}{true, true, err.Error()})
+		}
+		fmt.Fprintf(m.Stdout, "already stopped: %s\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -46,6 +49,9 @@ type control interface {
 	Cancel(ctx context.Context, requestID string) (cancelResult, error)
 	// Status returns the gateway's status.
 	Status(ctx context.Context) (gateway.Status, error)
+	// Describe returns the status as the status command shows it: for a
+	// local home, with how it was learned.
+	Describe(ctx context.Context) (statusView, error)
 	// WaitIdle returns as soon as no turn is in flight, or after within
 	// with idle false; st is the status at that moment.
 	WaitIdle(ctx context.Context, within time.Duration) (st gateway.Status, idle bool, err error)
@@ -83,6 +89,47 @@ type localInfo struct {
 	Live *bool `json:"-"`
 }
 
+// statusView is what the status command shows: the API's status, and for
+// a local home what LocalStatus found and where the state came from.
+type statusView struct {
+	gateway.Status
+	local *localStatus
+}
+
+// MarshalJSON prints the API's fields, then the local ones, flat.
+func (v statusView) MarshalJSON() ([]byte, error) {
+	if v.local == nil {
+		return json.Marshal(v.Status)
+	}
+	return json.Marshal(struct {
+		gateway.Status
+		*localStatus
+	}{v.Status, v.local})
+}
+
+// localStatus is what local status adds to the API's status.
+type localStatus struct {
+	Home string `json:"home"`
+	// Condition is gateway.HomeRunning ("live"), HomeStarting or
+	// HomeNotRunning.
+	Condition string `json:"condition"`
+	// Source is where state, turns and uptime come from: "gateway" (asked
+	// over loopback) or "state_file".
+	Source string `json:"source,omitempty"`
+	// Stale says why a live gateway's state comes from its state file.
+	Stale string `json:"stale,omitempty"`
+	// LastState and LastSeen are a not-running gateway's last recorded
+	// state and when it wrote it.
+	LastState fsm.State `json:"last_state,omitempty"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// MarkerProblem says why the drain marker is contentless.
+	MarkerProblem string `json:"marker_problem,omitempty"`
+}
+
+// errNotRunning is wrapped when a command finds no gateway to act on: no
+// process holds the home's lock, or nothing listens at --url.
+var errNotRunning = errors.New("the gateway is not running")
+
 // shutdownResult is the API's shutdown answer; a local shutdown, which
 // signals the process instead, adds the pid and the signals it sent.
 type shutdownResult struct {
@@ -102,12 +149,13 @@ type target struct {
 }
 
 func (t *target) register(fs *flagSet) {
-	fs.StringVar(&t.home, "home", defaultHome, "gateway home (used when --url is not set, and for the default --token-file)")
+	fs.StringVar(&t.home, "home", defaultHome, "gateway home (used when --url is not set, and for the default --tokens-file)")
 	fs.StringVar(&t.url, "url", "", "gateway API base URL, e.g. http://127.0.0.1:8470 (default: act on --home directly)")
-	fs.StringVar(&t.tokenFile, "token-file", "", "file with the bearer token (a bare token or \"principal token\" lines; default $home/tokens); QUIESCE_TOKEN wins")
+	fs.StringVar(&t.tokenFile, "tokens-file", "", "file with the bearer token: the gateway's tokens file (\"principal token\" lines: the first token is sent) or a bare token (default $home/tokens); QUIESCE_TOKEN wins")
+	fs.alias("token-file", "tokens-file")
 	fs.StringVar(&t.procRoot, "proc-root", gateway.DefaultProcRoot, "proc file system root for the instance epoch")
 	fs.BoolVar(&t.json, "json", false, "print the API's JSON instead of text")
-	fs.withEnv("home", "url", "token-file", "proc-root")
+	fs.withEnv("home", "url", "tokens-file", "proc-root")
 }
 
 // defaultHome is --home's default.
@@ -122,7 +170,7 @@ func (t *target) flags() string {
 	case t.url != "":
 		fmt.Fprintf(&b, " --url %s", shellQuote(t.url))
 		if t.tokenFile != "" {
-			fmt.Fprintf(&b, " --token-file %s", shellQuote(t.tokenFile))
+			fmt.Fprintf(&b, " --tokens-file %s", shellQuote(t.tokenFile))
 		} else if t.home != defaultHome {
 			fmt.Fprintf(&b, " --home %s", shellQuote(t.home))
 		}
@@ -157,7 +205,7 @@ func (t *target) control(m *Main) (control, error) {
 		source = "the token file " + path
 		var err error
 		if token, err = server.ReadClientToken(path); err != nil {
-			return nil, fmt.Errorf("no token to call %s with: set QUIESCE_TOKEN, or point --token-file (QUIESCE_TOKEN_FILE) at a file holding it: %w",
+			return nil, fmt.Errorf("no token to call %s with: set QUIESCE_TOKEN, or point --tokens-file (QUIESCE_TOKENS_FILE) at a file holding it: %w",
 				t.url, err)
 		}
 	}

@@ -48,6 +48,12 @@ func (h *httpControl) Status(ctx context.Context) (gateway.Status, error) {
 	return call(ctx, h, h.c.Status)
 }
 
+// Describe is Status, as the API answers it.
+func (h *httpControl) Describe(ctx context.Context) (statusView, error) {
+	st, err := h.Status(ctx)
+	return statusView{Status: st}, err
+}
+
 // WaitIdle long-polls status?wait=idle: the server answers the moment the
 // last turn ends.
 func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error) {
@@ -120,7 +126,7 @@ func (h *httpControl) explain(err error) error {
 			"Check that it is one of the tokens in the gateway's tokens file ($QUIESCE_HOME/tokens where it runs, "+
 			"\"principal token\" lines; after editing that file, SIGHUP the gateway to reload it)", url, h.tokenSource)
 		if h.tokenSource == "QUIESCE_TOKEN" {
-			msg += "; QUIESCE_TOKEN wins over --token-file: unset it to use the file"
+			msg += "; QUIESCE_TOKEN wins over --tokens-file: unset it to use the file"
 		}
 	case e.Code == server.CodeConflict:
 		msg = e.Message + ". Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active"

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"strconv"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -47,7 +52,7 @@ func (l *localControl) checkHome() error {
 }
 
 // status is LocalStatus, or ok=false when no gateway ever ran here.
-func (l *localControl) status() (st gateway.Status, ok bool, err error) {
+func (l *localControl) status() (st gateway.HomeStatus, ok bool, err error) {
 	st, err = gateway.LocalStatus(l.home, l.procRoot, marker.DefaultMaxAge)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, false, nil
@@ -89,7 +94,9 @@ func (l *localControl) Drain(ctx context.Context, req gateway.DrainRequest) (dra
 	if err != nil {
 		return drainResult{}, l.explain(err)
 	}
-	st, err := l.await(ctx, func(st gateway.Status) bool { return st.State != fsm.Running })
+	st, err := l.await(ctx, func(st gateway.HomeStatus) bool {
+		return st.State != fsm.Running && st.Condition != gateway.HomeStarting
+	})
 	if err != nil {
 		return drainResult{}, err
 	}
@@ -110,7 +117,9 @@ func (l *localControl) Cancel(ctx context.Context, requestID string) (cancelResu
 	if err != nil {
 		return cancelResult{}, l.explain(err)
 	}
-	st, err := l.await(ctx, func(st gateway.Status) bool { return !was || st.State != fsm.Draining })
+	st, err := l.await(ctx, func(st gateway.HomeStatus) bool {
+		return !was || (st.State != fsm.Draining && st.Condition != gateway.HomeStarting)
+	})
 	if err != nil {
 		return cancelResult{}, err
 	}
@@ -120,7 +129,7 @@ func (l *localControl) Cancel(ctx context.Context, requestID string) (cancelResu
 }
 
 // info is the localInfo for status st.
-func (l *localControl) info(st gateway.Status) localInfo {
+func (l *localControl) info(st gateway.HomeStatus) localInfo {
 	live := st.Live
 	return localInfo{Home: l.home, Live: &live}
 }
@@ -128,7 +137,7 @@ func (l *localControl) info(st gateway.Status) localInfo {
 // await reads the status until done holds, the gateway is not live, or
 // localAckTimeout passes (then the last status read: the gateway's
 // watcher may still pick the marker up at its next poll).
-func (l *localControl) await(ctx context.Context, done func(gateway.Status) bool) (gateway.Status, error) {
+func (l *localControl) await(ctx context.Context, done func(gateway.HomeStatus) bool) (gateway.HomeStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, localAckTimeout)
 	defer cancel()
 	tick := time.NewTicker(localPollInterval / 5)
@@ -146,20 +155,115 @@ func (l *localControl) await(ctx context.Context, done func(gateway.Status) bool
 	}
 }
 
-// Status reads the state file and the home lock.
-func (l *localControl) Status(context.Context) (gateway.Status, error) {
+// Status is Describe's status.
+func (l *localControl) Status(ctx context.Context) (gateway.Status, error) {
+	v, err := l.Describe(ctx)
+	return v.Status, err
+}
+
+// Describe reads the home lock and the state file (gateway.LocalStatus),
+// and asks a live gateway over loopback for its state (its state file may
+// be stale: a write fails on a full disk while the gateway carries on);
+// when it does not answer, the file's state is shown with a note that it
+// may be stale.
+func (l *localControl) Describe(ctx context.Context) (statusView, error) {
 	if err := l.checkHome(); err != nil {
-		return gateway.Status{}, err
+		return statusView{}, err
 	}
-	st, ok, err := l.status()
+	hs, ok, err := l.status()
 	if err != nil {
-		return st, err
+		return statusView{}, err
 	}
 	if !ok {
-		return st, &hintError{err: fs.ErrNotExist, msg: fmt.Sprintf(
+		return statusView{}, &hintError{err: fs.ErrNotExist, msg: fmt.Sprintf(
 			"no gateway has run in %s (it has no %s): is --home (QUIESCE_HOME) right?", l.home, gateway.StateFileName)}
 	}
-	return st, nil
+	v := statusView{Status: hs.Status, local: &localStatus{Home: l.home, Condition: hs.Condition}}
+	if hs.Drain != nil && hs.Drain.Status == marker.Contentless.String() {
+		v.local.MarkerProblem = contentlessWhy(marker.Path(l.home))
+	}
+	switch hs.Condition {
+	case gateway.HomeNotRunning:
+		v.local.LastState, v.local.LastSeen = hs.State, hs.UpdatedAt
+		v.State, v.UptimeSeconds = stateNotRunning, 0
+		v.local.Source = "state_file"
+	case gateway.HomeRunning:
+		v.local.Source = "gateway"
+		r, err := askReady(ctx, hs.Addr, hs.PID)
+		if err != nil {
+			v.local.Source = "state_file"
+			v.local.Stale = fmt.Sprintf("the gateway did not answer over loopback (%v): this is its state file as last written at %s, which may be stale",
+				err, hs.UpdatedAt.UTC().Format(time.RFC3339))
+			break
+		}
+		v.State, v.StateSince, v.ActiveAgents, v.OldestTurnSeconds = r.State, r.StateSince, r.ActiveAgents, r.OldestTurnSeconds
+		v.Seq, v.UptimeSeconds = r.Seq, r.UptimeSeconds
+	}
+	return v, nil
+}
+
+// stateNotRunning is the state local status reports for a home no
+// gateway holds (stopped cleanly or died): last_state says which.
+const stateNotRunning fsm.State = "not_running"
+
+// localAskTimeout bounds local status's question to a live gateway.
+const localAskTimeout = 2 * time.Second
+
+// localHTTP asks a live gateway over loopback; no proxy may intercept.
+var localHTTP = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: localAskTimeout}
+
+// askReady asks the gateway listening at addr (as its state file records
+// it; an unspecified host means loopback) for its state on /readyz, which
+// needs no token, and checks that the answer is pid's.
+func askReady(ctx context.Context, addr string, pid int) (server.ReadyResponse, error) {
+	var r server.ReadyResponse
+	if addr == "" {
+		return r, errors.New("its state file records no listen address")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return r, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, localAskTimeout)
+	defer cancel()
+	u := "http://" + net.JoinHostPort(host, port) + "/readyz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return r, err
+	}
+	resp, err := localHTTP.Do(req)
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&r); err != nil {
+		return r, fmt.Errorf("GET %s: %d, not a quiesce /readyz answer: %w", u, resp.StatusCode, err)
+	}
+	if r.PID != pid || r.State == "" {
+		return r, fmt.Errorf("GET %s answered for pid %d, not the gateway holding the home (pid %d)", u, r.PID, pid)
+	}
+	return r, nil
+}
+
+// contentlessWhy says why the marker at path is contentless.
+func contentlessWhy(path string) string {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%s cannot be examined: %v", path, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Sprintf("%s is %s, not a regular file", path, homefile.Describe(path, fi))
+	case fi.Size() == 0:
+		return fmt.Sprintf("%s is empty", path)
+	default:
+		return fmt.Sprintf("%s (%d bytes) holds no drain request quiesce can read (not a JSON object with its fields)", path, fi.Size())
+	}
 }
 
 // WaitIdle reads the state file every localPollInterval until no turn is
@@ -191,9 +295,16 @@ func (l *localControl) WaitIdle(ctx context.Context, within time.Duration) (gate
 // force, once the state file shows the sequence started, SIGINT (a
 // SIGINT while shutting down forces; a repeated SIGTERM changes nothing).
 func (l *localControl) Shutdown(ctx context.Context, force bool) (shutdownResult, error) {
-	st, err := l.Status(ctx)
+	if err := l.checkHome(); err != nil {
+		return shutdownResult{}, err
+	}
+	st, ok, err := l.status()
 	if err != nil {
 		return shutdownResult{}, err
+	}
+	if !ok {
+		return shutdownResult{}, &hintError{err: errNotRunning, msg: fmt.Sprintf(
+			"no gateway has run in %s (it has no %s): nothing to shut down; is --home (QUIESCE_HOME) right?", l.home, gateway.StateFileName)}
 	}
 	pid, err := l.livePID(st)
 	if err != nil {
@@ -249,14 +360,14 @@ func (l *localControl) awaitState(ctx context.Context, states ...fsm.State) erro
 // livePID returns the pid of the gateway that holds the home's lock. It
 // refuses to signal when no gateway holds it: the pid in a state file a
 // dead gateway left may belong to another process by now.
-func (l *localControl) livePID(st gateway.Status) (int, error) {
+func (l *localControl) livePID(st gateway.HomeStatus) (int, error) {
 	live, lockPID, err := gateway.HomeLive(l.home)
 	if err != nil {
 		return 0, fmt.Errorf("probe the home lock: %w", err)
 	}
 	if !live {
-		return 0, &hintError{msg: fmt.Sprintf("the gateway is not running: no process holds %s's lock (last recorded state %s, pid %d); nothing to shut down",
-			l.home, st.State, st.PID)}
+		return 0, &hintError{err: errNotRunning, msg: fmt.Sprintf("the gateway is not running: no process holds %s's lock (last recorded state %s, pid %d); nothing to shut down",
+			l.home, orDash(string(st.State)), st.PID)}
 	}
 	if pid, err := strconv.Atoi(lockPID); err == nil && pid > 0 {
 		return pid, nil

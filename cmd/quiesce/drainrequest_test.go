@@ -63,7 +63,8 @@ func TestE2EDrainRefreshKeepsTheRequest(t *testing.T) {
 			assert.Contains(t, out, `reason "kernel"`)
 			assert.Contains(t, out, "suppress_notification true")
 
-			st := mustCLI(t, env, "status")
+			st, errOut, code := cli(t, env, "status")
+			assert.Equal(t, 3, code, "status exits 3 while draining: %s", errOut)
 			assert.Contains(t, st, `reason "kernel"`)
 			d := p.status()["drain"].(map[string]any)
 			assert.Equal(t, "kernel", d["reason"])

@@ -448,11 +448,15 @@ func TestE2ECLI(t *testing.T) {
 	p := startGateway(t, home, proc, "--agent-work", "2500ms")
 	local := []string{"QUIESCE_HOME=" + home, "QUIESCE_PROC_ROOT=" + proc}
 	remote := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
-	run := func(t *testing.T, env []string, args ...string) string {
+	runCode := func(t *testing.T, env []string, want int, args ...string) string {
 		t.Helper()
 		out, errOut, code := cli(t, env, args...)
-		require.Equalf(t, 0, code, "%v: stdout %s stderr %s", args, out, errOut)
+		require.Equalf(t, want, code, "%v: stdout %s stderr %s", args, out, errOut)
 		return out
+	}
+	run := func(t *testing.T, env []string, args ...string) string {
+		t.Helper()
+		return runCode(t, env, 0, args...)
 	}
 
 	t.Run("LocalDrainStatusCancel", func(t *testing.T) {
@@ -465,9 +469,9 @@ func TestE2ECLI(t *testing.T) {
 		eventually(t, exitTimeout, "gateway draining", func() bool { return p.status()["state"] == "draining" })
 		eventually(t, exitTimeout, "local status draining", func() bool {
 			out, _, code := cli(t, local, "status")
-			return code == 0 && strings.Contains(out, "draining")
+			return code == 3 && strings.Contains(out, "draining")
 		})
-		out = run(t, local, "status")
+		out = runCode(t, local, 3, "status") // exit 3: draining
 		for _, want := range []string{"state", "turns in flight", "cli-1", "boot-k:100", "pid"} {
 			assert.Contains(t, out, want)
 		}
@@ -479,7 +483,7 @@ func TestE2ECLI(t *testing.T) {
 		out := run(t, remote, "drain", "--suppress-notification")
 		assert.Contains(t, out, "state draining")
 		assert.Contains(t, out, "suppress_notification true")
-		out = run(t, remote, "status", "--json")
+		out = runCode(t, remote, 3, "status", "--json")
 		assert.Contains(t, out, `"state": "draining"`)
 		out = run(t, remote, "cancel")
 		assert.Contains(t, out, "was draining: true")
@@ -532,7 +536,7 @@ func TestE2ECLI(t *testing.T) {
 		out := run(t, remote, "shutdown")
 		assert.Contains(t, out, "started")
 		require.Equal(t, 0, p.wait())
-		out = run(t, local, "status")
+		out = runCode(t, local, 5, "status") // exit 5: not running
 		assert.Contains(t, out, "stopped")
 	})
 }

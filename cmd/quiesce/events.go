@@ -110,7 +110,7 @@ func (l *localControl) ReplayEvents(_ context.Context) (replayResult, error) {
 		}
 		return replayResult{}, &hintError{err: err, msg: fmt.Sprintf(
 			"a gateway (pid %s) is running on the home %s, so a local replay would race it; nothing was changed. "+
-				"Replay through its API: set --url (QUIESCE_URL) and a token (QUIESCE_TOKEN or --token-file)", pid, l.home)}
+				"Replay through its API: set --url (QUIESCE_URL) and a token (QUIESCE_TOKEN or --tokens-file)", pid, l.home)}
 	}
 	if err != nil {
 		return replayResult{}, fmt.Errorf("replay the rejected events in %s: %w", l.home, err)

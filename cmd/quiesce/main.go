@@ -136,6 +136,10 @@ func (m *Main) Main(ctx context.Context, args []string) int {
 		err = m.Run(ctx)
 	}
 	code := ExitCode(err)
+	var se *statusExit
+	if errors.As(err, &se) && se.err == nil {
+		return code // status already said it
+	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		prog := filepath.Base(m.Program)
 		prefix := prog
@@ -159,15 +163,18 @@ func ExitCode(err error) int {
 	var ue *usageError
 	var ce *configError
 	var te *tempError
+	var se *statusExit
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &se):
+		return se.code
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.As(err, &ce):
-		return exitConfig
 	case errors.As(err, &te):
 		return exitTempFail
+	case errors.As(err, &ce):
+		return exitConfig
 	case errors.Is(err, errWaitTimeout):
 		return exitWaitTimeout
 	default:
@@ -233,6 +240,14 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 // unknownCommand is the usage error for a command that does not exist,
 // with the closest one if any is close.
 func unknownCommand(name string) error {
+	if flagName, ok := strings.CutPrefix(name, "-"); ok {
+		// A flag before any command: only -h and --version exist there.
+		flagName = strings.TrimPrefix(flagName, "-")
+		if s := suggest(flagName, []string{"help", "version"}); s != "" {
+			return usagef("unknown flag %s; did you mean --%s?", name, s)
+		}
+		return usagef("unknown flag %s: give a command first (flags follow it), e.g. '%s status --json'", name, "quiesce")
+	}
 	if s := suggest(name, commandNames); s != "" {
 		return usagef("unknown command %q; did you mean %q?", name, s)
 	}
@@ -263,19 +278,24 @@ and '%[1]s --version' for the version.
 
 Client commands (drain, cancel, wait, status, events replay, shutdown) use the
 HTTP API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
---token-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
+--tokens-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
 default ./.quiesce) directly. Each prints the API's JSON with --json.
 
 Exit codes:
   0  success
   1  error
-  2  usage error
+  2  usage error (for run: also a flag of another --agent kind, a bad --addr)
   3  drain --wait or wait timed out with turns still in flight, or
      shutdown --wait before the gateway exited
-  75 run, check: a transient failure at start (full disk, read-only or
-     failing file system in the home); a restart may cure it
+  75 run, check: writing the home failed for a reason a restart may cure
+     (disk full, quota, I/O error, read-only file system): supervisors
+     restart it
   78 run, check: cannot start as configured (tokens file, home held by
-     another gateway, unusable file in the home, address in use)
+     another gateway, unusable file in the home, address unusable): an
+     operator must fix it, supervisors stop restarting
+status exits by state, like 'systemctl is-active': 0 running, 3 draining,
+  4 shutting down, 5 not running (stopped or dead), 6 unreachable (--url),
+  7 starting (local)
 `, m.Program)
 }
 
@@ -298,11 +318,17 @@ func envName(flagName string) string {
 }
 
 // flagSet is a subcommand's flag set plus the flags that fall back to
-// the environment.
+// the environment and the aliases of flags.
 type flagSet struct {
 	*flag.FlagSet
 	env                         []string
 	prog, synopsis, description string
+	// aliases maps an alias (another spelling accepted on the command
+	// line and in the environment) to the flag it stands for.
+	aliases map[string]string
+	// fromEnv holds the flags parse set from their environment variable,
+	// keyed by flag name, with the variable's name.
+	fromEnv map[string]string
 }
 
 // newFlagSet returns a ContinueOnError flag set whose help (-h, or
@@ -324,14 +350,6 @@ func (fs *flagSet) printHelp(w io.Writer) {
 	fs.SetOutput(out)
 }
 
-// given reports whether the flag name was set, on the command line or
-// from its environment variable.
-func (fs *flagSet) given(name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 // withEnv marks flags that fall back to their environment variable when
 // not given on the command line, and names it in their help.
 func (fs *flagSet) withEnv(names ...string) {
@@ -340,6 +358,56 @@ func (fs *flagSet) withEnv(names ...string) {
 		f.Usage += " (env " + envName(n) + ")"
 		fs.env = append(fs.env, n)
 	}
+}
+
+// withEnvAll marks every flag defined so far, aliases and -h aside, as
+// falling back to its environment variable (see withEnv): a flag added
+// to the set gets its QUIESCE_<FLAG> variable without a list to keep.
+func (fs *flagSet) withEnvAll() {
+	marked := map[string]bool{}
+	for _, n := range fs.env {
+		marked[n] = true
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, alias := fs.aliases[f.Name]; !alias && !marked[f.Name] {
+			names = append(names, f.Name)
+		}
+	})
+	fs.withEnv(names...)
+}
+
+// alias accepts --alias (and its environment variable) as another
+// spelling of the flag name, which must be defined; the help lists it as
+// such. Call it before withEnv or withEnvAll.
+func (fs *flagSet) alias(alias, name string) {
+	f := fs.Lookup(name)
+	fs.Var(f.Value, alias, "alias of --"+name+" ("+envName(alias)+" works too)")
+	if fs.aliases == nil {
+		fs.aliases = map[string]string{}
+	}
+	fs.aliases[alias] = name
+}
+
+// given reports whether the flag name was set, on the command line (by
+// any of its spellings) or from the environment.
+func (fs *flagSet) given(name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name || fs.aliases[f.Name] == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// source names how the flag name was set, for messages: "--agent-url",
+// or "--agent-url (from QUIESCE_AGENT_URL)".
+func (fs *flagSet) source(name string) string {
+	if v, ok := fs.fromEnv[name]; ok {
+		return fmt.Sprintf("--%s (from %s)", name, v)
+	}
+	return "--" + name
 }
 
 // parse parses args, then fills the env-backed flags not given from
@@ -419,17 +487,39 @@ func (d durationValue) Set(s string) error {
 
 // applyEnv sets every env-backed flag that was not given on the command
 // line from its environment variable, if set.
+//
+// An alias's variable is read only when the flag's own is unset, and a
+// flag given by any spelling ignores both.
 func (fs *flagSet) applyEnv(getenv func(string) string) error {
 	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		given[f.Name] = true
+		if n, ok := fs.aliases[f.Name]; ok {
+			given[n] = true
+		}
+	})
+	spellings := map[string][]string{}
+	for a, n := range fs.aliases {
+		spellings[n] = append(spellings[n], a)
+	}
 	for _, n := range fs.env {
-		if given[n] {
+		if _, alias := fs.aliases[n]; alias || given[n] {
 			continue
 		}
-		if v := getenv(envName(n)); v != "" {
-			if err := fs.Set(n, v); err != nil {
-				return usagef("%s=%q: %v", envName(n), v, err)
+		sort.Strings(spellings[n])
+		for _, s := range append([]string{n}, spellings[n]...) {
+			v := getenv(envName(s))
+			if v == "" {
+				continue
 			}
+			if err := fs.Set(n, v); err != nil {
+				return usagef("%s=%q: %v", envName(s), v, err)
+			}
+			if fs.fromEnv == nil {
+				fs.fromEnv = map[string]string{}
+			}
+			fs.fromEnv[n] = envName(s)
+			break
 		}
 	}
 	return nil

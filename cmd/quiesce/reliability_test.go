@@ -110,7 +110,7 @@ func TestE2ELocalStatusTellsDeadFromLive(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Kill())
 	<-p.done
 	out, errOut, code = cli(t, nil, "status", "--home", home)
-	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 5, code, "status exits 5 for a dead gateway: %s", errOut)
 	assert.Contains(t, out, "not running")
 	_, errOut, code = cli(t, nil, "shutdown", "--home", home)
 	assert.NotEqual(t, 0, code)

@@ -255,8 +255,13 @@ func TestEventsRejectedThenReplayed(t *testing.T) {
 
 	id := postEvent(t, p, "s1", "job finished")
 	eventually(t, deliveryBound, "the event rejected", func() bool { return rejectedHas(t, home, id) })
-	metrics := p.call(http.MethodGet, "/metrics", "", "").raw
-	assert.Regexp(t, `(?m)^quiesce_events_rejected_total 1$`, metrics)
+	// The rejection is written to the file first, then counted.
+	rejectedTotal := regexp.MustCompile(`(?m)^quiesce_events_rejected_total 1$`)
+	var metrics string
+	eventually(t, deliveryBound, "the rejection counted", func() bool {
+		metrics = p.call(http.MethodGet, "/metrics", "", "").raw
+		return rejectedTotal.MatchString(metrics)
+	})
 	assert.Regexp(t, `(?m)^quiesce_events_retried_total [1-9]`, metrics)
 
 	local, stderr, code := cli(t, nil, "events", "replay", "--home", home)
