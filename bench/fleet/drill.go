@@ -51,10 +51,10 @@ func defaultOptions() options {
 		streamShare: 0.25, eventShare: 0.2, warmup: 2 * time.Second, timeout: 10 * time.Minute}
 }
 
-// shortOptions are the short drill make test runs: 1 rollout, 8 clients.
+// shortOptions are the short drill make test runs: 1 rollout, 12 clients.
 func shortOptions() options {
 	o := defaultOptions()
-	o.clients, o.rollouts, o.warmup, o.timeout = 8, 1, time.Second, 4*time.Minute
+	o.clients, o.rollouts, o.warmup, o.timeout = 12, 1, time.Second, 4*time.Minute
 	return o
 }
 

@@ -64,7 +64,7 @@ func TestFleetConfigRewritesOnlyAddresses(t *testing.T) {
 }
 
 // TestFleetDrillShort is make fleet's drill at small scale (1 rolling
-// restart of 3 gateways behind the checked-in HAProxy configuration, 8
+// restart of 3 gateways behind the checked-in HAProxy configuration, 12
 // clients): with drain --announce, clients see no refusal and no failure,
 // no acknowledged event is lost and no turn starts twice; without it (the
 // baseline) clients do see refusals (the window the announce covers),

@@ -34,7 +34,7 @@ import (
 
 func main() {
 	opt := defaultOptions()
-	short := flag.Bool("short", false, "the short drill of make test: 1 rollout, 8 clients (other flags still apply)")
+	short := flag.Bool("short", false, "the short drill of make test: 1 rollout, 12 clients (other flags still apply)")
 	modes := flag.String("modes", strings.Join(opt.modes, ","), "runs, in order: announce (drain --announce D), baseline (drain without it)")
 	flag.IntVar(&opt.gateways, "gateways", opt.gateways, "gateways behind the balancer")
 	flag.IntVar(&opt.clients, "clients", opt.clients, "keep-alive clients sending turns and events")
