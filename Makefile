@@ -4,26 +4,30 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench fleet diagrams soak fuzz fmt vet staticcheck image need-browser need-haproxy
+.PHONY: all build run test test-short bench fleet diagrams soak fuzz fmt vet staticcheck image need-browser need-haproxy mutate
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/quiesce
-
-# image: the container image (Dockerfile), stamped with the version and
-# revision of this checkout (the build context has no .git to read them from).
-IMAGE    ?= quiesce
+# The binary and the image are stamped with this checkout's version and
+# revision (quiesce version, status's version, quiesce_build_info).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/quiesce-dev/quiesce/internal/buildinfo
+build:
+	$(GO) build -ldflags "-X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Revision=$(REVISION)" -o $(BIN) ./cmd/quiesce
+
+# image: the container image (Dockerfile), stamped the same way (the build
+# context has no .git to read them from).
+IMAGE    ?= quiesce
 image:
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 run: build
 	./$(BIN) run --dev $(ARGS)
 
-# test: vet and staticcheck, then every test (unit, rapid properties, fuzz seeds, planted
-# bugs, end-to-end) under the race detector. Rapid reads RAPID_* env vars.
+# test: vet and staticcheck, then every test (unit, rapid properties, fuzz
+# seeds, end-to-end, and that every planted-bug patch under testdata/mutants
+# still applies) under the race detector. Rapid reads RAPID_* env vars.
 # The status page test drives a real headless Chromium: need-browser checks
 # for one first, so a machine without it learns so at once, with the
 # install command, rather than minutes later (QUIESCE_NO_BROWSER=1 skips
@@ -101,11 +105,27 @@ diagrams:
 
 # soak: the reliability drills at full scale (docs/RELIABILITY.md): the
 # marker writer killed 1000 times, the real binary killed with -9 at least
-# 200 times under load, and the outside I1 monitor at 10k turns.
-SOAK_KILLS ?= 200
+# 200 times under load, the outside I1 monitor at 10k turns, and the
+# linearizability check of what LIN_CLIENTS clients of the real binary saw
+# (about LIN_OPS operations, checked in windows of LIN_WINDOW_OPS; it
+# prints the operations checked, the verdict and the checking time).
+SOAK_KILLS     ?= 200
+LIN_OPS        ?= 13000
+LIN_CLIENTS    ?= 16
+LIN_WINDOW_OPS ?= 3000
 soak:
 	QUIESCE_SOAK=1 $(GO) test -count=1 -run 'TestCrashSafety' ./marker
 	QUIESCE_SOAK_KILLS=$(SOAK_KILLS) QUIESCE_SOAK_SCALE=5 $(GO) test -count=1 -timeout 60m -v -run 'TestSoak' ./cmd/quiesce
+	QUIESCE_LIN_OPS=$(LIN_OPS) QUIESCE_LIN_CLIENTS=$(LIN_CLIENTS) QUIESCE_LIN_WINDOW_OPS=$(LIN_WINDOW_OPS) \
+	  $(GO) test -count=1 -timeout 30m -v -run '^TestLinearizability$$' ./cmd/quiesce
+
+# mutate: apply each planted bug of testdata/mutants to a temporary copy of
+# the tree and run the tests it names; fails unless every one is caught by
+# an assertion (docs/RELIABILITY.md). MUTANTS filters: a name, a package or
+# a pattern, e.g. make mutate MUTANTS=fsm/split-gate or MUTANTS=notify.
+MUTANTS ?=
+mutate:
+	$(GO) run ./internal/mutate $(MUTANT_ARGS) $(MUTANTS)
 
 # fuzz: every fuzz target for FUZZTIME each (their seed corpora also run
 # in make test).

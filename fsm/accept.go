@@ -1,5 +1,3 @@
-//go:build !quiesce_plantedbugs
-
 package fsm
 
 // Accept admits a new turn iff the state is running at the instant the

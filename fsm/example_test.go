@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
 )
@@ -22,7 +23,10 @@ func ExampleMachine() {
 	fmt.Println(err) // shutdown wins
 
 	_ = m.Release()
-	fmt.Println(m.WaitIdle(ctx), m.InFlight())
+	// Every wait is bounded: a turn that never ends must not hang shutdown.
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fmt.Println(m.WaitIdle(wait), m.InFlight())
 	// Output:
 	// true
 	// true draining false

@@ -204,6 +204,36 @@ type Status struct {
 	// Live reports, for LocalStatus, whether a gateway holds the home's
 	// lock (its state file is current); always true from a live gateway.
 	Live bool `json:"live"`
+	// Version is the version of the running build (Config.Version).
+	Version string `json:"version"`
+	// Agent is what the agent did: its kind and failures. Nil when not
+	// known (LocalStatus).
+	Agent *AgentStatus `json:"agent,omitempty"`
+}
+
+// AgentStatus is the agent's part of Status: its kind and how often it
+// failed a turn by itself (an error, a non-zero exit, an upstream's error
+// answer, a panic; not a cancel by the client or a forced shutdown), with
+// the last failure. A gateway whose agent fails every turn stays ready:
+// readiness is about the gate, not the upstream.
+type AgentStatus struct {
+	Kind        string    `json:"kind"`
+	Failures    uint64    `json:"failures"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// TurnInfo is one turn in flight (Gateway.Turns).
+type TurnInfo struct {
+	Session    string    `json:"session"`
+	TurnID     string    `json:"turn_id"`
+	StartedAt  time.Time `json:"started_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+	// Streaming: the client asked for server-sent events.
+	Streaming bool `json:"streaming"`
+	// System: an internal event's turn, EventID its event.
+	System  bool   `json:"system"`
+	EventID string `json:"event_id,omitempty"`
 }
 
 // EventReceipt acknowledges an internal event.
@@ -251,6 +281,9 @@ type Metrics interface {
 	// TurnEnded counts a turn by result: "ok", "error", "refused",
 	// "busy", "interrupted".
 	TurnEnded(result string)
+	// TurnDuration observes how long an accepted turn ran (from claiming
+	// its session to its end), by result: "ok", "error", "interrupted".
+	TurnDuration(result string, d time.Duration)
 	// DrainReaction observes the time from a drain request (the marker's
 	// requested_at) to the gate closing.
 	DrainReaction(d time.Duration)

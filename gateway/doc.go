@@ -13,6 +13,13 @@
 // it. Built-in agents: NewEcho, NewExec (a command per turn) and NewHTTP
 // (an upstream agent service); any Agent can be plugged in.
 //
+// Turns lists the turns in flight (session, turn id, age, streaming,
+// internal event id) and History the last HistorySize lifecycle events
+// (transitions, drains with their principal, cancels, shutdowns,
+// interrupted sessions); Status carries the version and the agent's
+// failures. Recording them adds no lock held across I/O to a turn: a turn's
+// entry is the session slot it claims anyway.
+//
 // Internal events (Event) are never refused and never lost: each is
 // appended and fsynced to the spool (events.spool.jsonl) before Event
 // returns, starts as a system turn when the gateway runs and its session

@@ -82,7 +82,8 @@ func (g *Gateway) dispatch() []string {
 		if !g.m.Accept() {
 			break // not running: nothing starts until resume or the next start
 		}
-		ctx, ok := g.claim(context.Background(), e.Session, true)
+		turnID := nextTurnID()
+		ctx, ok := g.claim(context.Background(), e.Session, slot{system: true, start: time.Now(), turnID: turnID, eventID: e.ID})
 		if !ok {
 			g.release() // a user turn holds the session; unclaim dispatches again
 			continue
@@ -95,7 +96,7 @@ func (g *Gateway) dispatch() []string {
 		started = append(started, e.ID)
 		g.state.kick() // the state file counts this turn
 		g.bg.Add(1)
-		go g.systemTurn(ctx, e)
+		go g.systemTurn(ctx, e, turnID)
 	}
 	return started
 }
@@ -130,9 +131,9 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 // retries after a backoff (the session is free for user turns meanwhile;
 // its later events wait behind it), and a failure once EventRetryFor has
 // passed since its first failure moves it to the rejected file.
-func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
+func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry, turnID string) {
 	defer g.bg.Done()
-	turnID := nextTurnID()
+	start := time.Now()
 	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
 	var retry time.Duration
 	g.evMu.Lock()
@@ -175,6 +176,7 @@ func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry) {
 	g.unclaim(e.Session)
 	g.release()
 	g.cfg.Metrics.TurnEnded(turnResult(err))
+	g.cfg.Metrics.TurnDuration(turnResult(err), time.Since(start))
 	if retry > 0 {
 		g.dispatchAfter(retry)
 	}

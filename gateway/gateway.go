@@ -79,6 +79,11 @@ type Config struct {
 	// returns). It runs inside the lifecycle event that made it, one call
 	// at a time in commit order, and must not block for long.
 	OnTransition func(fsm.Transition)
+	// Version is the build's version, shown in Status.
+	Version string
+	// AgentKind names the agent in Status ("echo", "exec", "http"); ""
+	// means "echo" when Agent is nil, else "custom".
+	AgentKind string
 }
 
 // Gateway is the quiesce runtime. Build it with New, then call Start;
@@ -90,8 +95,9 @@ type Config struct {
 // memory); sessMu guards sessions; evMu serialises event dispatch and
 // guards events; bg counts background goroutines (system turns, dispatch,
 // the watcher, the state writer) so stop can wait for them; runCtx stops
-// them. The fsm.Machine, spool, notifier and state writer guard
-// themselves.
+// them. The fsm.Machine, spool, notifier, state writer and history guard
+// themselves; agentFailures and agentLastErr are atomics written only when
+// an agent fails.
 type Gateway struct {
 	cfg      Config
 	log      *slog.Logger
@@ -144,6 +150,19 @@ type Gateway struct {
 	// eventBackoffBase is the first wait after an internal event failed
 	// (eventBackoffBase; the package's tests shorten it before Start).
 	eventBackoffBase time.Duration
+
+	// history keeps the last lifecycle events for History.
+	history history
+	// agentFailures counts turns the agent failed by itself; agentLastErr
+	// is the last such failure. Written on the failure path only.
+	agentFailures atomic.Uint64
+	agentLastErr  atomic.Pointer[agentFailure]
+}
+
+// agentFailure is the agent's last failure.
+type agentFailure struct {
+	msg string
+	at  time.Time
 }
 
 // entered is a state and the instant the gateway entered it.
@@ -152,11 +171,15 @@ type entered struct {
 	at    time.Time
 }
 
-// slot is a session's running turn.
+// slot is a session's running turn: what cancels it, and what Turns
+// shows of it.
 type slot struct {
-	cancel context.CancelCauseFunc
-	system bool
-	start  time.Time
+	cancel    context.CancelCauseFunc
+	system    bool
+	streaming bool
+	start     time.Time
+	turnID    string
+	eventID   string
 }
 
 // New builds a Gateway from cfg: it creates the home, takes its lock (one
@@ -175,6 +198,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Agent == nil {
 		cfg.Agent = NewEcho(200 * time.Millisecond)
+		if cfg.AgentKind == "" {
+			cfg.AgentKind = "echo"
+		}
+	}
+	if cfg.AgentKind == "" {
+		cfg.AgentKind = "custom"
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
@@ -301,6 +330,7 @@ func (g *Gateway) Close() error {
 // what it could not deliver (see Config.Sinks). They stop when ctx is
 // done or the gateway has stopped.
 func (g *Gateway) Start(ctx context.Context) error {
+	g.history.add(HistoryEntry{At: g.started.UTC(), Kind: HistoryStart, To: fsm.Running})
 	g.Reconcile(ctx)
 	g.state.writeNow()
 	g.log.Info("gateway started", "home", g.cfg.Home, "epoch", g.epoch, "state", g.m.State(),
@@ -422,7 +452,9 @@ func (g *Gateway) reconcileLocked(ctx context.Context) bool {
 		return false // nothing to change (or shutdown wins): no call into looplab, no allocation
 	}
 	if ev == fsm.Drain {
-		g.firing.Store(g.drainView(st))
+		d := g.drainView(st)
+		g.recordDrain(d, false, false) // before the transition it causes
+		g.firing.Store(d)
 		defer g.firing.Store(nil)
 	}
 	changed, err := g.fire(ctx, ev, st)
@@ -458,6 +490,7 @@ func (g *Gateway) fire(ctx context.Context, ev fsm.Event, st marker.State) (bool
 // the state file after it, with the marker it read (fire).
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
+	g.record(HistoryEntry{Kind: HistoryTransition, From: t.From, To: t.To, Event: t.Event})
 	attrs := []any{"from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight}
 	if t.Event == fsm.Drain {
 		attrs = append(attrs, drainAttrs(g.firing.Load())...)
@@ -534,13 +567,17 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 		g.log.Error("drain marker not written: the gate closes anyway, the drain is held in memory only (a restart forgets it)",
 			"path", marker.Path(g.cfg.Home), "request_id", written.RequestID, "error", werr)
 	}
-	if !g.reconcileLocked(ctx) {
+	changed := g.reconcileLocked(ctx) // a drain that drains is recorded there
+	if !changed {
 		g.state.kick() // the drain request changed even if the state did not
 	}
 	snap := g.m.Snapshot()
 	info := drainInfo(written, marker.Active)
 	info.Persisted = persisted
 	info.ExpiresAt = written.RequestedAt.Add(g.cfg.MaxAge).UTC()
+	if !changed {
+		g.recordDrain(&info, was, refreshed)
+	}
 	res := DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight,
 		WasDraining: was, Refreshed: refreshed, ExpiresAt: info.ExpiresAt}
 	if !persisted {
@@ -583,6 +620,7 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 		existed = true
 		g.log.Info("drain held in memory cancelled", "request_id", mem.RequestID)
 	}
+	g.record(HistoryEntry{Kind: HistoryCancel, RequestID: requestID, WasDraining: existed})
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the marker went even if the state did not change
 	}
@@ -612,6 +650,8 @@ func (g *Gateway) Status() Status {
 		SpooledEvents:     g.spool.len(),
 		WebhookPending:    g.webhookPending(),
 		Live:              true,
+		Version:           g.cfg.Version,
+		Agent:             g.agentStatus(),
 	}
 	if g.epochErr != nil {
 		st.EpochError = g.epochErr.Error()
@@ -652,9 +692,10 @@ func markerError(op string, err error) error {
 
 type nopMetrics struct{}
 
-func (nopMetrics) TurnEnded(string)            {}
-func (nopMetrics) DrainReaction(time.Duration) {}
-func (nopMetrics) EventRejected()              {}
-func (nopMetrics) EventRetried()               {}
-func (nopMetrics) Notified(string, string)     {}
-func (nopMetrics) MarkerRead(string)           {}
+func (nopMetrics) TurnEnded(string)                   {}
+func (nopMetrics) TurnDuration(string, time.Duration) {}
+func (nopMetrics) DrainReaction(time.Duration)        {}
+func (nopMetrics) EventRejected()                     {}
+func (nopMetrics) EventRetried()                      {}
+func (nopMetrics) Notified(string, string)            {}
+func (nopMetrics) MarkerRead(string)                  {}

@@ -17,6 +17,7 @@ type shutdown struct {
 	id     string         // set by the first BeginShutdown
 	forced bool           // force has been closed
 	force  chan struct{}  // closed to stop waiting for in-flight turns
+	gated  chan struct{}  // closed once the shutdown event fired (the gate refuses); set with id
 	done   chan struct{}  // closed once stopped
 	report ShutdownReport // written before done is closed
 }
@@ -33,8 +34,9 @@ func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 	first := g.sd.id == ""
 	if first {
 		g.sd.id = randid.New()
+		g.sd.gated = make(chan struct{})
 	}
-	id := g.sd.id
+	id, gated := g.sd.id, g.sd.gated
 	escalate := force && !g.sd.forced
 	if escalate {
 		g.sd.forced = true
@@ -45,11 +47,19 @@ func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 
 	if first {
 		begun := make(chan struct{})
-		go g.runShutdown(id, begun)
+		go g.runShutdown(id, gated, begun)
 		<-begun
-	} else if escalate {
+	}
+	// A repeated request returns once the gate is closed too (its answer
+	// must not let a turn in after it), but does not wait for the
+	// broadcast: a force is never held back by a slow outbox.
+	<-gated
+	switch {
+	case first:
+	case escalate:
+		g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: true})
 		g.log.Warn("shutdown forced: interrupting remaining turns", "shutdown_id", id)
-	} else {
+	default:
 		g.log.Info("shutdown already in progress; request changes nothing", "shutdown_id", id)
 	}
 	return ShutdownStart{ID: id, Force: forced, AlreadyShuttingDown: !first}
@@ -83,16 +93,21 @@ func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
 // background work, and fires stop (which writes the final state). A stuck agent
 // or sink cannot hold it past drain + notify timeout; a disk whose fsync
 // hangs forever can (the outbox append is not abandoned half-way).
-func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
+func (g *Gateway) runShutdown(id string, gated, begun chan<- struct{}) {
 	ctx := context.Background()
 	rep := ShutdownReport{ID: id}
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
+	g.sd.mu.Lock()
+	forced := g.sd.forced
+	g.sd.mu.Unlock()
+	g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
 	// finishes first, or is refused after).
 	g.ctlMu.Lock()
 	changed, err := g.m.Fire(ctx, fsm.Shutdown)
 	g.ctlMu.Unlock()
+	close(gated)
 	if err != nil {
 		g.log.Error("shutdown", "error", err)
 	}
@@ -136,6 +151,7 @@ func (g *Gateway) runShutdown(id string, begun chan<- struct{}) {
 				Target: session, Text: notify.InterruptText(session), ShutdownID: id})
 		}
 		g.sendAll(flush, pings)
+		g.recordInterrupted(id, rep.Interrupted)
 		g.log.Warn("turns interrupted", "shutdown_id", id, "sessions", rep.Interrupted)
 	}
 

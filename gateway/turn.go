@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -71,7 +72,9 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 		g.cfg.Metrics.TurnEnded("refused")
 		return "", refusal(g.m.State())
 	}
-	turnCtx, ok := g.claim(ctx, req.Session, false)
+	turn := Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
+	start := time.Now()
+	turnCtx, ok := g.claim(ctx, req.Session, slot{start: start, turnID: turn.TurnID, streaming: req.Delta != nil})
 	if !ok {
 		g.release()
 		g.cfg.Metrics.TurnEnded("busy")
@@ -81,13 +84,14 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 	defer func() {
 		g.unclaim(req.Session)
 		g.release()
-		g.cfg.Metrics.TurnEnded(turnResult(err))
+		result := turnResult(err)
+		g.cfg.Metrics.TurnEnded(result)
+		g.cfg.Metrics.TurnDuration(result, time.Since(start))
 	}()
 	g.state.kick() // the state file counts this turn (coalesced, no I/O here)
 	if req.Started != nil {
 		req.Started()
 	}
-	turn := Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
 	if req.Delta != nil {
 		d := &deltaGate{fn: req.Delta}
 		defer d.close()
@@ -168,17 +172,39 @@ func turnResult(err error) string {
 	}
 }
 
-// claim takes session's slot and returns the context its turn runs with.
-// It reports false when the session already has a turn running.
-func (g *Gateway) claim(ctx context.Context, session string, system bool) (context.Context, bool) {
+// claim takes session's slot for the turn s describes (its start, turn
+// id, kind; claim sets its cancel) and returns the context the turn runs
+// with. It reports false when the session already has a turn running.
+func (g *Gateway) claim(ctx context.Context, session string, s slot) (context.Context, bool) {
 	g.sessMu.Lock()
 	defer g.sessMu.Unlock()
 	if _, busy := g.sessions[session]; busy {
 		return nil, false
 	}
 	tc := &turnContext{parent: ctx}
-	g.sessions[session] = slot{cancel: tc.cancel, system: system, start: time.Now()}
+	s.cancel = tc.cancel
+	g.sessions[session] = s
 	return tc, true
+}
+
+// Turns returns the turns in flight, oldest first: user turns that have
+// claimed their session and internal events' system turns.
+func (g *Gateway) Turns() []TurnInfo {
+	now := time.Now()
+	g.sessMu.Lock()
+	out := make([]TurnInfo, 0, len(g.sessions))
+	for id, s := range g.sessions {
+		out = append(out, TurnInfo{Session: id, TurnID: s.turnID, StartedAt: s.start.UTC(),
+			AgeSeconds: now.Sub(s.start).Seconds(), Streaming: s.streaming, System: s.system, EventID: s.eventID})
+	}
+	g.sessMu.Unlock()
+	slices.SortFunc(out, func(a, b TurnInfo) int {
+		if c := a.StartedAt.Compare(b.StartedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Session, b.Session)
+	})
+	return out
 }
 
 // turnContext is the context a turn runs with: ctx of its caller, which
@@ -329,6 +355,7 @@ func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error
 	defer func() {
 		if p := recover(); p != nil {
 			g.log.Error("agent panic", "session", t.Session, "turn_id", t.TurnID, "panic", p)
+			g.agentFailed(fmt.Errorf("panic: %v", p))
 			reply, err = "", fmt.Errorf("%w: panic: %v", ErrAgent, p)
 		}
 	}()
@@ -337,7 +364,25 @@ func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error
 		return "", fmt.Errorf("%w: session %s", ErrInterrupted, t.Session)
 	}
 	if err != nil {
+		if ctx.Err() == nil {
+			g.agentFailed(err) // the agent failed by itself, not cancelled by the client
+		}
 		return "", fmt.Errorf("%w: %w", ErrAgent, err)
 	}
 	return reply, nil
+}
+
+// agentFailed counts an agent failure and keeps it as the last one.
+func (g *Gateway) agentFailed(err error) {
+	g.agentLastErr.Store(&agentFailure{msg: err.Error(), at: g.cfg.Now().UTC()})
+	g.agentFailures.Add(1)
+}
+
+// agentStatus returns the agent's part of Status.
+func (g *Gateway) agentStatus() *AgentStatus {
+	a := &AgentStatus{Kind: g.cfg.AgentKind, Failures: g.agentFailures.Load()}
+	if last := g.agentLastErr.Load(); last != nil {
+		a.LastError, a.LastErrorAt = last.msg, last.at
+	}
+	return a
 }

@@ -69,6 +69,24 @@ type StatusResponse struct {
 	Idle *bool `json:"idle,omitempty"`
 }
 
+// Paths of the read-only lists (GET, token required).
+const (
+	TurnsPath   = "/api/gateway/turns"
+	HistoryPath = "/api/gateway/history"
+)
+
+// TurnsResponse is the body of GET /api/gateway/turns: the turns in
+// flight, oldest first.
+type TurnsResponse struct {
+	Turns []gateway.TurnInfo `json:"turns"`
+}
+
+// HistoryResponse is the body of GET /api/gateway/history: the last
+// gateway.HistorySize lifecycle events, oldest first.
+type HistoryResponse struct {
+	Events []gateway.HistoryEntry `json:"events"`
+}
+
 // ShutdownBody is the body of POST /api/gateway/shutdown (optional).
 type ShutdownBody struct {
 	Force bool `json:"force"`

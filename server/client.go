@@ -113,6 +113,20 @@ func (c *Client) Status(ctx context.Context) (gateway.Status, error) {
 	return out.Status, err
 }
 
+// Turns returns the turns in flight, oldest first.
+func (c *Client) Turns(ctx context.Context) ([]gateway.TurnInfo, error) {
+	var out TurnsResponse
+	err := c.do(ctx, http.MethodGet, TurnsPath, nil, nil, &out)
+	return out.Turns, err
+}
+
+// History returns the gateway's last lifecycle events, oldest first.
+func (c *Client) History(ctx context.Context) ([]gateway.HistoryEntry, error) {
+	var out HistoryResponse
+	err := c.do(ctx, http.MethodGet, HistoryPath, nil, nil, &out)
+	return out.Events, err
+}
+
 // WaitIdle long-polls the status (GET /api/gateway/status?wait=idle)
 // until no turn is in flight or the server-side timeout passes, and
 // reports which happened. The server answers at once when the gateway is

@@ -1,5 +1,6 @@
 // Package server is the HTTP face of a quiesce gateway: the control API
-// (drain, cancel, status, shutdown), the turn and internal-event routes, the
+// (drain, cancel, status, shutdown; the turns in flight and the lifecycle
+// history to read), the turn and internal-event routes, the
 // health, readiness and Prometheus endpoints, bearer-token authentication,
 // and a Client for the API that the quiesce CLI uses.
 //

@@ -28,6 +28,8 @@ type Gateway struct {
 	WaitChangeFn    func(ctx context.Context, after uint64) (gateway.Status, error)
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
 	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
+	TurnsFn         func() []gateway.TurnInfo
+	HistoryFn       func() []gateway.HistoryEntry
 	ReplayEventsFn  func(ctx context.Context) (gateway.ReplayResult, error)
 
 	mu     sync.Mutex
@@ -193,6 +195,24 @@ func (g *Gateway) Status() gateway.Status {
 	seq := g.seq
 	g.mu.Unlock()
 	return gateway.Status{Seq: seq, State: g.getState(), Epoch: "boot:1", PID: 42}
+}
+
+// Turns implements server.Gateway: none in flight unless TurnsFn says.
+func (g *Gateway) Turns() []gateway.TurnInfo {
+	g.record("Turns")
+	if g.TurnsFn != nil {
+		return g.TurnsFn()
+	}
+	return nil
+}
+
+// History implements server.Gateway: empty unless HistoryFn says.
+func (g *Gateway) History() []gateway.HistoryEntry {
+	g.record("History")
+	if g.HistoryFn != nil {
+		return g.HistoryFn()
+	}
+	return nil
 }
 
 // WaitChange implements server.Gateway: it waits until Status().Seq

@@ -42,6 +42,10 @@ type Gateway interface {
 	ReplayEvents(ctx context.Context) (gateway.ReplayResult, error)
 	// Status returns a snapshot of the gateway.
 	Status() gateway.Status
+	// Turns returns the turns in flight, oldest first.
+	Turns() []gateway.TurnInfo
+	// History returns the last lifecycle events, oldest first.
+	History() []gateway.HistoryEntry
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then
 	// returns ctx.Err().
 	WaitIdle(ctx context.Context) error

@@ -149,6 +149,26 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 	writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status(), Idle: &idle})
 }
 
+// handleTurns answers the turns in flight (they name sessions: token
+// only).
+func (s *Server) handleTurns(w http.ResponseWriter, _ *http.Request, _ string) {
+	turns := s.gw.Turns()
+	if turns == nil {
+		turns = []gateway.TurnInfo{}
+	}
+	writeJSON(w, http.StatusOK, TurnsResponse{Turns: turns})
+}
+
+// handleHistory answers the last lifecycle events (they name principals
+// and request ids: token only).
+func (s *Server) handleHistory(w http.ResponseWriter, _ *http.Request, _ string) {
+	events := s.gw.History()
+	if events == nil {
+		events = []gateway.HistoryEntry{}
+	}
+	writeJSON(w, http.StatusOK, HistoryResponse{Events: events})
+}
+
 // parseTimeout accepts a Go duration ("30s") or whole seconds ("30"),
 // greater than zero.
 func parseTimeout(s string) (time.Duration, error) {

@@ -38,6 +38,9 @@ var TokensReloadResults = []string{"ok", "error"}
 //	quiesce_drain_expires_in_seconds      seconds until the active drain request expires (absent without one)
 //	quiesce_drain_persisted               1 while the active drain's marker is written, 0 while it is held in memory only (absent without one)
 //	quiesce_turns_total{result}           turns by result (see TurnResults)
+//	quiesce_turn_duration_seconds{result} how long accepted turns ran, by result (see DurationResults)
+//	quiesce_state_since_seconds           unix time the current state began
+//	quiesce_agent_failures_total          turns the agent failed by itself
 //	quiesce_drain_reaction_seconds        time from a drain request to the gate closing
 //	quiesce_http_requests_total{route,code} HTTP requests by route template and status
 //	quiesce_events_rejected_total         internal events moved to the rejected file
@@ -50,8 +53,9 @@ var TokensReloadResults = []string{"ok", "error"}
 //	quiesce_tokens_last_reload_successful 1 when the last load of the tokens file (start or reload) succeeded, else 0
 //	quiesce_tokens_last_reload_success_timestamp_seconds  when the tokens file was last loaded successfully
 //
-// State, in-flight count, spool depth, webhook pending and drain expiry are read from the
-// Gateway at scrape time, so they are never stale. Metrics implements
+// State, its start, in-flight count, spool depth, webhook pending, drain
+// expiry and agent failures are read from the Gateway at scrape time, so
+// they are never stale. Metrics implements
 // gateway.Metrics; all methods are safe for concurrent use. Counting is
 // off the hot path's locks and allocations: each label combination's
 // counter is resolved once and then found with an atomic load and a map
@@ -60,6 +64,7 @@ var TokensReloadResults = []string{"ok", "error"}
 type Metrics struct {
 	reg         *prometheus.Registry
 	turns       *counterCache[string]
+	durations   *observerCache
 	reaction    prometheus.Histogram
 	requests    *counterCache[requestKey]
 	rejected    prometheus.Counter
@@ -85,7 +90,15 @@ var (
 		"Seconds until the active drain request expires and the gateway resumes by itself; absent while no drain request with a known expiry drains it.", nil, nil)
 	drainPersistedDesc = prometheus.NewDesc("quiesce_drain_persisted",
 		"1 while the active drain request is written in the drain marker, 0 while the marker could not be written and the drain is held in memory only (a restart forgets it); absent without an active drain request.", nil, nil)
+	stateSinceDesc = prometheus.NewDesc("quiesce_state_since_seconds",
+		"Unix time at which the gateway entered its current lifecycle state.", nil, nil)
+	agentFailuresDesc = prometheus.NewDesc("quiesce_agent_failures_total",
+		"Turns the agent failed by itself (an error, a non-zero exit, an upstream error answer, a panic); /readyz stays 200.", nil, nil)
 )
+
+// DurationResults lists the values of the result label of
+// quiesce_turn_duration_seconds: the ends of a turn that ran.
+var DurationResults = []string{"ok", "error", "interrupted"}
 
 // requestKey labels one child of quiesce_http_requests_total.
 type requestKey struct {
@@ -142,10 +155,15 @@ func NewMetrics() *Metrics {
 		}),
 		now: time.Now,
 	}
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "quiesce_turn_duration_seconds", Help: "How long accepted turns ran, from claiming the session to the end, by result: ok, error, interrupted.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 4, 9), // 5ms … 5.5min
+	}, []string{"result"})
+	m.durations = newObserverCache(durations, DurationResults)
 	m.turns.preload(TurnResults...)
 	m.markerReads.preload(MarkerOutcomes...)
 	m.reloads.preload(TokensReloadResults...)
-	m.reg.MustRegister(turns, m.reaction, requests, m.rejected, m.retried, notified, markerReads, reloads, m.reloadOK, m.reloadAt, stateCollector{m},
+	m.reg.MustRegister(turns, durations, m.reaction, requests, m.rejected, m.retried, notified, markerReads, reloads, m.reloadOK, m.reloadAt, stateCollector{m},
 		newBuildInfo(buildinfo.Read),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -179,6 +197,12 @@ func newBuildInfo(read func() (*debug.BuildInfo, bool)) prometheus.Collector {
 // TurnEnded counts a turn by result. It allocates nothing and takes no
 // lock for a result of TurnResults.
 func (m *Metrics) TurnEnded(result string) { m.turns.get(result).Inc() }
+
+// TurnDuration observes how long an accepted turn ran, by result. It
+// allocates nothing and takes no lock for a result of DurationResults.
+func (m *Metrics) TurnDuration(result string, d time.Duration) {
+	m.durations.get(result).Observe(d.Seconds())
+}
 
 // MarkerRead counts a reconcile's marker read by outcome.
 func (m *Metrics) MarkerRead(outcome string) { m.markerReads.get(outcome).Inc() }
@@ -274,14 +298,41 @@ func (c *counterCache[K]) get(k K) prometheus.Counter {
 	return ctr
 }
 
-// stateCollector reports quiesce_state, quiesce_turns_in_flight,
-// quiesce_spooled_events, quiesce_webhook_pending and
-// quiesce_drain_expires_in_seconds from one Status call per scrape.
+// observerCache holds a HistogramVec's children for known label values,
+// resolved once (read without a lock); other values go through the
+// vector.
+type observerCache struct {
+	vec   *prometheus.HistogramVec
+	known map[string]prometheus.Observer // fixed at creation, read only
+}
+
+func newObserverCache(vec *prometheus.HistogramVec, values []string) *observerCache {
+	c := &observerCache{vec: vec, known: make(map[string]prometheus.Observer, len(values))}
+	for _, v := range values {
+		c.known[v] = vec.WithLabelValues(v)
+	}
+	return c
+}
+
+// get returns the child for value.
+func (c *observerCache) get(value string) prometheus.Observer {
+	if o, ok := c.known[value]; ok {
+		return o
+	}
+	return c.vec.WithLabelValues(value)
+}
+
+// stateCollector reports quiesce_state, quiesce_state_since_seconds,
+// quiesce_turns_in_flight, quiesce_spooled_events, quiesce_webhook_pending,
+// quiesce_drain_expires_in_seconds and quiesce_agent_failures_total from
+// one Status call per scrape.
 type stateCollector struct{ m *Metrics }
 
 // Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
+	ch <- stateSinceDesc
+	ch <- agentFailuresDesc
 	ch <- inFlightDesc
 	ch <- spoolDesc
 	ch <- webhookPendDesc
@@ -302,6 +353,14 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, string(s))
 	}
+	if !st.StateSince.IsZero() {
+		ch <- prometheus.MustNewConstMetric(stateSinceDesc, prometheus.GaugeValue, float64(st.StateSince.UnixNano())/1e9)
+	}
+	var failures uint64
+	if st.Agent != nil {
+		failures = st.Agent.Failures
+	}
+	ch <- prometheus.MustNewConstMetric(agentFailuresDesc, prometheus.CounterValue, float64(failures))
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.ActiveAgents))
 	ch <- prometheus.MustNewConstMetric(spoolDesc, prometheus.GaugeValue, float64(st.SpooledEvents))
 	ch <- prometheus.MustNewConstMetric(webhookPendDesc, prometheus.GaugeValue, float64(st.WebhookPending))

@@ -21,10 +21,12 @@ var lintAllowed = map[[2]string]string{}
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
 	m.observe(func() gateway.Status {
-		return gateway.Status{State: fsm.Draining, ActiveAgents: 1,
+		return gateway.Status{State: fsm.Draining, ActiveAgents: 1, StateSince: time.Now(),
+			Agent: &gateway.AgentStatus{Kind: "echo", Failures: 1},
 			Drain: &gateway.DrainInfo{Status: "active", ExpiresAt: time.Now().Add(time.Hour)}}
 	})
 	m.TurnEnded("ok")
+	m.TurnDuration("ok", time.Millisecond)
 	m.MarkerRead("active")
 	m.Notified("webhook", "delivered")
 	m.EventRejected()
@@ -38,7 +40,8 @@ func TestMetricsLint(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, want := range []string{"quiesce_drain_expires_in_seconds", "quiesce_drain_persisted", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
+	for _, want := range []string{"quiesce_turn_duration_seconds", "quiesce_state_since_seconds", "quiesce_agent_failures_total",
+		"quiesce_drain_expires_in_seconds", "quiesce_drain_persisted", "quiesce_notifications_total", "quiesce_http_requests_total", "go_goroutines"} {
 		require.True(t, names[want], "%s is linted", want)
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()

@@ -106,6 +106,45 @@ func TestMetricsStateFromStatus(t *testing.T) {
 	assert.Equal(t, 7.0, fams["quiesce_webhook_pending"].GetMetric()[0].GetGauge().GetValue())
 }
 
+// TestMetricsStateSinceAndAgentFailures shows quiesce_state_since_seconds
+// (the unix time the state began) and quiesce_agent_failures_total (the
+// agent's failures from the status), read at scrape time.
+func TestMetricsStateSinceAndAgentFailures(t *testing.T) {
+	since := time.Date(2026, 12, 7, 3, 0, 0, 500_000_000, time.UTC)
+	m := NewMetrics()
+	m.observe(func() gateway.Status {
+		return gateway.Status{State: fsm.Draining, StateSince: since, Agent: &gateway.AgentStatus{Kind: "http", Failures: 9}}
+	})
+	fams := gather(t, m)
+	require.Contains(t, fams, "quiesce_state_since_seconds")
+	assert.Equal(t, float64(since.Unix())+0.5, fams["quiesce_state_since_seconds"].GetMetric()[0].GetGauge().GetValue())
+	require.Contains(t, fams, "quiesce_agent_failures_total")
+	assert.Equal(t, 9.0, fams["quiesce_agent_failures_total"].GetMetric()[0].GetCounter().GetValue())
+}
+
+// TestMetricsTurnDuration shows quiesce_turn_duration_seconds: one
+// histogram per result, every result of DurationResults present from the
+// start.
+func TestMetricsTurnDuration(t *testing.T) {
+	m := NewMetrics()
+	m.TurnDuration("ok", 30*time.Millisecond)
+	m.TurnDuration("ok", 2*time.Second)
+	m.TurnDuration("interrupted", time.Minute)
+	m.TurnDuration("novel", time.Second) // not in DurationResults: still observed
+	got := map[string]*dto.Histogram{}
+	for _, metric := range gather(t, m)["quiesce_turn_duration_seconds"].GetMetric() {
+		got[labels(metric)["result"]] = metric.GetHistogram()
+	}
+	for _, r := range DurationResults {
+		require.Containsf(t, got, r, "result %s present", r)
+	}
+	assert.Equal(t, uint64(2), got["ok"].GetSampleCount())
+	assert.InDelta(t, 2.03, got["ok"].GetSampleSum(), 1e-9)
+	assert.Equal(t, uint64(0), got["error"].GetSampleCount())
+	assert.Equal(t, uint64(1), got["interrupted"].GetSampleCount())
+	assert.Equal(t, uint64(1), got["novel"].GetSampleCount())
+}
+
 // TestMetricsBuildInfo shows quiesce_build_info is 1 and labelled with
 // what the build info knows, with "(devel)" and "unknown" for the rest.
 func TestMetricsBuildInfo(t *testing.T) {
@@ -153,6 +192,7 @@ func TestMetricsSeriesPresentFromStart(t *testing.T) {
 		"quiesce_drain_reaction_seconds", "quiesce_events_rejected_total", "quiesce_spooled_events",
 		"quiesce_events_retried_total", "quiesce_webhook_pending",
 		"quiesce_marker_reads_total", "go_goroutines", "process_start_time_seconds",
+		"quiesce_turn_duration_seconds", "quiesce_agent_failures_total",
 	} {
 		assert.Contains(t, fams, name)
 	}
@@ -222,6 +262,11 @@ func TestMetricsHotPathAllocatesNothing(t *testing.T) {
 	t.Run("countRequest", func(t *testing.T) {
 		assert.Zero(t, testing.AllocsPerRun(100, func() { m.countRequest("/v1/sessions/{id}/messages", 200) }))
 	})
+	for _, r := range DurationResults {
+		t.Run("TurnDuration/"+r, func(t *testing.T) {
+			assert.Zero(t, testing.AllocsPerRun(100, func() { m.TurnDuration(r, time.Millisecond) }))
+		})
+	}
 	m.MarkerRead("absent")
 	t.Run("MarkerRead", func(t *testing.T) {
 		assert.Zero(t, testing.AllocsPerRun(100, func() { m.MarkerRead("absent") }))

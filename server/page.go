@@ -20,15 +20,19 @@ import (
 
 // The status page: GET / (and HEAD), no token needed. It is rendered on
 // the server with html/template and shows only what /readyz and /metrics
-// already tell anyone who can reach the port: the state, the turns in
-// flight and the oldest turn's age, and the lifecycle diagram with the
-// current state marked. Nothing from the drain request (who, request id)
-// is in it. Its script (a separate file, so the Content-Security-Policy
-// needs no inline script) asks for a token, keeps it in sessionStorage,
-// and with it shows the drain request, offers Drain and Cancel, and
-// follows changes through status?wait=change long-polls. Without
-// JavaScript the page is read-only and reloads itself every
-// PageRefreshSeconds.
+// already tell anyone who can reach the port: the state and since when
+// ("draining for 3m12s"), the turns in flight and the oldest turn's age,
+// the spooled events and pending webhook messages, the version, a link to
+// /metrics, and the lifecycle
+// diagram with the current state marked. Nothing from the drain request
+// (who, why, request id), no session, pid or uptime is in it. Its script
+// (a separate file, so the Content-Security-Policy needs no inline
+// script) asks for a token, keeps it in sessionStorage, and with it shows
+// the drain request with its expiry countdown, offers Drain, Drain again
+// (refresh: the active request id, flag and reason) and Cancel, lists the
+// turns in flight and the last lifecycle events, and follows changes
+// through status?wait=change long-polls. Without JavaScript the page is
+// read-only and reloads itself every PageRefreshSeconds.
 
 // Paths of the status page and its two static files.
 const (
@@ -82,8 +86,13 @@ type pageData struct {
 	State          fsm.State
 	StateClass     string // "state-running", or "state-unknown" for a state the page does not know
 	Description    string
+	StateSince     string // how long the state has lasted, "3m12s"; "" when unknown
+	StateSinceISO  string // when it began (RFC 3339), for the script's clock
+	Version        string
 	InFlight       int
 	OldestTurn     string // "" with no turn in flight
+	SpooledEvents  int
+	WebhookPending int // messages the webhook keeps for redelivery (0 without one)
 	RenderedAt     string
 	RefreshSeconds int
 	Diagram        template.HTML
@@ -122,17 +131,25 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	if slices.Contains(fsm.States, st.State) {
 		class = "state-" + string(st.State)
 	}
+	now := time.Now()
 	data := pageData{
 		State:          st.State,
 		StateClass:     class,
 		Description:    stateDescriptions[st.State],
+		Version:        st.Version,
 		InFlight:       st.ActiveAgents,
 		OldestTurn:     formatAge(st.OldestTurnSeconds),
-		RenderedAt:     time.Now().UTC().Format(time.RFC3339),
+		SpooledEvents:  st.SpooledEvents,
+		WebhookPending: st.WebhookPending,
+		RenderedAt:     now.UTC().Format(time.RFC3339),
 		RefreshSeconds: PageRefreshSeconds,
 		Diagram:        diagram,
 		ScriptURL:      ScriptPath + "?v=" + staticFiles[ScriptPath].etag[1:9],
 		StyleURL:       StylePath + "?v=" + staticFiles[StylePath].etag[1:9],
+	}
+	if !st.StateSince.IsZero() {
+		data.StateSince = formatSince(now.Sub(st.StateSince))
+		data.StateSinceISO = st.StateSince.UTC().Format(time.RFC3339Nano)
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, data); err != nil {
@@ -169,6 +186,12 @@ func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(f.body)
 	}
+}
+
+// formatSince shows how long a state has lasted, to the second:
+// "45s", "3m12s", "26h3m0s" (the page's script uses the same form).
+func formatSince(d time.Duration) string {
+	return max(d, 0).Truncate(time.Second).String()
 }
 
 // formatAge shows a turn's age: "" for none, tenths of a second below

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,6 +53,39 @@ func TestPageShowsState(t *testing.T) {
 			assert.Equal(t, string(tt.state), current[0][1])
 		})
 	}
+}
+
+// TestPageShowsSinceAndFigures shows the rest of what the page renders
+// without a token: how long the state has lasted ("draining for 3m12s"),
+// the spooled events, the pending webhook messages, the version and a
+// link to /metrics.
+func TestPageShowsSinceAndFigures(t *testing.T) {
+	since := time.Now().Add(-(3*time.Minute + 12*time.Second + 300*time.Millisecond))
+	gw := &Gateway{StatusFn: func() gateway.Status {
+		return gateway.Status{State: fsm.Draining, StateSince: since, SpooledEvents: 4, WebhookPending: 17, Version: "v9.8.7"}
+	}}
+	body := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/", "", "").Body.String()
+	assert.Regexp(t, `<span id="state-since" data-since="[^"]+">draining for 3m1[23]s</span>`, body)
+	assert.Contains(t, body, `<dd id="spooled">4</dd>`)
+	assert.Contains(t, body, "version v9.8.7")
+	assert.Contains(t, body, `<a href="/metrics">`)
+	assert.Contains(t, body, `<dd id="webhook-pending">17</dd>`)
+
+	unknown := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, "/", "", "").Body.String()
+	assert.Contains(t, unknown, `<span id="state-since" data-since=""></span>`, "no since when the status does not say")
+}
+
+// TestPageControlsAboveTheFold shows the order of the page: the summary,
+// then the controls, then the lists, the diagram last.
+func TestPageControlsAboveTheFold(t *testing.T) {
+	body := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, "/", "", "").Body.String()
+	var at []int
+	for _, id := range []string{`id="summary"`, `id="control"`, `id="turns-panel"`, `id="history-panel"`, `id="diagram"`} {
+		i := strings.Index(body, id)
+		require.GreaterOrEqualf(t, i, 0, "%s is in the page", id)
+		at = append(at, i)
+	}
+	assert.IsIncreasing(t, at)
 }
 
 // TestPageHeaders shows the page's security and caching headers, also on
@@ -104,14 +138,19 @@ func TestPageLeaksNoDrainRequest(t *testing.T) {
 		return gateway.Status{Seq: 918273, State: fsm.Draining, ActiveAgents: 2, PID: 56473,
 			Epoch: "boot-secret:777", EpochError: "epoch-error-secret", UptimeSeconds: 31415,
 			Drain: &gateway.DrainInfo{Action: "drain", Principal: "principal-xyzzy", RequestID: "req-plugh-42",
-				Epoch: "boot-secret:777", SuppressNotification: true, Status: "active"}}
+				Epoch: "boot-secret:777", SuppressNotification: true, Status: "active", Reason: "reason-secret"},
+			Agent: &gateway.AgentStatus{Kind: "http", Failures: 3, LastError: "agent-error-secret"}}
+	}, TurnsFn: func() []gateway.TurnInfo {
+		return []gateway.TurnInfo{{Session: "session-secret", TurnID: "turn-secret"}}
+	}, HistoryFn: func() []gateway.HistoryEntry {
+		return []gateway.HistoryEntry{{Kind: gateway.HistoryDrain, Principal: "history-principal-secret"}}
 	}}
 	h := MustServer(t, gw).Handler()
 	for _, token := range []string{"", opsToken} {
 		body := do(t, h, http.MethodGet, "/", token, "").Body.String()
 		require.Contains(t, body, "draining")
 		for _, secret := range []string{"principal-xyzzy", "req-plugh-42", "boot-secret", "epoch-error-secret",
-			"56473", "918273", "31415"} {
+			"56473", "918273", "31415", "reason-secret", "agent-error-secret", "session-secret", "turn-secret", "history-principal-secret"} {
 			assert.NotContainsf(t, body, secret, "token %q", token)
 		}
 	}

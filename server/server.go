@@ -142,6 +142,8 @@ func New(cfg Config) (*Server, error) {
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events/replay", s.auth(s.handleReplay)).Methods(http.MethodPost)

@@ -378,6 +378,16 @@ func printStatus(w io.Writer, v statusView) {
 	if live {
 		fmt.Fprintf(tw, "pid\t%d\n", st.PID)
 		fmt.Fprintf(tw, "uptime\t%v\n", seconds(st.UptimeSeconds).Round(time.Second))
+		if st.Version != "" {
+			fmt.Fprintf(tw, "version\t%s\n", st.Version)
+		}
+		if a := st.Agent; a != nil {
+			fmt.Fprintf(tw, "agent\t%s, %d failed turns since start", a.Kind, a.Failures)
+			if a.LastError != "" {
+				fmt.Fprintf(tw, "; last at %s: %s", a.LastErrorAt.Format(time.RFC3339), a.LastError)
+			}
+			fmt.Fprintln(tw)
+		}
 	}
 	_ = tw.Flush()
 }

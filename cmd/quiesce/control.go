@@ -49,6 +49,9 @@ type control interface {
 	Cancel(ctx context.Context, requestID string) (cancelResult, error)
 	// Status returns the gateway's status.
 	Status(ctx context.Context) (gateway.Status, error)
+	// Turns returns the turns in flight (HTTP only: the home does not
+	// record them).
+	Turns(ctx context.Context) ([]gateway.TurnInfo, error)
 	// Describe returns the status as the status command shows it: for a
 	// local home, with how it was learned.
 	Describe(ctx context.Context) (statusView, error)

@@ -97,6 +97,7 @@ var commands = map[string]commandInfo{
 	"cancel":     {"cancel the drain: start accepting turns again", func() command { return &cancelCmd{} }},
 	"wait":       {"wait until no turn is in flight (changes nothing)", func() command { return &waitCmd{} }},
 	"status":     {"show state, turns in flight, drain request, epoch, pid, uptime", func() command { return &statusCmd{} }},
+	"turns":      {"list the turns in flight: session, age, streaming, event id (needs --url)", func() command { return &turnsCmd{} }},
 	"events":     {"events replay: move rejected internal events back into the spool", func() command { return &eventsCmd{} }},
 	"shutdown":   {"start the shutdown sequence (--force: interrupt turns now; --wait: until exited)", func() command { return &shutdownCmd{} }},
 	"diagram":    {"print the lifecycle state machine as Mermaid or DOT", func() command { return &diagramCmd{} }},
@@ -105,7 +106,7 @@ var commands = map[string]commandInfo{
 	"help":       {"show the help of a command", func() command { return &helpCmd{} }},
 }
 
-var commandNames = []string{"run", "check", "drain", "cancel", "wait", "status", "events", "shutdown", "diagram", "version", "completion", "help"}
+var commandNames = []string{"run", "check", "drain", "cancel", "wait", "status", "turns", "events", "shutdown", "diagram", "version", "completion", "help"}
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ msg string }
@@ -276,10 +277,11 @@ func (m *Main) usage(w io.Writer) {
 Run '%[1]s help <command>' (or '%[1]s <command> -h') for the flags of a command,
 and '%[1]s --version' for the version.
 
-Client commands (drain, cancel, wait, status, events replay, shutdown) use the
-HTTP API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
+Client commands (drain, cancel, wait, status, turns, events replay, shutdown)
+use the HTTP API when --url or QUIESCE_URL is set (token from QUIESCE_TOKEN or
 --tokens-file), and otherwise act on the gateway home (--home, QUIESCE_HOME,
-default ./.quiesce) directly. Each prints the API's JSON with --json.
+default ./.quiesce) directly (turns needs --url). Each prints the API's JSON
+with --json.
 
 Exit codes:
   0  success

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,14 +141,17 @@ func stateShown(state string) chromedp.Action[chromedp.Void] {
 // headless Chromium: the page loads without a token; with the token
 // entered it shows the drain request; Drain turns the page to draining
 // and Cancel back to running, each within a second; a drain from outside
-// the page shows up live; the token lives in sessionStorage only; a wrong
-// token is reported in the page; a screenshot is not blank; and with
-// JavaScript off the page still shows the state, read-only.
+// the page shows up live; "Drain again (refresh)" after a CLI drain with
+// --suppress-notification and --request-id keeps both; a turn in flight
+// is listed and the lifecycle events are shown; the token lives in
+// sessionStorage only; a wrong token is reported in the page; a
+// screenshot is not blank; and with JavaScript off the page still shows
+// the state and since when, read-only, with nothing that needs a token.
 func TestE2EStatusPage(t *testing.T) {
 	t.Parallel()
 	needBinary(t)
 	home := newHome(t)
-	p := startGateway(t, home, fakeProcRoot(t, "boot-a", 100))
+	p := startGateway(t, home, fakeProcRoot(t, "boot-a", 100), "--agent-work", "1m")
 	ctx, problems := browser(t)
 
 	within(t, ctx, stepBound, "load the page",
@@ -208,6 +212,75 @@ func TestE2EStatusPage(t *testing.T) {
 		within(t, ctx, stepBound, "the page follows the cancel", stateShown("running"))
 	})
 
+	t.Run("RefreshKeepsTheRequest", func(t *testing.T) {
+		env := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
+		out, errOut, code := cli(t, env, "drain", "--suppress-notification", "--request-id", "maint-42", "--reason", "kernel update")
+		require.Equal(t, 0, code, "quiesce drain: %s%s", out, errOut)
+		before := readMarker(t, home)
+		require.NotNil(t, before)
+		within(t, ctx, stepBound, "the page shows the CLI's drain", stateShown("draining"), chromedp.WaitVisible(css(`#drain-info`)))
+		_ = get(t, ctx, "the page shows the CLI's request id",
+			chromedp.Poll[bool](`document.getElementById("drain-request-id").textContent === "maint-42"`, chromedp.WithPollingInterval(20*time.Millisecond)))
+		assert.Equal(t, "yes", get(t, ctx, "suppress shown", chromedp.Text(css(`#drain-suppress`))))
+		assert.Equal(t, "kernel update", get(t, ctx, "reason shown", chromedp.Text(css(`#drain-reason`))))
+		assert.Equal(t, "kernel update", get(t, ctx, "the reason field follows the active drain", chromedp.Evaluate[string](`document.getElementById("reason").value`)))
+		assert.True(t, get(t, ctx, "the suppress box follows the active drain", chromedp.Evaluate[bool](`document.getElementById("suppress").checked`)))
+		assert.Equal(t, "Drain again (refresh)", get(t, ctx, "button", chromedp.Text(css(`#drain-btn`))))
+		assert.Contains(t, get(t, ctx, "expiry countdown", chromedp.Text(css(`#drain-expires-at`))), "in ")
+		assert.Regexp(t, `^draining for \d+s$`, get(t, ctx, "state since", chromedp.Text(css(`#state-since`))))
+
+		within(t, ctx, stepBound, "press Drain again (refresh)", chromedp.Click(css(`#drain-btn`)))
+		_ = get(t, ctx, "the page has the drain's answer",
+			chromedp.Poll[bool](`/^Drain re(quested|freshed) /.test(document.getElementById("notice").textContent)`, chromedp.WithPollingInterval(20*time.Millisecond)))
+		after := readMarker(t, home)
+		require.NotNil(t, after)
+		assert.Equal(t, "maint-42", after["request_id"], "the refresh keeps the request id")
+		assert.Equal(t, true, after["suppress_notification"], "the refresh keeps suppress_notification")
+		assert.Equal(t, "kernel update", after["reason"], "the refresh keeps the reason")
+		assert.NotEqual(t, before["requested_at"], after["requested_at"], "the refresh renews requested_at")
+		d, _ := p.status()["drain"].(map[string]any)
+		require.NotNil(t, d)
+		assert.Equal(t, "maint-42", d["request_id"])
+		assert.Equal(t, true, d["suppress_notification"])
+		assert.Equal(t, "kernel update", d["reason"])
+		assert.Contains(t, get(t, ctx, "notice", chromedp.Text(css(`#notice`))), "Drain refreshed (request id maint-42, suppress notification yes)")
+
+		_ = get(t, ctx, "the history shows the drain",
+			chromedp.Poll[bool](`[...document.querySelectorAll("#history li[data-kind=drain]")].some(li => li.textContent.includes("drain requested by ops: \"kernel update\"") && li.textContent.includes("maint-42"))`,
+				chromedp.WithPollingInterval(20*time.Millisecond)))
+		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel"}`)
+		require.Equal(t, http.StatusOK, r.code, r.raw)
+		within(t, ctx, stepBound, "the page follows the cancel", stateShown("running"))
+	})
+
+	t.Run("TurnsInFlightListed", func(t *testing.T) {
+		tctx, cancel := context.WithTimeout(context.Background(), stepBound)
+		defer cancel()
+		req, err := http.NewRequestWithContext(tctx, http.MethodPost, p.url+"/v1/sessions/page-parked/messages", strings.NewReader(`{"text":"hold"}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+opsToken)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		within(t, ctx, stepBound, "the page lists the parked turn",
+			chromedp.WaitVisible(css(`#turns tr[data-session="page-parked"]`)),
+		)
+		row := get(t, ctx, "the turn's row", chromedp.Text(css(`#turns tr[data-session="page-parked"]`)))
+		assert.Contains(t, row, "user")
+		cancel() // the client goes away: the turn is cancelled
+		select {
+		case <-done:
+		case <-time.After(stepBound):
+			t.Fatal("the parked turn's request did not end")
+		}
+		p.waitInFlight(0)
+		within(t, ctx, stepBound, "the list empties", chromedp.WaitVisible(css(`#turns-none`)))
+	})
+
 	t.Run("TokenInSessionStorageOnly", func(t *testing.T) {
 		assert.Equal(t, opsToken, get(t, ctx, "sessionStorage", chromedp.Evaluate[string](`sessionStorage.getItem("quiesce.token") || ""`)))
 		assert.Zero(t, get(t, ctx, "localStorage", chromedp.Evaluate[int](`localStorage.length`)), "nothing in localStorage")
@@ -231,7 +304,7 @@ func TestE2EStatusPage(t *testing.T) {
 	// Last, as it turns the tab's scripts off. DevTools can still read
 	// the page through Runtime.evaluate; the page's own script never runs.
 	t.Run("JavaScriptOff", func(t *testing.T) {
-		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"drain"}`)
+		r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"drain","request_id":"maint-99","reason":"kernel update"}`)
 		require.Equal(t, http.StatusOK, r.code, r.raw)
 		within(t, ctx, stepBound, "load the page without JavaScript",
 			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -244,6 +317,14 @@ func TestE2EStatusPage(t *testing.T) {
 			return get(t, ctx, expr, chromedp.Evaluate[string](expr))
 		}
 		assert.Equal(t, "draining", eval(`document.getElementById("state").textContent`), "the state is shown without JavaScript")
+		assert.Regexp(t, `^draining for \d+s$`, eval(`document.getElementById("state-since").textContent`))
+		assert.Equal(t, "0", eval(`document.getElementById("spooled").textContent`))
+		assert.Equal(t, "0", eval(`document.getElementById("webhook-pending").textContent`))
+		html := eval(`document.documentElement.outerHTML`)
+		assert.Contains(t, html, `href="/metrics"`)
+		for _, secret := range []string{"maint-99", "kernel update", "page-parked", opsToken} {
+			assert.NotContains(t, html, secret, "nothing that needs a token without JavaScript")
+		}
 		assert.Equal(t, "0", eval(`document.getElementById("in-flight").textContent`))
 		assert.Equal(t, "true", eval(`String(document.getElementById("control").hidden)`), "no controls without JavaScript: read-only")
 		assert.Contains(t, eval(`document.documentElement.outerHTML`), "JavaScript is off")

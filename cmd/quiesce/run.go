@@ -287,6 +287,8 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		Logger:        logger,
 		Metrics:       metrics,
 		OnTransition:  sd.transition,
+		Version:       readBuildInfo().Version,
+		AgentKind:     c.agent,
 	})
 	if errors.Is(err, gateway.ErrLocked) || errors.Is(err, gateway.ErrHome) {
 		return startError(err)

@@ -1,0 +1,53 @@
+package homefile_test
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/homefile"
+)
+
+// TestOpenNeverBlocksOnAFIFO: Open of a FIFO with no process at its other
+// end returns at once, refused, for reading and for writing. The open runs
+// under a deadline, so an Open that blocks fails this test by assertion;
+// the test then opens the other end itself to release the stuck open.
+func TestOpenNeverBlocksOnAFIFO(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		flag int
+	}{
+		{"read", os.O_RDONLY},
+		{"append", os.O_WRONLY | os.O_APPEND | os.O_CREATE},
+		{"rdwr", os.O_RDWR | os.O_CREATE},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "outbox.jsonl")
+			require.NoError(t, syscall.Mkfifo(p, 0o600))
+			done := make(chan error, 1)
+			go func() {
+				f, err := homefile.Open(p, tc.flag, 0o600)
+				if f != nil {
+					_ = f.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				require.ErrorIs(t, err, homefile.ErrNotRegular)
+			case <-time.After(5 * time.Second):
+				// O_RDWR on a FIFO never blocks on Linux and is the other
+				// end of both a blocked reader and a blocked writer.
+				if other, err := os.OpenFile(p, os.O_RDWR, 0); err == nil {
+					defer other.Close()
+				}
+				<-done
+				require.FailNow(t, "Open blocked on a FIFO", "flag %#x", tc.flag)
+			}
+		})
+	}
+}
