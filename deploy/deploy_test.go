@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/server"
@@ -57,9 +60,8 @@ func runChecks(t *testing.T, file string, checks []check) {
 	t.Helper()
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			if msg := c.fail(); msg != "" {
-				t.Errorf("%s: %s", file, msg)
-			}
+			msg := c.fail()
+			assert.Equalf(t, "", msg, "%s: %s", file, msg)
 		})
 	}
 }
@@ -69,13 +71,9 @@ func runChecks(t *testing.T, file string, checks []check) {
 func shutdownBound(t *testing.T, file string, run command) (drain, notify, bound time.Duration) {
 	t.Helper()
 	drain, err := run.duration("drain-timeout", defaultDrainTimeout)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	require.NoErrorf(t, err, "%s", file)
 	notify, err = run.duration("notify-timeout", defaultNotifyTimeout)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	require.NoErrorf(t, err, "%s", file)
 	return drain, notify, drain + notify + closeAllowance
 }
 
@@ -91,21 +89,14 @@ func TestSystemdUnit(t *testing.T) {
 func unitChecks(t *testing.T, data string) []check {
 	t.Helper()
 	u, err := parseUnit(data)
-	if err != nil {
-		t.Fatalf("%s: %v", unitFile, err)
-	}
+	require.NoErrorf(t, err, "%s", unitFile)
 	execStart, ok := u.last("Service", "ExecStart")
-	if !ok {
-		t.Fatalf("%s: no ExecStart in [Service]", unitFile)
-	}
+	require.Truef(t, ok, "%s: no ExecStart in [Service]", unitFile)
 	words, err := splitCommand(execStart)
-	if err != nil {
-		t.Fatalf("%s: ExecStart: %v", unitFile, err)
-	}
+	require.NoErrorf(t, err, "%s: ExecStart", unitFile)
 	run, err := parseQuiesce(words)
-	if err != nil || run.sub != "run" {
-		t.Fatalf("%s: ExecStart must run \"quiesce run ...\": %v %q", unitFile, err, words)
-	}
+	require.NoErrorf(t, err, "%s: ExecStart must run \"quiesce run ...\": %q", unitFile, words)
+	require.Equalf(t, "run", run.sub, "%s: ExecStart must run \"quiesce run ...\": %q", unitFile, words)
 	drain, notify, bound := shutdownBound(t, unitFile, run)
 	is := func(key, want, why string) func() string {
 		return func() string {
@@ -312,9 +303,7 @@ type image struct {
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return string(data)
 }
 
@@ -323,12 +312,8 @@ func readFile(t *testing.T, path string) string {
 func readDockerfile(t *testing.T, data string) ([]stage, image) {
 	t.Helper()
 	stages, err := parseDockerfile(data)
-	if err != nil {
-		t.Fatalf("Dockerfile: %v", err)
-	}
-	if len(stages) == 0 {
-		t.Fatal("Dockerfile: no FROM")
-	}
+	require.NoErrorf(t, err, "Dockerfile")
+	require.NotEqual(t, 0, len(stages), "Dockerfile: no FROM")
 	final := stages[len(stages)-1]
 	img := image{env: map[string]string{}}
 	for _, in := range final.instrs {
@@ -510,22 +495,18 @@ func readPod(t *testing.T, docs []manifest, img image) pod {
 		case "StatefulSet":
 			p.sts = d.obj
 		case "Deployment", "DaemonSet", "ReplicaSet":
-			t.Errorf("%s: a %s runs quiesce: use a StatefulSet with volumeClaimTemplates (one home per pod); "+
-				"a Deployment's rolling update can start the new pod on a shared volume before the old one stopped", d.file, d.kind())
+			assert.Fail(t, fmt.Sprintf("%s: a %s runs quiesce: use a StatefulSet with volumeClaimTemplates (one home per pod); "+
+				"a Deployment's rolling update can start the new pod on a shared volume before the old one stopped", d.file, d.kind()))
 		}
 	}
-	if p.sts == nil {
-		t.Fatalf("%s: no StatefulSet: run quiesce as one (volumeClaimTemplates give each pod its own home)", k8sDir)
-	}
+	require.NotNilf(t, p.sts, "%s: no StatefulSet: run quiesce as one (volumeClaimTemplates give each pod its own home)", k8sDir)
 	p.spec, _ = at(p.sts, "spec", "template", "spec").(map[string]any)
 	for _, c := range objects(at(p.spec, "containers")) {
 		if c["name"] == "quiesce" {
 			p.container = c
 		}
 	}
-	if p.container == nil {
-		t.Fatalf("%s: the StatefulSet has no container named \"quiesce\"", k8sDir)
-	}
+	require.NotNilf(t, p.container, "%s: the StatefulSet has no container named \"quiesce\"", k8sDir)
 	p.inits = objects(at(p.spec, "initContainers"))
 	p.img = img
 	argv := append(slices.Clone(p.img.entrypoint), strs(p.container["args"])...)
@@ -533,9 +514,8 @@ func readPod(t *testing.T, docs []manifest, img image) pod {
 		argv = append(cmd, strs(p.container["args"])...)
 	}
 	run, err := parseQuiesce(argv)
-	if err != nil || run.sub != "run" {
-		t.Fatalf("%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %v %q", k8sDir, err, argv)
-	}
+	require.NoErrorf(t, err, "%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %q", k8sDir, argv)
+	require.Equalf(t, "run", run.sub, "%s: the quiesce container must run \"quiesce run ...\" (the image's ENTRYPOINT plus args): %q", k8sDir, argv)
 	p.run = run
 	p.home = p.homeOf(run)
 	return p
@@ -941,34 +921,23 @@ func TestProbesOnTheRealRouter(t *testing.T) {
 	liveness := fmt.Sprint(at(p.container, "livenessProbe", "httpGet", "path"))
 
 	proc := t.TempDir()
-	if err := fakeproc.Write(proc, "boot-deploy-test", 4242); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, fakeproc.Write(proc, "boot-deploy-test", 4242))
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw, err := gateway.New(gateway.Config{Home: filepath.Join(t.TempDir(), "home"), ProcRoot: proc, WatchInterval: -1, Logger: logger})
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
+	require.NoErrorf(t, err, "gateway.New")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := gw.Start(ctx); err != nil {
-		t.Fatalf("gateway Start: %v", err)
-	}
+	require.NoErrorf(t, gw.Start(ctx), "gateway Start")
 	t.Cleanup(func() {
 		// A forced shutdown: nothing is in flight, so it stops at once.
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
-		if _, err := gw.Shutdown(sctx, true); err != nil {
-			t.Errorf("gateway shutdown did not finish within 10s: %v", err)
-		}
-		if err := gw.Close(); err != nil {
-			t.Errorf("gateway close: %v", err)
-		}
+		_, err := gw.Shutdown(sctx, true)
+		assert.NoErrorf(t, err, "gateway shutdown did not finish within 10s")
+		assert.NoErrorf(t, gw.Close(), "gateway close")
 	})
 	srv, err := server.New(server.Config{Gateway: gw, Tokens: server.NewTokens(map[string]string{"ops": "deploy-test-token-0123456789"}), Logger: logger})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
+	require.NoErrorf(t, err, "server.New")
 	get := func(path string) int {
 		rec := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil))
@@ -987,15 +956,11 @@ func TestProbesOnTheRealRouter(t *testing.T) {
 		}, ready: http.StatusServiceUnavailable, liveness: http.StatusOK},
 	} {
 		t.Run(tt.state, func(t *testing.T) {
-			if err := tt.setup(); err != nil {
-				t.Fatalf("%s: %v", tt.state, err)
-			}
-			if got := get(readiness); got != tt.ready {
-				t.Errorf("%s: readinessProbe path %s answers %d while %s, want %d: point the readiness probe at /readyz", k8sDir, readiness, got, tt.state, tt.ready)
-			}
-			if got := get(liveness); got != tt.liveness {
-				t.Errorf("%s: livenessProbe path %s answers %d while %s, want %d: point the liveness probe at /healthz", k8sDir, liveness, got, tt.state, tt.liveness)
-			}
+			require.NoErrorf(t, tt.setup(), "%s", tt.state)
+			got := get(readiness)
+			assert.Equalf(t, tt.ready, got, "%s: readinessProbe path %s answers %d while %s, want %d: point the readiness probe at /readyz", k8sDir, readiness, got, tt.state, tt.ready)
+			got = get(liveness)
+			assert.Equalf(t, tt.liveness, got, "%s: livenessProbe path %s answers %d while %s, want %d: point the liveness probe at /healthz", k8sDir, liveness, got, tt.state, tt.liveness)
 		})
 	}
 }
@@ -1080,9 +1045,7 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			edit := func(s string) string {
-				if !strings.Contains(s, tt.old) {
-					t.Fatalf("%s no longer contains %q: update this case", tt.file, tt.old)
-				}
+				require.Containsf(t, s, tt.old, "%s no longer contains %q: update this case", tt.file, tt.old)
 				return strings.Replace(s, tt.old, tt.new, 1)
 			}
 			var checks []check
@@ -1097,15 +1060,10 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 				checks = k8sChecks(t, parseManifests(t, files), img)
 			}
 			i := slices.IndexFunc(checks, func(c check) bool { return c.name == tt.check })
-			if i < 0 {
-				t.Fatalf("no check %q", tt.check)
-			}
+			require.GreaterOrEqualf(t, i, 0, "no check %q", tt.check)
 			msg := checks[i].fail()
-			switch {
-			case msg == "":
-				t.Errorf("%s passes after %s: %q → %q; the check guards nothing", tt.check, tt.file, tt.old, tt.new)
-			case !strings.Contains(msg, tt.wantInMsg):
-				t.Errorf("%s's message %q does not say %q", tt.check, msg, tt.wantInMsg)
+			if assert.NotEmptyf(t, msg, "%s passes after %s: %q → %q; the check guards nothing", tt.check, tt.file, tt.old, tt.new) {
+				assert.Containsf(t, msg, tt.wantInMsg, "%s's message", tt.check)
 			}
 		})
 	}
@@ -1123,32 +1081,25 @@ func TestFlagsExist(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../cmd/quiesce")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/quiesce: %v\n%s", err, out)
-	}
+	out, err := build.CombinedOutput()
+	require.NoErrorf(t, err, "go build ./cmd/quiesce: %v\n%s", err, out)
 	// flagsOf returns the flags "quiesce <sub> -h" lists: name → whether
 	// it is boolean (listed without a value type).
 	flagsOf := func(sub string) map[string]bool {
 		out, err := exec.CommandContext(ctx, bin, sub, "-h").CombinedOutput()
-		if err != nil {
-			t.Fatalf("quiesce %s -h: %v\n%s", sub, err, out)
-		}
+		require.NoErrorf(t, err, "quiesce %s -h: %v\n%s", sub, err, out)
 		flags := map[string]bool{}
 		for line := range strings.Lines(string(out)) {
 			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(line, "  -") {
 				flags[strings.TrimPrefix(f[0], "-")] = len(f) == 1
 			}
 		}
-		if len(flags) == 0 {
-			t.Fatalf("quiesce %s -h lists no flags:\n%s", sub, out)
-		}
+		require.NotEqualf(t, 0, len(flags), "quiesce %s -h lists no flags:\n%s", sub, out)
 		return flags
 	}
 
 	unit, err := parseUnit(readFile(t, unitFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	_, img := readDockerfile(t, readFile(t, dockerfile))
 	p := readPod(t, parseManifests(t, readManifests(t, k8sDir)), img)
 	lines := []struct {
@@ -1162,9 +1113,7 @@ func TestFlagsExist(t *testing.T) {
 	for _, key := range []string{"ExecStart", "ExecStop", "ExecStartPre", "ExecStopPost", "ExecReload"} {
 		for _, v := range unit["Service"][key] {
 			argv, err := splitCommand(v)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if filepath.Base(argv[0]) == "quiesce" {
 				lines = append(lines, struct {
 					where string
@@ -1176,8 +1125,7 @@ func TestFlagsExist(t *testing.T) {
 	known := map[string]map[string]bool{}
 	for _, l := range lines {
 		c, err := parseQuiesce(l.argv)
-		if err != nil {
-			t.Errorf("%s: %v", l.where, err)
+		if !assert.NoErrorf(t, err, "%s", l.where) {
 			continue
 		}
 		if known[c.sub] == nil {
@@ -1185,13 +1133,14 @@ func TestFlagsExist(t *testing.T) {
 		}
 		for name, value := range c.flags {
 			isBool, ok := known[c.sub][name]
-			switch {
-			case !ok:
-				t.Errorf("%s: quiesce %s has no flag --%s (see quiesce %s -h)", l.where, c.sub, name, c.sub)
-			case isBool != boolFlags[name]:
-				t.Errorf("%s: --%s is boolean in quiesce %s: %t, but this test parses it as boolean: %t; fix boolFlags", l.where, name, c.sub, isBool, boolFlags[name])
-			case !isBool && value == "":
-				t.Errorf("%s: --%s needs a value", l.where, name)
+			if !assert.Truef(t, ok, "%s: quiesce %s has no flag --%s (see quiesce %s -h)", l.where, c.sub, name, c.sub) {
+				continue
+			}
+			if !assert.Equalf(t, isBool, boolFlags[name], "%s: --%s is boolean in quiesce %s: %t, but this test parses it as boolean: %t; fix boolFlags", l.where, name, c.sub, isBool, boolFlags[name]) {
+				continue
+			}
+			if !isBool {
+				assert.NotEmptyf(t, value, "%s: --%s needs a value", l.where, name)
 			}
 		}
 	}
@@ -1219,28 +1168,20 @@ func TestImageStampReachesTheBinary(t *testing.T) {
 	want := map[string]string{buildinfoPkg + ".Version": "v0.0.0-deploy-test", buildinfoPkg + ".Revision": "0123456789abcdef0123456789abcdef01234567"}
 	var ldflags []string
 	for sym, v := range want {
-		if _, ok := stampOf(build, sym); !ok {
-			t.Fatalf("Dockerfile: the go build does not stamp %s", sym)
-		}
+		_, ok := stampOf(build, sym)
+		require.Truef(t, ok, "Dockerfile: the go build does not stamp %s", sym)
 		ldflags = append(ldflags, "-X", sym+"="+v)
 	}
 	bin := filepath.Join(t.TempDir(), "quiesce")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", strings.Join(ldflags, " "), "-o", bin, "../cmd/quiesce").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	require.NoErrorf(t, err, "go build: %v\n%s", err, out)
 	out, err = exec.CommandContext(ctx, bin, "version", "--json").Output()
-	if err != nil {
-		t.Fatalf("quiesce version --json: %v", err)
-	}
+	require.NoErrorf(t, err, "quiesce version --json")
 	var got struct{ Version, Revision string }
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("quiesce version --json: %v: %s", err, out)
-	}
-	if got.Version != want[buildinfoPkg+".Version"] || got.Revision != want[buildinfoPkg+".Revision"] {
-		t.Errorf("a binary stamped as the Dockerfile does reports version %q revision %q, want %q %q: the -X symbols name nothing",
-			got.Version, got.Revision, want[buildinfoPkg+".Version"], want[buildinfoPkg+".Revision"])
-	}
+	err = json.Unmarshal(out, &got)
+	require.NoErrorf(t, err, "quiesce version --json: %v: %s", err, out)
+	assert.Equal(t, want[buildinfoPkg+".Version"], got.Version, "the version of a binary stamped as the Dockerfile does: the -X symbol names nothing")
+	assert.Equal(t, want[buildinfoPkg+".Revision"], got.Revision, "the revision of a binary stamped as the Dockerfile does: the -X symbol names nothing")
 }

@@ -3,7 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
-	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,12 +31,10 @@ func makeRun(t *testing.T, path string, env []string, args ...string) (stdout, s
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("make %v did not finish within 30s", args)
-	}
+	require.NoErrorf(t, ctx.Err(), "make %v did not finish within 30s", args)
 	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("make %v: %v", args, err)
+	if err != nil {
+		require.ErrorAsf(t, err, &ee, "make %v: an error other than an exit status", args)
 	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
@@ -48,36 +46,25 @@ func makeRun(t *testing.T, path string, env []string, args ...string) (stdout, s
 func TestMakeTestNeedsABrowserFirst(t *testing.T) {
 	empty := t.TempDir()
 	_, stderr, code := makeRun(t, empty, nil, "-s", "need-browser")
-	if code == 0 {
-		t.Fatalf("make need-browser passes without any browser on PATH")
-	}
+	require.NotEqualf(t, 0, code, "make need-browser passes without any browser on PATH")
 	for _, want := range []string{"needs Chromium", "apt-get install chromium", "QUIESCE_NO_BROWSER=1"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("make need-browser's message does not say %q:\n%s", want, stderr)
-		}
+		assert.Containsf(t, stderr, want, "make need-browser's message does not say %q:\n%s", want, stderr)
 	}
 
-	if _, stderr, code := makeRun(t, empty, nil, "-s", "need-browser", "QUIESCE_NO_BROWSER=1"); code != 0 {
-		t.Errorf("make need-browser QUIESCE_NO_BROWSER=1 exits %d:\n%s", code, stderr)
-	}
-	if _, stderr, code := makeRun(t, empty, []string{"QUIESCE_NO_BROWSER=1"}, "-s", "need-browser"); code != 0 {
-		t.Errorf("QUIESCE_NO_BROWSER=1 make need-browser exits %d:\n%s", code, stderr)
-	}
+	_, stderr, code = makeRun(t, empty, nil, "-s", "need-browser", "QUIESCE_NO_BROWSER=1")
+	assert.Equalf(t, 0, code, "make need-browser QUIESCE_NO_BROWSER=1 exits %d:\n%s", code, stderr)
+	_, stderr, code = makeRun(t, empty, []string{"QUIESCE_NO_BROWSER=1"}, "-s", "need-browser")
+	assert.Equalf(t, 0, code, "QUIESCE_NO_BROWSER=1 make need-browser exits %d:\n%s", code, stderr)
 
 	withBrowser := t.TempDir()
-	if err := os.WriteFile(filepath.Join(withBrowser, "chromium"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, stderr, code := makeRun(t, withBrowser, nil, "-s", "need-browser"); code != 0 {
-		t.Errorf("make need-browser exits %d with chromium on PATH:\n%s", code, stderr)
-	}
+	require.NoError(t, os.WriteFile(filepath.Join(withBrowser, "chromium"), []byte("#!/bin/sh\n"), 0o755))
+	_, stderr, code = makeRun(t, withBrowser, nil, "-s", "need-browser")
+	assert.Equalf(t, 0, code, "make need-browser exits %d with chromium on PATH:\n%s", code, stderr)
 
 	// The check comes first: a dry run of make test lists it before go vet.
 	stdout, _, _ := makeRun(t, os.Getenv("PATH"), nil, "-n", "test")
 	browser, vet := strings.Index(stdout, "needs Chromium"), strings.Index(stdout, " vet ")
-	if browser < 0 || vet < 0 || browser > vet {
-		t.Errorf("make test does not check for the browser before go vet:\n%s", stdout)
-	}
+	assert.Falsef(t, browser < 0 || vet < 0 || browser > vet, "make test does not check for the browser before go vet:\n%s", stdout)
 }
 
 // TestMakeBenchLeavesPerformanceDocAlone: make bench passes the driver an
@@ -86,27 +73,21 @@ func TestMakeTestNeedsABrowserFirst(t *testing.T) {
 func TestMakeBenchLeavesPerformanceDocAlone(t *testing.T) {
 	driverLine := func(args ...string) string {
 		stdout, stderr, code := makeRun(t, os.Getenv("PATH"), nil, append([]string{"-n", "bench"}, args...)...)
-		if code != 0 {
-			t.Fatalf("make -n bench %v: exit %d\n%s", args, code, stderr)
-		}
+		require.Equalf(t, 0, code, "make -n bench %v: exit %d\n%s", args, code, stderr)
 		for line := range strings.Lines(stdout) {
 			if strings.Contains(line, "./bench/driver") {
 				return strings.TrimSpace(line)
 			}
 		}
-		t.Fatalf("make -n bench runs no ./bench/driver:\n%s", stdout)
+		require.Fail(t, fmt.Sprintf("make -n bench runs no ./bench/driver:\n%s", stdout))
 		return ""
 	}
-	if line := driverLine(); !strings.Contains(line, `-out ""`) {
-		t.Errorf("make bench: the driver line %q does not pass -out \"\": it would overwrite docs/PERFORMANCE.md", line)
-	}
-	if line := driverLine("UPDATE=1"); !strings.Contains(line, `-out "docs/PERFORMANCE.md"`) {
-		t.Errorf("make bench UPDATE=1: the driver line %q does not write docs/PERFORMANCE.md", line)
-	}
+	line := driverLine()
+	assert.Containsf(t, line, `-out ""`, "make bench: the driver line %q does not pass -out \"\": it would overwrite docs/PERFORMANCE.md", line)
+	line = driverLine("UPDATE=1")
+	assert.Containsf(t, line, `-out "docs/PERFORMANCE.md"`, "make bench UPDATE=1: the driver line %q does not write docs/PERFORMANCE.md", line)
 	src := readFile(t, "../bench/driver/main.go")
-	if !strings.Contains(src, `flag.StringVar(&opt.out, "out", "",`) {
-		t.Error("bench/driver: -out must default to empty (stdout only), so go run ./bench/driver alone leaves docs/PERFORMANCE.md alone")
-	}
+	assert.Contains(t, src, `flag.StringVar(&opt.out, "out", "",`, "bench/driver: -out must default to empty (stdout only), so go run ./bench/driver alone leaves docs/PERFORMANCE.md alone")
 }
 
 // TestMakeTestNeedsHAProxy: make test (and make fleet) check for HAProxy

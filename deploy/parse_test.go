@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -334,15 +335,12 @@ func (m manifest) kind() string { s, _ := m.obj["kind"].(string); return s }
 func readManifests(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no YAML files in %s (%v)", dir, err)
-	}
+	require.NoErrorf(t, err, "no YAML files in %s", dir)
+	require.NotEmptyf(t, files, "no YAML files in %s", dir)
 	out := map[string]string{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		out[filepath.Base(f)] = string(data)
 	}
 	return out
@@ -361,13 +359,9 @@ func parseManifests(t *testing.T, files map[string]string) []manifest {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
+			require.NoErrorf(t, err, "%s", f)
 			var obj map[string]any
-			if err := node.Decode(&obj); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
+			require.NoErrorf(t, node.Decode(&obj), "%s", f)
 			if obj == nil {
 				continue // an empty document
 			}

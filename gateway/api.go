@@ -45,6 +45,10 @@ var (
 	// cancel ends it. LocalDrain wraps it too (nothing is drained then:
 	// the marker is the only channel it has).
 	ErrMarkerUnwritable = errors.New("gateway: drain marker unwritable")
+	// ErrDrainCancelled is returned by BeginDrain for a drain waiting in an
+	// announce window (DrainRequest.Announce) that a cancel ended: nothing
+	// was written and the gateway is ready again.
+	ErrDrainCancelled = errors.New("gateway: drain cancelled during its announce window")
 	// ErrShuttingDown is returned by BeginDrain and CancelDrain once the
 	// shutdown sequence has begun (shutdown wins): the marker is untouched.
 	ErrShuttingDown = errors.New("gateway: shutting down")
@@ -135,6 +139,14 @@ type DrainRequest struct {
 	SuppressNotification *bool   // skip the home-channel broadcast if the drain ends in shutdown; nil: keep (refresh) or false
 	RequestID            string  // optional; generated when empty
 	Reason               *string // why (marker.CheckReason); nil: keep (refresh) or ""
+	// Announce, when above zero (at most MaxAnnounce), announces the drain
+	// before it takes effect: Ready turns false (so /readyz fails and a
+	// load balancer stops sending new turns) while the gate stays open for
+	// Announce; then the request is applied and the gate closes, and only
+	// then does BeginDrain return. It matters only while running: when a
+	// drain is already in effect the gate is closed and the request
+	// applies at once. See BeginDrain for joins, cancel and shutdown.
+	Announce time.Duration
 }
 
 // DrainInfo is the drain marker as the API shows it.
@@ -147,7 +159,9 @@ type DrainInfo struct {
 	RequestID            string    `json:"request_id"`
 	// Reason says why the drain was requested ("" when not given).
 	Reason string `json:"reason"`
-	// Status is "active", "stale", "expired" or "contentless".
+	// Status is "active", "stale", "expired" or "contentless" (what the
+	// marker says), or "announcing" (DrainStatusAnnouncing) while an
+	// announce window is open and no drain is in effect yet.
 	Status string `json:"status"`
 	// Persisted is false for a drain held in memory only, because the
 	// marker could not be written (see ErrMarkerUnwritable); a restart
@@ -157,6 +171,9 @@ type DrainInfo struct {
 	// ExpiresAt is when the marker stops draining (its age reaches the
 	// max age); zero when unknown.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// AnnounceUntil is, while an announce window is open, when the gate
+	// will close (the window's end); zero otherwise.
+	AnnounceUntil time.Time `json:"announce_until,omitzero"`
 }
 
 // DrainResult is what BeginDrain did.
@@ -184,7 +201,11 @@ type Status struct {
 	// StateSince is when the gateway entered State (its start, if it has
 	// not changed since), taken as the transition's first step, before
 	// the state file is written or the change logged.
-	StateSince    time.Time  `json:"state_since,omitzero"`
+	StateSince time.Time `json:"state_since,omitzero"`
+	// Ready is true exactly when /readyz answers 200: running, with no
+	// announce window open (Gateway.Ready). A status read from the home
+	// (LocalStatus) says the same of a live gateway, false of a dead one.
+	Ready         bool       `json:"ready"`
 	ActiveAgents  int        `json:"active_agents"`
 	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
 	Epoch         string     `json:"epoch"`

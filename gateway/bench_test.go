@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkTurn measures the gateway's per-turn overhead (gate, session
@@ -32,9 +35,8 @@ func BenchmarkTurn(b *testing.B) {
 		f := newFixture(b, func(c *Config) { c.Agent = agent })
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := f.g.Turn(ctx, "s", "hi"); err != nil {
-				b.Fatal(err)
-			}
+			_, err := f.g.Turn(ctx, "s", "hi")
+			require.NoError(b, err)
 		}
 	})
 	// A request's context, as net/http gives each request its own
@@ -52,9 +54,8 @@ func BenchmarkTurn(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			rctx, cancel := context.WithCancel(ctx)
-			if _, err := f.g.Turn(rctx, "s", "hi"); err != nil {
-				b.Fatal(err)
-			}
+			_, err := f.g.Turn(rctx, "s", "hi")
+			require.NoError(b, err)
 			cancel()
 		}
 	})
@@ -65,17 +66,17 @@ func BenchmarkTurn(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			session := fmt.Sprint("s", n.Add(1))
 			for pb.Next() {
-				if _, err := f.g.Turn(ctx, session, "hi"); err != nil {
-					b.Fatal(err)
+				_, err := f.g.Turn(ctx, session, "hi")
+				if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
+					return
 				}
 			}
 		})
 	})
 	b.Run("refused", func(b *testing.B) {
 		f := newFixture(b, func(c *Config) { c.Agent = agent; c.DrainTimeout = time.Second })
-		if _, err := f.g.BeginDrain(ctx, DrainRequest{}); err != nil {
-			b.Fatal(err)
-		}
+		_, err := f.g.BeginDrain(ctx, DrainRequest{})
+		require.NoError(b, err)
 		b.ReportAllocs()
 		for b.Loop() {
 			_, _ = f.g.Turn(ctx, "s", "hi")
@@ -108,8 +109,8 @@ func BenchmarkHTTPAgent(b *testing.B) {
 			for pb.Next() {
 				body, _ := json.Marshal(upstreamRequest{Session: session, Text: "hi", TurnID: "t"})
 				resp, err := c.Post(up.URL, "application/json", bytes.NewReader(body))
-				if err != nil {
-					b.Fatal(err)
+				if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
+					return
 				}
 				var out struct{ Reply string }
 				_ = json.NewDecoder(resp.Body).Decode(&out)
@@ -119,9 +120,7 @@ func BenchmarkHTTPAgent(b *testing.B) {
 	})
 	b.Run("gateway-http-agent", func(b *testing.B) {
 		agent, err := NewHTTP(up.URL, HTTPAgentOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
 		f := newFixture(b, func(c *Config) { c.Agent = agent })
 		b.ReportAllocs()
 		b.SetParallelism(parallelism)
@@ -129,8 +128,9 @@ func BenchmarkHTTPAgent(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			session := fmt.Sprint("s", n.Add(1))
 			for pb.Next() {
-				if _, err := f.g.Turn(ctx, session, "hi"); err != nil {
-					b.Fatal(err)
+				_, err := f.g.Turn(ctx, session, "hi")
+				if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
+					return
 				}
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -68,12 +69,12 @@ func TestConcurrentTurnsDrainsAndShutdown(t *testing.T) {
 				case errors.Is(err, ErrRefused):
 					refused.Add(1)
 				default:
-					t.Errorf("turn: %v", err)
+					assert.Fail(t, fmt.Sprintf("turn: %v", err))
 					return
 				}
 				if i%10 == 0 {
 					if _, err := g.Event(ctx, fmt.Sprintf("e%d", c), "bg"); err != nil {
-						t.Errorf("event: %v", err)
+						assert.Fail(t, fmt.Sprintf("event: %v", err))
 						return
 					}
 				}

@@ -109,9 +109,15 @@ func (g *Gateway) currentUnpersisted(st marker.State) *marker.Request {
 	return nil
 }
 
-// drainView is the API's view of the drain in effect: the drain held in
-// memory (persisted false) if there is one, else the marker reading st.
+// drainView is the API's view of the drain: the drain in effect
+// (drainInEffect) with the open announce window, if any (withAnnounce).
 func (g *Gateway) drainView(st marker.State) *DrainInfo {
+	return g.withAnnounce(g.drainInEffect(st))
+}
+
+// drainInEffect is the drain held in memory (persisted false) if there is
+// one, else the marker reading st.
+func (g *Gateway) drainInEffect(st marker.State) *DrainInfo {
 	mem := g.unpersisted.Load()
 	if mem == nil {
 		return drainStatus(st, g.cfg.MaxAge)

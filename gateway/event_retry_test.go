@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,7 +109,7 @@ func TestEventRetriesLeaveTheSessionFreeAndInOrder(t *testing.T) {
 	assert.Equal(t, "re: hello", reply)
 	select {
 	case text := <-agent.ran:
-		t.Fatalf("%q ran while the session's earlier event waits for its retry", text)
+		require.Fail(t, fmt.Sprintf("%q ran while the session's earlier event waits for its retry", text))
 	case <-time.After(100 * time.Millisecond):
 	}
 
@@ -172,3 +174,61 @@ func (m *countingMetrics) get(name string) int {
 
 func (m *countingMetrics) EventRejected() { m.add("rejected") }
 func (m *countingMetrics) EventRetried()  { m.add("retried") }
+
+// the backoff schedule is 200ms doubling, capped at 30s.
+func TestEventBackoffSchedule(t *testing.T) {
+	want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
+		1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 12800 * time.Millisecond,
+		25600 * time.Millisecond, 30 * time.Second, 30 * time.Second}
+	for i, w := range want {
+		assert.Equal(t, w, eventBackoff(i+1), "after failure %d", i+1)
+	}
+	assert.Equal(t, eventBackoffMax, eventBackoff(64), "no overflow")
+}
+
+// TestEventRetriesThenRejected: an agent error retries with backoff, with
+// the same event id, until EventRetryFor has passed since the first
+// failure; then the event moves to the rejected file, so the session's
+// next event runs.
+func TestEventRetriesThenRejected(t *testing.T) {
+	tries := make(chan string, 64)
+	f := newFixture(t, func(c *Config) {
+		c.EventRetryFor = 300 * time.Millisecond
+		c.Agent = AgentFunc(func(_ context.Context, t Turn) (string, error) {
+			tries <- t.EventID + " " + t.Text
+			if t.Text == "poison" {
+				return "", os.ErrInvalid
+			}
+			return "ok", nil
+		})
+	})
+	bad, err := f.g.Event(context.Background(), "s", "poison")
+	require.NoError(t, err)
+	_, err = f.g.Event(context.Background(), "s", "next")
+	require.NoError(t, err)
+	n := 0
+	for try := recv(t, tries); !strings.HasSuffix(try, " next"); try = recv(t, tries) {
+		n++
+		require.Equal(t, bad.ID+" poison", try, "try %d has the same event id", n)
+	}
+	require.GreaterOrEqual(t, n, 2, "retried before the rejection")
+	eventually(t, "spool empty", func() bool { return f.g.spool.len() == 0 })
+	data, err := os.ReadFile(filepath.Join(f.home, RejectedFileName))
+	require.NoError(t, err)
+	assert.Contains(t, string(data), bad.ID)
+	select {
+	case extra := <-tries:
+		require.Fail(t, fmt.Sprintf("ran again after the rejection: %s", extra))
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestEventBackoffIsCapped(t *testing.T) {
+	prev := time.Duration(0)
+	for n := 1; n <= 64; n++ {
+		d := eventBackoff(n)
+		require.LessOrEqual(t, d, eventBackoffMax, "try %d", n)
+		require.GreaterOrEqual(t, d, prev, "try %d", n)
+		prev = d
+	}
+}

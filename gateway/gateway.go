@@ -91,8 +91,8 @@ type Config struct {
 // started). All methods are safe for concurrent use.
 //
 // Concurrency: ctlMu serialises reconciles (one marker read and event at
-// a time) and drain requests (the marker write and the drain held in
-// memory); sessMu guards sessions; evMu serialises event dispatch and
+// a time) and drain requests (the marker write, the drain held in memory
+// and the announce window, whose timer runs its end on its own goroutine); sessMu guards sessions; evMu serialises event dispatch and
 // guards events; bg counts background goroutines (system turns, dispatch,
 // the watcher, the state writer) so stop can wait for them; runCtx stops
 // them. The fsm.Machine, spool, notifier, state writer and history guard
@@ -138,6 +138,16 @@ type Gateway struct {
 	// CancelDrain and reconcile, read without a lock by Status, the state
 	// writer and the shutdown.
 	unpersisted atomic.Pointer[marker.Request]
+	// window is the open announce window (nil: none), guarded by ctlMu;
+	// announcing is its view for readers that take no lock (Ready, Status,
+	// the state writer): set while a window is open, nil otherwise.
+	window     *announceWindow
+	announcing atomic.Pointer[announceView]
+	// afterFunc runs f after d and returns a func that stops it: the
+	// timer that ends an announce window (time.AfterFunc; the package's
+	// tests end windows by hand).
+	afterFunc func(d time.Duration, f func()) (stop func() bool)
+
 	// firing is the drain in effect while reconcile fires a drain event,
 	// for the transition's log line (the observer runs inside the event);
 	// nil otherwise. Atomic: the observer may run on another event's
@@ -288,6 +298,7 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 		spool:    sp,
 
 		eventBackoffBase: eventBackoffBase,
+		afterFunc:        func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
 	}
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
 	g.state = newStateWriter(g)
@@ -519,18 +530,48 @@ func (g *Gateway) onTransition(t fsm.Transition) {
 // cancel ends it, a later marker write supersedes it (a refresh or another
 // drain that gets through) or it expires by the max age; a restart forgets
 // it.
+//
+// With req.Announce above zero while running, the drain is announced
+// first (see DrainRequest.Announce): Ready is false at once while the gate
+// stays open; when the window ends the request is applied as above and
+// BeginDrain returns. A drain with an announce that arrives during an open
+// window joins it (the window keeps its end) and is applied after the
+// requests already waiting, in arrival order; a drain without an announce
+// ends the window at once (the waiting requests are applied, then it).
+// CancelDrain during the window ends it: the waiting requests return
+// ErrDrainCancelled, nothing written, and the gateway is ready again. A
+// shutdown during the window wins: they return ErrShuttingDown, nothing
+// written. If ctx ends during the window, BeginDrain returns ctx.Err() but
+// the request stays: it is applied when the window ends.
 func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult, error) {
 	if err := checkDrainRequest(req); err != nil {
+		return DrainResult{}, err
+	}
+	if err := checkAnnounce(req.Announce); err != nil {
 		return DrainResult{}, err
 	}
 	// ctlMu makes check, write and reconcile one step against
 	// runShutdown's shutdown event: a drain either lands before the
 	// shutdown or is refused, never a marker written after it.
 	g.ctlMu.Lock()
-	defer g.ctlMu.Unlock()
 	if g.shuttingDown() {
+		g.ctlMu.Unlock()
 		return DrainResult{}, fmt.Errorf("gateway: drain: %w", ErrShuttingDown)
 	}
+	switch w := g.window; {
+	case req.Announce > 0 && (w != nil || g.m.State() == fsm.Running):
+		return g.announceDrain(ctx, req) // releases ctlMu
+	case w != nil:
+		g.closeWindowLocked(ctx, w, nil) // a drain now ends the window: its requests first
+	}
+	defer g.ctlMu.Unlock()
+	return g.drainLocked(ctx, req)
+}
+
+// drainLocked writes the drain marker for req and reconciles: BeginDrain's
+// work once it is known to apply now. The caller holds ctlMu and has
+// checked req and that the gateway is not shutting down.
+func (g *Gateway) drainLocked(ctx context.Context, req DrainRequest) (DrainResult, error) {
 	now := g.cfg.Now()
 	mem := g.unpersisted.Load()
 	var (
@@ -594,12 +635,45 @@ func (g *Gateway) BeginDrain(ctx context.Context, req DrainRequest) (DrainResult
 // not an error. Once shutting down it returns ErrShuttingDown; a marker
 // path that is not a regular file gives ErrMarkerUnusable; in both cases
 // nothing changed.
+//
+// During an announce window (see BeginDrain) a cancel without requestID
+// ends the window, the drains waiting in it return ErrDrainCancelled, and
+// then it cancels as above; a cancel naming one of the window's requests
+// ends the window only (WasDraining true) and leaves any marker alone. A
+// requestID that names neither the window's requests nor the drain in
+// effect gives ErrRequestMismatch naming the window's latest request.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
 	if g.shuttingDown() {
 		return CancelResult{}, fmt.Errorf("gateway: cancel drain: %w", ErrShuttingDown)
 	}
+	w := g.window
+	switch {
+	case w == nil || requestID == "":
+	case w.has(requestID):
+		g.closeWindowLocked(ctx, w, fmt.Errorf("gateway: drain: %w", ErrDrainCancelled))
+		snap := g.m.Snapshot()
+		return CancelResult{WasDraining: true, State: snap.State, ActiveAgents: snap.InFlight}, nil
+	default:
+		if mem := g.unpersisted.Load(); (mem == nil || mem.RequestID != requestID) && g.reader.Read().Request.RequestID != requestID {
+			return CancelResult{}, &MismatchError{Active: w.latest().req.RequestID}
+		}
+		w = nil // it names the drain in effect: cancel that one only
+	}
+	res, err := g.cancelLocked(ctx, requestID)
+	if err == nil && w != nil {
+		g.closeWindowLocked(ctx, w, fmt.Errorf("gateway: drain: %w", ErrDrainCancelled))
+		res.WasDraining = true
+		snap := g.m.Snapshot()
+		res.State, res.ActiveAgents = snap.State, snap.InFlight
+	}
+	return res, err
+}
+
+// cancelLocked is CancelDrain's work on the marker and the drain held in
+// memory; the caller holds ctlMu.
+func (g *Gateway) cancelLocked(ctx context.Context, requestID string) (CancelResult, error) {
 	mem := g.unpersisted.Load()
 	clearID := requestID
 	if mem != nil {
@@ -641,6 +715,7 @@ func (g *Gateway) Status() Status {
 		Seq:               g.state.seq(),
 		State:             snap.State,
 		StateSince:        g.stateSince(snap.State),
+		Ready:             snap.State == fsm.Running && g.announcing.Load() == nil,
 		ActiveAgents:      snap.InFlight,
 		Drain:             g.drainView(g.reader.Read()),
 		Epoch:             g.epoch,

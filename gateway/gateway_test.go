@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,7 +77,7 @@ func TestShutdownDefersStopUntilActiveTurnFinishes(t *testing.T) {
 	require.Equal(t, fsm.ShuttingDown, f.g.State())
 	select {
 	case <-f.g.Done():
-		t.Fatal("stopped with a turn in flight")
+		require.Fail(t, "stopped with a turn in flight")
 	case <-time.After(50 * time.Millisecond):
 	}
 	f.agent.finish("alice")
@@ -99,7 +100,7 @@ func TestShutdownRequestIsIdempotent(t *testing.T) {
 	require.False(t, again.Force)
 	select {
 	case r := <-out:
-		t.Fatalf("a repeated non-force shutdown cut the turn off: %v", r.err)
+		require.Fail(t, fmt.Sprintf("a repeated non-force shutdown cut the turn off: %v", r.err))
 	case <-time.After(50 * time.Millisecond):
 	}
 	forced := f.g.BeginShutdown(true) // only force escalates
@@ -385,7 +386,7 @@ func TestStateFileKeepsTheShutdownsMarkerReading(t *testing.T) {
 	select {
 	case <-f.g.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("no stop")
+		require.Fail(t, "no stop")
 	}
 	doc, err = readStateFile(f.home)
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -77,10 +78,10 @@ func (a *gatedAgent) startedTexts() []string {
 	return append([]string(nil), a.started...)
 }
 
-// failer is what helpers need from a *testing.T or a *rapid.T.
+// failer is what helpers need from a *testing.T or a *rapid.T: what
+// require needs (Errorf and FailNow), which both have.
 type failer interface {
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
+	require.TestingT
 }
 
 // waitStarted waits until a turn for session has started.
@@ -93,7 +94,7 @@ func (a *gatedAgent) waitStarted(tb failer, session string) {
 				return
 			}
 		case <-timeout:
-			tb.Fatalf("turn for %s never started", session)
+			require.Fail(tb, fmt.Sprintf("turn for %s never started", session))
 		}
 	}
 }
@@ -187,7 +188,7 @@ func recv[T any](tb failer, ch <-chan T) T {
 	case v := <-ch:
 		return v
 	case <-time.After(15 * time.Second):
-		tb.Fatal("timed out")
+		require.Fail(tb, "timed out")
 		panic("unreachable")
 	}
 }
@@ -198,7 +199,7 @@ func (f *fixture) waitDone(tb testing.TB) {
 	select {
 	case <-f.g.Done():
 	case <-time.After(15 * time.Second):
-		tb.Fatal("gateway did not stop")
+		require.Fail(tb, "gateway did not stop")
 	}
 }
 
@@ -208,7 +209,7 @@ func eventually(tb failer, what string, cond func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+			require.Fail(tb, fmt.Sprintf("timed out waiting for %s", what))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -225,9 +226,7 @@ func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	rep, err := f.g.Shutdown(ctx, force)
-	if err != nil {
-		tb.Fatalf("shutdown (force %v) did not end within %v: %v", force, bound, err)
-	}
+	require.NoErrorf(tb, err, "shutdown (force %v) did not end within %v", force, bound)
 	return rep, err
 }
 

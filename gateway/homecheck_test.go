@@ -24,7 +24,7 @@ func checkHomeBounded(t *testing.T, home string) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatal("CheckHome blocked")
+		require.Fail(t, "CheckHome blocked")
 		return nil
 	}
 }
@@ -45,7 +45,7 @@ func newBounded(t *testing.T, home string) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatal("New blocked")
+		require.Fail(t, "New blocked")
 		return nil
 	}
 }

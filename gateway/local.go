@@ -23,13 +23,17 @@ import (
 // ErrMarkerUnusable; a marker that cannot be written (a full disk, a
 // read-only home) gives an error wrapping ErrMarkerUnwritable and its
 // cause: nothing is drained then (only a live gateway's API can hold a
-// drain in memory).
+// drain in memory). An announce (req.Announce) gives ErrInvalid: only a
+// live gateway can fail /readyz while its gate stays open.
 func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 	if procRoot == "" {
 		procRoot = DefaultProcRoot
 	}
 	if err := checkDrainRequest(req); err != nil {
 		return DrainResult{}, err
+	}
+	if req.Announce != 0 {
+		return DrainResult{}, fmt.Errorf("%w: announce needs the live gateway's API (its /readyz must fail while the gate stays open)", ErrInvalid)
 	}
 	now := time.Now()
 	epoch := marker.ProcessEpoch(procRoot)
@@ -137,10 +141,18 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (HomeStatus, error
 		return HomeStatus{}, err
 	}
 	now := time.Now()
+	drain := drainStatus(marker.Read(home, now, marker.ProcessEpoch(procRoot), maxAge), maxAge)
+	announcing := live && doc.Drain != nil && !doc.Drain.AnnounceUntil.IsZero()
+	if announcing { // the live gateway's announce window, as its state file shows it
+		if drain == nil || (drain.Status != marker.Active.String() && drain.Status != marker.Contentless.String()) {
+			drain = doc.Drain
+		}
+		drain.AnnounceUntil = doc.Drain.AnnounceUntil
+	}
 	hs := HomeStatus{
 		Status: Status{
 			Seq: doc.Seq, State: doc.GatewayState, StateSince: doc.StateSince, ActiveAgents: doc.ActiveAgents,
-			Drain: drainStatus(marker.Read(home, now, marker.ProcessEpoch(procRoot), maxAge), maxAge),
+			Ready: live && doc.GatewayState == fsm.Running && !announcing, Drain: drain,
 			Epoch: doc.Epoch, PID: doc.PID, OldestTurnSeconds: doc.OldestTurnSeconds, Live: live,
 		},
 		Addr: doc.Addr, StartedAt: doc.StartedAt, UpdatedAt: doc.UpdatedAt,
@@ -151,6 +163,7 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (HomeStatus, error
 		// gone (the new holder has not written its pid yet), or the state
 		// file is not the holder's: a gateway is starting.
 		hs.Condition, hs.State, hs.StateSince, hs.ActiveAgents, hs.OldestTurnSeconds = HomeStarting, StateStarting, time.Time{}, 0, 0
+		hs.Ready = false
 		hs.Seq, hs.Epoch, hs.Addr, hs.PID = 0, "", "", 0
 		if pidAlive(holder) {
 			hs.PID = holder

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestLocalStatusNeverBlocksOnHomeFiles(t *testing.T) {
 					assert.ErrorIs(t, err, homefile.ErrNotRegular)
 					assert.Contains(t, err.Error(), path)
 				case <-ctx.Done():
-					t.Fatalf("LocalStatus hangs on a %s at %s", kind, name)
+					require.Fail(t, fmt.Sprintf("LocalStatus hangs on a %s at %s", kind, name))
 				}
 			})
 		}

@@ -104,7 +104,7 @@ func TestHostileHomeFilesRefused(t *testing.T) {
 					assert.True(t, errors.Is(err, ErrHome), "err %v", err)
 					assert.Contains(t, err.Error(), path)
 				case <-time.After(10 * time.Second):
-					t.Fatal("New blocked on a hostile file")
+					require.Fail(t, "New blocked on a hostile file")
 				}
 			})
 		}

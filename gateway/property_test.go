@@ -78,6 +78,16 @@ type gwModel struct {
 
 	completed map[string]int // I8: event text → its starts when its turn completed
 
+	// timers end announce windows by hand; window is the answer channel of
+	// the drain waiting in the open announce window (nil: none), and
+	// windowKind the marker it writes when the window ends.
+	timers     *manualTimers
+	window     <-chan drainOut
+	windowKind markerKind
+	// reconciledDrains is whether the marker drained at the last
+	// reconcile the model checked (checkMarkerHonoured).
+	reconciledDrains bool
+
 	pendingSuppressed bool // suppression decided when shutdown began with turns in flight
 	checked           bool // this instance's stop was checked
 	prev              period
@@ -114,6 +124,9 @@ func (m *gwModel) boot(t *rapid.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	m.trans = countTransitions(g.m)
+	m.timers = &manualTimers{}
+	m.timers.install(g)
+	m.window = nil
 	m.g, m.shutting, m.forced, m.checked, m.prev = g, false, false, false, m.trans.sample(g.m)
 	m.checkMarkerHonoured(t, "boot")
 }
@@ -150,6 +163,7 @@ func (m *gwModel) checkMarkerHonoured(t *rapid.T, when string) {
 	if m.shutting {
 		return
 	}
+	m.reconciledDrains = m.drains()
 	want := fsm.Running
 	if m.drains() {
 		want = fsm.Draining
@@ -162,8 +176,12 @@ func (m *gwModel) checkMarkerHonoured(t *rapid.T, when string) {
 	if st.Drain != nil {
 		got = st.Drain.Status
 	}
-	if got != m.status() {
-		t.Fatalf("status reports marker %s, model %s", got, m.status())
+	want = fsm.State(m.status())
+	if m.window != nil && !m.drains() {
+		want = DrainStatusAnnouncing // the window's request, until it ends
+	}
+	if got != string(want) {
+		t.Fatalf("status reports marker %s, model %s (announce window open %v)", got, want, m.window != nil)
 	}
 }
 
@@ -270,6 +288,22 @@ func isInterrupted(err error) bool { return errors.Is(err, ErrInterrupted) }
 
 var errorsIs = errors.Is
 
+// shutdownEndsWindow checks that a shutdown during an announce window
+// wins: the waiting drain answers ErrShuttingDown and writes no marker
+// (the marker model stays as it was).
+func (m *gwModel) shutdownEndsWindow(t *rapid.T) {
+	if m.window == nil {
+		return
+	}
+	if out := recv(t, m.window); !errorsIs(out.err, ErrShuttingDown) {
+		t.Fatalf("announced drain after a shutdown: %v, want ErrShuttingDown", out.err)
+	}
+	m.window = nil
+	if m.marker == nil && markerExists(m.home) {
+		t.Fatal("an announced drain ended by a shutdown wrote a marker")
+	}
+}
+
 // settle checks the stop of an instance whose shutdown was waiting for
 // turns that have now all ended.
 func (m *gwModel) settle(t *rapid.T) {
@@ -291,6 +325,16 @@ func (m *gwModel) invariants(t *rapid.T) {
 		t.Fatalf("I1: in flight %d → %d while %s", m.prev.InFlight, snap.InFlight, snap.State)
 	}
 	m.prev = cur
+	// Readiness: ready exactly when running with no announce window open;
+	// never ready during a window, whose gate stays open unless a marker
+	// drains it.
+	st := m.g.Status()
+	if want := snap.State == fsm.Running && m.window == nil; st.Ready != want || m.g.Ready() != want {
+		t.Fatalf("ready %v (status %v) in %s with window open %v", m.g.Ready(), st.Ready, snap.State, m.window != nil)
+	}
+	if m.window != nil && !m.shutting && !m.reconciledDrains && snap.State != fsm.Running {
+		t.Fatalf("the gate closed during the announce window (state %s)", snap.State)
+	}
 	// Every accepted turn ends exactly once.
 	for _, ch := range m.finished {
 		if len(ch) != 0 {
@@ -363,8 +407,11 @@ func (m *gwModel) inFlightSessions() []string {
 }
 
 // TestPropertyGateway drives a gateway with random turns, markers, clock
-// steps, restarts, events and shutdowns, checking I1, I2, I5, I6, that no
-// internal event is lost and that every accepted turn ends exactly once.
+// steps, restarts, events, drains (with and without an announce window),
+// cancels and shutdowns, checking I1, I2, I5, I6, that no internal event
+// is lost, that every accepted turn ends exactly once, and the announce
+// window: never ready during it, the gate open until it ends, closed when
+// its drain answers, a cancel makes it ready again, a shutdown wins.
 func TestPropertyGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: real files and fsyncs")
@@ -460,12 +507,77 @@ func TestPropertyGateway(t *testing.T) {
 				if err != nil {
 					t.Fatalf("BeginDrain: %v", err)
 				}
+				if m.window != nil { // a drain now ends the window: its drain was applied first
+					if out := recv(t, m.window); out.err != nil {
+						t.Fatalf("the announced drain, ended by a drain without announce: %v", out.err)
+					}
+					m.window = nil
+				}
 				kind := mkFresh
 				if suppress {
 					kind = mkSuppress
 				}
 				m.marker = &markerModel{kind: kind, epoch: m.g.Epoch(), writtenAt: m.clock.Now()}
 				m.checkMarkerHonoured(t, "drain api")
+			},
+			"announce drain": func(t *rapid.T) {
+				if m.shutting || m.window != nil || m.g.State() != fsm.Running {
+					t.Skip("announce opens a window only while running, with none open")
+				}
+				suppress := rapid.Bool().Draw(t, "suppress")
+				m.window = announce(t, m.g, context.Background(), DrainRequest{SuppressNotification: &suppress, Announce: time.Minute})
+				m.windowKind = mkFresh
+				if suppress {
+					m.windowKind = mkSuppress
+				}
+				select {
+				case out := <-m.window:
+					t.Fatalf("the drain answered during its announce window: %v", out.err)
+				default:
+				}
+			},
+			"end announce window": func(t *rapid.T) {
+				if m.window == nil {
+					t.Skip("no announce window")
+				}
+				m.timers.fire(t)
+				out := recv(t, m.window)
+				m.window = nil
+				if out.err != nil {
+					t.Fatalf("announced drain: %v", out.err)
+				}
+				// I1 from the answer on: the gate closed before it.
+				if out.res.State != fsm.Draining || m.g.State() != fsm.Draining {
+					t.Fatalf("announced drain answered in %s (now %s)", out.res.State, m.g.State())
+				}
+				m.marker = &markerModel{kind: m.windowKind, epoch: m.g.Epoch(), writtenAt: m.clock.Now()}
+				m.checkMarkerHonoured(t, "announce end")
+			},
+			"cancel api": func(t *rapid.T) {
+				res, err := m.g.CancelDrain(context.Background(), "")
+				if m.shutting {
+					if !errorsIs(err, ErrShuttingDown) {
+						t.Fatalf("CancelDrain while shutting down: %v, want ErrShuttingDown", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("CancelDrain: %v", err)
+				}
+				if m.window != nil {
+					if out := recv(t, m.window); !errorsIs(out.err, ErrDrainCancelled) {
+						t.Fatalf("announced drain after a cancel: %v, want ErrDrainCancelled", out.err)
+					}
+					m.window = nil
+					if !res.WasDraining {
+						t.Fatal("a cancel that ended an announce window says was_draining false")
+					}
+				}
+				m.marker = nil
+				m.checkMarkerHonoured(t, "cancel api")
+				if !m.g.Ready() {
+					t.Fatal("not ready after a cancel")
+				}
 			},
 			"clear marker": func(t *rapid.T) {
 				if _, err := marker.Clear(m.home, ""); err != nil {
@@ -498,6 +610,7 @@ func TestPropertyGateway(t *testing.T) {
 				suppressed := m.suppresses()
 				m.g.BeginShutdown(false)
 				m.shutting = true
+				m.shutdownEndsWindow(t)
 				if m.g.State() != fsm.ShuttingDown && m.g.State() != fsm.Stopped {
 					t.Fatalf("after shutdown: %s", m.g.State())
 				}
@@ -535,6 +648,7 @@ func TestPropertyGateway(t *testing.T) {
 				}
 				m.g.BeginShutdown(true)
 				m.shutting, m.forced = true, true
+				m.shutdownEndsWindow(t)
 				m.stopAndCheck(t, suppressed, true)
 			},
 			"restart": func(t *rapid.T) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -103,9 +104,13 @@ func (g *Gateway) runShutdown(id string, gated, begun chan<- struct{}) {
 	g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
-	// finishes first, or is refused after).
+	// finishes first, or is refused after). Shutdown wins over an open
+	// announce window: its drains return ErrShuttingDown, nothing written.
 	g.ctlMu.Lock()
 	changed, err := g.m.Fire(ctx, fsm.Shutdown)
+	if w := g.window; w != nil {
+		g.closeWindowLocked(ctx, w, fmt.Errorf("gateway: drain: %w", ErrShuttingDown))
+	}
 	g.ctlMu.Unlock()
 	close(gated)
 	if err != nil {

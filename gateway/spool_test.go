@@ -2,11 +2,17 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,4 +219,131 @@ func TestSpoolAppendAndCompletionAreFsynced(t *testing.T) {
 	assert.Equal(t, []string{f.path}, synced, "add fsyncs the spool")
 	require.NoError(t, s.complete(e.ID))
 	assert.Equal(t, []string{f.path, f.path}, synced, "complete fsyncs the spool")
+}
+
+// a completion record refused by a full disk (write fails, truncate
+// works) must still become durable at close, so the event does not come
+// back after a restart.
+func TestSpoolCompletionRefusedByAFullDiskIsRecordedAtClose(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("no tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	f := &spoolFixture{dir: dir, path: filepath.Join(dir, SpoolFileName), rejected: filepath.Join(dir, RejectedFileName)}
+	s, err := openSpool(f.path, f.rejected, quietLogger())
+	require.NoError(t, err)
+	// Pad the one event so the file ends exactly on a page boundary: the
+	// completion record then needs a new page, which the full disk refuses.
+	e := event("s", "")
+	line, _ := json.Marshal(spoolRecord{spoolEntry: e})
+	e.Text = strings.Repeat("x", 4096-len(line)-1)
+	require.NoError(t, s.add(e))
+	fi, err := os.Stat(f.path)
+	require.NoError(t, err)
+	require.Equal(t, int64(4096), fi.Size())
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	require.NoError(t, err)
+	for _, size := range []int{64 << 10, 4 << 10, 512, 64, 1} {
+		chunk := make([]byte, size)
+		for {
+			if _, err := filler.Write(chunk); err != nil {
+				require.True(t, errors.Is(err, syscall.ENOSPC), "%v", err)
+				break
+			}
+		}
+	}
+	_ = filler.Close()
+	require.Error(t, s.complete(e.ID), "the completion record did not fit")
+	require.NoError(t, os.Remove(filepath.Join(dir, "filler")))
+	require.NoError(t, s.close())
+	s, err = openSpool(f.path, f.rejected, quietLogger())
+	require.NoError(t, err)
+	defer s.close()
+	assert.Empty(t, s.entries(), "the completed event must not run again after a restart")
+}
+
+// a last line that is a complete event missing only its newline must
+// not have the next event glued onto it.
+func TestSpoolLastLineWithoutNewlineIsKept(t *testing.T) {
+	f := newSpoolFixture(t)
+	a := event("s", "a")
+	line, _ := json.Marshal(spoolRecord{spoolEntry: a})
+	require.NoError(t, os.WriteFile(f.path, line, 0o600)) // no trailing newline
+	s := f.open(t)
+	require.NoError(t, s.add(event("s", "b")))
+	require.NoError(t, s.close())
+	s = f.open(t)
+	assert.Equal(t, []string{"a", "b"}, texts(s.entries()))
+	_, err := os.Stat(f.rejected)
+	assert.True(t, os.IsNotExist(err), "nothing rejected")
+}
+
+// A spool line longer than the parser's limit must never make the spool
+// drop it and every later event: Event refuses texts that could not fit,
+// and a spool that holds such a line anyway is refused at start, naming
+// the file, with nothing deleted.
+func TestSpoolNeverDropsEventsAfterAnOverlongLine(t *testing.T) {
+	home, proc := t.TempDir(), t.TempDir()
+	writeProcRoot(t, proc, "boot-a", 100)
+	cfg := Config{Home: home, ProcRoot: proc, Agent: newGatedAgent(), WatchInterval: -1, Logger: quietLogger()}
+	g, err := New(cfg)
+	require.NoError(t, err)
+	_, err = g.Event(context.Background(), "a", strings.Repeat("x", maxEventText+1))
+	require.ErrorIs(t, err, ErrInvalid)
+	_, err = g.Event(context.Background(), "b", "small")
+	require.NoError(t, err)
+	require.NoError(t, g.Close())
+
+	path := filepath.Join(home, SpoolFileName)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	long := `{"id":"big","session":"a","text":"` + strings.Repeat("x", maxSpoolLine) + `","at":"2026-01-01T00:00:00Z"}` + "\n"
+	require.NoError(t, os.WriteFile(path, append([]byte(long), before...), 0o600))
+	_, err = New(cfg)
+	require.ErrorIs(t, err, ErrHome)
+	assert.Contains(t, err.Error(), path)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, len(long)+len(before), len(after), "nothing deleted")
+}
+
+// when compactLocked has replaced the file but cannot reopen it
+// (EMFILE, or here: something else appears at the path for a moment), it
+// returns with s.f still on the old, now unlinked inode and s.torn false:
+// the next add appends and fsyncs into that orphan and reports success,
+// so an event acknowledged with 202 is not in events.spool.jsonl.
+func TestSpoolReopenFailureNeverAcknowledgesIntoAnOrphan(t *testing.T) {
+	f := newSpoolFixture(t)
+	s := f.open(t)
+	var ids []string
+	for i := range compactAfter {
+		e := event("s", fmt.Sprint(i))
+		require.NoError(t, s.add(e))
+		ids = append(ids, e.ID)
+	}
+	for _, id := range ids[:compactAfter-1] { // the next completion compacts
+		require.NoError(t, s.complete(id))
+	}
+	aside := f.path + ".aside"
+	var armed atomic.Bool
+	armed.Store(true)
+	homefile.SetSyncHook(func(p string) {
+		if p == f.dir && armed.CompareAndSwap(true, false) {
+			// Right after the rename: the reopen will fail.
+			require.NoError(t, os.Rename(f.path, aside))
+			require.NoError(t, os.Mkdir(f.path, 0o700))
+		}
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
+	require.Error(t, s.complete(ids[compactAfter-1]), "compaction's reopen failed")
+	homefile.SetSyncHook(nil)
+	require.NoError(t, os.Remove(f.path))
+	require.NoError(t, os.Rename(aside, f.path)) // the compacted file is back
+
+	e := event("s", "acknowledged")
+	require.NoError(t, s.add(e), "add reported the event durable")
+	data, err := os.ReadFile(f.path)
+	require.NoError(t, err)
+	require.Contains(t, string(data), e.ID, "the acknowledged event is not in the spool file")
 }

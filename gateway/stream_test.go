@@ -180,3 +180,31 @@ func TestTurnIDsAreUniqueAndHex(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// TurnRequest.Delta promises calls "before Stream returns", but Stream
+// passes the callback straight to the agent: an agent that returns on
+// cancellation while its producer goroutine still emits (a common shape)
+// calls Delta after Stream returned, concurrently with the SSE handler's
+// final write. Run with -race.
+func TestNoDeltaAfterStreamReturns(t *testing.T) {
+	late := make(chan struct{})
+	agent := AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
+		go func() {
+			<-ctx.Done()
+			time.Sleep(5 * time.Millisecond)
+			turn.Delta("late") // the producer has not noticed yet
+			close(late)
+		}()
+		<-ctx.Done()
+		return "", ctx.Err()
+	})
+	f := newFixture(t, func(c *Config) { c.Agent = agent })
+	var out []string // stands in for the http.ResponseWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	_, err := f.g.Stream(ctx, TurnRequest{Session: "s", Text: "hi", Delta: func(s string) { out = append(out, s) }})
+	require.Error(t, err)
+	out = append(out, "event: failed") // the handler's final write
+	<-late
+	require.Equal(t, "event: failed", out[len(out)-1], "a delta was written after the terminal event")
+}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -65,24 +67,20 @@ func renameLatencies(b *testing.B, watch watchFunc) []time.Duration {
 		id := fmt.Sprintf("%016x", i)
 		data := markerJSON("action", q("drain"), "epoch", q(epochA), "request_id", q(id),
 			"requested_at", q(time.Now().UTC().Format(time.RFC3339Nano)))
-		if err := os.WriteFile(staging, []byte(data), 0o600); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, os.WriteFile(staging, []byte(data), 0o600))
 		time.Sleep(rand.N(benchPollInterval))
 		select { // drop a pending tick: it predates the rename
 		case <-ch:
 		default:
 		}
 		start := time.Now()
-		if err := os.Rename(staging, marker.Path(home)); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, os.Rename(staging, marker.Path(home)))
 		for seen := false; !seen; {
 			select {
 			case <-ch:
 				seen = marker.Read(home, time.Now(), epochA, 0).Request.RequestID == id
 			case <-time.After(5 * time.Second):
-				b.Fatalf("trial %d: no signal", i)
+				require.Fail(b, fmt.Sprintf("trial %d: no signal", i))
 			}
 		}
 		lat = append(lat, time.Since(start))
@@ -103,15 +101,13 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // BenchmarkRead measures one Read of an active marker.
 func BenchmarkRead(b *testing.B) {
 	home := b.TempDir()
-	if _, err := marker.Write(home, marker.Request{Epoch: epochA, Principal: "ops", SuppressNotification: true}); err != nil {
-		b.Fatal(err)
-	}
+	_, err := marker.Write(home, marker.Request{Epoch: epochA, Principal: "ops", SuppressNotification: true})
+	require.NoError(b, err)
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if st := marker.Read(home, now, epochA, 0); st.Status != marker.Active {
-			b.Fatal(st.Status)
-		}
+		st := marker.Read(home, now, epochA, 0)
+		require.Equal(b, marker.Status(marker.Active), st.Status, st.Status)
 	}
 }
 
@@ -120,8 +116,7 @@ func BenchmarkWrite(b *testing.B) {
 	home := b.TempDir()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := marker.Write(home, marker.Request{Epoch: epochA}); err != nil {
-			b.Fatal(err)
-		}
+		_, err := marker.Write(home, marker.Request{Epoch: epochA})
+		require.NoError(b, err)
 	}
 }

@@ -2,6 +2,7 @@ package marker_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func makeHostile(t *testing.T, p, kind string, mtime time.Time) {
 		}
 		require.NoError(t, os.WriteFile(p, []byte(markerJSON("action", q("drain"))), 0o000))
 	default:
-		t.Fatalf("unknown hostile kind %q", kind)
+		require.Fail(t, fmt.Sprintf("unknown hostile kind %q", kind))
 	}
 	if !mtime.IsZero() {
 		ts := unix.NsecToTimespec(mtime.UnixNano())

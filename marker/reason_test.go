@@ -3,6 +3,7 @@ package marker_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -130,7 +131,7 @@ func TestEditHoldsTheLock(t *testing.T) {
 		}()
 		select {
 		case err := <-done:
-			t.Errorf("a Write got through while Edit held the lock (err %v)", err)
+			assert.Fail(t, fmt.Sprintf("a Write got through while Edit held the lock (err %v)", err))
 		case <-time.After(100 * time.Millisecond):
 		}
 		r := prev.Request
@@ -142,7 +143,7 @@ func TestEditHoldsTheLock(t *testing.T) {
 	case err := <-done:
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the concurrent Write never finished")
+		require.Fail(t, "the concurrent Write never finished")
 	}
 	assert.Equal(t, "concurrent", marker.Read(home, time.Now(), epochA, 0).Request.RequestID, "the Write came second")
 }

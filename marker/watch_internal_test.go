@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
@@ -28,9 +30,7 @@ func TestHandleEventDoesNotAllocate(t *testing.T) {
 			w.handleEvent(ev)
 		}
 	})
-	if allocs != 0 {
-		t.Fatalf("handleEvent allocates %v times per batch, want 0", allocs)
-	}
+	require.Equalf(t, float64(0), allocs, "handleEvent allocates %v times per batch, want 0", allocs)
 }
 
 // TestHandleEventFilter: which events signal.
@@ -57,11 +57,7 @@ func TestHandleEventFilter(t *testing.T) {
 		w.added, signals = true, 0
 		w.handleEvent(c.ev)
 		got := signals == 1
-		if got != c.signal {
-			t.Errorf("%v: signal=%v, want %v", c.ev, got, c.signal)
-		}
-		if c.ev.Name == dir && c.ev.Has(fsnotify.Remove) && w.added {
-			t.Errorf("%v: watch still marked as added", c.ev)
-		}
+		assert.Equalf(t, c.signal, got, "%v: signal=%v, want %v", c.ev, got, c.signal)
+		assert.Falsef(t, c.ev.Name == dir && c.ev.Has(fsnotify.Remove) && w.added, "%v: watch still marked as added", c.ev)
 	}
 }

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/internal/logbuf"
@@ -26,9 +28,7 @@ type logBuffer struct{ logbuf.Buffer }
 func (l *logBuffer) records(tb testing.TB) []map[string]any {
 	tb.Helper()
 	recs, err := l.Records()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	require.NoError(tb, err)
 	return recs
 }
 
@@ -56,9 +56,7 @@ func mustOpenOutbox(tb testing.TB) (*notify.Outbox, string) {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "outbox.jsonl")
 	o, err := notify.OpenOutbox(path)
-	if err != nil {
-		tb.Fatalf("OpenOutbox: %v", err)
-	}
+	require.NoErrorf(tb, err, "OpenOutbox")
 	tb.Cleanup(func() { _ = o.Close() })
 	return o, path
 }
@@ -67,9 +65,7 @@ func mustOpenOutbox(tb testing.TB) (*notify.Outbox, string) {
 func mustReadOutbox(tb testing.TB, path string) []notify.Message {
 	tb.Helper()
 	msgs, err := notify.ReadOutbox(path)
-	if err != nil {
-		tb.Fatalf("ReadOutbox: %v", err)
-	}
+	require.NoErrorf(tb, err, "ReadOutbox")
 	return msgs
 }
 
@@ -110,7 +106,7 @@ func within(tb testing.TB, d time.Duration, done <-chan struct{}, what string) {
 	select {
 	case <-done:
 	case <-time.After(d):
-		tb.Fatalf("%s: not done after %v", what, d)
+		require.Fail(tb, fmt.Sprintf("%s: not done after %v", what, d))
 	}
 }
 

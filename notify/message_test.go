@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -38,22 +40,17 @@ func TestMessageID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.a.ID() == tt.b.ID(); got != tt.same {
-				t.Errorf("%q == %q: got %v, want %v", tt.a.ID(), tt.b.ID(), got, tt.same)
-			}
+			got := tt.a.ID() == tt.b.ID()
+			assert.Equalf(t, tt.same, got, "%q == %q: got %v, want %v", tt.a.ID(), tt.b.ID(), got, tt.same)
 		})
 	}
 }
 
 func TestMessageJSON(t *testing.T) {
 	b, err := json.Marshal(ping("sd1", "s1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var obj map[string]any
-	if err := json.Unmarshal(b, &obj); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(b, &obj))
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range obj {
 			if !yield(k) {
@@ -61,12 +58,9 @@ func TestMessageJSON(t *testing.T) {
 			}
 		}
 	})
-	if want := []string{"at", "kind", "shutdown_id", "target", "text"}; !slices.Equal(keys, want) {
-		t.Errorf("got keys %v, want %v", keys, want)
-	}
-	if got, want := obj["at"], "2026-11-23T10:00:00.123456789Z"; got != want {
-		t.Errorf("at: got %v, want %v", got, want)
-	}
+	want := []string{"at", "kind", "shutdown_id", "target", "text"}
+	assert.Truef(t, slices.Equal(keys, want), "got keys %v, want %v", keys, want)
+	assert.Equal(t, "2026-11-23T10:00:00.123456789Z", obj["at"], "at")
 }
 
 func TestTexts(t *testing.T) {
@@ -81,9 +75,7 @@ func TestTexts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, w := range tt.want {
-				if !strings.Contains(tt.text, w) {
-					t.Errorf("%q does not contain %q", tt.text, w)
-				}
+				assert.Containsf(t, tt.text, w, "%q does not contain %q", tt.text, w)
 			}
 		})
 	}
@@ -93,25 +85,17 @@ func TestLog(t *testing.T) {
 	logger, logs := newLogger()
 	l := notify.NewLog(logger)
 	m := ping("sd1", "s1")
-	if err := l.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	require.NoErrorf(t, l.Send(context.Background(), m), "Send")
 	recs := logs.find(t, slog.LevelInfo, "notification", m.ID())
-	if len(recs) != 1 {
-		t.Fatalf("got %d INFO lines for %s, want 1: %v", len(recs), m.ID(), logs.records(t))
-	}
+	require.Lenf(t, recs, 1, "got %d INFO lines for %s, want 1: %v", len(recs), m.ID(), logs.records(t))
 	for k, want := range map[string]string{"kind": "session_interrupted", "target": "s1", "shutdown_id": "sd1", "text": m.Text} {
-		if got := recs[0][k]; got != want {
-			t.Errorf("%s: got %v, want %v", k, got, want)
-		}
+		got := recs[0][k]
+		assert.Equalf(t, want, got, "%s: got %v, want %v", k, got, want)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.Send(ctx, m); err == nil {
-		t.Error("Send with a cancelled ctx: got nil error")
-	}
-	if got := len(logs.records(t)); got != 1 {
-		t.Errorf("got %d log lines, want 1", got)
-	}
+	assert.Error(t, l.Send(ctx, m), "Send with a cancelled ctx: got nil error")
+	got := len(logs.records(t))
+	assert.Equalf(t, 1, got, "got %d log lines, want 1", got)
 }

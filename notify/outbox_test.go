@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -16,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -30,57 +32,37 @@ func TestOutboxAppendsJSONLines(t *testing.T) {
 		{At: time.Date(2026, 1, 2, 12, 0, 0, 5, local), Kind: notify.KindSessionInterrupted, Target: "s2", Text: "t", ShutdownID: "sd1"},
 	}
 	for _, m := range msgs {
-		if err := o.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send(%s): %v", m.ID(), err)
-		}
+		require.NoErrorf(t, o.Send(context.Background(), m), "Send(%s)", m.ID())
 	}
 	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	if len(lines) != len(msgs) {
-		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(msgs), data)
-	}
+	require.Lenf(t, lines, len(msgs), "got %d lines, want %d:\n%s", len(lines), len(msgs), data)
 	for i, line := range lines {
 		var obj map[string]any
-		if err := json.Unmarshal([]byte(line), &obj); err != nil {
-			t.Fatalf("line %d %q: %v", i+1, line, err)
-		}
-		if len(obj) != 6 {
-			t.Errorf("line %d: got %d fields, want 6: %s", i+1, len(obj), line)
-		}
-		if obj["id"] != msgs[i].ID() {
-			t.Errorf("line %d: id %v, want %s", i+1, obj["id"], msgs[i].ID())
-		}
+		require.NoErrorf(t, json.Unmarshal([]byte(line), &obj), "line %d %q", i+1, line)
+		assert.Lenf(t, obj, 6, "line %d: got %d fields, want 6: %s", i+1, len(obj), line)
+		assert.Equalf(t, msgs[i].ID(), obj["id"], "line %d: id %v, want %s", i+1, obj["id"], msgs[i].ID())
 		at, _ := obj["at"].(string)
 		if ts, err := time.Parse(time.RFC3339Nano, at); err != nil || !strings.HasSuffix(at, "Z") || !ts.Equal(msgs[i].At) {
-			t.Errorf("line %d: at %q is not %v in RFC 3339 UTC", i+1, at, msgs[i].At)
+			assert.Fail(t, fmt.Sprintf("line %d: at %q is not %v in RFC 3339 UTC", i+1, at, msgs[i].At))
 		}
 		for k, want := range map[string]string{"kind": string(msgs[i].Kind), "target": msgs[i].Target, "text": msgs[i].Text, "shutdown_id": msgs[i].ShutdownID} {
-			if got := obj[k]; got != want {
-				t.Errorf("line %d: %s: got %v, want %v", i+1, k, got, want)
-			}
+			got := obj[k]
+			assert.Equalf(t, want, got, "line %d: %s: got %v, want %v", i+1, k, got, want)
 		}
 	}
 	got := mustReadOutbox(t, path)
-	if !slices.Equal(ids(got), ids(msgs)) {
-		t.Errorf("ReadOutbox: got %v, want %v", ids(got), ids(msgs))
-	}
+	assert.Truef(t, slices.Equal(ids(got), ids(msgs)), "ReadOutbox: got %v, want %v", ids(got), ids(msgs))
 }
 
 func TestOutboxFileMode(t *testing.T) {
 	o, path := mustOpenOutbox(t)
-	if o.Path() != path {
-		t.Errorf("Path: got %q, want %q", o.Path(), path)
-	}
+	assert.Equalf(t, path, o.Path(), "Path: got %q, want %q", o.Path(), path)
 	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
-		t.Errorf("got permissions %04o, want %04o", got, want)
-	}
+	require.NoError(t, err)
+	got, want := fi.Mode().Perm(), os.FileMode(0o600)
+	assert.Equalf(t, want, got, "got permissions %04o, want %04o", got, want)
 }
 
 func TestOutboxConcurrentSends(t *testing.T) {
@@ -102,19 +84,13 @@ func TestOutboxConcurrentSends(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, err, "Send")
 	}
 	got := mustReadOutbox(t, path)
-	if len(got) != goroutines*each {
-		t.Fatalf("got %d messages, want %d", len(got), goroutines*each)
-	}
+	require.Lenf(t, got, goroutines*each, "got %d messages, want %d", len(got), goroutines*each)
 	seen := make(map[string]bool)
 	for _, m := range got {
-		if seen[m.ID()] || m.Text != long {
-			t.Fatalf("message %s duplicated or mangled", m.ID())
-		}
+		require.Falsef(t, seen[m.ID()] || m.Text != long, "message %s duplicated or mangled", m.ID())
 		seen[m.ID()] = true
 	}
 }
@@ -122,9 +98,7 @@ func TestOutboxConcurrentSends(t *testing.T) {
 func TestReadOutbox(t *testing.T) {
 	line := func(m notify.Message) string {
 		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return string(b) + "\n"
 	}
 	a, b := line(ping("sd1", "a")), line(ping("sd1", "b"))
@@ -146,40 +120,28 @@ func TestReadOutbox(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "outbox.jsonl")
-			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, os.WriteFile(path, []byte(tt.content), 0o600))
 			msgs, err := notify.ReadOutbox(path)
-			if gotErr := err != nil; gotErr != tt.wantErr {
-				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
-			}
+			require.Equalf(t, tt.wantErr, (err != nil), "got error %v, want error %v", err, tt.wantErr)
 			var targets []string
 			for _, m := range msgs {
 				targets = append(targets, m.Target)
 			}
-			if !slices.Equal(targets, tt.want) {
-				t.Errorf("got targets %v, want %v", targets, tt.want)
-			}
+			assert.Truef(t, slices.Equal(targets, tt.want), "got targets %v, want %v", targets, tt.want)
 		})
 	}
 }
 
 func TestReadOutboxMissing(t *testing.T) {
 	_, err := notify.ReadOutbox(filepath.Join(t.TempDir(), "nope.jsonl"))
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("got %v, want fs.ErrNotExist", err)
-	}
+	assert.ErrorIsf(t, err, fs.ErrNotExist, "got %v, want fs.ErrNotExist", err)
 }
 
 func TestOpenOutboxRepairsTornTail(t *testing.T) {
 	whole, err := json.Marshal(ping("sd1", "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	tail, err := json.Marshal(ping("sd1", "b"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	tests := []struct {
 		name string
 		tail []byte
@@ -193,24 +155,16 @@ func TestOpenOutboxRepairsTornTail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "outbox.jsonl")
 			content := append(append(append([]byte(nil), whole...), '\n'), tt.tail...)
-			if err := os.WriteFile(path, content, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, os.WriteFile(path, content, 0o600))
 			o, err := notify.OpenOutbox(path)
-			if err != nil {
-				t.Fatalf("OpenOutbox: %v", err)
-			}
+			require.NoErrorf(t, err, "OpenOutbox")
 			defer o.Close()
-			if err := o.Send(context.Background(), ping("sd1", "c")); err != nil {
-				t.Fatalf("Send: %v", err)
-			}
+			require.NoErrorf(t, o.Send(context.Background(), ping("sd1", "c")), "Send")
 			var targets []string
 			for _, m := range mustReadOutbox(t, path) {
 				targets = append(targets, m.Target)
 			}
-			if !slices.Equal(targets, tt.want) {
-				t.Errorf("got targets %v, want %v", targets, tt.want)
-			}
+			assert.Truef(t, slices.Equal(targets, tt.want), "got targets %v, want %v", targets, tt.want)
 		})
 	}
 }
@@ -218,41 +172,33 @@ func TestOpenOutboxRepairsTornTail(t *testing.T) {
 func TestOpenOutboxErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, path := range []string{dir, filepath.Join(dir, "missing", "outbox.jsonl")} {
-		if o, err := notify.OpenOutbox(path); err == nil {
+		o, err := notify.OpenOutbox(path)
+		if !assert.Errorf(t, err, "OpenOutbox(%s)", path) {
 			o.Close()
-			t.Errorf("OpenOutbox(%s): got nil error", path)
-		} else if !strings.HasPrefix(err.Error(), "notify: ") {
-			t.Errorf("OpenOutbox(%s): error %q lacks the package prefix", path, err)
+			continue
 		}
+		assert.Truef(t, strings.HasPrefix(err.Error(), "notify: "), "OpenOutbox(%s): error %q lacks the package prefix", path, err)
 	}
 }
 
 func TestOutboxSendAfterClose(t *testing.T) {
 	o, path := mustOpenOutbox(t)
-	if err := o.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := o.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	if err := o.Send(context.Background(), ping("sd1", "s1")); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("Send after Close: got %v, want os.ErrClosed", err)
-	}
-	if got := mustReadOutbox(t, path); len(got) != 0 {
-		t.Errorf("got %d messages, want 0", len(got))
-	}
+	require.NoErrorf(t, o.Close(), "Close")
+	assert.NoErrorf(t, o.Close(), "second Close")
+	err := o.Send(context.Background(), ping("sd1", "s1"))
+	assert.ErrorIsf(t, err, os.ErrClosed, "Send after Close: got %v, want os.ErrClosed", err)
+	got := mustReadOutbox(t, path)
+	assert.Lenf(t, got, 0, "got %d messages, want 0", len(got))
 }
 
 func TestOutboxSendCancelled(t *testing.T) {
 	o, path := mustOpenOutbox(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := o.Send(ctx, ping("sd1", "s1")); !errors.Is(err, context.Canceled) {
-		t.Errorf("got %v, want context.Canceled", err)
-	}
-	if got := mustReadOutbox(t, path); len(got) != 0 {
-		t.Errorf("got %d messages, want 0", len(got))
-	}
+	err := o.Send(ctx, ping("sd1", "s1"))
+	assert.ErrorIsf(t, err, context.Canceled, "got %v, want context.Canceled", err)
+	got := mustReadOutbox(t, path)
+	assert.Lenf(t, got, 0, "got %d messages, want 0", len(got))
 }
 
 // hostilePaths lays out, in a fresh directory, a FIFO, a directory and a
@@ -269,13 +215,9 @@ func hostilePaths(t *testing.T, name string) map[string]string {
 		"symlink":   filepath.Join(dir, "link", name),
 	}
 	for _, p := range paths {
-		if err := os.Mkdir(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.Mkdir(filepath.Dir(p), 0o700))
 	}
-	if err := syscall.Mkfifo(paths["fifo"], 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, syscall.Mkfifo(paths["fifo"], 0o600))
 	t.Cleanup(func() {
 		for _, flag := range []int{os.O_RDONLY, os.O_WRONLY} {
 			if f, err := os.OpenFile(paths["fifo"], flag|syscall.O_NONBLOCK, 0); err == nil {
@@ -283,16 +225,10 @@ func hostilePaths(t *testing.T, name string) map[string]string {
 			}
 		}
 	})
-	if err := os.Mkdir(paths["directory"], 0o700); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.Mkdir(paths["directory"], 0o700))
 	real := filepath.Join(dir, "real.jsonl")
-	if err := os.WriteFile(real, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(real, paths["symlink"]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(real, nil, 0o600))
+	require.NoError(t, os.Symlink(real, paths["symlink"]))
 	return paths
 }
 
@@ -311,16 +247,10 @@ func checkRefused(t *testing.T, paths map[string]string, ops map[string]func(pat
 					err = op(p)
 				}()
 				within(t, 5*time.Second, done, opName+" on a "+kind)
-				switch {
-				case err == nil:
-					t.Fatalf("%s(%s): got nil error", opName, p)
-				case !errors.Is(err, homefile.ErrNotRegular):
-					t.Errorf("%s: got %v, want an error wrapping homefile.ErrNotRegular", opName, err)
-				case !strings.Contains(err.Error(), p):
-					t.Errorf("%s: error %q does not name %s", opName, err, p)
-				case !strings.HasPrefix(err.Error(), "notify: "):
-					t.Errorf("%s: error %q lacks the package prefix", opName, err)
-				}
+				require.Errorf(t, err, "%s(%s)", opName, p)
+				assert.ErrorIsf(t, err, homefile.ErrNotRegular, "%s", opName)
+				assert.Containsf(t, err.Error(), p, "%s: the error names the file", opName)
+				assert.Truef(t, strings.HasPrefix(err.Error(), "notify: "), "%s: error %q lacks the package prefix", opName, err)
 			})
 		}
 	}
@@ -364,17 +294,12 @@ func TestOutboxFsyncsEachAppend(t *testing.T) {
 	}
 
 	o, path := mustOpenOutbox(t)
-	if got := syncs(filepath.Dir(path)); got < 1 {
-		t.Errorf("OpenOutbox did not fsync the directory of a new outbox")
-	}
+	assert.GreaterOrEqualf(t, syncs(filepath.Dir(path)), 1, "OpenOutbox did not fsync the directory of a new outbox")
 	base := syncs(path)
 	for i := range 3 {
-		if err := o.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
-		if got := syncs(path) - base; got != i+1 {
-			t.Fatalf("after %d appends: %d fsyncs of %s, want %d", i+1, got, path, i+1)
-		}
+		require.NoErrorf(t, o.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))), "Send")
+		got := syncs(path) - base
+		require.Equalf(t, i+1, got, "after %d appends: %d fsyncs of %s, want %d", i+1, got, path, i+1)
 	}
 
 	o2, path2 := mustOpenOutbox(t)
@@ -386,20 +311,13 @@ func TestOutboxFsyncsEachAppend(t *testing.T) {
 	}}
 	n := notify.NewNotifier(o2, slog.New(slog.DiscardHandler), rec)
 	for i := range 3 {
-		if err := n.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), ping("sd1", fmt.Sprint("s", i))), "Send")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := n.Flush(ctx)
 		cancel()
-		if err != nil {
-			t.Fatalf("Flush: %v", err)
-		}
+		require.NoErrorf(t, err, "Flush")
 	}
-	if err := n.Close(context.Background()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if want := []int{1, 2, 3}; !slices.Equal(seen, want) {
-		t.Errorf("outbox fsyncs when the sink saw messages 1..3: got %v, want %v", seen, want)
-	}
+	require.NoErrorf(t, n.Close(context.Background()), "Close")
+	want := []int{1, 2, 3}
+	assert.Truef(t, slices.Equal(seen, want), "outbox fsyncs when the sink saw messages 1..3: got %v, want %v", seen, want)
 }

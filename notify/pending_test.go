@@ -3,7 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -48,9 +51,7 @@ func receivedKeys(t *testing.T, srv *hookServer) []string {
 	var keys []string
 	for i, h := range srv.headers {
 		key := h.Get("Idempotency-Key")
-		if key != srv.bodies[i].ID() {
-			t.Errorf("request %d: Idempotency-Key %q for message %s", i+1, key, srv.bodies[i].ID())
-		}
+		assert.Equalf(t, srv.bodies[i].ID(), key, "request %d: Idempotency-Key %q for message %s", i+1, key, srv.bodies[i].ID())
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
@@ -82,9 +83,7 @@ func TestUndeliveredWebhookMessagesDeliveredAtNextStart(t *testing.T) {
 			n := notify.NewNotifier(o, logger, notify.NewWebhook(tt.url, opt))
 			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2"), ping("sd1", "s3")}
 			for _, m := range msgs {
-				if err := n.Send(context.Background(), m); err != nil {
-					t.Fatalf("Send: %v", err)
-				}
+				require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
@@ -95,38 +94,30 @@ func TestUndeliveredWebhookMessagesDeliveredAtNextStart(t *testing.T) {
 			}()
 			within(t, 5*time.Second, done, "Close")
 			for _, m := range msgs {
-				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
-					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
-				}
+				got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
+				assert.Lenf(t, got, 1, "got %d WARN lines for %s, want 1", len(got), m.ID())
 			}
-			if got := sortedIDs(mustReadOutbox(t, pending)); !slices.Equal(got, sortedIDs(msgs)) {
-				t.Fatalf("pending file after Close: got %v, want %v", got, sortedIDs(msgs))
-			}
+			got := sortedIDs(mustReadOutbox(t, pending))
+			require.Truef(t, slices.Equal(got, sortedIDs(msgs)), "pending file after Close: got %v, want %v", got, sortedIDs(msgs))
 
 			// The next start: the receiver is up.
 			srv := newHookServer(t, 200)
 			var obs observed
 			next := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, Observer: obs.observe})
 			delivered, left, err := redeliver(t, next)
-			if err != nil || delivered != len(msgs) || left != 0 {
-				t.Fatalf("Redeliver: got (%d, %d, %v), want (%d, 0, nil)", delivered, left, err, len(msgs))
-			}
-			if got := receivedKeys(t, srv); !slices.Equal(got, sortedIDs(msgs)) {
-				t.Errorf("redelivered keys: got %v, want %v", got, sortedIDs(msgs))
-			}
-			if got := mustReadOutbox(t, pending); len(got) != 0 {
-				t.Errorf("pending file after Redeliver: got %v, want empty", ids(got))
-			}
-			if got := obs.count("webhook", notify.ResultDelivered); got != len(msgs) {
-				t.Errorf("observer webhook/delivered: got %d, want %d", got, len(msgs))
-			}
+			require.NoError(t, err, "Redeliver")
+			require.Equal(t, len(msgs), delivered, "Redeliver: delivered")
+			require.Equal(t, 0, left, "Redeliver: left")
+			got = receivedKeys(t, srv)
+			assert.Truef(t, slices.Equal(got, sortedIDs(msgs)), "redelivered keys: got %v, want %v", got, sortedIDs(msgs))
+			assert.Empty(t, ids(mustReadOutbox(t, pending)), "pending file after Redeliver")
+			assert.Equal(t, len(msgs), obs.count("webhook", notify.ResultDelivered), "observer webhook/delivered")
 			// Nothing left: a second Redeliver sends nothing.
-			if d, l, err := redeliver(t, next); d != 0 || l != 0 || err != nil {
-				t.Errorf("second Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err)
-			}
-			if got := srv.hits.Load(); got != int64(len(msgs)) {
-				t.Errorf("receiver got %d requests, want %d", got, len(msgs))
-			}
+			delivered, left, err = redeliver(t, next)
+			assert.NoError(t, err, "second Redeliver")
+			assert.Zero(t, delivered, "second Redeliver: delivered")
+			assert.Zero(t, left, "second Redeliver: left")
+			assert.Equal(t, int64(len(msgs)), srv.hits.Load(), "requests the receiver got")
 		})
 	}
 }
@@ -147,7 +138,7 @@ func newKeyServer(t *testing.T, status func(m notify.Message) int) *keyServer {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m, err := decodeMessage(r)
 		if err != nil || r.Header.Get("Idempotency-Key") != m.ID() {
-			t.Errorf("request with body %s, Idempotency-Key %q (%v)", m.ID(), r.Header.Get("Idempotency-Key"), err)
+			assert.Fail(t, fmt.Sprintf("request with body %s, Idempotency-Key %q (%v)", m.ID(), r.Header.Get("Idempotency-Key"), err))
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
@@ -189,24 +180,20 @@ func TestRedeliverLeavesWhatFailsAgain(t *testing.T) {
 	})
 	var naps sleeps
 	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending, MaxTries: 2, Sleep: naps.sleep})
-	if err := w.Keep(msgs); err != nil {
-		t.Fatalf("Keep: %v", err)
-	}
+	require.NoErrorf(t, w.Keep(msgs), "Keep")
 	delivered, left, err := redeliver(t, w)
-	if err != nil || delivered != 2 || left != 1 {
-		t.Fatalf("Redeliver: got (%d, %d, %v), want (2, 1, nil)", delivered, left, err)
-	}
-	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{msgs[2].ID()}) {
-		t.Errorf("pending file: got %v, want [%s]", got, msgs[2].ID())
-	}
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 2, delivered, "Redeliver: delivered")
+	require.Equal(t, 1, left, "Redeliver: left")
+	got := ids(mustReadOutbox(t, pending))
+	assert.Truef(t, slices.Equal(got, []string{msgs[2].ID()}), "pending file: got %v, want [%s]", got, msgs[2].ID())
 	refuse.Store(false)
 	delivered, left, err = redeliver(t, w)
-	if err != nil || delivered != 1 || left != 0 {
-		t.Fatalf("second Redeliver: got (%d, %d, %v), want (1, 0, nil)", delivered, left, err)
-	}
-	if got, want := srv.accepted(), sortedIDs(msgs); !slices.Equal(got, want) {
-		t.Errorf("delivered keys: got %v, want %v", got, want)
-	}
+	require.NoError(t, err, "second Redeliver")
+	require.Equal(t, 1, delivered, "second Redeliver: delivered")
+	require.Equal(t, 0, left, "second Redeliver: left")
+	got, want := srv.accepted(), sortedIDs(msgs)
+	assert.Truef(t, slices.Equal(got, want), "delivered keys: got %v, want %v", got, want)
 }
 
 // TestRedeliverKeepsWhatIsKeptMeanwhile: a message kept while Redeliver is
@@ -218,23 +205,18 @@ func TestRedeliverKeepsWhatIsKeptMeanwhile(t *testing.T) {
 	var kept atomic.Bool
 	srv := newKeyServer(t, func(notify.Message) int {
 		if kept.CompareAndSwap(false, true) {
-			if err := w.Keep([]notify.Message{late}); err != nil {
-				t.Errorf("Keep during Redeliver: %v", err)
-			}
+			assert.NoErrorf(t, w.Keep([]notify.Message{late}), "Keep during Redeliver")
 		}
 		return http.StatusOK
 	})
 	w = notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending})
-	if err := w.Keep([]notify.Message{old}); err != nil {
-		t.Fatalf("Keep: %v", err)
-	}
+	require.NoErrorf(t, w.Keep([]notify.Message{old}), "Keep")
 	delivered, left, err := redeliver(t, w)
-	if err != nil || delivered != 1 || left != 1 {
-		t.Fatalf("Redeliver: got (%d, %d, %v), want (1, 1, nil)", delivered, left, err)
-	}
-	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{late.ID()}) {
-		t.Errorf("pending file: got %v, want [%s]", got, late.ID())
-	}
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 1, delivered, "Redeliver: delivered")
+	require.Equal(t, 1, left, "Redeliver: left")
+	got := ids(mustReadOutbox(t, pending))
+	assert.Truef(t, slices.Equal(got, []string{late.ID()}), "pending file: got %v, want [%s]", got, late.ID())
 }
 
 // TestPendingFileToleratesTornTailAndRepeats: a torn last line (a crash
@@ -244,28 +226,20 @@ func TestPendingFileToleratesTornTailAndRepeats(t *testing.T) {
 	pending := pendingPath(t)
 	a, b := ping("sd1", "a"), ping("sd1", "b")
 	line, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pending, append(append(line, '\n'), line[:len(line)/2]...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(pending, append(append(line, '\n'), line[:len(line)/2]...), 0o600))
 	srv := newHookServer(t, 200)
 	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{PendingPath: pending})
-	if err := w.Keep([]notify.Message{b, a}); err != nil {
-		t.Fatalf("Keep: %v", err)
-	}
+	require.NoErrorf(t, w.Keep([]notify.Message{b, a}), "Keep")
 	// The first Keep counts the file, and rewrites it without the repeat.
-	if got := ids(mustReadOutbox(t, pending)); !slices.Equal(got, []string{a.ID(), b.ID()}) {
-		t.Fatalf("pending file: got %v", got)
-	}
+	got := ids(mustReadOutbox(t, pending))
+	require.Truef(t, slices.Equal(got, []string{a.ID(), b.ID()}), "pending file: got %v", got)
 	delivered, left, err := redeliver(t, w)
-	if err != nil || delivered != 2 || left != 0 {
-		t.Fatalf("Redeliver: got (%d, %d, %v), want (2, 0, nil)", delivered, left, err)
-	}
-	if got := receivedKeys(t, srv); !slices.Equal(got, []string{a.ID(), b.ID()}) {
-		t.Errorf("delivered keys: got %v", got)
-	}
+	require.NoError(t, err, "Redeliver")
+	require.Equal(t, 2, delivered, "Redeliver: delivered")
+	require.Equal(t, 0, left, "Redeliver: left")
+	got = receivedKeys(t, srv)
+	assert.Truef(t, slices.Equal(got, []string{a.ID(), b.ID()}), "delivered keys: got %v", got)
 }
 
 // TestRedeliverWithoutPendingFile: no PendingPath, or no file yet, is
@@ -275,17 +249,15 @@ func TestRedeliverWithoutPendingFile(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			w := notify.NewWebhook("http://unused.invalid", notify.WebhookOptions{PendingPath: path})
 			if path == "" {
-				if err := w.Keep([]notify.Message{ping("sd1", "s1")}); err != nil {
-					t.Errorf("Keep: %v", err)
-				}
+				assert.NoErrorf(t, w.Keep([]notify.Message{ping("sd1", "s1")}), "Keep")
 			}
-			if d, l, err := redeliver(t, w); d != 0 || l != 0 || err != nil {
-				t.Errorf("Redeliver: got (%d, %d, %v), want (0, 0, nil)", d, l, err)
-			}
+			delivered, left, err := redeliver(t, w)
+			assert.NoError(t, err, "Redeliver")
+			assert.Zero(t, delivered, "Redeliver: delivered")
+			assert.Zero(t, left, "Redeliver: left")
 			if path != "" {
-				if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("Redeliver created %s: %v", path, err)
-				}
+				_, err := os.Stat(path)
+				assert.ErrorIsf(t, err, os.ErrNotExist, "Redeliver created %s", path)
 			}
 		})
 	}

@@ -3,7 +3,6 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -100,28 +102,21 @@ func TestWebhookStatuses(t *testing.T) {
 			srv := newHookServer(t, tt.statuses...)
 			m := ping("sd1", "s1")
 			err := notify.NewWebhook(srv.URL+"/hook", fastOptions).Send(context.Background(), m)
-			if gotErr := err != nil; gotErr != tt.wantErr {
-				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
-			}
-			if err != nil && !strings.HasPrefix(err.Error(), "notify: ") {
-				t.Errorf("error %q lacks the package prefix", err)
-			}
-			if got := srv.hits.Load(); got != tt.tries {
-				t.Errorf("got %d tries, want %d", got, tt.tries)
-			}
+			require.Equalf(t, tt.wantErr, (err != nil), "got error %v, want error %v", err, tt.wantErr)
+			assert.Falsef(t, err != nil && !strings.HasPrefix(err.Error(), "notify: "), "error %q lacks the package prefix", err)
+			got := srv.hits.Load()
+			assert.Equalf(t, tt.tries, got, "got %d tries, want %d", got, tt.tries)
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
 			for i, body := range srv.bodies {
-				if body.ID() != m.ID() || body.Text != m.Text || !body.At.Equal(m.At) {
-					t.Errorf("try %d: got body %+v, want %+v", i+1, body, m)
-				}
+				assert.Equalf(t, m.ID(), body.ID(), "try %d: body ID", i+1)
+				assert.Equalf(t, m.Text, body.Text, "try %d: body text", i+1)
+				assert.Truef(t, body.At.Equal(m.At), "try %d: body at %v, want %v", i+1, body.At, m.At)
 				h := srv.headers[i]
-				if got := h.Get("Content-Type"); got != "application/json" {
-					t.Errorf("try %d: Content-Type %q", i+1, got)
-				}
-				if got := h.Get("Idempotency-Key"); got != m.ID() {
-					t.Errorf("try %d: Idempotency-Key %q, want %q", i+1, got, m.ID())
-				}
+				got := h.Get("Content-Type")
+				assert.Equalf(t, "application/json", got, "try %d: Content-Type %q", i+1, got)
+				got = h.Get("Idempotency-Key")
+				assert.Equalf(t, m.ID(), got, "try %d: Idempotency-Key %q, want %q", i+1, got, m.ID())
 			}
 		})
 	}
@@ -148,19 +143,14 @@ func TestWebhookFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := notify.NewWebhook(tt.url, tt.opt).Send(context.Background(), ping("sd1", "s1"))
-			if err == nil {
-				t.Fatal("got nil error")
+			require.Error(t, err, "got nil error")
+			if tt.wantIs != nil {
+				assert.ErrorIs(t, err, tt.wantIs)
 			}
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("got %v, want errors.Is %v", err, tt.wantIs)
-			}
-			if strings.Contains(err.Error(), "SECRET") {
-				t.Errorf("error %q leaks the URL path", err)
-			}
+			assert.NotContainsf(t, err.Error(), "SECRET", "error %q leaks the URL path", err)
 			if tt.hits != nil {
-				if got := tt.hits.Load(); got != tt.tries {
-					t.Errorf("got %d tries, want %d", got, tt.tries)
-				}
+				got := tt.hits.Load()
+				assert.Equalf(t, tt.tries, got, "got %d tries, want %d", got, tt.tries)
 			}
 		})
 	}
@@ -217,9 +207,7 @@ func TestWebhookHonoursContext(t *testing.T) {
 				err = notify.NewWebhook(tt.url, tt.opt).Send(ctx, ping("sd1", "s1"))
 			}()
 			within(t, 2*time.Second, done, "Send")
-			if !errors.Is(err, tt.wantIs) {
-				t.Errorf("got %v, want errors.Is %v", err, tt.wantIs)
-			}
+			assert.ErrorIsf(t, err, tt.wantIs, "got %v, want errors.Is %v", err, tt.wantIs)
 		})
 	}
 }
@@ -256,12 +244,9 @@ func TestWebhookRedirects(t *testing.T) {
 		t.Run(fmt.Sprint(tt.code), func(t *testing.T) {
 			before := delivered.Load()
 			err := notify.NewWebhook(fmt.Sprintf("%s/%d", srv.URL, tt.code), fastOptions).Send(context.Background(), ping("sd1", "s1"))
-			if gotErr := err != nil; gotErr != tt.wantErr {
-				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
-			}
-			if got, want := delivered.Load()-before, map[bool]int64{true: 0, false: 1}[tt.wantErr]; got != want {
-				t.Errorf("delivered %d times, want %d", got, want)
-			}
+			require.Equalf(t, tt.wantErr, (err != nil), "got error %v, want error %v", err, tt.wantErr)
+			got, want := delivered.Load()-before, map[bool]int64{true: 0, false: 1}[tt.wantErr]
+			assert.Equalf(t, want, got, "delivered %d times, want %d", got, want)
 		})
 	}
 }
@@ -327,28 +312,20 @@ func TestWebhookHonoursRetryAfter(t *testing.T) {
 			}
 			err := w.Send(ctx, ping("sd1", "s1"))
 			wantErr := tt.wantHits == 1
-			if gotErr := err != nil; gotErr != wantErr {
-				t.Fatalf("Send: got error %v, want error %v", err, wantErr)
+			require.Equalf(t, wantErr, (err != nil), "Send: got error %v, want error %v", err, wantErr)
+			if tt.wantErrIs != nil {
+				assert.ErrorIs(t, err, tt.wantErrIs, "Send")
 			}
-			if tt.wantErrIs != nil && !errors.Is(err, tt.wantErrIs) {
-				t.Errorf("Send: got %v, want errors.Is %v", err, tt.wantErrIs)
+			if tt.timeout > 0 {
+				assert.NoError(t, ctx.Err(), "Send returned only once ctx was done; it should give up at once")
 			}
-			if tt.timeout > 0 && ctx.Err() != nil {
-				t.Errorf("Send returned only once ctx was done (%v); it should give up at once", ctx.Err())
-			}
-			if got := hits.Load(); got != tt.wantHits {
-				t.Errorf("got %d requests, want %d", got, tt.wantHits)
-			}
+			assert.Equal(t, tt.wantHits, hits.Load(), "requests")
 			got := naps.got()
 			if tt.backoff {
-				if len(got) != 1 || got[0] <= 0 || got[0] > notify.MaxBackoff {
-					t.Errorf("waits %v, want one backoff in (0, %v]", got, notify.MaxBackoff)
-				}
+				assert.Falsef(t, len(got) != 1 || got[0] <= 0 || got[0] > notify.MaxBackoff, "waits %v, want one backoff in (0, %v]", got, notify.MaxBackoff)
 				return
 			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("waits asked for: got %v, want %v", got, tt.want)
-			}
+			assert.Truef(t, slices.Equal(got, tt.want), "waits asked for: got %v, want %v", got, tt.want)
 		})
 	}
 }
@@ -362,21 +339,14 @@ func TestWebhookBackoffIsCapped(t *testing.T) {
 			const tries = 12
 			var naps sleeps
 			w := notify.NewWebhook(srv.URL, notify.WebhookOptions{BaseBackoff: base, MaxTries: tries, Sleep: naps.sleep})
-			if err := w.Send(context.Background(), ping("sd1", "s1")); err == nil {
-				t.Fatal("Send to a failing server: got nil error")
-			}
+			require.Error(t, w.Send(context.Background(), ping("sd1", "s1")), "Send to a failing server: got nil error")
 			got := naps.got()
-			if len(got) != tries-1 {
-				t.Fatalf("got %d waits, want %d: %v", len(got), tries-1, got)
-			}
+			require.Lenf(t, got, tries-1, "got %d waits, want %d: %v", len(got), tries-1, got)
 			for i, d := range got {
-				if d <= 0 || d > notify.MaxBackoff {
-					t.Errorf("wait %d: %v, want in (0, %v]", i+1, d, notify.MaxBackoff)
-				}
+				assert.Falsef(t, d <= 0 || d > notify.MaxBackoff, "wait %d: %v, want in (0, %v]", i+1, d, notify.MaxBackoff)
 			}
-			if last := got[len(got)-1]; last < notify.MaxBackoff/2 {
-				t.Errorf("last wait %v: the backoff never grew to the cap %v (jitter keeps at least half)", last, notify.MaxBackoff)
-			}
+			last := got[len(got)-1]
+			assert.GreaterOrEqualf(t, last, time.Duration(notify.MaxBackoff/2), "last wait %v: the backoff never grew to the cap %v (jitter keeps at least half)", last, notify.MaxBackoff)
 		})
 	}
 }
@@ -388,21 +358,14 @@ func TestWebhookSameIdempotencyKeyOnEveryTry(t *testing.T) {
 	var naps sleeps
 	m := ping("sd1", "team/alice")
 	w := notify.NewWebhook(srv.URL, notify.WebhookOptions{MaxTries: 10, Sleep: naps.sleep})
-	if err := w.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	require.NoErrorf(t, w.Send(context.Background(), m), "Send")
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if len(srv.headers) != 6 {
-		t.Fatalf("got %d tries, want 6", len(srv.headers))
-	}
+	require.Lenf(t, srv.headers, 6, "got %d tries, want 6", len(srv.headers))
 	for i, h := range srv.headers {
-		if got := h.Get("Idempotency-Key"); got != m.ID() {
-			t.Errorf("try %d: Idempotency-Key %q, want %q", i+1, got, m.ID())
-		}
-		if srv.bodies[i].ID() != m.ID() {
-			t.Errorf("try %d: body is %s, want %s", i+1, srv.bodies[i].ID(), m.ID())
-		}
+		got := h.Get("Idempotency-Key")
+		assert.Equalf(t, m.ID(), got, "try %d: Idempotency-Key %q, want %q", i+1, got, m.ID())
+		assert.Equalf(t, m.ID(), srv.bodies[i].ID(), "try %d: body is %s, want %s", i+1, srv.bodies[i].ID(), m.ID())
 	}
 }
 
@@ -448,24 +411,16 @@ func TestWebhookSendsUpToEightAtOnce(t *testing.T) {
 	for i := range sessions {
 		m := ping("sd1", fmt.Sprintf("s%02d", i))
 		sent = append(sent, m)
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 10*time.Second); err != nil {
-		t.Fatalf("Flush: %v (peak concurrency %d: the first requests wait for %d at once)", err, peak.Load(), want)
-	}
-	if got := peak.Load(); got != want {
-		t.Errorf("peak concurrent requests: got %d, want %d", got, want)
-	}
+	err := flush(t, n, 10*time.Second)
+	require.NoErrorf(t, err, "Flush: %v (peak concurrency %d: the first requests wait for %d at once)", err, peak.Load(), want)
+	got := peak.Load()
+	assert.Equalf(t, int64(want), got, "peak concurrent requests: got %d, want %d", got, want)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(keys) != sessions {
-		t.Errorf("delivered %d distinct messages, want %d", len(keys), sessions)
-	}
+	assert.Lenf(t, keys, sessions, "delivered %d distinct messages, want %d", len(keys), sessions)
 	for _, m := range sent {
-		if keys[m.ID()] != 1 {
-			t.Errorf("%s delivered %d times, want 1", m.ID(), keys[m.ID()])
-		}
+		assert.Equalf(t, 1, keys[m.ID()], "%s delivered %d times, want 1", m.ID(), keys[m.ID()])
 	}
 }

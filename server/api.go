@@ -20,11 +20,32 @@ const (
 // requested_at renews, and suppress_notification and reason stay as they
 // were unless given; so an absent (or null) flag or reason is nil here,
 // not false or "". Reason is at most 200 characters of printable text.
+// AnnounceSeconds (drain only, a number from 0 to MaxAnnounceSeconds)
+// announces the drain first: /readyz fails at once while the gate stays
+// open that long, then the drain takes effect and only then is it
+// answered (see gateway.DrainRequest.Announce); 0 or absent: at once.
 type DrainBody struct {
-	Action               *string `json:"action,omitempty"`
-	SuppressNotification *bool   `json:"suppress_notification,omitempty"`
-	RequestID            string  `json:"request_id,omitempty"`
-	Reason               *string `json:"reason,omitempty"`
+	Action               *string  `json:"action,omitempty"`
+	SuppressNotification *bool    `json:"suppress_notification,omitempty"`
+	RequestID            string   `json:"request_id,omitempty"`
+	Reason               *string  `json:"reason,omitempty"`
+	AnnounceSeconds      *float64 `json:"announce_seconds,omitempty"`
+}
+
+// MaxAnnounceSeconds is the largest announce_seconds a drain accepts.
+const MaxAnnounceSeconds = float64(gateway.MaxAnnounce / time.Second)
+
+// announceOf checks a drain body's announce_seconds and returns it as a
+// duration (0 when absent).
+func announceOf(body DrainBody) (time.Duration, error) {
+	if body.AnnounceSeconds == nil {
+		return 0, nil
+	}
+	secs := *body.AnnounceSeconds
+	if !(secs >= 0 && secs <= MaxAnnounceSeconds) {
+		return 0, badRequest("announce_seconds must be a number of seconds from 0 to %v, not %v", MaxAnnounceSeconds, secs)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 // DrainResponse answers a drain: the upstream shape (ok, action,

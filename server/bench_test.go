@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -95,30 +98,22 @@ func benchHandlers(b *testing.B) map[string]http.Handler {
 	// Info, like a deployment: the per-request debug line is off.
 	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := server.New(server.Config{Addr: "127.0.0.1:0", Gateway: gw, Tokens: tokens, Logger: logger})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	// The real thing, as quiesce run has it: the gateway with the echo
 	// agent at zero work and the server's metrics as its metrics.
 	metrics := server.NewMetrics()
 	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: gateway.NewEcho(0), Logger: logger,
 		Metrics: metrics, WatchInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = real.Shutdown(ctx, true)
 		_ = real.Close()
 	})
-	if err := real.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, real.Start(context.Background()))
 	rs, err := server.New(server.Config{Addr: "127.0.0.1:0", Gateway: real, Tokens: tokens, Metrics: metrics, Logger: logger})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	return map[string]http.Handler{
 		"baseline=bare-net-http": bareTurn(tokens, gw),
 		"quiesce-server":         s.Handler(),
@@ -152,9 +147,7 @@ func BenchmarkTurnHTTP(b *testing.B) {
 					clear(w.h)
 					w.code, w.n = 0, 0
 					h.ServeHTTP(w, req)
-					if w.code != http.StatusOK {
-						b.Fatalf("status %d", w.code)
-					}
+					require.Equalf(b, http.StatusOK, w.code, "status %d", w.code)
 				}
 			})
 		}
@@ -177,21 +170,18 @@ func BenchmarkTurnHTTP(b *testing.B) {
 					url := srv.URL + "/v1/sessions/bench" + strconv.FormatInt(clients.Add(1), 10) + "/messages"
 					for pb.Next() {
 						req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(benchBody))
-						if err != nil {
-							b.Error(err)
+						if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
 							return
 						}
 						req.Header.Set("Authorization", "Bearer "+opsToken)
 						req.Header.Set("Content-Type", "application/json")
 						resp, err := client.Do(req)
-						if err != nil {
-							b.Error(err)
+						if !assert.NoError(b, err) { // not FailNow: RunParallel bodies run off the benchmark goroutine
 							return
 						}
 						_, _ = io.Copy(io.Discard, resp.Body)
 						_ = resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							b.Errorf("status %d", resp.StatusCode)
+						if !assert.Equal(b, http.StatusOK, resp.StatusCode, "status") {
 							return
 						}
 					}

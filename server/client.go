@@ -88,7 +88,10 @@ func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID
 // nil fields are left out, so a drain naming the active request id
 // refreshes it and keeps what body does not give. A marker the gateway
 // could not write gives an *APIError with status 503 and code
-// marker_unwritable: the gateway is draining all the same.
+// marker_unwritable: the gateway is draining all the same. With
+// AnnounceSeconds the answer comes only when the announce window has
+// ended (ctx must allow for it); a cancel during the window gives an
+// *APIError 409 drain_cancelled.
 func (c *Client) DrainWith(ctx context.Context, body DrainBody) (DrainResponse, error) {
 	action := ActionDrain
 	body.Action = &action

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -11,11 +12,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/quiesce-dev/quiesce/internal/refused"
 	"go.uber.org/goleak"
 
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/refused"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -191,7 +191,7 @@ func TestCloseWaitsForTurn(t *testing.T) {
 	select {
 	case <-started:
 	case <-time.After(5 * time.Second):
-		t.Fatal("turn did not start")
+		require.Fail(t, "turn did not start")
 	}
 	closed := make(chan error, 1)
 	go func() {
@@ -201,7 +201,7 @@ func TestCloseWaitsForTurn(t *testing.T) {
 	}()
 	select {
 	case err := <-closed:
-		t.Fatalf("Close returned %v while a turn was in flight", err)
+		require.Fail(t, fmt.Sprintf("Close returned %v while a turn was in flight", err))
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(release)
@@ -210,19 +210,19 @@ func TestCloseWaitsForTurn(t *testing.T) {
 		require.NoError(t, r.err)
 		assert.Equal(t, "done", r.reply)
 	case <-time.After(5 * time.Second):
-		t.Fatal("no reply")
+		require.Fail(t, "no reply")
 	}
 	select {
 	case err := <-closed:
 		assert.NoError(t, err)
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not return")
+		require.Fail(t, "Close did not return")
 	}
 	select {
 	case err := <-s.Done():
 		assert.NoError(t, err)
 	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return")
+		require.Fail(t, "Serve did not return")
 	}
 }
 
@@ -281,7 +281,7 @@ func TestListenThenServe(t *testing.T) {
 	}()
 	select {
 	case code := <-answered:
-		t.Fatalf("answered (%d) before Serve", code)
+		require.Fail(t, fmt.Sprintf("answered (%d) before Serve", code))
 	case <-time.After(100 * time.Millisecond):
 	}
 	s.Serve()
@@ -289,7 +289,7 @@ func TestListenThenServe(t *testing.T) {
 	case code := <-answered:
 		assert.Equal(t, http.StatusOK, code)
 	case <-time.After(5 * time.Second):
-		t.Fatal("no answer after Serve")
+		require.Fail(t, "no answer after Serve")
 	}
 }
 

@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -35,7 +38,7 @@ func closeWithin(t *testing.T, s *server.Server) error {
 	case err := <-done:
 		return err
 	case <-time.After(closeBound):
-		t.Fatalf("Close(ctx with a 300ms timeout) had not returned after %v", closeBound)
+		require.Fail(t, fmt.Sprintf("Close(ctx with a 300ms timeout) had not returned after %v", closeBound))
 		return nil
 	}
 }
@@ -88,7 +91,7 @@ func TestCloseBoundedBySlowUpload(t *testing.T) {
 	case <-trickled:
 	case <-time.After(10 * time.Second):
 		close(stop)
-		t.Fatal("the upload did not start")
+		require.Fail(t, "the upload did not start")
 	}
 
 	err = closeWithin(t, s)
@@ -97,19 +100,19 @@ func TestCloseBoundedBySlowUpload(t *testing.T) {
 	case err := <-s.Done():
 		assert.NoError(t, err)
 	case <-time.After(closeBound):
-		t.Fatal("Serve did not return after Close")
+		require.Fail(t, "Serve did not return after Close")
 	}
 	// The connection is closed: the client reads EOF or a reset, not a hang.
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(closeBound)))
 	_, err = io.ReadAll(conn)
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		t.Fatalf("the connection was still open %v after Close returned", closeBound)
+		require.Fail(t, fmt.Sprintf("the connection was still open %v after Close returned", closeBound))
 	}
 	close(stop)
 	select {
 	case <-cut:
 	case <-time.After(closeBound):
-		t.Fatal("the uploading goroutine did not stop")
+		require.Fail(t, "the uploading goroutine did not stop")
 	}
 	assert.Empty(t, gw.Calls(), "the half-uploaded turn never reached the gateway")
 }
@@ -141,6 +144,106 @@ func TestCloseBoundedByIdleKeepAlive(t *testing.T) {
 	case err := <-s.Done():
 		assert.NoError(t, err)
 	case <-time.After(closeBound):
-		t.Fatal("Serve did not return after Close")
+		require.Fail(t, "Serve did not return after Close")
+	}
+}
+
+// A turn answered while Close waits must reach the client whole.
+func TestCloseNeverCutsAnAnsweredTurn(t *testing.T) {
+	for i := range 200 {
+		release := make(chan struct{})
+		entered := make(chan struct{})
+		gw := &Gateway{TurnFn: func(ctx context.Context, session, text string) (string, error) {
+			close(entered)
+			<-release
+			return strings.Repeat("r", 100), nil
+		}}
+		s := MustServer(t, gw)
+		require.NoError(t, s.Open())
+		type res struct {
+			body string
+			err  error
+		}
+		got := make(chan res, 1)
+		go func() {
+			req, _ := http.NewRequest("POST", s.URL()+"/v1/sessions/a/messages", strings.NewReader(`{"text":"hi"}`))
+			req.Header.Set("Authorization", "Bearer "+opsToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				got <- res{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- res{string(b), err}
+		}()
+		<-entered
+		closed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			closed <- s.Close(ctx)
+		}()
+		time.Sleep(5 * time.Millisecond) // let Close reach its wait
+		close(release)
+		r := <-got
+		require.NoError(t, <-closed)
+		require.NoErrorf(t, r.err, "iteration %d: response cut", i)
+		require.Containsf(t, r.body, `"reply"`, "iteration %d: response cut", i)
+	}
+}
+
+// run.go closes the server as soon as the gateway is stopped; the stop
+// transition is also what wakes a status?wait=change long-poll. That answer
+// must reach the client whole.
+func TestCloseNeverCutsALongPollWokenAtStop(t *testing.T) {
+	cut := 0
+	for range 200 {
+		release := make(chan struct{})
+		entered := make(chan struct{})
+		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (gateway.Status, error) {
+			close(entered)
+			<-release
+			return gateway.Status{Seq: after + 1, State: fsm.Stopped}, nil
+		}}
+		s := MustServer(t, gw)
+		require.NoError(t, s.Open())
+		errc := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequest("GET", s.URL()+"/api/gateway/status?wait=change&after=0&timeout=10s", nil)
+			req.Header.Set("Authorization", "Bearer "+opsToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errc <- err
+				return
+			}
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			errc <- err
+		}()
+		<-entered
+		close(release) // the stop transition wakes the long-poll ...
+		ctx, cancel := context.WithTimeout(context.Background(), 750*time.Millisecond)
+		require.NoError(t, s.Close(ctx)) // ... and gw.Done makes run close the server
+		cancel()
+		if err := <-errc; err != nil {
+			cut++
+		}
+	}
+	require.LessOrEqualf(t, cut, 0, "%d of 200 long-poll answers cut off by Close", cut)
+}
+
+// Close before Serve: Serve afterwards used to end at once with nil
+// (http.Server.Shutdown had marked the server closed).
+func TestCloseBeforeServeEndsServeCleanly(t *testing.T) {
+	s := MustServer(t, &Gateway{})
+	require.NoError(t, s.Listen())
+	require.NoError(t, s.Close(context.Background()))
+	s.Serve()
+	select {
+	case err := <-s.Done():
+		require.NoError(t, err)
+	case <-time.After(2 * time.Second):
+		require.Fail(t, "Serve after Close still serving")
 	}
 }

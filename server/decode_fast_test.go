@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"reflect"
-	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzDecodeFast checks, for body type T, that whatever decodeFast
@@ -26,19 +27,13 @@ func fuzzDecodeFast[T any](f *testing.F, extra ...string) {
 		var fast T
 		if !decodeFast(body, &fast) {
 			var zero T
-			if !reflect.DeepEqual(fast, zero) {
-				t.Fatalf("declined %q but left %+v", body, fast)
-			}
+			require.Equalf(t, zero, fast, "declined %q but left %+v", body, fast)
 			return
 		}
 		var slow T
 		err := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), MaxBodyBytes), &slow, false)
-		if err != nil {
-			t.Fatalf("decodeFast accepted %q, decodeJSON refused it: %v", body, err)
-		}
-		if !reflect.DeepEqual(fast, slow) {
-			t.Fatalf("%q: decodeFast %+v, decodeJSON %+v", body, fast, slow)
-		}
+		require.NoErrorf(t, err, "decodeFast accepted %q, decodeJSON refused it", body)
+		require.Equalf(t, slow, fast, "%q: decodeFast %+v, decodeJSON %+v", body, fast, slow)
 	})
 }
 
@@ -66,13 +61,13 @@ func FuzzDecodeFastShutdown(f *testing.F) {
 // take the fast path.
 func TestDecodeFastTakesTheCommonBody(t *testing.T) {
 	var m MessageBody
-	if !decodeFast([]byte(`{"text":"hello, agent"}`), &m) || m.Text != "hello, agent" {
-		t.Fatalf("decodeFast declined a plain message body: %+v", m)
-	}
+	require.True(t, decodeFast([]byte(`{"text":"hello, agent"}`), &m), "decodeFast declined a plain message body")
+	require.Equal(t, "hello, agent", m.Text)
 	var d DrainBody
-	if !decodeFast([]byte(`{"action":"cancel","request_id":"r1"}`), &d) || d.Action == nil || *d.Action != "cancel" || d.RequestID != "r1" {
-		t.Fatalf("decodeFast declined a plain drain body: %+v", d)
-	}
+	require.True(t, decodeFast([]byte(`{"action":"cancel","request_id":"r1"}`), &d), "decodeFast declined a plain drain body")
+	require.NotNil(t, d.Action, "drain body: %+v", d)
+	require.Equal(t, "cancel", *d.Action)
+	require.Equal(t, "r1", d.RequestID)
 }
 
 // TestDecodeAnswersAsDecodeJSON checks that decode, which reads the body
@@ -88,18 +83,15 @@ func TestDecodeAnswersAsDecodeJSON(t *testing.T) {
 	for _, body := range bodies {
 		var got, want MessageBody
 		req, err := http.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte(body)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		gotErr := (&Server{}).decode(nil, req, &got, false)
 		wantErr := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader([]byte(body))), MaxBodyBytes), &want, false)
 		short := body
 		if len(short) > 40 {
 			short = short[:40] + "..."
 		}
-		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(errorOrNil(gotErr), errorOrNil(wantErr)) {
-			t.Errorf("%q: decode %+v, %v; decodeJSON %+v, %v", short, got, gotErr, want, wantErr)
-		}
+		assert.Equalf(t, want, got, "%q: decode (error %v) against decodeJSON (error %v)", short, gotErr, wantErr)
+		assert.Equalf(t, errorOrNil(wantErr), errorOrNil(gotErr), "%q: decode's error against decodeJSON's", short)
 	}
 }
 
@@ -129,16 +121,11 @@ func FuzzPlainMessage(f *testing.F) {
 		}
 		var slow MessageBody
 		err := decodeJSON(bytes.NewReader(body), &slow, false)
-		if err != nil {
-			t.Fatalf("plainMessage accepted %q, decodeJSON refused it: %v", body, err)
-		}
-		if slow.Text != text {
-			t.Fatalf("%q: plainMessage %q, decodeJSON %q", body, text, slow.Text)
-		}
+		require.NoErrorf(t, err, "plainMessage accepted %q, decodeJSON refused it", body)
+		require.Equalf(t, text, slow.Text, "%q: plainMessage %q, decodeJSON %q", body, text, slow.Text)
 		var fast MessageBody
-		if !decodeFast(body, &fast) || fast.Text != text {
-			t.Fatalf("%q: plainMessage %q, decodeFast %+v", body, text, fast)
-		}
+		require.Truef(t, decodeFast(body, &fast), "%q: plainMessage took it, decodeFast declined", body)
+		require.Equalf(t, text, fast.Text, "%q: plainMessage against decodeFast", body)
 	})
 }
 
@@ -161,11 +148,9 @@ func TestPlainMessage(t *testing.T) {
 		``:                              false,
 	} {
 		text, ok := plainMessage([]byte(body))
-		if ok != want {
-			t.Errorf("plainMessage(%q) ok = %v, want %v", body, ok, want)
-		}
-		if ok && !strings.Contains(body, `"`+text+`"`) {
-			t.Errorf("plainMessage(%q) = %q", body, text)
+		assert.Equalf(t, want, ok, "plainMessage(%q) ok = %v, want %v", body, ok, want)
+		if ok {
+			assert.Containsf(t, body, `"`+text+`"`, "plainMessage(%q) = %q", body, text)
 		}
 	}
 }

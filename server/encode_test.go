@@ -5,15 +5,16 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // encodingJSONMessage is what writeJSON (json.Encoder.Encode) writes for
 // resp: the reference appendMessage must match byte for byte.
 func encodingJSONMessage(t testing.TB, resp MessageResponse) []byte {
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(resp); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.NewEncoder(&buf).Encode(resp))
 	return buf.Bytes()
 }
 
@@ -43,15 +44,13 @@ func TestAppendMessageMatchesEncodingJSON(t *testing.T) {
 	for _, s := range messageEncodingCases {
 		for _, resp := range []MessageResponse{{Session: s, Reply: "r"}, {Session: "s", Reply: s}, {Session: s, Reply: s}} {
 			want := encodingJSONMessage(t, resp)
-			if got := appendMessage(nil, resp); !bytes.Equal(got, want) {
-				t.Errorf("appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
-			}
+			got := appendMessage(nil, resp)
+			assert.Truef(t, bytes.Equal(got, want), "appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
 		}
 	}
 	// It appends: what dst held stays in front.
-	if got := appendMessage([]byte("x"), MessageResponse{Session: "s", Reply: "r"}); string(got) != "x{\"session\":\"s\",\"reply\":\"r\"}\n" {
-		t.Errorf("appendMessage after x = %q", got)
-	}
+	got := appendMessage([]byte("x"), MessageResponse{Session: "s", Reply: "r"})
+	assert.Equalf(t, "x{\"session\":\"s\",\"reply\":\"r\"}\n", string(got), "appendMessage after x = %q", got)
 }
 
 // FuzzAppendMessage checks appendMessage against encoding/json on any
@@ -63,8 +62,7 @@ func FuzzAppendMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, session, reply string) {
 		resp := MessageResponse{Session: session, Reply: reply}
 		want := encodingJSONMessage(t, resp)
-		if got := appendMessage(nil, resp); !bytes.Equal(got, want) {
-			t.Fatalf("appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
-		}
+		got := appendMessage(nil, resp)
+		require.Truef(t, bytes.Equal(got, want), "appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
 	})
 }

@@ -28,6 +28,7 @@ const (
 	CodeSessionBusy      = "session_busy"       // 409: the session has a turn running
 	CodeMarkerUnusable   = "marker_unusable"    // 409: the drain marker path is not a usable file
 	CodeShuttingDown     = "shutting_down"      // 409: drain or cancel after the shutdown began
+	CodeDrainCancelled   = "drain_cancelled"    // 409: a cancel ended the drain's announce window
 	CodeTooLarge         = "too_large"          // 413: body over MaxBodyBytes
 	CodeInternal         = "internal"           // 500: logged, never echoed
 	CodeAgentFailed      = "agent_failed"       // 502: the agent failed the turn
@@ -48,6 +49,10 @@ const InterruptedText = "The gateway shut down and cut this turn off. Please res
 // SpoolUnavailableText is the message of a 503 "spool_unavailable" answer.
 const SpoolUnavailableText = "The event was NOT accepted: the gateway cannot write its event spool right now. " +
 	"Nothing was recorded; retry the event later."
+
+// DrainCancelledText is the message of a 409 "drain_cancelled" answer.
+const DrainCancelledText = "The drain was cancelled during its announce window: nothing was written, " +
+	"the gateway never closed its gate and is ready again."
 
 // ShuttingDownText is the message of a 409 "shutting_down" answer.
 const ShuttingDownText = "The gateway is shutting down and the shutdown wins: nothing was changed."
@@ -118,6 +123,8 @@ func errorFor(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
 	case errors.Is(err, gateway.ErrRequestMismatch):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: mismatchMessage(err), Err: err}
+	case errors.Is(err, gateway.ErrDrainCancelled):
+		return &Error{Status: http.StatusConflict, Code: CodeDrainCancelled, Message: DrainCancelledText, Err: err}
 	case errors.Is(err, gateway.ErrShuttingDown):
 		return &Error{Status: http.StatusConflict, Code: CodeShuttingDown, Message: ShuttingDownText, Err: err}
 	case errors.Is(err, gateway.ErrMarkerUnusable):

@@ -194,7 +194,8 @@ func (g *Gateway) Status() gateway.Status {
 	g.mu.Lock()
 	seq := g.seq
 	g.mu.Unlock()
-	return gateway.Status{Seq: seq, State: g.getState(), Epoch: "boot:1", PID: 42}
+	st := g.getState()
+	return gateway.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
 }
 
 // Turns implements server.Gateway: none in flight unless TurnsFn says.

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The fuzz targets here run their seeds under plain go test; `make fuzz`
@@ -83,55 +86,37 @@ func fuzzDecoder[T any](f *testing.F, optional bool, extra ...string) {
 			e, ok := errors.AsType[*Error](err)
 			switch {
 			case !ok:
-				t.Fatalf("decode error %T is not an *Error: %v", err, err)
+				require.Fail(t, fmt.Sprintf("decode error %T is not an *Error: %v", err, err))
 			case e.Status < 400 || e.Status > 499:
-				t.Fatalf("decode error has status %d, want 4xx: %v", e.Status, err)
+				require.Fail(t, fmt.Sprintf("decode error has status %d, want 4xx: %v", e.Status, err))
 			case e.Code == "" || e.Message == "":
-				t.Fatalf("decode error without code or message: %#v", e)
+				require.Fail(t, fmt.Sprintf("decode error without code or message: %#v", e))
 			case e.Status == http.StatusRequestEntityTooLarge && len(body) <= MaxBodyBytes:
-				t.Fatalf("413 for a body of %d bytes", len(body))
+				require.Fail(t, fmt.Sprintf("413 for a body of %d bytes", len(body)))
 			}
 			return
 		}
-		if len(body) > MaxBodyBytes {
-			t.Fatalf("accepted a body of %d bytes, over %d", len(body), MaxBodyBytes)
-		}
+		require.LessOrEqualf(t, len(body), MaxBodyBytes, "accepted a body of %d bytes, over %d", len(body), MaxBodyBytes)
 		if len(bytes.Trim(body, " \t\r\n")) == 0 {
-			if !optional {
-				t.Fatalf("accepted an empty body %q for a required one", body)
-			}
+			require.Truef(t, optional, "accepted an empty body %q for a required one", body)
 			var zero T
-			if !reflect.DeepEqual(got, zero) {
-				t.Fatalf("an empty body decoded to %+v", got)
-			}
+			require.Equalf(t, zero, got, "an empty body decoded to %+v", got)
 			return
 		}
-		if !json.Valid(body) {
-			t.Fatalf("accepted invalid JSON %q", body)
-		}
+		require.Truef(t, json.Valid(body), "accepted invalid JSON %q", body)
 		keys, ok := topLevelKeys(body)
-		if !ok {
-			t.Fatalf("accepted %q, which is not a JSON object", body)
-		}
+		require.Truef(t, ok, "accepted %q, which is not a JSON object", body)
 		seen := map[string]bool{}
 		for _, k := range keys {
-			if !exact[k] {
-				t.Fatalf("accepted %q with key %q, not exactly one of %q", body, k, names)
-			}
-			if seen[k] {
-				t.Fatalf("accepted %q with key %q twice", body, k)
-			}
+			require.Truef(t, exact[k], "accepted %q with key %q, not exactly one of %q", body, k, names)
+			require.Falsef(t, seen[k], "accepted %q with key %q twice", body, k)
 			seen[k] = true
 		}
 		var want T
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&want); err != nil {
-			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q decoded to %+v; encoding/json gives %+v", body, got, want)
-		}
+		require.NoErrorf(t, dec.Decode(&want), "accepted %q, which encoding/json refuses", body)
+		require.Equalf(t, want, got, "%q decoded to %+v; encoding/json gives %+v", body, got, want)
 	})
 }
 
@@ -201,42 +186,30 @@ func FuzzParseTokens(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tokens, err := parseTokens(path, data)
 		if err != nil {
-			if !errors.Is(err, ErrTokens) {
-				t.Fatalf("error does not wrap ErrTokens: %v", err)
-			}
-			if !strings.Contains(err.Error(), path) {
-				t.Fatalf("error does not name the file: %v", err)
-			}
+			require.ErrorIsf(t, err, ErrTokens, "error does not wrap ErrTokens")
+			require.Containsf(t, err.Error(), path, "error does not name the file: %v", err)
 			return
 		}
-		if tokens.Len() == 0 {
-			t.Fatalf("accepted %q with no token", data)
-		}
+		require.NotEqualf(t, 0, tokens.Len(), "accepted %q with no token", data)
 		n := 0
 		for line := range strings.SplitSeq(string(data), "\n") {
 			fields := strings.Fields(line)
 			if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 				continue
 			}
-			if len(fields) != 2 || len(fields[1]) < MinTokenLength {
-				t.Fatalf("accepted %q with the line %q", data, line)
-			}
+			require.Lenf(t, fields, 2, "accepted %q with the line %q", data, line)
+			require.GreaterOrEqualf(t, len(fields[1]), MinTokenLength, "accepted %q with the line %q", data, line)
 			n++
 			p, ok := tokens.Lookup(fields[1])
-			if !ok || p != fields[0] {
-				t.Fatalf("token of line %q looks up to (%q, %v)", line, p, ok)
-			}
+			require.Truef(t, ok, "token of line %q does not look up", line)
+			require.Equalf(t, fields[0], p, "principal of the token of line %q", line)
 			if len(fields[0]) < MinTokenLength {
-				if _, ok := tokens.Lookup(fields[0]); ok {
-					t.Fatalf("principal %q of line %q authenticates", fields[0], line)
-				}
+				_, ok := tokens.Lookup(fields[0])
+				require.Falsef(t, ok, "principal %q of line %q authenticates", fields[0], line)
 			}
 		}
-		if n != tokens.Len() {
-			t.Fatalf("%d token lines but %d tokens", n, tokens.Len())
-		}
-		if _, ok := tokens.Lookup(""); ok {
-			t.Fatal("the empty token authenticates")
-		}
+		require.Equalf(t, tokens.Len(), n, "%d token lines but %d tokens", n, tokens.Len())
+		_, ok := tokens.Lookup("")
+		require.False(t, ok, "the empty token authenticates")
 	})
 }

@@ -69,6 +69,17 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 	if body.Action != nil {
 		action = *body.Action
 	}
+	announce, err := announceOf(body)
+	switch {
+	case err != nil:
+		s.logControl(r, principal, action, "bad_request")
+		s.writeError(w, r, err)
+		return
+	case body.AnnounceSeconds != nil && action != ActionDrain:
+		s.logControl(r, principal, action, "bad_request")
+		s.writeError(w, r, badRequest("announce_seconds is only for action %q", ActionDrain))
+		return
+	}
 	switch action {
 	case ActionDrain:
 		res, err := s.gw.BeginDrain(r.Context(), gateway.DrainRequest{
@@ -76,7 +87,14 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 			SuppressNotification: body.SuppressNotification,
 			RequestID:            body.RequestID,
 			Reason:               body.Reason,
+			Announce:             announce,
 		})
+		if err != nil && r.Context().Err() != nil {
+			// The client went away during the announce window: the drain
+			// stays announced and takes effect at the window's end.
+			s.logControl(r, principal, action, "client_gone", "announce", announce, "error", err)
+			return
+		}
 		if err != nil {
 			if u, ok := errors.AsType[*gateway.UnwritableError](err); ok {
 				res := u.Result
@@ -287,18 +305,30 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, HealthResponse{OK: true})
 }
 
-// handleReadyz answers 200 only while the gateway is running (accepting
-// new turns), so a load balancer stops routing to a draining gateway.
+// handleReadyz answers 200 only while the gateway is ready (Status.Ready:
+// running, no drain being announced), so a load balancer stops routing to
+// a draining gateway, and to one announcing a drain before its gate
+// closes.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	st := s.gw.Status()
-	body := ReadyResponse{OK: st.State == fsm.Running, State: st.State, StateSince: st.StateSince,
+	body := ReadyResponse{OK: st.Ready, State: st.State, StateSince: st.StateSince,
 		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
 		UptimeSeconds: st.UptimeSeconds}
 	if !body.OK {
-		body.Error, body.Message = CodeNotReady, fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
+		body.Error, body.Message = CodeNotReady, notReadyMessage(st)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// notReadyMessage says why /readyz fails: a drain being announced (the
+// gate still open, and when it closes), or the state.
+func notReadyMessage(st gateway.Status) string {
+	if st.State == fsm.Running && st.Drain != nil && !st.Drain.AnnounceUntil.IsZero() {
+		return fmt.Sprintf("the gateway is announcing a drain: it still accepts turns, but closes its gate at %s",
+			st.Drain.AnnounceUntil.Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("the gateway is %s and not accepting new turns", st.State)
 }

@@ -34,6 +34,7 @@ var TokensReloadResults = []string{"ok", "error"}
 //
 //	quiesce_build_info{version,revision,goversion} 1, labelled with what built the binary
 //	quiesce_state{state}                  1 for the current lifecycle state, 0 for the others
+//	quiesce_ready                         1 while /readyz answers 200 (running, no drain being announced), else 0
 //	quiesce_turns_in_flight               turns accepted and not yet finished
 //	quiesce_drain_expires_in_seconds      seconds until the active drain request expires (absent without one)
 //	quiesce_drain_persisted               1 while the active drain's marker is written, 0 while it is held in memory only (absent without one)
@@ -81,7 +82,9 @@ type Metrics struct {
 var _ gateway.Metrics = (*Metrics)(nil)
 
 var (
-	stateDesc       = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
+	stateDesc = prometheus.NewDesc("quiesce_state", "1 for the current lifecycle state, 0 for the others.", []string{"state"}, nil)
+	readyDesc = prometheus.NewDesc("quiesce_ready",
+		"1 while /readyz answers 200: running, and no drain is being announced; 0 otherwise.", nil, nil)
 	inFlightDesc    = prometheus.NewDesc("quiesce_turns_in_flight", "Turns accepted and not yet finished.", nil, nil)
 	spoolDesc       = prometheus.NewDesc("quiesce_spooled_events", "Internal events in the spool: waiting, running or retrying.", nil, nil)
 	webhookPendDesc = prometheus.NewDesc("quiesce_webhook_pending",
@@ -322,7 +325,7 @@ func (c *observerCache) get(value string) prometheus.Observer {
 	return c.vec.WithLabelValues(value)
 }
 
-// stateCollector reports quiesce_state, quiesce_state_since_seconds,
+// stateCollector reports quiesce_state, quiesce_ready, quiesce_state_since_seconds,
 // quiesce_turns_in_flight, quiesce_spooled_events, quiesce_webhook_pending,
 // quiesce_drain_expires_in_seconds and quiesce_agent_failures_total from
 // one Status call per scrape.
@@ -331,6 +334,7 @@ type stateCollector struct{ m *Metrics }
 // Describe implements prometheus.Collector.
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
+	ch <- readyDesc
 	ch <- stateSinceDesc
 	ch <- agentFailuresDesc
 	ch <- inFlightDesc
@@ -353,6 +357,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, string(s))
 	}
+	ready := 0.0
+	if st.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
 	if !st.StateSince.IsZero() {
 		ch <- prometheus.MustNewConstMetric(stateSinceDesc, prometheus.GaugeValue, float64(st.StateSince.UnixNano())/1e9)
 	}

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -51,6 +53,6 @@ func TestMetricsLint(t *testing.T) {
 			t.Logf("allowed: %s: %s (%s)", p.Metric, p.Text, reason)
 			continue
 		}
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		assert.Fail(t, fmt.Sprintf("promlint: %s: %s", p.Metric, p.Text))
 	}
 }

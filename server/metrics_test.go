@@ -49,7 +49,7 @@ func counterValue(t *testing.T, m *Metrics, name string, want map[string]string)
 			return metric.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("%s has no series %v", name, want)
+	require.Fail(t, fmt.Sprintf("%s has no series %v", name, want))
 	return 0
 }
 
@@ -188,7 +188,7 @@ func TestMetricsSeriesPresentFromStart(t *testing.T) {
 	m.observe(func() gateway.Status { return gateway.Status{State: fsm.Running} })
 	fams := gather(t, m)
 	for _, name := range []string{
-		"quiesce_build_info", "quiesce_state", "quiesce_turns_in_flight", "quiesce_turns_total",
+		"quiesce_build_info", "quiesce_state", "quiesce_ready", "quiesce_turns_in_flight", "quiesce_turns_total",
 		"quiesce_drain_reaction_seconds", "quiesce_events_rejected_total", "quiesce_spooled_events",
 		"quiesce_events_retried_total", "quiesce_webhook_pending",
 		"quiesce_marker_reads_total", "go_goroutines", "process_start_time_seconds",

@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestIsMessagePathMatchesTheTemplate checks isMessagePath against the
@@ -19,13 +22,11 @@ func TestIsMessagePathMatchesTheTemplate(t *testing.T) {
 		"/v1/sessions/messages/messages", "/V1/sessions/a/messages", "",
 	}
 	for _, p := range paths {
-		if got, want := isMessagePath(p), template.MatchString(p); got != want {
-			t.Errorf("isMessagePath(%q) = %v, the template says %v", p, got, want)
-		}
+		got, want := isMessagePath(p), template.MatchString(p)
+		assert.Equalf(t, want, got, "isMessagePath(%q) = %v, the template says %v", p, got, want)
 	}
-	if got := sessionOfPath("/v1/sessions/abc/messages"); got != "abc" {
-		t.Errorf("sessionOfPath = %q, want abc", got)
-	}
+	got := sessionOfPath("/v1/sessions/abc/messages")
+	assert.Equalf(t, "abc", got, "sessionOfPath = %q, want abc", got)
 }
 
 // TestHeaderValueIsGet checks headerValue against Header.Get for the
@@ -39,13 +40,10 @@ func TestHeaderValueIsGet(t *testing.T) {
 		"X-Other: 1\r\n",
 	} {
 		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: h\r\n" + raw + "\r\n")))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for _, key := range []string{"Authorization", "Accept"} {
-			if got, want := headerValue(req.Header, key), req.Header.Get(key); got != want {
-				t.Errorf("%q: headerValue(%s) = %q, Get = %q", raw, key, got, want)
-			}
+			got, want := headerValue(req.Header, key), req.Header.Get(key)
+			assert.Equalf(t, want, got, "%q: headerValue(%s) = %q, Get = %q", raw, key, got, want)
 		}
 	}
 }
@@ -66,8 +64,7 @@ func TestUncleanPath(t *testing.T) {
 		"/v1/sessions/./messages", "/v1/sessions/../messages", "/v1//sessions", "//", "/.", "/..", "/a/.", "/a/..",
 		"/.a", "/a.", "/static/app.js", "/a//", "/a/./b", ".", "..", "./a", "a/..",
 	} {
-		if got, want := uncleanPath(p), reference(p); got != want {
-			t.Errorf("uncleanPath(%q) = %v, want %v", p, got, want)
-		}
+		got, want := uncleanPath(p), reference(p)
+		assert.Equalf(t, want, got, "uncleanPath(%q) = %v, want %v", p, got, want)
 	}
 }

@@ -112,7 +112,7 @@ func TestReadyz(t *testing.T) {
 func TestReadyzCarriesTheState(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
 		gw := &Gateway{StatusFn: func() gateway.Status {
-			return gateway.Status{State: st, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
+			return gateway.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
 				Drain: &gateway.DrainInfo{Principal: "secret-principal", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")

@@ -164,7 +164,7 @@ func tokensCall(t *testing.T, what string, f func() error) error {
 	case err := <-done:
 		return err
 	case <-time.After(10 * time.Second):
-		t.Fatalf("%s had not returned after 10s: blocked opening a FIFO?", what)
+		require.Fail(t, fmt.Sprintf("%s had not returned after 10s: blocked opening a FIFO?", what))
 		return nil
 	}
 }
@@ -383,7 +383,7 @@ func TestTokensReloadConcurrentLookup(t *testing.T) {
 		case err := <-errs:
 			require.NoError(t, err)
 		case <-time.After(10 * time.Second):
-			t.Fatal("a reader did not stop within 10s")
+			require.Fail(t, "a reader did not stop within 10s")
 		}
 	}
 	_, ok := tokens.Lookup(tokenB)

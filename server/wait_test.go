@@ -32,7 +32,7 @@ func TestStatusWaitChange(t *testing.T) {
 		select {
 		case rec = <-done:
 		case <-time.After(30 * time.Second):
-			t.Fatal("wait=change did not answer after a drain")
+			require.Fail(t, "wait=change did not answer after a drain")
 		}
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)

@@ -73,7 +73,7 @@ func nextEvent(t *testing.T, ch <-chan event) (event, bool) {
 	case e, ok := <-ch:
 		return e, ok
 	case <-time.After(exitTimeout):
-		t.Fatal("no event within the bound")
+		require.Fail(t, "no event within the bound")
 		return event{}, false
 	}
 }

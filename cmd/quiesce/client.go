@@ -27,6 +27,7 @@ type drainCmd struct {
 	suppress  bool
 	reason    string
 	requestID string
+	announce  time.Duration
 	wait      bool
 	timeout   time.Duration
 	// timeoutOK makes a --wait that timed out exit 0 (still saying so), for
@@ -36,19 +37,23 @@ type drainCmd struct {
 }
 
 func (c *drainCmd) flagSet(m *Main) *flagSet {
-	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
+	fs := m.newFlagSet("drain", "[--suppress-notification] [--reason TEXT] [--announce D] [--request-id ID] [--wait [--timeout 60s] [--exit-zero-on-timeout]] [--json]", `
 Request a drain: the gateway stops starting new turns (they get 503 with
 Retry-After) while in-flight turns finish. It stays up, and 'cancel' undoes
 it. A drain while one is active replaces it (and says so). A drain naming
 the active drain's --request-id refreshes it instead: its age (and expiry)
 starts again, and its --suppress-notification and --reason stay as they were
-unless given again. With --wait, wait until no turn is in flight, showing
+unless given again. With --announce D (needs --url), /readyz fails at once
+while the gateway still accepts turns for D, so a load balancer stops sending
+them before the gate closes; the command returns once the gate has closed.
+With --wait, wait until no turn is in flight, showing
 the turns in flight and the oldest one's age; exit 3 if turns are still
 running at --timeout ('wait' waits again without draining again).`)
 	c.target.register(fs)
 	fs.BoolVar(&c.suppress, "suppress-notification", false, "if this drain ends in a shutdown, skip the home-channel broadcast (interrupt pings are never skipped)")
 	fs.StringVar(&c.reason, "reason", "", "why, shown in status, the page and the logs (at most 200 characters of printable text)")
 	fs.StringVar(&c.requestID, "request-id", "", "id of this drain request (default: generated); the active drain's id refreshes it")
+	fs.DurationVar(&c.announce, "announce", 0, "fail /readyz for this long (at most 5m) before the gate closes, so a load balancer stops sending turns first; at least its time to mark a server down (needs --url)")
 	fs.BoolVar(&c.wait, "wait", false, "wait until no turn is in flight")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "with --wait: give up after this long (exit 3)")
 	fs.BoolVar(&c.timeoutOK, "exit-zero-on-timeout", false, "with --wait: a timeout is reported on stderr but exits 0 (for a Kubernetes preStop hook: SIGTERM and the shutdown sequence follow anyway)")
@@ -66,7 +71,10 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 	if c.fs.given("timeout") && !c.wait {
 		return usagef("--timeout bounds --wait: add --wait, or leave --timeout out (without --wait, drain returns at once)")
 	}
-	req := gateway.DrainRequest{RequestID: c.requestID}
+	if err := c.checkAnnounce(); err != nil {
+		return err
+	}
+	req := gateway.DrainRequest{RequestID: c.requestID, Announce: c.announce}
 	if c.fs.given("suppress-notification") {
 		req.SuppressNotification = &c.suppress
 	}
@@ -103,6 +111,19 @@ func (c *drainCmd) run(ctx context.Context, m *Main) error {
 		return nil
 	}
 	return err
+}
+
+// checkAnnounce checks --announce: 0 to gateway.MaxAnnounce, and only
+// over HTTP (a live gateway's /readyz must fail while its gate is open;
+// the marker, all a local drain has, closes the gate at once).
+func (c *drainCmd) checkAnnounce() error {
+	switch {
+	case c.announce < 0 || c.announce > gateway.MaxAnnounce:
+		return usagef("--announce %v: must be from 0 to %v", c.announce, gateway.MaxAnnounce)
+	case c.announce > 0 && c.url == "":
+		return usagef("--announce needs --url (QUIESCE_URL): only the live gateway's API can fail /readyz while its gate stays open")
+	}
+	return nil
 }
 
 // printWaited prints, with --json, the status a wait ended with (idle or
@@ -359,6 +380,9 @@ func printStatus(w io.Writer, v statusView) {
 			fmt.Fprintf(tw, ", expires %s", d.ExpiresAt.Format(time.RFC3339))
 		}
 		fmt.Fprintln(tw, ")")
+		if !d.AnnounceUntil.IsZero() {
+			fmt.Fprintf(tw, "\tANNOUNCED: /readyz fails, turns are still accepted; the gate closes at %s\n", d.AnnounceUntil.Format(time.RFC3339))
+		}
 		if !d.Persisted && d.Status == "active" {
 			fmt.Fprintf(tw, "\tNOT PERSISTED: the marker could not be written; the gateway drains from memory and a restart forgets it\n")
 		}

@@ -29,12 +29,18 @@ func call[T any](ctx context.Context, h *httpControl, f func(context.Context) (T
 	return v, h.explain(err)
 }
 
+// Drain asks for a drain; an announce (req.Announce) makes the gateway
+// answer only when its window has ended, so the call's bound grows by it.
 func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
-	res, err := call(ctx, h, func(ctx context.Context) (server.DrainResponse, error) {
-		return h.c.DrainWith(ctx, server.DrainBody{SuppressNotification: req.SuppressNotification,
-			RequestID: req.RequestID, Reason: req.Reason})
-	})
-	return drainResult{DrainResponse: res}, err
+	body := server.DrainBody{SuppressNotification: req.SuppressNotification, RequestID: req.RequestID, Reason: req.Reason}
+	if req.Announce > 0 {
+		secs := req.Announce.Seconds()
+		body.AnnounceSeconds = &secs
+	}
+	ctx, cancel := context.WithTimeout(ctx, req.Announce+requestTimeout)
+	defer cancel()
+	res, err := h.c.DrainWith(ctx, body)
+	return drainResult{DrainResponse: res}, h.explain(err)
 }
 
 func (h *httpControl) Cancel(ctx context.Context, requestID string) (cancelResult, error) {

@@ -197,7 +197,7 @@ func (l *localControl) Describe(ctx context.Context) (statusView, error) {
 			break
 		}
 		v.State, v.StateSince, v.ActiveAgents, v.OldestTurnSeconds = r.State, r.StateSince, r.ActiveAgents, r.OldestTurnSeconds
-		v.Seq, v.UptimeSeconds = r.Seq, r.UptimeSeconds
+		v.Seq, v.UptimeSeconds, v.Ready = r.Seq, r.UptimeSeconds, r.OK
 	}
 	return v, nil
 }

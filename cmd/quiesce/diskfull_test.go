@@ -27,9 +27,8 @@ func smallDisk(t *testing.T) string {
 		t.Skipf("cannot mount a small tmpfs here (%v: %s): the disk-full drill needs root", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
+		out, err := exec.Command("umount", "-l", dir).CombinedOutput()
+		assert.NoErrorf(t, err, "umount %s: %v: %s", dir, err, out)
 	})
 	return dir
 }

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -349,7 +350,7 @@ func TestE2EForcedShutdown(t *testing.T) {
 				eventually(t, exitTimeout, "state shutting_down", func() bool { return p.status()["state"] == "shutting_down" })
 				select {
 				case r := <-inflight:
-					t.Fatalf("turn ended before the SIGINT: %d %s", r.code, r.raw)
+					require.Fail(t, fmt.Sprintf("turn ended before the SIGINT: %d %s", r.code, r.raw))
 				default:
 				}
 				p.signal(syscall.SIGINT)

@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/internal/logbuf"
-
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -128,9 +128,9 @@ func startGateway(t *testing.T, home, procRoot string, args ...string) *gatewayP
 	case a := <-p.addr:
 		p.url = "http://" + a
 	case <-p.done:
-		t.Fatalf("gateway exited (code %d) before listening; stderr:\n%s", p.code, p.stderr.String())
+		require.Fail(t, fmt.Sprintf("gateway exited (code %d) before listening; stderr:\n%s", p.code, p.stderr.String()))
 	case <-time.After(startTimeout):
-		t.Fatalf("gateway did not listen within %v; stderr:\n%s", startTimeout, p.stderr.String())
+		require.Fail(t, fmt.Sprintf("gateway did not listen within %v; stderr:\n%s", startTimeout, p.stderr.String()))
 	}
 	return p
 }
@@ -162,7 +162,7 @@ func startProcess(t *testing.T, home, procRoot string, args ...string) *gatewayP
 			select {
 			case <-p.done:
 			case <-time.After(exitTimeout):
-				t.Errorf("gateway pid %d did not die after SIGKILL", cmd.Process.Pid)
+				assert.Fail(t, fmt.Sprintf("gateway pid %d did not die after SIGKILL", cmd.Process.Pid))
 			}
 		}
 		if t.Failed() {
@@ -213,7 +213,7 @@ func (p *gatewayProc) wait() int {
 	case <-p.done:
 		return p.code
 	case <-time.After(exitTimeout):
-		p.t.Fatalf("gateway did not exit within %v; stderr:\n%s", exitTimeout, p.stderr.String())
+		require.Fail(p.t, fmt.Sprintf("gateway did not exit within %v; stderr:\n%s", exitTimeout, p.stderr.String()))
 		return -1
 	}
 }
@@ -269,7 +269,7 @@ func await(t *testing.T, ch <-chan response) response {
 	case r := <-ch:
 		return r
 	case <-time.After(exitTimeout):
-		t.Fatal("no answer within the bound")
+		require.Fail(t, "no answer within the bound")
 		return response{}
 	}
 }
@@ -292,7 +292,7 @@ func eventually(t *testing.T, bound time.Duration, what string, cond func() bool
 	for !cond() {
 		select {
 		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
+			require.Fail(t, fmt.Sprintf("timed out waiting for %s", what))
 		case <-tick.C:
 		}
 	}
@@ -358,8 +358,8 @@ func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("run %v: %v", args, err)
+	if err != nil {
+		require.ErrorAsf(t, err, &ee, "run %v: an error other than an exit status", args)
 	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
@@ -406,7 +406,7 @@ func envCount(t *testing.T, name string, def int) int {
 	}
 	var n int
 	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != v {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
+		require.Fail(t, fmt.Sprintf("%s=%q: want a positive integer", name, v))
 	}
 	return n
 }

@@ -155,7 +155,7 @@ func TestGroup(t *testing.T) {
 		assert.Equal(t, errFirst, err)
 		assert.Equal(t, []string{"a", "b", "c"}, order, "interrupts run in the order actors were added")
 	case <-time.After(5 * time.Second):
-		t.Fatal("group did not return")
+		require.Fail(t, "group did not return")
 	}
 	var empty group
 	assert.NoError(t, empty.run())

@@ -43,7 +43,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("the status page test needs Chromium (apt-get install chromium; .ci/run installs it), " +
+	require.Fail(t, "the status page test needs Chromium (apt-get install chromium; .ci/run installs it), "+
 		"or QUIESCE_NO_BROWSER=1 to skip it")
 	return ""
 }
@@ -101,7 +101,7 @@ func browser(t *testing.T) (ctx context.Context, problems func() []string) {
 		select {
 		case <-done:
 		case <-time.After(stepBound):
-			t.Errorf("the console reader did not end within %v of closing the browser", stepBound)
+			assert.Fail(t, fmt.Sprintf("the console reader did not end within %v of closing the browser", stepBound))
 		}
 	})
 	return ctx, func() []string {
@@ -275,7 +275,7 @@ func TestE2EStatusPage(t *testing.T) {
 		select {
 		case <-done:
 		case <-time.After(stepBound):
-			t.Fatal("the parked turn's request did not end")
+			require.Fail(t, "the parked turn's request did not end")
 		}
 		p.waitInFlight(0)
 		within(t, ctx, stepBound, "the list empties", chromedp.WaitVisible(css(`#turns-none`)))

@@ -301,3 +301,48 @@ func TestEventsRejectedThenReplayed(t *testing.T) {
 	assert.Equal(t, 1, agent.completed(id), "the first event ran exactly once")
 	assert.Equal(t, 1, agent.completed(id2), "the second event ran exactly once")
 }
+
+// what the webhook could not deliver is kept in the home and delivered
+// at the next start, with the same Idempotency-Key.
+func TestE2EWebhookPendingRedeliveredAtNextStart(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	up := false
+	var keys []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+	}))
+	defer hook.Close()
+	home := newHome(t)
+	proc := fakeProcRoot(t, "boot-r4", 100)
+	p := startGateway(t, home, proc, "--notify-timeout", "1s", "--notify-webhook", hook.URL)
+	p.signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.wait())
+	b := outbox(t, home, notify.KindShutdownBroadcast)
+	require.Len(t, b, 1)
+	_, err := os.Stat(filepath.Join(home, "webhook.pending.jsonl"))
+	require.NoError(t, err, "the undelivered broadcast is kept in the home")
+
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	p2 := startGateway(t, home, proc, "--notify-webhook", hook.URL)
+	eventually(t, 10*time.Second, "the kept broadcast is redelivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			if k == b[0].ID() {
+				return true
+			}
+		}
+		return false
+	})
+	p2.signal(syscall.SIGTERM)
+	require.Equal(t, 0, p2.wait())
+}

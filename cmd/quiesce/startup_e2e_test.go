@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -61,4 +64,17 @@ func TestE2ENoTurnBeforeASlowFirstReconcile(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, c, "a turn answered before the first reconcile")
 	}
 	_ = p
+}
+
+// on a taken address run exits 78 having changed nothing: the gateway
+// never started, so it never wrote its state file.
+func TestE2EAddrInUseChangesNothing(t *testing.T) {
+	t.Parallel()
+	first := startGateway(t, newHome(t), fakeProcRoot(t, "boot-m", 100))
+	home := newHome(t)
+	second := startProcess(t, home, fakeProcRoot(t, "boot-m", 100), "--addr", strings.TrimPrefix(first.url, "http://"))
+	require.Equal(t, 78, second.wait())
+	_, err := os.Stat(filepath.Join(home, "gateway_state.json"))
+	assert.True(t, os.IsNotExist(err), "no state file: the gateway must not start before the address is claimed")
+	assert.NotContains(t, second.stderr.String(), `"msg":"gateway started"`)
 }

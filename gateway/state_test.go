@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/fsm"
+)
+
+// ST2/ST3: gateway_state.json carries exactly the documented field names.
+func TestStateFileFieldNames(t *testing.T) {
+	f := newFixture(t, nil)
+	out := f.startTurn(t, "alice", "hi")
+	f.g.SetListenAddr("127.0.0.1:8470")
+	f.g.state.writeNow()
+	data, err := os.ReadFile(filepath.Join(f.home, StateFileName))
+	require.NoError(t, err)
+	var doc map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &doc))
+	var keys []string
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	assert.Equal(t, []string{"active_agents", "addr", "drain", "epoch", "gateway_state", "oldest_turn_seconds", "pid", "seq", "started_at", "state_since", "updated_at"}, keys)
+	assert.JSONEq(t, `"127.0.0.1:8470"`, string(doc["addr"]))
+	assert.JSONEq(t, fmt.Sprint(f.g.Status().Seq), string(doc["seq"]), "the seq the write ended")
+	assert.JSONEq(t, "1", string(doc["active_agents"]))
+	assert.JSONEq(t, `"running"`, string(doc["gateway_state"]))
+	f.agent.finish("alice")
+	recv(t, out)
+}
+
+// TestOnTransitionCalledInCommitOrder: the hook a supervisor notifier
+// uses sees every transition once, in order.
+func TestOnTransitionCalledInCommitOrder(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	f := newFixture(t, func(c *Config) {
+		c.OnTransition = func(tr fsm.Transition) {
+			mu.Lock()
+			seen = append(seen, string(tr.From)+">"+string(tr.To))
+			mu.Unlock()
+		}
+	})
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{})
+	require.NoError(t, err)
+	_, err = f.g.CancelDrain(context.Background(), "")
+	require.NoError(t, err)
+	_, _ = f.shutdown(t, false)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"running>draining", "draining>running", "running>shutting_down", "shutting_down>stopped"}, seen)
+}
