@@ -135,8 +135,12 @@ func (r *result) problems() []string {
 	if r.mode == modeAnnounce {
 		for _, x := range r.restarts {
 			if x.markedDown < 0 || x.markedDown > x.drain {
-				p = append(p, fmt.Sprintf("rollout %d, gw%d: the balancer did not mark the gateway down before its gate closed (drain answered after %v, marked down after %v): raise --announce above the balancer's inter x fall",
-					x.rollout, x.gateway, x.drain.Round(time.Millisecond), x.markedDown.Round(time.Millisecond)))
+				down := "never"
+				if x.markedDown >= 0 {
+					down = "after " + x.markedDown.Round(time.Millisecond).String()
+				}
+				p = append(p, fmt.Sprintf("rollout %d, gw%d: the balancer did not mark the gateway down before its gate closed (the drain answered after %v, marked down: %s): raise --announce above the balancer's inter x fall",
+					x.rollout, x.gateway, x.drain.Round(time.Millisecond), down))
 			}
 		}
 	}
