@@ -47,6 +47,7 @@ func markdown(opt options, results []*result, haproxyVersion string) string {
 	})
 	row("events lost (acknowledged, never run)", func(r *result) string { return fmt.Sprint(r.eventsLost) })
 	row("turns started twice", func(r *result) string { return fmt.Sprint(r.turnsStartedTwice) })
+	row("agent runs cut off by their gateway", func(r *result) string { return fmt.Sprint(r.agentCancelled) })
 	row("a session's turns on two gateways at once", func(r *result) string { return fmt.Sprint(r.overlaps) })
 	row("restart time per gateway: median (min-max)", func(r *result) string {
 		return spread(r.restarts, func(x restart) time.Duration { return x.total })
@@ -79,7 +80,7 @@ func markdown(opt options, results []*result, haproxyVersion string) string {
 		return "**missed**"
 	})
 	for _, r := range results {
-		fmt.Fprintf(&b, "\n%s run, each restart (drain --wait; shutdown --wait; start until /readyz; until the balancer marks it up):\n\n", r.mode)
+		fmt.Fprintf(&b, "\n%s run (%v in all), each restart (drain --wait; shutdown --wait; start until /readyz; until the balancer marks it up):\n\n", r.mode, r.took.Round(time.Second))
 		b.WriteString("| rollout | gateway | drain | shutdown | ready | up | total | marked down after |\n|---|---|---|---|---|---|---|---|\n")
 		for _, x := range r.restarts {
 			down := "not seen"
