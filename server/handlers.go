@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
+
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -268,12 +270,10 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 	writeJSON(w, http.StatusOK, ReplayResponse{OK: true, ReplayResult: res})
 }
 
-// handleMessage runs a turn. The session is the {id} segment of the path,
-// read from the path itself: mux matched the route, so the path is
-// exactly /v1/sessions/{id}/messages with an id without "/", and the
-// request need not carry mux's vars.
+// handleMessage runs a turn. The session is the {id} of
+// MessagePathTemplate; the gateway checks it (gateway.ErrInvalid: a 400).
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
-	session := sessionOfPath(r.URL.Path)
+	session := mux.Vars(r)["id"]
 	text, err := s.decodeMessage(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -293,12 +293,6 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 		return
 	}
 	writeMessage(w, MessageResponse{Session: session, Reply: reply})
-}
-
-// sessionOfPath returns the {id} of a path that isMessagePath accepts.
-func sessionOfPath(p string) string {
-	id := strings.TrimPrefix(p, messagePathPrefix)
-	return strings.TrimSuffix(id, messagePathSuffix)
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -11,8 +11,8 @@ import (
 	"github.com/quiesce-dev/quiesce/server"
 )
 
-// TestTurnRoute checks the turn route, which mux matches without a path
-// template: its session id, its 404s and 405, and its metrics label.
+// TestTurnRoute checks the turn route: its session id, its 404s and 405
+// (with Allow), its JSON headers and its metrics label.
 func TestTurnRoute(t *testing.T) {
 	h := MustServer(t, &Gateway{}).Handler()
 	rec := do(t, h, http.MethodPost, "/v1/sessions/s-1/messages", opsToken, `{"text":"hi"}`)
