@@ -274,11 +274,12 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 // MessagePathTemplate; the gateway checks it (gateway.ErrInvalid: a 400).
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
 	session := mux.Vars(r)["id"]
-	text, err := s.decodeMessage(w, r)
-	if err != nil {
+	var body MessageBody
+	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	text := body.Text
 	if text == "" {
 		s.writeError(w, r, badRequest("text is required"))
 		return
@@ -292,7 +293,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 		s.writeError(w, r, err)
 		return
 	}
-	writeMessage(w, MessageResponse{Session: session, Reply: reply})
+	writeJSON(w, http.StatusOK, MessageResponse{Session: session, Reply: reply})
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
