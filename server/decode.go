@@ -37,7 +37,8 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 //   - every value has its field's JSON type.
 //
 // checkObject walks the top-level object's tokens for the first two rules
-// and the end; encoding/json, refusing unknown fields, then decodes it.
+// and the end; json.Unmarshal then decodes it (checkObject has refused
+// every key that is not a field's exact name, so no key is unknown to it).
 // An empty body (or only white space) leaves v untouched when optional is
 // true and is a 400 otherwise. Every error is an *Error with a 400 status
 // whose message names the field at fault, if one is.
@@ -51,9 +52,7 @@ func decodeJSON(data []byte, v any, optional bool) error {
 	if err := checkObject(data, fieldsOf(reflect.TypeOf(v).Elem())); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		return bodyError(err, "")
 	}
 	return nil
@@ -71,6 +70,7 @@ func checkObject(data []byte, fields map[string]bool) error {
 		return badRequest("request body must be a JSON object")
 	}
 	seen := make(map[string]bool, len(fields))
+	var skip json.RawMessage // the values: their types are json.Unmarshal's to check
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -87,7 +87,6 @@ func checkObject(data []byte, fields map[string]bool) error {
 			return badRequest("invalid JSON body: duplicate field %q", key)
 		}
 		seen[key] = true
-		var skip json.RawMessage // the value's type is the decode's to check
 		if err := dec.Decode(&skip); err != nil {
 			return bodyError(err, key)
 		}
