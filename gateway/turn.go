@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -189,16 +190,16 @@ func (g *Gateway) claim(ctx context.Context, session string, s slot) (context.Co
 
 // Turns returns the turns in flight, oldest first: user turns that have
 // claimed their session and internal events' system turns.
-func (g *Gateway) Turns() []TurnInfo {
+func (g *Gateway) Turns() []api.TurnInfo {
 	now := time.Now()
 	g.sessMu.Lock()
-	out := make([]TurnInfo, 0, len(g.sessions))
+	out := make([]api.TurnInfo, 0, len(g.sessions))
 	for id, s := range g.sessions {
-		out = append(out, TurnInfo{Session: id, TurnID: s.turnID, StartedAt: s.start.UTC(),
+		out = append(out, api.TurnInfo{Session: id, TurnID: s.turnID, StartedAt: s.start.UTC(),
 			AgeSeconds: now.Sub(s.start).Seconds(), Streaming: s.streaming, System: s.system, EventID: s.eventID})
 	}
 	g.sessMu.Unlock()
-	slices.SortFunc(out, func(a, b TurnInfo) int {
+	slices.SortFunc(out, func(a, b api.TurnInfo) int {
 		if c := a.StartedAt.Compare(b.StartedAt); c != 0 {
 			return c
 		}
@@ -379,8 +380,8 @@ func (g *Gateway) agentFailed(err error) {
 }
 
 // agentStatus returns the agent's part of Status.
-func (g *Gateway) agentStatus() *AgentStatus {
-	a := &AgentStatus{Kind: g.cfg.AgentKind, Failures: g.agentFailures.Load()}
+func (g *Gateway) agentStatus() *api.AgentStatus {
+	a := &api.AgentStatus{Kind: g.cfg.AgentKind, Failures: g.agentFailures.Load()}
 	if last := g.agentLastErr.Load(); last != nil {
 		a.LastError, a.LastErrorAt = last.msg, last.at
 	}

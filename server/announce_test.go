@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -77,18 +78,18 @@ func TestReadyzFollowsReady(t *testing.T) {
 	until := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
-		st   gateway.Status
+		st   api.Status
 		want int
 		msg  string
 	}{
-		{"running", gateway.Status{State: fsm.Running, Ready: true}, http.StatusOK, ""},
-		{"announcing", gateway.Status{State: fsm.Running, Drain: &gateway.DrainInfo{Status: gateway.DrainStatusAnnouncing, AnnounceUntil: until}},
+		{"running", api.Status{State: fsm.Running, Ready: true}, http.StatusOK, ""},
+		{"announcing", api.Status{State: fsm.Running, Drain: &api.DrainInfo{Status: gateway.DrainStatusAnnouncing, AnnounceUntil: until}},
 			http.StatusServiceUnavailable, "announcing a drain: it still accepts turns, but closes its gate at 2030-01-02T03:04:05Z"},
-		{"draining", gateway.Status{State: fsm.Draining, Drain: &gateway.DrainInfo{Status: "active"}},
+		{"draining", api.Status{State: fsm.Draining, Drain: &api.DrainInfo{Status: "active"}},
 			http.StatusServiceUnavailable, "the gateway is draining"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gw := &Gateway{StatusFn: func() gateway.Status { return tc.st }}
+			gw := &Gateway{StatusFn: func() api.Status { return tc.st }}
 			h := MustServer(t, gw).Handler()
 			rec := do(t, h, http.MethodGet, "/readyz", "", "")
 			if tc.want == http.StatusOK {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -49,7 +50,7 @@ func bareTurn(tokens *server.Tokens, gw server.Gateway) http.HandlerFunc {
 			return
 		}
 		session := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/sessions/"), "/messages")
-		var body server.MessageBody
+		var body api.MessageBody
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, server.MaxBodyBytes)).Decode(&body); err != nil {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
@@ -60,7 +61,7 @@ func bareTurn(tokens *server.Tokens, gw server.Gateway) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(server.MessageResponse{Session: session, Reply: reply})
+		_ = json.NewEncoder(w).Encode(api.MessageResponse{Session: session, Reply: reply})
 	}
 }
 

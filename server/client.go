@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // ErrUnreachable is wrapped by Client methods when the request got no
@@ -80,8 +80,8 @@ func (c *Client) URL() string { return c.base.String() }
 // Drain asks for a drain, with suppress_notification always given (a
 // refresh of the drain named by requestID sets the flag too; DrainWith
 // can leave it as it is). The gateway refuses new turns once it returns.
-func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (DrainResponse, error) {
-	return c.DrainWith(ctx, DrainBody{SuppressNotification: &suppressNotification, RequestID: requestID})
+func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (api.DrainResponse, error) {
+	return c.DrainWith(ctx, api.DrainBody{SuppressNotification: &suppressNotification, RequestID: requestID})
 }
 
 // DrainWith asks for a drain with body (its Action is set to "drain"):
@@ -92,41 +92,41 @@ func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID
 // AnnounceSeconds the answer comes only when the announce window has
 // ended (ctx must allow for it); a cancel during the window gives an
 // *APIError 409 drain_cancelled.
-func (c *Client) DrainWith(ctx context.Context, body DrainBody) (DrainResponse, error) {
-	action := ActionDrain
+func (c *Client) DrainWith(ctx context.Context, body api.DrainBody) (api.DrainResponse, error) {
+	action := api.ActionDrain
 	body.Action = &action
-	var out DrainResponse
+	var out api.DrainResponse
 	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, body, &out)
 	return out, err
 }
 
 // Cancel cancels the drain (the active one, or only the one named by a
 // non-empty requestID; another gives an *APIError with status 409).
-func (c *Client) Cancel(ctx context.Context, requestID string) (CancelResponse, error) {
-	action := ActionCancel
-	var out CancelResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, DrainBody{Action: &action, RequestID: requestID}, &out)
+func (c *Client) Cancel(ctx context.Context, requestID string) (api.CancelResponse, error) {
+	action := api.ActionCancel
+	var out api.CancelResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, api.DrainBody{Action: &action, RequestID: requestID}, &out)
 	return out, err
 }
 
 // Status returns the gateway's status.
-func (c *Client) Status(ctx context.Context) (gateway.Status, error) {
-	var out StatusResponse
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var out api.StatusResponse
 	err := c.do(ctx, http.MethodGet, "/api/gateway/status", nil, nil, &out)
 	return out.Status, err
 }
 
 // Turns returns the turns in flight, oldest first.
-func (c *Client) Turns(ctx context.Context) ([]gateway.TurnInfo, error) {
-	var out TurnsResponse
-	err := c.do(ctx, http.MethodGet, TurnsPath, nil, nil, &out)
+func (c *Client) Turns(ctx context.Context) ([]api.TurnInfo, error) {
+	var out api.TurnsResponse
+	err := c.do(ctx, http.MethodGet, api.TurnsPath, nil, nil, &out)
 	return out.Turns, err
 }
 
 // History returns the gateway's last lifecycle events, oldest first.
-func (c *Client) History(ctx context.Context) ([]gateway.HistoryEntry, error) {
-	var out HistoryResponse
-	err := c.do(ctx, http.MethodGet, HistoryPath, nil, nil, &out)
+func (c *Client) History(ctx context.Context) ([]api.HistoryEntry, error) {
+	var out api.HistoryResponse
+	err := c.do(ctx, http.MethodGet, api.HistoryPath, nil, nil, &out)
 	return out.Events, err
 }
 
@@ -135,11 +135,11 @@ func (c *Client) History(ctx context.Context) ([]gateway.HistoryEntry, error) {
 // reports which happened. The server answers at once when the gateway is
 // already idle, and caps timeout at MaxWaitTimeout. ctx should outlive
 // timeout by a little (the answer has to travel back).
-func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gateway.Status, idle bool, err error) {
+func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st api.Status, idle bool, err error) {
 	q := url.Values{"wait": {"idle"}, "timeout": {timeout.String()}}
-	var out StatusResponse
+	var out api.StatusResponse
 	if err := c.do(ctx, http.MethodGet, "/api/gateway/status", q, nil, &out); err != nil {
-		return gateway.Status{}, false, err
+		return api.Status{}, false, err
 	}
 	return out.Status, out.Idle != nil && *out.Idle, nil
 }
@@ -148,30 +148,30 @@ func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gatewa
 // serves. After a shutdown it fails with ErrUnreachable, and with
 // syscall.ECONNREFUSED once the server has closed its listener.
 func (c *Client) Health(ctx context.Context) error {
-	var out HealthResponse
+	var out api.HealthResponse
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, &out)
 }
 
 // Shutdown starts the shutdown sequence (force: interrupt remaining turns
 // now) and returns without waiting for it.
-func (c *Client) Shutdown(ctx context.Context, force bool) (ShutdownResponse, error) {
-	var out ShutdownResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/shutdown", nil, ShutdownBody{Force: force}, &out)
+func (c *Client) Shutdown(ctx context.Context, force bool) (api.ShutdownResponse, error) {
+	var out api.ShutdownResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/shutdown", nil, api.ShutdownBody{Force: force}, &out)
 	return out, err
 }
 
 // ReplayEvents moves the rejected internal events back into the spool
 // (POST /api/gateway/events/replay).
-func (c *Client) ReplayEvents(ctx context.Context) (ReplayResponse, error) {
-	var out ReplayResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/events/replay", nil, ReplayBody{}, &out)
+func (c *Client) ReplayEvents(ctx context.Context) (api.ReplayResponse, error) {
+	var out api.ReplayResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/events/replay", nil, api.ReplayBody{}, &out)
 	return out, err
 }
 
 // Send runs one turn for session and returns the reply.
 func (c *Client) Send(ctx context.Context, session, text string) (string, error) {
-	var out MessageResponse
-	err := c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(session)+"/messages", nil, MessageBody{Text: text}, &out)
+	var out api.MessageResponse
+	err := c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(session)+"/messages", nil, api.MessageBody{Text: text}, &out)
 	return out.Reply, err
 }
 
@@ -206,7 +206,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	}
 	if resp.StatusCode >= 300 {
 		e := &APIError{StatusCode: resp.StatusCode}
-		var eb ErrorBody
+		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil {
 			e.Code, e.Message, e.State = eb.Error, eb.Message, eb.State
 		} else {

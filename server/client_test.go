@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/refused"
 	"github.com/quiesce-dev/quiesce/server"
@@ -49,7 +50,7 @@ func TestClient(t *testing.T) {
 
 	d, err := c.Drain(ctx, true, "req-1")
 	require.NoError(t, err)
-	assert.Equal(t, server.DrainResponse{OK: true, Action: "drain", Draining: true, SuppressNotification: true,
+	assert.Equal(t, api.DrainResponse{OK: true, Action: "drain", Draining: true, SuppressNotification: true,
 		Principal: "ops", RequestID: "req-1", State: fsm.Draining, Persisted: true}, d)
 
 	_, err = c.Send(ctx, "alice", "refused")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // decode reads r's body into v (a pointer to one of the request body
@@ -42,7 +44,7 @@ func (s *Server) decodeMessage(w http.ResponseWriter, r *http.Request) (string, 
 			return text, nil
 		}
 	}
-	var body MessageBody
+	var body api.MessageBody
 	if rerr == nil && decodeFast(data, &body) {
 		return body.Text, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -150,7 +151,7 @@ func TestDrainReasonRefusedIs400(t *testing.T) {
 // persisted false and the request id to refresh or cancel it.
 func TestDrainMarkerUnwritableIs503(t *testing.T) {
 	res := gateway.DrainResult{State: fsm.Draining,
-		Drain: gateway.DrainInfo{RequestID: "maint-42", Status: "active", Persisted: false}}
+		Drain: api.DrainInfo{RequestID: "maint-42", Status: "active", Persisted: false}}
 	gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
 		return res, &gateway.UnwritableError{Result: res, Path: "/home/q/.drain_request.json", Err: syscall.ENOSPC}
 	}}

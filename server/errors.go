@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -56,18 +57,6 @@ const DrainCancelledText = "The drain was cancelled during its announce window: 
 
 // ShuttingDownText is the message of a 409 "shutting_down" answer.
 const ShuttingDownText = "The gateway is shutting down and the shutdown wins: nothing was changed."
-
-// ErrorBody is the JSON body of every error response. State is set on
-// 503 answers (the lifecycle state that refused the request). A 503
-// marker_unwritable also carries persisted (false: the drain is held in
-// memory only) and the request_id of that drain, to refresh or cancel it.
-type ErrorBody struct {
-	Error     string    `json:"error"`
-	Message   string    `json:"message"`
-	State     fsm.State `json:"state,omitempty"`
-	Persisted *bool     `json:"persisted,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-}
 
 // Error is an error with an HTTP status and a code, returned by the
 // request decoders and mapped from gateway errors by errorFor. Message is
@@ -258,7 +247,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="quiesce"`)
 	}
-	writeJSON(w, e.Status, ErrorBody{Error: e.Code, Message: e.Message, State: e.State, Persisted: e.Persisted, RequestID: e.RequestID})
+	writeJSON(w, e.Status, api.ErrorBody{Error: e.Code, Message: e.Message, State: e.State, Persisted: e.Persisted, RequestID: e.RequestID})
 }
 
 func retryAfterSeconds(d time.Duration) int {
@@ -277,7 +266,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeMessage writes resp as writeJSON does, byte for byte, encoded by
 // appendMessage instead of by reflection (FuzzAppendMessage).
-func writeMessage(w http.ResponseWriter, resp MessageResponse) {
+func writeMessage(w http.ResponseWriter, resp api.MessageResponse) {
 	jb := jsonBufs.Get().(*jsonBuf)
 	defer jb.release()
 	jb.raw = appendMessage(jb.raw[:0], resp)
@@ -311,7 +300,7 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 
 // appendMessage appends resp as json.Encoder.Encode writes it: the JSON
 // object {"session":...,"reply":...} and a newline.
-func appendMessage(dst []byte, resp MessageResponse) []byte {
+func appendMessage(dst []byte, resp api.MessageResponse) []byte {
 	dst = append(dst, `{"session":`...)
 	dst = appendJSONString(dst, resp.Session)
 	dst = append(dst, `,"reply":`...)

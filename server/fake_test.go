@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -23,14 +24,14 @@ type Gateway struct {
 	EventFn         func(ctx context.Context, session, text string) (gateway.EventReceipt, error)
 	BeginDrainFn    func(ctx context.Context, req gateway.DrainRequest) (gateway.DrainResult, error)
 	CancelDrainFn   func(ctx context.Context, requestID string) (gateway.CancelResult, error)
-	StatusFn        func() gateway.Status
+	StatusFn        func() api.Status
 	WaitIdleFn      func(ctx context.Context) error
-	WaitChangeFn    func(ctx context.Context, after uint64) (gateway.Status, error)
+	WaitChangeFn    func(ctx context.Context, after uint64) (api.Status, error)
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
 	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
-	TurnsFn         func() []gateway.TurnInfo
-	HistoryFn       func() []gateway.HistoryEntry
-	ReplayEventsFn  func(ctx context.Context) (gateway.ReplayResult, error)
+	TurnsFn         func() []api.TurnInfo
+	HistoryFn       func() []api.HistoryEntry
+	ReplayEventsFn  func(ctx context.Context) (api.ReplayResult, error)
 
 	mu     sync.Mutex
 	calls  []string
@@ -129,12 +130,12 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 
 // ReplayEvents implements server.Gateway: nothing to replay unless
 // ReplayEventsFn says otherwise.
-func (g *Gateway) ReplayEvents(ctx context.Context) (gateway.ReplayResult, error) {
+func (g *Gateway) ReplayEvents(ctx context.Context) (api.ReplayResult, error) {
 	g.record("ReplayEvents")
 	if g.ReplayEventsFn != nil {
 		return g.ReplayEventsFn(ctx)
 	}
-	return gateway.ReplayResult{EventIDs: []string{}}, nil
+	return api.ReplayResult{EventIDs: []string{}}, nil
 }
 
 // Event implements server.Gateway.
@@ -158,7 +159,7 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	if id == "" {
 		id = "generated"
 	}
-	info := gateway.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id, Status: "active", Persisted: true}
+	info := api.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id, Status: "active", Persisted: true}
 	if req.SuppressNotification != nil {
 		info.SuppressNotification = *req.SuppressNotification
 	}
@@ -186,7 +187,7 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (gateway.Ca
 }
 
 // Status implements server.Gateway.
-func (g *Gateway) Status() gateway.Status {
+func (g *Gateway) Status() api.Status {
 	g.record("Status")
 	if g.StatusFn != nil {
 		return g.StatusFn()
@@ -195,11 +196,11 @@ func (g *Gateway) Status() gateway.Status {
 	seq := g.seq
 	g.mu.Unlock()
 	st := g.getState()
-	return gateway.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
+	return api.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
 }
 
 // Turns implements server.Gateway: none in flight unless TurnsFn says.
-func (g *Gateway) Turns() []gateway.TurnInfo {
+func (g *Gateway) Turns() []api.TurnInfo {
 	g.record("Turns")
 	if g.TurnsFn != nil {
 		return g.TurnsFn()
@@ -208,7 +209,7 @@ func (g *Gateway) Turns() []gateway.TurnInfo {
 }
 
 // History implements server.Gateway: empty unless HistoryFn says.
-func (g *Gateway) History() []gateway.HistoryEntry {
+func (g *Gateway) History() []api.HistoryEntry {
 	g.record("History")
 	if g.HistoryFn != nil {
 		return g.HistoryFn()
@@ -218,7 +219,7 @@ func (g *Gateway) History() []gateway.HistoryEntry {
 
 // WaitChange implements server.Gateway: it waits until Status().Seq
 // exceeds after (in the model: a state change) or ctx is done.
-func (g *Gateway) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
+func (g *Gateway) WaitChange(ctx context.Context, after uint64) (api.Status, error) {
 	g.record("WaitChange")
 	if g.WaitChangeFn != nil {
 		return g.WaitChangeFn(ctx, after)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
@@ -39,20 +40,20 @@ type Gateway interface {
 	// ReplayEvents moves the rejected internal events back into the spool
 	// (they run again, once each). An error wrapping
 	// gateway.ErrSpoolUnavailable means nothing was moved.
-	ReplayEvents(ctx context.Context) (gateway.ReplayResult, error)
+	ReplayEvents(ctx context.Context) (api.ReplayResult, error)
 	// Status returns a snapshot of the gateway.
-	Status() gateway.Status
+	Status() api.Status
 	// Turns returns the turns in flight, oldest first.
-	Turns() []gateway.TurnInfo
+	Turns() []api.TurnInfo
 	// History returns the last lifecycle events, oldest first.
-	History() []gateway.HistoryEntry
+	History() []api.HistoryEntry
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then
 	// returns ctx.Err().
 	WaitIdle(ctx context.Context) error
 	// WaitChange blocks until the status has changed since the one whose
 	// Seq is after (Status.Seq > after) or ctx is done, and returns the
 	// status then, with ctx.Err() when ctx ended the wait.
-	WaitChange(ctx context.Context, after uint64) (gateway.Status, error)
+	WaitChange(ctx context.Context, after uint64) (api.Status, error)
 	// BeginShutdown starts the shutdown sequence without waiting for it;
 	// a repeat without force changes nothing (AlreadyShuttingDown), force
 	// cuts the remaining turns off.

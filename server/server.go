@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // Defaults and limits.
@@ -142,8 +143,8 @@ func New(cfg Config) (*Server, error) {
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events/replay", s.auth(s.handleReplay)).Methods(http.MethodPost)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -111,9 +112,9 @@ func TestReadyz(t *testing.T) {
 // seq and uptime, never the drain request's principal.
 func TestReadyzCarriesTheState(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
-		gw := &Gateway{StatusFn: func() gateway.Status {
-			return gateway.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
-				Drain: &gateway.DrainInfo{Principal: "secret-principal", Status: "active"}}
+		gw := &Gateway{StatusFn: func() api.Status {
+			return api.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
+				Drain: &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 		assert.NotContains(t, rec.Body.String(), "secret-principal")
@@ -128,7 +129,7 @@ func TestReadyzCarriesTheState(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{State: fsm.Draining, ActiveAgents: 3} }}
+	gw := &Gateway{StatusFn: func() api.Status { return api.Status{State: fsm.Draining, ActiveAgents: 3} }}
 	s := MustServer(t, gw)
 	h := s.Handler()
 	do(t, h, http.MethodGet, "/healthz", "", "")
@@ -218,7 +219,7 @@ func TestAuthPrincipal(t *testing.T) {
 	var got string
 	gw := &Gateway{BeginDrainFn: func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
 		got = req.Principal
-		return gateway.DrainResult{Drain: gateway.DrainInfo{Principal: req.Principal}, State: fsm.Draining}, nil
+		return gateway.DrainResult{Drain: api.DrainInfo{Principal: req.Principal}, State: fsm.Draining}, nil
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", otherToken, "")
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -245,7 +246,7 @@ func TestDrain(t *testing.T) {
 		var got gateway.DrainRequest
 		gw := &Gateway{BeginDrainFn: func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
 			got = req
-			return gateway.DrainResult{Drain: gateway.DrainInfo{RequestID: req.RequestID, SuppressNotification: *req.SuppressNotification}}, nil
+			return gateway.DrainResult{Drain: api.DrainInfo{RequestID: req.RequestID, SuppressNotification: *req.SuppressNotification}}, nil
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 			`{"action":"drain","suppress_notification":true,"request_id":"r-1"}`)
@@ -358,9 +359,9 @@ func TestStrictJSON(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	t.Run("Plain", func(t *testing.T) {
-		gw := &Gateway{StatusFn: func() gateway.Status {
-			return gateway.Status{State: fsm.Draining, ActiveAgents: 2, Epoch: "b:1", PID: 7, UptimeSeconds: 3,
-				Drain: &gateway.DrainInfo{Action: "drain", Principal: "ops", RequestID: "r", Status: "active"}}
+		gw := &Gateway{StatusFn: func() api.Status {
+			return api.Status{State: fsm.Draining, ActiveAgents: 2, Epoch: "b:1", PID: 7, UptimeSeconds: 3,
+				Drain: &api.DrainInfo{Action: "drain", Principal: "ops", RequestID: "r", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code)

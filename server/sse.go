@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
@@ -80,7 +81,7 @@ func (s *Server) streamTurn(w http.ResponseWriter, r *http.Request, session, tex
 		if e.Status >= 500 {
 			s.logger.Warn("streamed turn failed", "session", session, "error", err)
 		}
-		writeEvent(w, EventFailed, ErrorBody{Error: e.Code, Message: e.Message})
+		writeEvent(w, EventFailed, api.ErrorBody{Error: e.Code, Message: e.Message})
 	}
 	_ = rc.Flush()
 }

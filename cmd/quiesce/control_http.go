@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -32,7 +33,7 @@ func call[T any](ctx context.Context, h *httpControl, f func(context.Context) (T
 // Drain asks for a drain; an announce (req.Announce) makes the gateway
 // answer only when its window has ended, so the call's bound grows by it.
 func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
-	body := server.DrainBody{SuppressNotification: req.SuppressNotification, RequestID: req.RequestID, Reason: req.Reason}
+	body := api.DrainBody{SuppressNotification: req.SuppressNotification, RequestID: req.RequestID, Reason: req.Reason}
 	if req.Announce > 0 {
 		secs := req.Announce.Seconds()
 		body.AnnounceSeconds = &secs
@@ -44,13 +45,13 @@ func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drai
 }
 
 func (h *httpControl) Cancel(ctx context.Context, requestID string) (cancelResult, error) {
-	res, err := call(ctx, h, func(ctx context.Context) (server.CancelResponse, error) {
+	res, err := call(ctx, h, func(ctx context.Context) (api.CancelResponse, error) {
 		return h.c.Cancel(ctx, requestID)
 	})
 	return cancelResult{CancelResponse: res}, err
 }
 
-func (h *httpControl) Status(ctx context.Context) (gateway.Status, error) {
+func (h *httpControl) Status(ctx context.Context) (api.Status, error) {
 	return call(ctx, h, h.c.Status)
 }
 
@@ -62,7 +63,7 @@ func (h *httpControl) Describe(ctx context.Context) (statusView, error) {
 
 // WaitIdle long-polls status?wait=idle: the server answers the moment the
 // last turn ends.
-func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error) {
+func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (api.Status, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, within+requestTimeout)
 	defer cancel()
 	st, idle, err := h.c.WaitIdle(ctx, within)
@@ -70,7 +71,7 @@ func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (gatew
 }
 
 func (h *httpControl) Shutdown(ctx context.Context, force bool) (shutdownResult, error) {
-	res, err := call(ctx, h, func(ctx context.Context) (server.ShutdownResponse, error) {
+	res, err := call(ctx, h, func(ctx context.Context) (api.ShutdownResponse, error) {
 		return h.c.Shutdown(ctx, force)
 	})
 	return shutdownResult{ShutdownResponse: res}, err

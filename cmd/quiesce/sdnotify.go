@@ -11,8 +11,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // sdCloseTimeout bounds how long close waits for the last notifications
@@ -21,8 +21,8 @@ const sdCloseTimeout = 500 * time.Millisecond
 
 // statusSource is what the notifier reads from the gateway.
 type statusSource interface {
-	Status() gateway.Status
-	WaitChange(ctx context.Context, after uint64) (gateway.Status, error)
+	Status() api.Status
+	WaitChange(ctx context.Context, after uint64) (api.Status, error)
 }
 
 // sdNotifier tells a service manager that speaks the sd_notify protocol
@@ -305,7 +305,7 @@ func (n *sdNotifier) sendOne(msg string) {
 
 // sdStatusLine is the STATUS= text for st, e.g. "draining, 2 turns in
 // flight, oldest 14s".
-func sdStatusLine(st gateway.Status) string {
+func sdStatusLine(st api.Status) string {
 	turns := "turns"
 	if st.ActiveAgents == 1 {
 		turns = "turn"
