@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -41,14 +42,14 @@ func Example() {
 	srv.Serve()                        // then serve
 
 	ctx := context.Background()
-	api, _ := server.NewClient(srv.URL(), "example-token", nil)
+	api, _ := client.New(srv.URL(), "example-token", nil)
 	reply, _ := api.Send(ctx, "alice", "hello")
 	fmt.Println("reply:", reply)
 
 	d, _ := api.Drain(ctx, false, "")
 	fmt.Println("drain:", d.State)
 	_, err = api.Send(ctx, "alice", "again")
-	fmt.Println("refused while draining:", server.IsAPIError(err, 503))
+	fmt.Println("refused while draining:", client.IsAPIError(err, 503))
 
 	shut, _ := api.Shutdown(ctx, false)
 	fmt.Println("shutdown started:", shut.OK)

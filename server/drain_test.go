@@ -23,8 +23,8 @@ func TestDrainReportsWasDrainingAndExpiresAt(t *testing.T) {
 	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	gw := &Gateway{}
 	gw.BeginDrainFn = func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
-		was := gw.getState() == fsm.Draining
-		gw.setState(fsm.Draining)
+		was := gw.State() == fsm.Draining
+		gw.SetState(fsm.Draining)
 		return gateway.DrainResult{Drain: api.DrainInfo{RequestID: req.RequestID, ExpiresAt: expires},
 			State: fsm.Draining, WasDraining: was}, nil
 	}

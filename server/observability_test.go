@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -122,7 +123,7 @@ func TestClientTurnsAndHistory(t *testing.T) {
 	s := MustServer(t, gw)
 	require.NoError(t, s.Open())
 	t.Cleanup(func() { _ = s.Close(t.Context()) })
-	c, err := server.NewClient(s.URL(), opsToken, nil)
+	c, err := client.New(s.URL(), opsToken, nil)
 	require.NoError(t, err)
 	turns, err := c.Turns(t.Context())
 	require.NoError(t, err)
@@ -131,8 +132,8 @@ func TestClientTurnsAndHistory(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []api.HistoryEntry{{Seq: 1, Kind: gateway.HistoryStart}}, hist)
 
-	bad, err := server.NewClient(s.URL(), "wrong", nil)
+	bad, err := client.New(s.URL(), "wrong", nil)
 	require.NoError(t, err)
 	_, err = bad.Turns(t.Context())
-	assert.True(t, server.IsAPIError(err, http.StatusUnauthorized), "%v", err)
+	assert.True(t, client.IsAPIError(err, http.StatusUnauthorized), "%v", err)
 }

@@ -19,8 +19,12 @@ import (
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
+
+// Gateway is the fake gateway the tests serve (internal/testing/fakegateway).
+type Gateway = fakegateway.Gateway
 
 const (
 	opsToken   = "ops-token-0123456789"
@@ -95,7 +99,7 @@ func TestHealthz(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	for _, st := range fsm.States {
 		t.Run(string(st), func(t *testing.T) {
-			gw := &Gateway{state: st}
+			gw := fakegateway.InState(st)
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 			if st == fsm.Running {
 				require.Equal(t, http.StatusOK, rec.Code)
@@ -429,7 +433,7 @@ func TestShutdown(t *testing.T) {
 			gw := &Gateway{}
 			gw.BeginShutdownFn = func(force bool) gateway.ShutdownStart {
 				got = &force
-				gw.setState(fsm.ShuttingDown)
+				gw.SetState(fsm.ShuttingDown)
 				return gateway.ShutdownStart{ID: "sd-9", Force: force}
 			}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/shutdown", opsToken, tt.body)
@@ -520,7 +524,7 @@ func TestMessage(t *testing.T) {
 		})
 	}
 	t.Run("DefaultRetryAfter", func(t *testing.T) {
-		gw := &Gateway{state: fsm.Draining}
+		gw := fakegateway.InState(fsm.Draining)
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/v1/sessions/a/messages", opsToken, `{"text":"hi"}`)
 		requireError(t, rec, http.StatusServiceUnavailable, server.CodeDraining)
 		assert.Equal(t, "5", rec.Header().Get("Retry-After"))
@@ -530,7 +534,7 @@ func TestMessage(t *testing.T) {
 func TestEvent(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
 		t.Run(string(st), func(t *testing.T) {
-			gw := &Gateway{state: st}
+			gw := fakegateway.InState(st)
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/events", opsToken, `{"session":"a","text":"job done"}`)
 			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 			m := decodeBody(t, rec)

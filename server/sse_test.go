@@ -102,7 +102,7 @@ func TestStreamedTurn(t *testing.T) {
 // answer with the usual JSON errors, before any stream starts.
 func TestStreamedTurnRefusedBeforeStream(t *testing.T) {
 	gw := &Gateway{}
-	gw.setState(fsm.Draining)
+	gw.SetState(fsm.Draining)
 	rec := streamRequest(t, MustServer(t, gw).Handler(), "a", "hi")
 	requireError(t, rec, http.StatusServiceUnavailable, "draining")
 	assert.NotEmpty(t, rec.Header().Get("Retry-After"))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -99,7 +100,7 @@ func TestStatusWaitChange(t *testing.T) {
 	// Stopped is terminal: nothing will change, so the wait would only
 	// hold the connection while the server closes.
 	t.Run("StoppedAnswersAtOnce", func(t *testing.T) {
-		gw := &Gateway{state: fsm.Stopped}
+		gw := fakegateway.InState(fsm.Stopped)
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=5m", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -213,7 +214,7 @@ func (t *target) control(m *Main) (control, error) {
 				t.url, err)
 		}
 	}
-	c, err := server.NewClient(t.url, token, nil)
+	c, err := client.New(t.url, token, nil)
 	if err != nil {
 		return nil, usagef("--url (QUIESCE_URL): %s", plain(err))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -17,7 +18,7 @@ import (
 // httpControl is a control over the HTTP API. Its errors are already
 // explained for the user (see explain).
 type httpControl struct {
-	c *server.Client
+	c *client.Client
 	// tokenSource names where the token came from, for a 401.
 	tokenSource string
 }
@@ -118,11 +119,11 @@ func (h *httpControl) explain(err error) error {
 		return &hintError{err: err, msg: fmt.Sprintf(
 			"the gateway at %s did not answer within %v. Is --url (QUIESCE_URL) right, and the gateway not overloaded?", url, requestTimeout)}
 	}
-	if errors.Is(err, server.ErrUnreachable) {
-		cause := strings.TrimPrefix(err.Error(), server.ErrUnreachable.Error()+": ")
+	if errors.Is(err, client.ErrUnreachable) {
+		cause := strings.TrimPrefix(err.Error(), client.ErrUnreachable.Error()+": ")
 		return &hintError{err: err, msg: fmt.Sprintf("cannot reach the gateway at %s (%s). Is --url (QUIESCE_URL) right?", url, cause)}
 	}
-	e, ok := errors.AsType[*server.APIError](err)
+	e, ok := errors.AsType[*client.APIError](err)
 	if !ok {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -468,7 +469,7 @@ func TestStripPrefixes(t *testing.T) {
 
 // TestHTTPErrorsSayWhatToDo: the API's error answers, as a user reads them.
 func TestHTTPErrorsSayWhatToDo(t *testing.T) {
-	c, err := server.NewClient("http://127.0.0.1:8470", "t", nil)
+	c, err := client.New("http://127.0.0.1:8470", "t", nil)
 	require.NoError(t, err)
 	tests := []struct {
 		name   string
@@ -476,19 +477,19 @@ func TestHTTPErrorsSayWhatToDo(t *testing.T) {
 		err    error
 		want   []string
 	}{
-		{"401Env", "QUIESCE_TOKEN", &server.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401Env", "QUIESCE_TOKEN", &client.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
 			[]string{"refused the token from QUIESCE_TOKEN", "tokens file", "unset it"}},
-		{"401File", "the token file /h/tokens", &server.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401File", "the token file /h/tokens", &client.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
 			[]string{"refused the token from the token file /h/tokens", "SIGHUP"}},
-		{"409Mismatch", "", &server.APIError{StatusCode: 409, Code: server.CodeConflict,
+		{"409Mismatch", "", &client.APIError{StatusCode: 409, Code: server.CodeConflict,
 			Message: `request_id is not the active drain's (the active request_id is "mine"); nothing was changed`},
 			[]string{`the active request_id is "mine"`, "quiesce status"}},
-		{"409Marker", "", &server.APIError{StatusCode: 409, Code: server.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
+		{"409Marker", "", &client.APIError{StatusCode: 409, Code: server.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
 			[]string{"is a FIFO", "Move it aside"}},
-		{"409ShuttingDown", "", &server.APIError{StatusCode: 409, Code: server.CodeShuttingDown, Message: server.ShuttingDownText},
+		{"409ShuttingDown", "", &client.APIError{StatusCode: 409, Code: server.CodeShuttingDown, Message: server.ShuttingDownText},
 			[]string{"shutting down", "shutdown wins", "shutdown --wait"}},
-		{"404", "", &server.APIError{StatusCode: 404, Code: server.CodeNotFound}, []string{"base URL"}},
-		{"Refused", "", fmt.Errorf("%w: GET x: %w", server.ErrUnreachable, syscall.ECONNREFUSED),
+		{"404", "", &client.APIError{StatusCode: 404, Code: server.CodeNotFound}, []string{"base URL"}},
+		{"Refused", "", fmt.Errorf("%w: GET x: %w", client.ErrUnreachable, syscall.ECONNREFUSED),
 			[]string{"connection refused", "Is the gateway running?", "--url (QUIESCE_URL)"}},
 	}
 	for _, tt := range tests {

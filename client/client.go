@@ -1,4 +1,4 @@
-package server
+package client
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func (e *APIError) Error() string {
 }
 
 // Client calls the quiesce HTTP API. The zero value is not usable; create
-// it with NewClient. It is safe for concurrent use.
+// it with New. It is safe for concurrent use.
 //
 // Its errors carry no package prefix, so a CLI can show them as they are:
 // an *APIError for an error answer, ErrUnreachable (with the method, the
@@ -56,10 +56,10 @@ type Client struct {
 	hc    *http.Client
 }
 
-// NewClient returns a Client for the server at baseURL (e.g.
+// New returns a Client for the server at baseURL (e.g.
 // http://127.0.0.1:8470) that authenticates with token. hc may be nil
 // (http.DefaultClient); bound each call with its context.
-func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
+func New(baseURL, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("url %q: %w", baseURL, err)
@@ -73,7 +73,7 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	return &Client{base: u, token: token, hc: hc}, nil
 }
 
-// URL returns the server's base URL, as given to NewClient without a
+// URL returns the server's base URL, as given to New without a
 // trailing slash.
 func (c *Client) URL() string { return c.base.String() }
 
@@ -133,7 +133,7 @@ func (c *Client) History(ctx context.Context) ([]api.HistoryEntry, error) {
 // WaitIdle long-polls the status (GET /api/gateway/status?wait=idle)
 // until no turn is in flight or the server-side timeout passes, and
 // reports which happened. The server answers at once when the gateway is
-// already idle, and caps timeout at MaxWaitTimeout. ctx should outlive
+// already idle, and caps timeout at its MaxWaitTimeout (server.MaxWaitTimeout). ctx should outlive
 // timeout by a little (the answer has to travel back).
 func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st api.Status, idle bool, err error) {
 	q := url.Values{"wait": {"idle"}, "timeout": {timeout.String()}}

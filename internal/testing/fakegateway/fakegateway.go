@@ -1,4 +1,8 @@
-package server_test
+// Package fakegateway is a test double of server.Gateway, for the tests of
+// server and client: a function-field fake over a small lifecycle model.
+// Its mutex guards the call log and the model; its change channel wakes
+// WaitChange callers.
+package fakegateway
 
 import (
 	"context"
@@ -11,7 +15,7 @@ import (
 	"github.com/quiesce-dev/quiesce/server"
 )
 
-var _ server.Gateway = (*Gateway)(nil)
+var _ server.Gateway = (*Gateway)(nil) // the fake stays in step with the interface
 
 // Gateway is a function-field fake of server.Gateway that records the
 // order of calls. A nil function field falls back to a small model: a
@@ -41,6 +45,10 @@ type Gateway struct {
 	forced bool          // a BeginShutdown asked for force
 }
 
+// InState returns a fake whose model starts in state s (no change is
+// counted: Status's Seq is 0).
+func InState(s fsm.State) *Gateway { return &Gateway{state: s} }
+
 // Calls returns the names of the methods called so far, in order.
 func (g *Gateway) Calls() []string {
 	g.mu.Lock()
@@ -54,7 +62,9 @@ func (g *Gateway) record(name string) {
 	g.calls = append(g.calls, name)
 }
 
-func (g *Gateway) getState() fsm.State {
+// State returns the model's state (running until a drain, a cancel or
+// SetState changes it).
+func (g *Gateway) State() fsm.State {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state == "" {
@@ -63,7 +73,9 @@ func (g *Gateway) getState() fsm.State {
 	return g.state
 }
 
-func (g *Gateway) setState(s fsm.State) {
+// SetState sets the model's state; a change grows Status's Seq and wakes
+// WaitChange callers.
+func (g *Gateway) SetState(s fsm.State) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.setStateLocked(s)
@@ -100,7 +112,7 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 	if g.TurnFn != nil {
 		return g.TurnFn(ctx, session, text)
 	}
-	if st := g.getState(); st != fsm.Running {
+	if st := g.State(); st != fsm.Running {
 		return "", &gateway.RefusedError{State: st}
 	}
 	return text, nil
@@ -112,7 +124,7 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 	if g.StreamFn != nil {
 		return g.StreamFn(ctx, req)
 	}
-	if st := g.getState(); st != fsm.Running {
+	if st := g.State(); st != fsm.Running {
 		g.record("Turn")
 		return "", &gateway.RefusedError{State: st}
 	}
@@ -144,7 +156,7 @@ func (g *Gateway) Event(ctx context.Context, session, text string) (gateway.Even
 	if g.EventFn != nil {
 		return g.EventFn(ctx, session, text)
 	}
-	return gateway.EventReceipt{ID: "ev1", Spooled: g.getState() != fsm.Running}, nil
+	return gateway.EventReceipt{ID: "ev1", Spooled: g.State() != fsm.Running}, nil
 }
 
 // BeginDrain implements server.Gateway.
@@ -153,8 +165,8 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	if g.BeginDrainFn != nil {
 		return g.BeginDrainFn(ctx, req)
 	}
-	was := g.getState() == fsm.Draining
-	g.setState(fsm.Draining)
+	was := g.State() == fsm.Draining
+	g.SetState(fsm.Draining)
 	id := req.RequestID
 	if id == "" {
 		id = "generated"
@@ -179,11 +191,11 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (gateway.Ca
 	if g.CancelDrainFn != nil {
 		return g.CancelDrainFn(ctx, requestID)
 	}
-	was := g.getState() == fsm.Draining
+	was := g.State() == fsm.Draining
 	if was {
-		g.setState(fsm.Running)
+		g.SetState(fsm.Running)
 	}
-	return gateway.CancelResult{WasDraining: was, State: g.getState()}, nil
+	return gateway.CancelResult{WasDraining: was, State: g.State()}, nil
 }
 
 // Status implements server.Gateway.
@@ -195,7 +207,7 @@ func (g *Gateway) Status() api.Status {
 	g.mu.Lock()
 	seq := g.seq
 	g.mu.Unlock()
-	st := g.getState()
+	st := g.State()
 	return api.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
 }
 
