@@ -19,6 +19,7 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/server/page"
 )
 
 // TestPageShowsState shows that GET /, without a token, renders the state
@@ -101,7 +102,7 @@ func TestPageHeaders(t *testing.T) {
 	for name, rec := range map[string]interface{ Header() http.Header }{"GET": get, "HEAD": head} {
 		hd := rec.Header()
 		csp := hd.Get("Content-Security-Policy")
-		assert.Equalf(t, server.PageCSP, csp, "%s CSP", name)
+		assert.Equalf(t, page.CSP, csp, "%s CSP", name)
 		assert.Containsf(t, csp, "script-src 'self'", "%s CSP", name)
 		assert.NotContainsf(t, csp, "unsafe-inline", "%s CSP", name)
 		assert.NotContainsf(t, csp, "unsafe-eval", "%s CSP", name)
@@ -203,8 +204,8 @@ func TestPageNeedsNoInlineScript(t *testing.T) {
 func TestPageStaticFiles(t *testing.T) {
 	h := MustServer(t, &Gateway{}).Handler()
 	for path, ctype := range map[string]string{
-		server.ScriptPath: "text/javascript; charset=utf-8",
-		server.StylePath:  "text/css; charset=utf-8",
+		page.ScriptPath: "text/javascript; charset=utf-8",
+		page.StylePath:  "text/css; charset=utf-8",
 	} {
 		t.Run(path, func(t *testing.T) {
 			rec := do(t, h, http.MethodGet, path, "", "")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/server/page"
 )
 
 // Defaults and limits.
@@ -139,7 +140,11 @@ func New(cfg Config) (*Server, error) {
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet, http.MethodHead)
-	s.routePage(r) // GET / (the status page, no token) and its static files
+	// GET / (the status page, no token) and its static files.
+	statusPage := page.New(s.gw.Status, s.logger, s.writeError)
+	for _, path := range page.Paths() {
+		r.Handle(path, statusPage).Methods(http.MethodGet, http.MethodHead)
+	}
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
