@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 )
 
@@ -134,7 +135,7 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry, turnID string) {
 	defer g.bg.Done()
 	start := time.Now()
-	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
+	reply, err := g.runAgent(ctx, agent.Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
 	var retry time.Duration
 	g.evMu.Lock()
 	st := g.events[e.ID]

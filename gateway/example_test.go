@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -20,7 +21,7 @@ func Example() {
 	home, _ := os.MkdirTemp("", "quiesce-example-")
 	defer os.RemoveAll(home)
 
-	shout := gateway.AgentFunc(func(ctx context.Context, t gateway.Turn) (string, error) {
+	shout := agent.Func(func(ctx context.Context, t agent.Turn) (string, error) {
 		t.Delta(strings.ToUpper(t.Text)) // partial output, for streaming clients
 		return strings.ToUpper(t.Text) + "!", nil
 	})

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
@@ -46,9 +47,9 @@ var homeFiles = []string{StateFileName, OutboxFileName, SpoolFileName, RejectedF
 
 // Config builds a Gateway. Zero durations take the defaults.
 type Config struct {
-	Home     string // directory of the marker, state, outbox and spool (created 0700)
-	ProcRoot string // for the instance epoch; "" means /proc
-	Agent    Agent  // runs turns; nil means NewEcho(200ms)
+	Home     string      // directory of the marker, state, outbox and spool (created 0700)
+	ProcRoot string      // for the instance epoch; "" means /proc
+	Agent    agent.Agent // runs turns; nil means NewEcho(200ms)
 	// Sinks receive every notification after the outbox (always on) has
 	// recorded it: e.g. notify.NewLog, notify.NewWebhook. A sink that
 	// keeps what it could not deliver and can retry it (a notify.Webhook
@@ -208,7 +209,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.ProcRoot = DefaultProcRoot
 	}
 	if cfg.Agent == nil {
-		cfg.Agent = NewEcho(200 * time.Millisecond)
+		cfg.Agent = agent.NewEcho(200 * time.Millisecond)
 		if cfg.AgentKind == "" {
 			cfg.AgentKind = "echo"
 		}

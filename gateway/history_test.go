@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -209,7 +210,7 @@ func TestTurnsInFlight(t *testing.T) {
 // client cancelled does not.
 func TestStatusVersionAndAgent(t *testing.T) {
 	fail := errors.New("upstream answered 502")
-	agent := AgentFunc(func(ctx context.Context, t Turn) (string, error) {
+	agent := agent.Func(func(ctx context.Context, t agent.Turn) (string, error) {
 		if t.Text == "wait" {
 			<-ctx.Done()
 			return "", ctx.Err()

@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -73,7 +74,7 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 		g.cfg.Metrics.TurnEnded("refused")
 		return "", refusal(g.m.State())
 	}
-	turn := Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
+	turn := agent.Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
 	start := time.Now()
 	turnCtx, ok := g.claim(ctx, req.Session, slot{start: start, turnID: turn.TurnID, streaming: req.Delta != nil})
 	if !ok {
@@ -352,7 +353,7 @@ func (g *Gateway) oldestTurn() time.Duration {
 
 // runAgent runs the agent, turning a panic into an error and a forced
 // interrupt into ErrInterrupted.
-func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error) {
+func (g *Gateway) runAgent(ctx context.Context, t agent.Turn) (reply string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			g.log.Error("agent panic", "session", t.Session, "turn_id", t.TurnID, "panic", p)

@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/stretchr/testify/require"
 )
 
 func TestEchoAgentZeroWork(t *testing.T) {
 	for _, work := range []time.Duration{0, -time.Second} {
-		a := NewEcho(work)
-		got, err := a.Run(context.Background(), Turn{Session: "s", Text: "hello"})
+		a := agent.NewEcho(work)
+		got, err := a.Run(context.Background(), agent.Turn{Session: "s", Text: "hello"})
 		require.NoError(t, err)
 		require.Equal(t, "hello", got)
 
@@ -24,15 +25,15 @@ func TestEchoAgentZeroWork(t *testing.T) {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(ErrInterrupted)
 		var deltas []string
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "hello"})
+		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "hello"})
 		require.ErrorIs(t, err, ErrInterrupted)
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
+		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
 		require.ErrorIs(t, err, ErrInterrupted)
 		require.Empty(t, deltas)
 
 		// A turn cancelled by its first delta stops before the second.
 		ctx, cancel = context.WithCancelCause(context.Background())
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
+		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
 			deltas = append(deltas, d)
 			cancel(context.Canceled)
 		}})

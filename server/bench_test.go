@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -103,7 +104,7 @@ func benchHandlers(b *testing.B) map[string]http.Handler {
 	// The real thing, as quiesce run has it: the gateway with the echo
 	// agent at zero work and the server's metrics as its metrics.
 	metrics := server.NewMetrics()
-	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: gateway.NewEcho(0), Logger: logger,
+	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: agent.NewEcho(0), Logger: logger,
 		Metrics: metrics, WatchInterval: -1})
 	require.NoError(b, err)
 	b.Cleanup(func() {

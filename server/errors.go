@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -402,7 +403,7 @@ func (jb *jsonBuf) release() {
 // error is shown. docs/API.md lists every form (TestAgentFailedMessagesDocumented).
 func agentFailedMessage(err error) string {
 	const msg = "the agent failed to answer this turn"
-	var ue *gateway.UpstreamError
+	var ue *agent.UpstreamError
 	switch {
 	case !errors.As(err, &ue):
 		return msg

@@ -1,4 +1,4 @@
-package gateway
+package agent
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,9 +22,9 @@ func TestEchoAgent(t *testing.T) {
 	require.Equal(t, "hello", got)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(ErrInterrupted)
+	cancel(errInterrupted)
 	_, err = NewEcho(time.Hour).Run(ctx, Turn{Session: "s", Text: "hello"})
-	require.ErrorIs(t, err, ErrInterrupted)
+	require.ErrorIs(t, err, errInterrupted)
 }
 
 func TestExecAgent(t *testing.T) {
@@ -69,9 +70,9 @@ func TestExecAgentInterruptKillsProcessGroup(t *testing.T) {
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil
 	})
-	cancel(ErrInterrupted)
+	cancel(errInterrupted)
 	err := recv(t, done)
-	require.True(t, errors.Is(err, ErrInterrupted), "got %v", err)
+	require.True(t, errors.Is(err, errInterrupted), "got %v", err)
 	eventually(t, "grandchild gone", func() bool { return !alive(pid) })
 }
 
@@ -87,4 +88,21 @@ func alive(pid int) bool {
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+}
+
+// TestExecReplyIsBounded: a runaway command's output is cut at maxReply
+// (io.Copy must not bypass the limit through ReadFrom).
+func TestExecReplyIsBounded(t *testing.T) {
+	reply, err := NewExec(`head -c 3000000 /dev/zero | tr '\000' a`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Len(t, reply, maxReply)
+}
+
+// TestExecAgentDoesNotInheritTheSupervisorSocket: an agent must not be
+// able to tell systemd anything on the gateway's behalf.
+func TestExecAgentDoesNotInheritTheSupervisorSocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	reply, err := NewExec(`echo "[$NOTIFY_SOCKET]"`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Equal(t, "[]", reply)
 }
