@@ -13,3 +13,25 @@ type ErrorBody struct {
 	Persisted *bool     `json:"persisted,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
 }
+
+// Error codes: the "error" field of every error body. Each code has one
+// HTTP status (see server.Error); the server maps each error to one.
+const (
+	CodeBadRequest       = "bad_request"        // 400
+	CodeUnauthorized     = "unauthorized"       // 401
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: request id mismatch
+	CodeSessionBusy      = "session_busy"       // 409: the session has a turn running
+	CodeMarkerUnusable   = "marker_unusable"    // 409: the drain marker path is not a usable file
+	CodeShuttingDown     = "shutting_down"      // 409: drain or cancel after the shutdown began
+	CodeDrainCancelled   = "drain_cancelled"    // 409: a cancel ended the drain's announce window
+	CodeTooLarge         = "too_large"          // 413: body over server.MaxBodyBytes
+	CodeInternal         = "internal"           // 500: logged, never echoed
+	CodeAgentFailed      = "agent_failed"       // 502: the agent failed the turn
+	CodeDraining         = "draining"           // 503: the gate refused a new turn
+	CodeInterrupted      = "interrupted"        // 503: a shutdown cut the turn off
+	CodeNotReady         = "not_ready"          // 503: /readyz while not running
+	CodeSpoolUnavailable = "spool_unavailable"  // 503: the event could not be spooled, not accepted
+	CodeMarkerUnwritable = "marker_unwritable"  // 503: the drain marker could not be written; draining in memory only
+)

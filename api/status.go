@@ -141,3 +141,10 @@ type HistoryEntry struct {
 	Sessions []string `json:"sessions,omitempty"`
 	Count    int      `json:"count,omitempty"`
 }
+
+// EventReceipt acknowledges an internal event (the 202 answer of POST
+// /api/gateway/events).
+type EventReceipt struct {
+	ID      string `json:"event_id"`
+	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
+}

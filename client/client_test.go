@@ -68,7 +68,7 @@ func TestClient(t *testing.T) {
 	var apiErr *client.APIError
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
-	assert.Equal(t, server.CodeDraining, apiErr.Code)
+	assert.Equal(t, api.CodeDraining, apiErr.Code)
 	assert.Equal(t, fsm.Draining, apiErr.State)
 	assert.Equal(t, server.DefaultRetryAfter, apiErr.RetryAfter)
 
@@ -146,7 +146,7 @@ func TestClientErrors(t *testing.T) {
 		apiErr, ok := errors.AsType[*client.APIError](err)
 		require.True(t, ok, "%v", err)
 		assert.Equal(t, http.StatusUnauthorized, apiErr.StatusCode)
-		assert.Equal(t, server.CodeUnauthorized, apiErr.Code)
+		assert.Equal(t, api.CodeUnauthorized, apiErr.Code)
 		assert.False(t, errors.Is(err, client.ErrUnreachable))
 		assert.True(t, strings.HasPrefix(err.Error(), "HTTP 401 unauthorized"), err.Error())
 	})

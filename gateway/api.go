@@ -166,12 +166,6 @@ type CancelResult struct {
 	ActiveAgents int
 }
 
-// EventReceipt acknowledges an internal event.
-type EventReceipt struct {
-	ID      string `json:"event_id"`
-	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
-}
-
 // ShutdownStart is what BeginShutdown did.
 type ShutdownStart struct {
 	ID string `json:"shutdown_id"`

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
@@ -40,7 +41,7 @@ func TestAgentFailedMessagesDocumented(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := errorFor(tt.err)
 			assert.Equal(t, 502, e.Status)
-			assert.Equal(t, CodeAgentFailed, e.Code)
+			assert.Equal(t, api.CodeAgentFailed, e.Code)
 			assert.Equal(t, tt.want, e.Message)
 			assert.True(t, strings.Contains(string(doc), "`"+e.Message+"`"), "docs/API.md does not show the message %q", e.Message)
 		})

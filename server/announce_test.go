@@ -47,7 +47,7 @@ func TestDrainAnnounceSeconds(t *testing.T) {
 			}}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, tc.body)
 			if tc.want < 0 {
-				m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+				m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 				assert.Contains(t, m["message"], "announce_seconds")
 				assert.Nil(t, got, "a refused body reaches no drain")
 				assert.NotContains(t, gw.Calls(), "CancelDrain")
@@ -67,7 +67,7 @@ func TestDrainCancelledDuringAnnounce(t *testing.T) {
 		return gateway.DrainResult{}, fmt.Errorf("gateway: drain: %w", gateway.ErrDrainCancelled)
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, `{"announce_seconds":5}`)
-	m := requireError(t, rec, http.StatusConflict, server.CodeDrainCancelled)
+	m := requireError(t, rec, http.StatusConflict, api.CodeDrainCancelled)
 	assert.Equal(t, server.DrainCancelledText, m["message"])
 }
 
@@ -95,7 +95,7 @@ func TestReadyzFollowsReady(t *testing.T) {
 			if tc.want == http.StatusOK {
 				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 			} else {
-				m := requireError(t, rec, tc.want, server.CodeNotReady)
+				m := requireError(t, rec, tc.want, api.CodeNotReady)
 				assert.Contains(t, m["message"], tc.msg)
 				assert.Equal(t, string(tc.st.State), m["state"])
 			}

@@ -80,7 +80,7 @@ func TestCancelMismatchNamesActiveRequest(t *testing.T) {
 			}}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 				`{"action":"cancel","request_id":"r-other"}`)
-			m := requireError(t, rec, http.StatusConflict, server.CodeConflict)
+			m := requireError(t, rec, http.StatusConflict, api.CodeConflict)
 			msg := m["message"].(string)
 			assert.Contains(t, msg, "nothing was changed")
 			if tt.active != "" {

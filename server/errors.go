@@ -19,28 +19,6 @@ import (
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
-// Error codes: the "error" field of every error body. Each code has one
-// HTTP status (see Error).
-const (
-	CodeBadRequest       = "bad_request"        // 400
-	CodeUnauthorized     = "unauthorized"       // 401
-	CodeNotFound         = "not_found"          // 404
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeConflict         = "conflict"           // 409: request id mismatch
-	CodeSessionBusy      = "session_busy"       // 409: the session has a turn running
-	CodeMarkerUnusable   = "marker_unusable"    // 409: the drain marker path is not a usable file
-	CodeShuttingDown     = "shutting_down"      // 409: drain or cancel after the shutdown began
-	CodeDrainCancelled   = "drain_cancelled"    // 409: a cancel ended the drain's announce window
-	CodeTooLarge         = "too_large"          // 413: body over MaxBodyBytes
-	CodeInternal         = "internal"           // 500: logged, never echoed
-	CodeAgentFailed      = "agent_failed"       // 502: the agent failed the turn
-	CodeDraining         = "draining"           // 503: the gate refused a new turn
-	CodeInterrupted      = "interrupted"        // 503: a shutdown cut the turn off
-	CodeNotReady         = "not_ready"          // 503: /readyz while not running
-	CodeSpoolUnavailable = "spool_unavailable"  // 503: the event could not be spooled, not accepted
-	CodeMarkerUnwritable = "marker_unwritable"  // 503: the drain marker could not be written; draining in memory only
-)
-
 // RefusalText is the message of a 503 "draining" refusal.
 const RefusalText = "The gateway is draining for maintenance and is not starting new turns right now. " +
 	"Please resend your message shortly."
@@ -89,7 +67,7 @@ func errorf(status int, code, format string, args ...any) *Error {
 }
 
 func badRequest(format string, args ...any) *Error {
-	return errorf(http.StatusBadRequest, CodeBadRequest, format, args...)
+	return errorf(http.StatusBadRequest, api.CodeBadRequest, format, args...)
 }
 
 // errorFor maps an error from the gateway or a decoder to an *Error. An
@@ -103,33 +81,33 @@ func errorFor(err error) *Error {
 		return e
 	case errors.As(err, &unwritable):
 		persisted := false
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMarkerUnwritable, Message: unwritableMessage(unwritable),
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeMarkerUnwritable, Message: unwritableMessage(unwritable),
 			State: unwritable.Result.State, Persisted: &persisted, RequestID: unwritable.Result.Drain.RequestID, Err: err}
 	case errors.As(err, &refused):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDraining, Message: RefusalText, State: refused.State, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeDraining, Message: RefusalText, State: refused.State, Err: err}
 	case errors.Is(err, gateway.ErrRefused):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDraining, Message: RefusalText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeDraining, Message: RefusalText, Err: err}
 	case errors.Is(err, gateway.ErrSessionBusy):
-		return &Error{Status: http.StatusConflict, Code: CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
 	case errors.Is(err, gateway.ErrRequestMismatch):
-		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: mismatchMessage(err), Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: mismatchMessage(err), Err: err}
 	case errors.Is(err, gateway.ErrDrainCancelled):
-		return &Error{Status: http.StatusConflict, Code: CodeDrainCancelled, Message: DrainCancelledText, Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeDrainCancelled, Message: DrainCancelledText, Err: err}
 	case errors.Is(err, gateway.ErrShuttingDown):
-		return &Error{Status: http.StatusConflict, Code: CodeShuttingDown, Message: ShuttingDownText, Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeShuttingDown, Message: ShuttingDownText, Err: err}
 	case errors.Is(err, gateway.ErrMarkerUnusable):
-		return &Error{Status: http.StatusConflict, Code: CodeMarkerUnusable, Message: markerMessage(err), Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeMarkerUnusable, Message: markerMessage(err), Err: err}
 	case errors.Is(err, gateway.ErrSpoolUnavailable):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: SpoolUnavailableText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeSpoolUnavailable, Message: SpoolUnavailableText, Err: err}
 	case errors.Is(err, gateway.ErrInvalid):
 		// The gateway's invalid-input messages name only the field at fault.
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error(), Err: err}
+		return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error(), Err: err}
 	case errors.Is(err, gateway.ErrInterrupted):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeInterrupted, Message: InterruptedText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeInterrupted, Message: InterruptedText, Err: err}
 	case errors.Is(err, gateway.ErrAgent):
-		return &Error{Status: http.StatusBadGateway, Code: CodeAgentFailed, Message: agentFailedMessage(err), Err: err}
+		return &Error{Status: http.StatusBadGateway, Code: api.CodeAgentFailed, Message: agentFailedMessage(err), Err: err}
 	default:
-		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
+		return &Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error", Err: err}
 	}
 }
 
@@ -231,7 +209,7 @@ func hasPackagePrefix(text string) bool {
 // expected503 reports whether a 503 code is a lifecycle answer, not a
 // fault worth an ERROR log line.
 func expected503(code string) bool {
-	return code == CodeDraining || code == CodeInterrupted || code == CodeNotReady
+	return code == api.CodeDraining || code == api.CodeInterrupted || code == api.CodeNotReady
 }
 
 // writeError answers with the JSON body for err. 5xx errors other than

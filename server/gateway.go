@@ -23,7 +23,7 @@ type Gateway interface {
 	// or spooled. Returns gateway.ErrInvalid for bad input and an error
 	// wrapping gateway.ErrSpoolUnavailable when the event could not be
 	// spooled (it was not accepted).
-	Event(ctx context.Context, session, text string) (gateway.EventReceipt, error)
+	Event(ctx context.Context, session, text string) (api.EventReceipt, error)
 	// BeginDrain writes the drain marker and reconciles before returning,
 	// so a turn started after it returns is refused. Once the shutdown
 	// began it returns gateway.ErrShuttingDown; a marker path that is not a

@@ -50,7 +50,7 @@ func headerValue(h http.Header, key string) string {
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	s.logger.Warn("unauthorized request", "method", r.Method, "route", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
-	s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "%s", msg))
+	s.writeError(w, r, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "%s", msg))
 }
 
 // logControl writes the one INFO line every control call gets.
@@ -99,7 +99,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 		if err != nil {
 			if u, ok := errors.AsType[*gateway.UnwritableError](err); ok {
 				res := u.Result
-				s.logControl(r, principal, action, CodeMarkerUnwritable, "request_id", res.Drain.RequestID,
+				s.logControl(r, principal, action, api.CodeMarkerUnwritable, "request_id", res.Drain.RequestID,
 					"suppress_notification", res.Drain.SuppressNotification, "reason", res.Drain.Reason,
 					"state", res.State, "refreshed", res.Refreshed, "persisted", false, "error", err)
 			} else {
@@ -256,7 +256,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 	res, err := s.gw.ReplayEvents(r.Context())
 	if err != nil {
 		if errors.Is(err, gateway.ErrSpoolUnavailable) {
-			err = &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: ReplayUnavailableText, Err: err}
+			err = &Error{Status: http.StatusServiceUnavailable, Code: api.CodeSpoolUnavailable, Message: ReplayUnavailableText, Err: err}
 		}
 		s.logControl(r, principal, "replay", errorFor(err).Code, "error", err)
 		s.writeError(w, r, err)
@@ -316,7 +316,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
 		UptimeSeconds: st.UptimeSeconds}
 	if !body.OK {
-		body.Error, body.Message = CodeNotReady, notReadyMessage(st)
+		body.Error, body.Message = api.CodeNotReady, notReadyMessage(st)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return

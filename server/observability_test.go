@@ -12,7 +12,6 @@ import (
 	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // TestTurnsRoute shows GET /api/gateway/turns: the gateway's list as
@@ -79,18 +78,18 @@ func TestHistoryRoute(t *testing.T) {
 func requireListRoute(t *testing.T, h http.Handler, path string) {
 	t.Helper()
 	for _, token := range []string{"", "wrong-token"} {
-		requireError(t, do(t, h, http.MethodGet, path, token, ""), http.StatusUnauthorized, server.CodeUnauthorized)
+		requireError(t, do(t, h, http.MethodGet, path, token, ""), http.StatusUnauthorized, api.CodeUnauthorized)
 	}
 	head := do(t, h, http.MethodHead, path, opsToken, "")
 	assert.Equal(t, http.StatusOK, head.Code)
 	assert.Equal(t, "application/json", head.Header().Get("Content-Type"))
 	for _, method := range []string{http.MethodPost, http.MethodDelete, http.MethodPut} {
 		rec := do(t, h, method, path, opsToken, "{}")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
 	}
 	for _, bad := range []string{path + "/", path + "/x", path + "//"} {
-		requireError(t, do(t, h, http.MethodGet, bad, opsToken, ""), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodGet, bad, opsToken, ""), http.StatusNotFound, api.CodeNotFound)
 	}
 }
 

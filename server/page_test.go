@@ -18,7 +18,6 @@ import (
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 	"github.com/quiesce-dev/quiesce/server/page"
 )
 
@@ -115,7 +114,7 @@ func TestPageHeaders(t *testing.T) {
 	}
 	t.Run("OtherMethods405", func(t *testing.T) {
 		rec := do(t, h, http.MethodPost, "/", "", "")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
 	})
 }
@@ -230,7 +229,7 @@ func TestPageStaticFiles(t *testing.T) {
 		})
 	}
 	for _, path := range []string{"/static/", "/static/page.html", "/static/../page.js", "/page.js", "/index.html"} {
-		requireError(t, do(t, h, http.MethodGet, path, "", ""), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodGet, path, "", ""), http.StatusNotFound, api.CodeNotFound)
 	}
 }
 

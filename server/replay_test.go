@@ -11,7 +11,6 @@ import (
 
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // TestReplayRoute: POST /api/gateway/events/replay needs a token, takes an
@@ -31,10 +30,10 @@ func TestReplayRoute(t *testing.T) {
 		{"moved", opsToken, "", moved, nil, http.StatusOK, ""},
 		{"empty object", opsToken, "{}", moved, nil, http.StatusOK, ""},
 		{"nothing to move", opsToken, "", api.ReplayResult{}, nil, http.StatusOK, ""},
-		{"no token", "", "", moved, nil, http.StatusUnauthorized, server.CodeUnauthorized},
-		{"unknown field", opsToken, `{"all":true}`, moved, nil, http.StatusBadRequest, server.CodeBadRequest},
+		{"no token", "", "", moved, nil, http.StatusUnauthorized, api.CodeUnauthorized},
+		{"unknown field", opsToken, `{"all":true}`, moved, nil, http.StatusBadRequest, api.CodeBadRequest},
 		{"spool unavailable", opsToken, "", api.ReplayResult{}, fmt.Errorf("%w: disk full", gateway.ErrSpoolUnavailable),
-			http.StatusServiceUnavailable, server.CodeSpoolUnavailable},
+			http.StatusServiceUnavailable, api.CodeSpoolUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +62,7 @@ func TestReplayRoute(t *testing.T) {
 	}
 	t.Run("GET is 405", func(t *testing.T) {
 		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, "/api/gateway/events/replay", opsToken, "")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "POST", rec.Header().Get("Allow"))
 	})
 }

@@ -421,7 +421,7 @@ func uncleanPath(p string) bool {
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	s.writeError(w, r, errorf(http.StatusNotFound, api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 }
 
 // handleMethodNotAllowed answers 405 with the methods the path's routes
@@ -429,7 +429,7 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allow := s.allowedMethods(r)
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 		"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 

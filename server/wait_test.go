@@ -111,7 +111,7 @@ func TestStatusWaitChange(t *testing.T) {
 	t.Run("NeedsToken", func(t *testing.T) {
 		gw := &Gateway{}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0", "", "")
-		requireError(t, rec, http.StatusUnauthorized, server.CodeUnauthorized)
+		requireError(t, rec, http.StatusUnauthorized, api.CodeUnauthorized)
 		assert.Empty(t, gw.Calls())
 	})
 }
@@ -140,7 +140,7 @@ func TestStatusWaitChangeBadQuery(t *testing.T) {
 		t.Run(q, func(t *testing.T) {
 			gw := &Gateway{}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?"+q, opsToken, "")
-			requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.NotContains(t, gw.Calls(), "WaitChange")
 			assert.NotContains(t, gw.Calls(), "WaitIdle")
 		})

@@ -12,7 +12,6 @@ import (
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // httpControl is a control over the HTTP API. Its errors are already
@@ -136,11 +135,11 @@ func (h *httpControl) explain(err error) error {
 		if h.tokenSource == "QUIESCE_TOKEN" {
 			msg += "; QUIESCE_TOKEN wins over --tokens-file: unset it to use the file"
 		}
-	case e.Code == server.CodeConflict:
+	case e.Code == api.CodeConflict:
 		msg = e.Message + ". Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active"
-	case e.Code == server.CodeMarkerUnusable, e.Code == server.CodeMarkerUnwritable:
+	case e.Code == api.CodeMarkerUnusable, e.Code == api.CodeMarkerUnwritable:
 		msg = e.Message
-	case e.Code == server.CodeShuttingDown:
+	case e.Code == api.CodeShuttingDown:
 		msg = shuttingDownHint
 	case e.StatusCode == http.StatusNotFound:
 		msg = fmt.Sprintf("%s answered 404: is --url (QUIESCE_URL) the gateway's base URL, like http://127.0.0.1:8470, with no path?", url)

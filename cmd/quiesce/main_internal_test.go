@@ -477,18 +477,18 @@ func TestHTTPErrorsSayWhatToDo(t *testing.T) {
 		err    error
 		want   []string
 	}{
-		{"401Env", "QUIESCE_TOKEN", &client.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401Env", "QUIESCE_TOKEN", &client.APIError{StatusCode: 401, Code: api.CodeUnauthorized},
 			[]string{"refused the token from QUIESCE_TOKEN", "tokens file", "unset it"}},
-		{"401File", "the token file /h/tokens", &client.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401File", "the token file /h/tokens", &client.APIError{StatusCode: 401, Code: api.CodeUnauthorized},
 			[]string{"refused the token from the token file /h/tokens", "SIGHUP"}},
-		{"409Mismatch", "", &client.APIError{StatusCode: 409, Code: server.CodeConflict,
+		{"409Mismatch", "", &client.APIError{StatusCode: 409, Code: api.CodeConflict,
 			Message: `request_id is not the active drain's (the active request_id is "mine"); nothing was changed`},
 			[]string{`the active request_id is "mine"`, "quiesce status"}},
-		{"409Marker", "", &client.APIError{StatusCode: 409, Code: server.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
+		{"409Marker", "", &client.APIError{StatusCode: 409, Code: api.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
 			[]string{"is a FIFO", "Move it aside"}},
-		{"409ShuttingDown", "", &client.APIError{StatusCode: 409, Code: server.CodeShuttingDown, Message: server.ShuttingDownText},
+		{"409ShuttingDown", "", &client.APIError{StatusCode: 409, Code: api.CodeShuttingDown, Message: server.ShuttingDownText},
 			[]string{"shutting down", "shutdown wins", "shutdown --wait"}},
-		{"404", "", &client.APIError{StatusCode: 404, Code: server.CodeNotFound}, []string{"base URL"}},
+		{"404", "", &client.APIError{StatusCode: 404, Code: api.CodeNotFound}, []string{"base URL"}},
 		{"Refused", "", fmt.Errorf("%w: GET x: %w", client.ErrUnreachable, syscall.ECONNREFUSED),
 			[]string{"connection refused", "Is the gateway running?", "--url (QUIESCE_URL)"}},
 	}

@@ -25,7 +25,7 @@ var _ server.Gateway = (*Gateway)(nil) // the fake stays in step with the interf
 // (a repeat reports AlreadyShuttingDown, force sticks once asked for).
 type Gateway struct {
 	TurnFn          func(ctx context.Context, session, text string) (string, error)
-	EventFn         func(ctx context.Context, session, text string) (gateway.EventReceipt, error)
+	EventFn         func(ctx context.Context, session, text string) (api.EventReceipt, error)
 	BeginDrainFn    func(ctx context.Context, req gateway.DrainRequest) (gateway.DrainResult, error)
 	CancelDrainFn   func(ctx context.Context, requestID string) (gateway.CancelResult, error)
 	StatusFn        func() api.Status
@@ -151,12 +151,12 @@ func (g *Gateway) ReplayEvents(ctx context.Context) (api.ReplayResult, error) {
 }
 
 // Event implements server.Gateway.
-func (g *Gateway) Event(ctx context.Context, session, text string) (gateway.EventReceipt, error) {
+func (g *Gateway) Event(ctx context.Context, session, text string) (api.EventReceipt, error) {
 	g.record("Event")
 	if g.EventFn != nil {
 		return g.EventFn(ctx, session, text)
 	}
-	return gateway.EventReceipt{ID: "ev1", Spooled: g.State() != fsm.Running}, nil
+	return api.EventReceipt{ID: "ev1", Spooled: g.State() != fsm.Running}, nil
 }
 
 // BeginDrain implements server.Gateway.
