@@ -15,9 +15,9 @@ import (
 // (DrainRequest.Announce).
 const MaxAnnounce = 300 * time.Second
 
-// DrainStatusAnnouncing is DrainInfo.Status while an announce window is
+// DrainStatusAnnouncing is api.DrainInfo.Status while an announce window is
 // open and no drain is in effect yet: /readyz fails, the gate is still
-// open, and the drain takes effect at DrainInfo.AnnounceUntil.
+// open, and the drain takes effect at api.DrainInfo.AnnounceUntil.
 const DrainStatusAnnouncing = "announcing"
 
 // announceWindow is one open announce window: the time between a drain
@@ -92,7 +92,7 @@ func (w *announceWindow) view(epoch string) *announceView {
 
 // Ready reports whether the gateway is ready for new turns from a load
 // balancer: it is running and no announce window is open. /readyz answers
-// 200 exactly when Ready is true, and Status.Ready says the same.
+// 200 exactly when Ready is true, and api.Status.Ready says the same.
 func (g *Gateway) Ready() bool {
 	return g.m.State() == fsm.Running && g.announcing.Load() == nil
 }

@@ -43,16 +43,16 @@ func Example() {
 	srv.Serve()                        // then serve
 
 	ctx := context.Background()
-	api, _ := client.New(srv.URL(), "example-token", nil)
-	reply, _ := api.Send(ctx, "alice", "hello")
+	c, _ := client.New(srv.URL(), "example-token", nil)
+	reply, _ := c.Send(ctx, "alice", "hello")
 	fmt.Println("reply:", reply)
 
-	d, _ := api.Drain(ctx, false, "")
+	d, _ := c.Drain(ctx, false, "")
 	fmt.Println("drain:", d.State)
-	_, err = api.Send(ctx, "alice", "again")
+	_, err = c.Send(ctx, "alice", "again")
 	fmt.Println("refused while draining:", client.IsAPIError(err, 503))
 
-	shut, _ := api.Shutdown(ctx, false)
+	shut, _ := c.Shutdown(ctx, false)
 	fmt.Println("shutdown started:", shut.OK)
 	<-gw.Done()
 	closeCtx, cancel := context.WithTimeout(ctx, time.Second)

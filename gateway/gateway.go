@@ -55,7 +55,7 @@ type Config struct {
 	// keeps what it could not deliver and can retry it (a notify.Webhook
 	// with a PendingPath: RunRedelivery and Pending) is retried in the
 	// background from Start until the gateway stops, and its pending
-	// count is Status.WebhookPending.
+	// count is api.Status.WebhookPending.
 	Sinks         []notify.Sink
 	DrainTimeout  time.Duration // how long shutdown waits for in-flight turns
 	NotifyTimeout time.Duration // how long shutdown waits for interrupted turns and sinks
@@ -423,7 +423,7 @@ func (g *Gateway) State() fsm.State { return g.m.State() }
 // WaitChange blocks until the status has changed since seq after (a
 // transition, turns in flight, the drain request: whatever the state file
 // records; changes are coalesced to a few a second) or ctx is done, and
-// returns the status then. A Status.Seq greater than after returns at once.
+// returns the status then. An api.Status.Seq greater than after returns at once.
 func (g *Gateway) WaitChange(ctx context.Context, after uint64) (api.Status, error) {
 	for {
 		ch, seq := g.state.changed()

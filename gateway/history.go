@@ -15,7 +15,7 @@ const HistorySize = 50
 // Count still says how many there were.
 const maxHistorySessions = 20
 
-// The kinds of HistoryEntry.
+// The kinds of api.HistoryEntry.
 const (
 	// HistoryStart: the gateway started (To is running).
 	HistoryStart = "start"

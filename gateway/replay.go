@@ -27,7 +27,7 @@ const (
 // (events.spool.rejected.jsonl) back into the spool, after the events
 // already there, and dispatches: each runs again, in order per session,
 // with its event id, and a new retry window. Lines of the rejected file
-// that are not events stay there (ReplayResult.Unreplayable). It is
+// that are not events stay there (api.ReplayResult.Unreplayable). It is
 // crash-safe: the spool append is fsynced before the rejected file is
 // rewritten atomically, and an event a crash left in both files runs
 // once (see spool.replayRejected). While shutting down the events wait in

@@ -32,7 +32,7 @@ type stateFile struct {
 	Drain        *api.DrainInfo `json:"drain"`
 	// OldestTurnSeconds is the age of the oldest turn in flight.
 	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
-	// Seq is the gateway's change counter (Status.Seq) this write ends.
+	// Seq is the gateway's change counter (api.Status.Seq) this write ends.
 	Seq uint64 `json:"seq"`
 	// Addr is where the gateway's HTTP API listens (SetListenAddr): local
 	// status asks a live gateway there, over loopback, for its state.
