@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,44 +255,4 @@ func TestStreamRefusedBeforeStarted(t *testing.T) {
 	require.ErrorIs(t, err, ErrRefused)
 	assert.False(t, started)
 	assert.Equal(t, fsm.Draining, f.g.State())
-}
-
-// the http agent closes a response body it has not read to its end
-// (a non-200 answer after 200 bytes; a chunked JSON reply after the
-// decoder's last token), so net/http cannot reuse the connection: every
-// such turn dials the upstream anew.
-func TestHTTPAgentReusesConnections(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		h    http.HandlerFunc
-	}{
-		{"non-200 with a body", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(strings.Repeat("busy ", 100)))
-		}},
-		{"chunked JSON", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"reply":"hi"}`))
-			w.(http.Flusher).Flush() // chunked, as many frameworks stream JSON
-			_, _ = w.Write([]byte("\n"))
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var conns atomic.Int32
-			srv := httptest.NewUnstartedServer(tc.h)
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
-			a, err := agent.NewHTTP(srv.URL, agent.HTTPOptions{})
-			require.NoError(t, err)
-			for i := range 20 {
-				_, _ = a.Run(context.Background(), agent.Turn{Session: "s", Text: "x", TurnID: fmt.Sprint(i)})
-			}
-			require.LessOrEqual(t, conns.Load(), int32(2), "20 sequential turns opened %d connections", conns.Load())
-		})
-	}
 }
