@@ -4,7 +4,7 @@ BIN       := bin/quiesce
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short bench diagrams soak fuzz fmt vet staticcheck image need-browser mutate
+.PHONY: all build run test test-short bench fleet diagrams soak fuzz fmt vet staticcheck image need-browser need-haproxy mutate
 
 all: build
 
@@ -31,8 +31,10 @@ run: build
 # The status page test drives a real headless Chromium: need-browser checks
 # for one first, so a machine without it learns so at once, with the
 # install command, rather than minutes later (QUIESCE_NO_BROWSER=1 skips
-# that test instead).
-test: need-browser vet staticcheck
+# that test instead). The load balancer tests (deploy, bench/fleet) run
+# the checked-in HAProxy configuration: need-haproxy checks for haproxy
+# the same way (QUIESCE_NO_HAPROXY=1 skips them).
+test: need-browser need-haproxy vet staticcheck
 	$(GO) test -race -count=1 $(PKGS)
 
 # staticcheck: the pinned release, fetched through the module proxy by
@@ -48,6 +50,17 @@ need-browser:
 	  echo "make test needs Chromium for the status page test, and none of $(BROWSERS) is on PATH." >&2; \
 	  echo "Install it (Debian, Ubuntu): sudo apt-get install chromium   (.ci/run does this)" >&2; \
 	  echo "or skip that one test: make test QUIESCE_NO_BROWSER=1" >&2; \
+	  exit 1; \
+	fi
+
+# Debian installs haproxy in /usr/sbin, which is not on a user's PATH.
+SBIN := /usr/sbin /usr/local/sbin
+need-haproxy:
+	@if [ "$(QUIESCE_NO_HAPROXY)" != 1 ]; then \
+	  for d in $(subst :, ,$(PATH)) $(SBIN); do [ -x "$$d/haproxy" ] && exit 0; done; \
+	  echo "make test and make fleet need HAProxy for the load balancer drill, and haproxy is not installed." >&2; \
+	  echo "Install it (Debian, Ubuntu): sudo apt-get install -y --no-install-recommends haproxy   (.ci/run does this)" >&2; \
+	  echo "or skip those tests: make test QUIESCE_NO_HAPROXY=1" >&2; \
 	  exit 1; \
 	fi
 
@@ -73,6 +86,18 @@ BENCH_OUT  := $(if $(filter 1 yes true,$(UPDATE)),docs/PERFORMANCE.md,)
 bench:
 	$(GO) test -run=NONE -bench=. -benchtime=$(BENCHTIME) $(PKGS) | $(GO) run ./internal/benchreport
 	$(GO) run ./bench/driver -out "$(BENCH_OUT)" $(BENCH_ARGS)
+
+# fleet: the load balancer drill (docs/RELIABILITY.md, "Behind a load
+# balancer"): HAProxy with deploy/haproxy/haproxy.cfg in front of 3
+# gateways, 32 keep-alive clients sending turns and internal events, 3
+# rolling restarts with drain --announce, then the same without it (the
+# baseline); it prints what the clients saw and exits 1 if the announce
+# run missed its goal. FLEET_ARGS: the driver's flags (go run ./bench/fleet
+# -h), e.g. FLEET_ARGS="-rollouts 1 -modes announce". make test runs a
+# short version (TestFleetDrillShort).
+FLEET_ARGS ?=
+fleet: need-haproxy
+	$(GO) run ./bench/fleet $(FLEET_ARGS)
 
 # diagrams: regenerate docs/diagrams and README's diagram from the lifecycle.
 diagrams:

@@ -106,3 +106,34 @@ func TestExecAgentDoesNotInheritTheSupervisorSocket(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "[]", reply)
 }
+
+// TestEchoAgentZeroWork: an echo agent with no work time replies at once,
+// and a cancelled turn is cut off with its cause before any reply or delta.
+func TestEchoAgentZeroWork(t *testing.T) {
+	for _, work := range []time.Duration{0, -time.Second} {
+		a := NewEcho(work)
+		got, err := a.Run(context.Background(), Turn{Session: "s", Text: "hello"})
+		require.NoError(t, err)
+		require.Equal(t, "hello", got)
+
+		// A cancelled turn is always cut off, with the cancel's cause,
+		// before its reply and before any delta.
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(errInterrupted)
+		var deltas []string
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "hello"})
+		require.ErrorIs(t, err, errInterrupted)
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
+		require.ErrorIs(t, err, errInterrupted)
+		require.Empty(t, deltas)
+
+		// A turn cancelled by its first delta stops before the second.
+		ctx, cancel = context.WithCancelCause(context.Background())
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
+			deltas = append(deltas, d)
+			cancel(context.Canceled)
+		}})
+		require.ErrorIs(t, err, context.Canceled)
+		require.Equal(t, []string{"a "}, deltas)
+	}
+}

@@ -89,3 +89,33 @@ func TestMakeBenchLeavesPerformanceDocAlone(t *testing.T) {
 	src := readFile(t, "../bench/driver/main.go")
 	assert.Contains(t, src, `flag.StringVar(&opt.out, "out", "",`, "bench/driver: -out must default to empty (stdout only), so go run ./bench/driver alone leaves docs/PERFORMANCE.md alone")
 }
+
+// TestMakeTestNeedsHAProxy: make test (and make fleet) check for HAProxy
+// before anything else, on PATH and in /usr/sbin where Debian puts it, and
+// without one stop at once with the install command; a haproxy found, or
+// QUIESCE_NO_HAPROXY=1, passes the check.
+func TestMakeTestNeedsHAProxy(t *testing.T) {
+	empty := t.TempDir()
+	_, stderr, code := makeRun(t, empty, nil, "-s", "need-haproxy", "SBIN=")
+	require.NotZero(t, code, "make need-haproxy passes without any haproxy")
+	for _, want := range []string{"need HAProxy", "apt-get install -y --no-install-recommends haproxy", "QUIESCE_NO_HAPROXY=1"} {
+		assert.Contains(t, stderr, want)
+	}
+	_, stderr, code = makeRun(t, empty, nil, "-s", "need-haproxy", "SBIN=", "QUIESCE_NO_HAPROXY=1")
+	assert.Zero(t, code, "make need-haproxy QUIESCE_NO_HAPROXY=1:\n%s", stderr)
+
+	onPath, sbin := t.TempDir(), t.TempDir()
+	for _, dir := range []string{onPath, sbin} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "haproxy"), []byte("#!/bin/sh\n"), 0o755))
+	}
+	_, stderr, code = makeRun(t, onPath, nil, "-s", "need-haproxy", "SBIN=")
+	assert.Zero(t, code, "make need-haproxy with haproxy on PATH:\n%s", stderr)
+	_, stderr, code = makeRun(t, empty, nil, "-s", "need-haproxy", "SBIN="+sbin)
+	assert.Zero(t, code, "make need-haproxy with haproxy in an sbin directory off PATH:\n%s", stderr)
+
+	for _, target := range []string{"test", "fleet"} {
+		stdout, _, _ := makeRun(t, os.Getenv("PATH"), nil, "-n", target, "SBIN=", "PATH="+empty)
+		check, goCmd := strings.Index(stdout, "need HAProxy"), strings.Index(stdout, "go ")
+		assert.True(t, check >= 0 && goCmd >= 0 && check < goCmd, "make %s does not check for haproxy before running go:\n%s", target, stdout)
+	}
+}

@@ -157,7 +157,7 @@ type Gateway struct {
 	firing atomic.Pointer[api.DrainInfo]
 
 	closeOnce sync.Once
-	sd        shutdown
+	shutdown  shutdownState
 
 	// eventBackoffBase is the first wait after an internal event failed
 	// (eventBackoffBase; the package's tests shorten it before Start).
@@ -305,8 +305,8 @@ func open(cfg Config, lock *homeLock) (*Gateway, error) {
 	g.reader = &marker.Reader{Home: cfg.Home, Epoch: g.epoch, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger}
 	g.state = newStateWriter(g)
 	g.since.Store(&entered{fsm.Running, g.started.UTC()})
-	g.sd.done = make(chan struct{})
-	g.sd.force = make(chan struct{})
+	g.shutdown.done = make(chan struct{})
+	g.shutdown.force = make(chan struct{})
 	g.runCtx, g.stopRun = context.WithCancel(context.Background())
 	g.watchCtx, g.stopWatch = context.WithCancel(g.runCtx)
 	g.m.Subscribe(g.onTransition)
@@ -321,7 +321,7 @@ func (g *Gateway) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
 		select {
-		case <-g.sd.done:
+		case <-g.shutdown.done:
 		default:
 			// Never shut down (a start-up that failed after New, or an
 			// embedder that only built it): stop the notifier's workers

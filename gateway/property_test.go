@@ -233,7 +233,7 @@ func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("gateway did not stop")
 	}
-	rep := m.g.sd.report
+	rep := m.g.shutdown.report
 	msgs, err := notify.ReadOutbox(filepath.Join(m.home, OutboxFileName))
 	if err != nil {
 		t.Fatalf("outbox: %v", err)

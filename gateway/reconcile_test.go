@@ -49,10 +49,10 @@ func markerJSON(epoch, suppress string, at time.Time) string {
 		epoch + `","suppress_notification":` + suppress + `,"request_id":"r1"}`
 }
 
-// TestReconcileThatChangesNothingAllocatesNothing: the poll fallback runs a
+// TestReconcileThatChangesNothingStaysCheap: the poll fallback runs a
 // reconcile every second; with no marker and the gateway running it must
 // not call into the state machine (looplab allocates on every Fire).
-func TestReconcileThatChangesNothingAllocatesNothing(t *testing.T) {
+func TestReconcileThatChangesNothingStaysCheap(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	f.g.Reconcile(ctx)
@@ -60,6 +60,7 @@ func TestReconcileThatChangesNothingAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { f.g.Reconcile(ctx) })
 	assert.Zero(t, tc.n.Load(), "no transition")
 	// A Fire alone would cost looplab 18 allocations; the check of the
-	// missing marker costs none.
-	assert.Zero(t, allocs, "a no-op reconcile reads the marker and nothing else")
+	// missing marker is one os.Lstat, whose path copy and *PathError cost
+	// 3 (go1.26).
+	assert.LessOrEqual(t, allocs, 3.0, "a no-op reconcile looks for the marker and does nothing else")
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
-// shutdown is the state of the one shutdown sequence a Gateway runs.
-type shutdown struct {
+// shutdownState is the state of the one shutdown sequence a Gateway runs.
+type shutdownState struct {
 	mu     sync.Mutex
 	id     string         // set by the first BeginShutdown
 	forced bool           // force has been closed
@@ -32,20 +32,20 @@ type shutdown struct {
 // preStop or ExecStop request must not cut turns off. force (now or in a
 // later call) cuts the remaining turns off at once.
 func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
-	g.sd.mu.Lock()
-	first := g.sd.id == ""
+	g.shutdown.mu.Lock()
+	first := g.shutdown.id == ""
 	if first {
-		g.sd.id = randid.New()
-		g.sd.gated = make(chan struct{})
+		g.shutdown.id = randid.New()
+		g.shutdown.gated = make(chan struct{})
 	}
-	id, gated := g.sd.id, g.sd.gated
-	escalate := force && !g.sd.forced
+	id, gated := g.shutdown.id, g.shutdown.gated
+	escalate := force && !g.shutdown.forced
 	if escalate {
-		g.sd.forced = true
-		close(g.sd.force)
+		g.shutdown.forced = true
+		close(g.shutdown.force)
 	}
-	forced := g.sd.forced
-	g.sd.mu.Unlock()
+	forced := g.shutdown.forced
+	g.shutdown.mu.Unlock()
 
 	if first {
 		begun := make(chan struct{})
@@ -73,15 +73,15 @@ func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 func (g *Gateway) Shutdown(ctx context.Context, force bool) (ShutdownReport, error) {
 	g.BeginShutdown(force)
 	select {
-	case <-g.sd.done:
-		return g.sd.report, nil
+	case <-g.shutdown.done:
+		return g.shutdown.report, nil
 	case <-ctx.Done():
 		return ShutdownReport{}, ctx.Err()
 	}
 }
 
 // Done is closed once the gateway has stopped.
-func (g *Gateway) Done() <-chan struct{} { return g.sd.done }
+func (g *Gateway) Done() <-chan struct{} { return g.shutdown.done }
 
 // runShutdown is the shutdown sequence. It first fires shutdown, so the
 // gate refuses new turns; then it decides suppression from the marker
@@ -99,9 +99,9 @@ func (g *Gateway) runShutdown(id string, gated, begun chan<- struct{}) {
 	ctx := context.Background()
 	rep := ShutdownReport{ID: id}
 	g.log.Info("shutdown started", "shutdown_id", id, "active_agents", g.m.InFlight())
-	g.sd.mu.Lock()
-	forced := g.sd.forced
-	g.sd.mu.Unlock()
+	g.shutdown.mu.Lock()
+	forced := g.shutdown.forced
+	g.shutdown.mu.Unlock()
 	g.record(api.HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
@@ -177,10 +177,10 @@ func (g *Gateway) runShutdown(id string, gated, begun chan<- struct{}) {
 	g.log.Info("gateway stopped", "shutdown_id", id, "broadcast", rep.Broadcast, "suppressed", rep.Suppressed,
 		"interrupted", len(rep.Interrupted))
 
-	g.sd.mu.Lock()
-	g.sd.report = rep
-	g.sd.mu.Unlock()
-	close(g.sd.done)
+	g.shutdown.mu.Lock()
+	g.shutdown.report = rep
+	g.shutdown.mu.Unlock()
+	close(g.shutdown.done)
 }
 
 // waitIdleOrForce waits until nothing is in flight, limit passes or
@@ -192,7 +192,7 @@ func (g *Gateway) waitIdleOrForce(ctx context.Context, limit time.Duration) bool
 	defer close(stop)
 	go func() {
 		select {
-		case <-g.sd.force:
+		case <-g.shutdown.force:
 			cancel()
 		case <-stop:
 		}

@@ -176,17 +176,19 @@ func turnResult(err error) string {
 
 // claim takes session's slot for the turn s describes (its start, turn
 // id, kind; claim sets its cancel) and returns the context the turn runs
-// with. It reports false when the session already has a turn running.
+// with: a child of ctx that the slot's cancel also cancels, with its cause
+// (ErrInterrupted on a forced shutdown); unclaim releases it. It reports
+// false when the session already has a turn running.
 func (g *Gateway) claim(ctx context.Context, session string, s slot) (context.Context, bool) {
 	g.sessMu.Lock()
 	defer g.sessMu.Unlock()
 	if _, busy := g.sessions[session]; busy {
 		return nil, false
 	}
-	tc := &turnContext{parent: ctx}
-	s.cancel = tc.cancel
+	turnCtx, cancel := context.WithCancelCause(ctx)
+	s.cancel = cancel
 	g.sessions[session] = s
-	return tc, true
+	return turnCtx, true
 }
 
 // Turns returns the turns in flight, oldest first: user turns that have
@@ -207,94 +209,6 @@ func (g *Gateway) Turns() []api.TurnInfo {
 		return strings.Compare(a.Session, b.Session)
 	})
 	return out
-}
-
-// turnContext is the context a turn runs with: ctx of its caller, which
-// the slot's cancel also cancels, as context.WithCancelCause(ctx) would
-// be, but derived lazily. WithCancelCause under a request's context costs
-// the request context's done channel, its children map and the locking of
-// both to link and unlink the child: most of a zero-work turn's gateway
-// CPU. An agent that only asks Err (the echo agent) never pays it; the
-// first Done or Value derives the real context, cancelled at once if the
-// turn was, with the cause the eager one would have, so Done, Err,
-// context.Cause and children behave the same.
-type turnContext struct {
-	parent context.Context
-	mu     sync.Mutex      // guards the fields below: cancel and the agent's calls race
-	real   context.Context // the derived context, nil until Done or Value
-	stop   context.CancelCauseFunc
-	// cancelled is set by the first cancel; own when it came before the
-	// parent was done, so the turn's error and cause are cause's and not
-	// the parent's.
-	cancelled, own bool
-	cause          error
-}
-
-// Deadline is the parent's: cancel adds none.
-func (c *turnContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
-
-// Done derives the real context and returns its channel.
-func (c *turnContext) Done() <-chan struct{} { return c.derive().Done() }
-
-// Value derives the real context and asks it: context.Cause and a child
-// context find the real one's cancel state through Value.
-func (c *turnContext) Value(key any) any { return c.derive().Value(key) }
-
-// Err is context.Canceled once cancel came first, else the parent's (or
-// the real context's once derived), without deriving.
-func (c *turnContext) Err() error {
-	c.mu.Lock()
-	real, own := c.real, c.own
-	c.mu.Unlock()
-	switch {
-	case real != nil:
-		return real.Err()
-	case own:
-		return context.Canceled
-	}
-	return c.parent.Err()
-}
-
-// derive returns the real context, creating it on the first call: a
-// child of the parent, or, when cancel came before the parent was done,
-// a context with the parent's values cancelled with cause (a child of
-// the parent would take the parent's cause if it was done since).
-func (c *turnContext) derive() context.Context {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.real == nil {
-		parent := c.parent
-		if c.own {
-			parent = context.WithoutCancel(parent)
-		}
-		c.real, c.stop = context.WithCancelCause(parent)
-		if c.cancelled {
-			c.stop(c.cause)
-		}
-	}
-	return c.real
-}
-
-// cancel cancels the turn with cause (context.Canceled when nil); only
-// the first call counts.
-func (c *turnContext) cancel(cause error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancelled {
-		return
-	}
-	c.cancelled = true
-	if cause == nil {
-		cause = context.Canceled
-	}
-	c.cause = cause
-	if c.real != nil {
-		c.stop(cause)
-		return
-	}
-	// The parent done already: the eager child would have been cancelled
-	// with it, and this cancel would have changed nothing.
-	c.own = c.parent.Err() == nil
 }
 
 // unclaim frees session's slot and starts a spooled event waiting for it.

@@ -3,104 +3,103 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
-
-func TestEchoAgentZeroWork(t *testing.T) {
-	for _, work := range []time.Duration{0, -time.Second} {
-		a := agent.NewEcho(work)
-		got, err := a.Run(context.Background(), agent.Turn{Session: "s", Text: "hello"})
-		require.NoError(t, err)
-		require.Equal(t, "hello", got)
-
-		// A cancelled turn is always cut off, with the cancel's cause,
-		// before its reply and before any delta.
-		ctx, cancel := context.WithCancelCause(context.Background())
-		cancel(ErrInterrupted)
-		var deltas []string
-		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "hello"})
-		require.ErrorIs(t, err, ErrInterrupted)
-		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
-		require.ErrorIs(t, err, ErrInterrupted)
-		require.Empty(t, deltas)
-
-		// A turn cancelled by its first delta stops before the second.
-		ctx, cancel = context.WithCancelCause(context.Background())
-		_, err = a.Run(ctx, agent.Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
-			deltas = append(deltas, d)
-			cancel(context.Canceled)
-		}})
-		require.ErrorIs(t, err, context.Canceled)
-		require.Equal(t, []string{"a "}, deltas)
-	}
-}
 
 type ctxKey struct{}
 
-// TestTurnContextMatchesWithCancelCause runs every order of the events
-// of a turn's context (the parent cancelled, the turn cancelled, the
-// real context derived by Done, a second turn cancel) on a turnContext
-// and on context.WithCancelCause of the same kind of parent, and requires
-// the same Err after each event and the same Done, Err, Cause, Value and
-// child cancellation at the end.
-func TestTurnContextMatchesWithCancelCause(t *testing.T) {
-	errParent := errors.New("parent cause")
-	type event func(parentCancel context.CancelCauseFunc, ctx context.Context, cancel context.CancelCauseFunc)
-	events := map[string]event{
-		"P": func(pc context.CancelCauseFunc, _ context.Context, _ context.CancelCauseFunc) { pc(errParent) },
-		"T": func(_ context.CancelCauseFunc, _ context.Context, c context.CancelCauseFunc) { c(ErrInterrupted) },
-		"N": func(_ context.CancelCauseFunc, _ context.Context, c context.CancelCauseFunc) { c(nil) },
-		"D": func(_ context.CancelCauseFunc, ctx context.Context, _ context.CancelCauseFunc) { _ = ctx.Done() },
-	}
-	var orders [][]string
-	var build func(prefix []string, left []string)
-	build = func(prefix, left []string) {
-		orders = append(orders, append([]string(nil), prefix...))
-		for i, e := range left {
-			rest := append(append([]string(nil), left[:i]...), left[i+1:]...)
-			build(append(prefix, e), rest)
-		}
-	}
-	build(nil, []string{"P", "T", "N", "D"})
-	for _, order := range orders {
-		t.Run(fmt.Sprint(order), func(t *testing.T) {
-			newParent := func() (context.Context, context.CancelCauseFunc) {
-				return context.WithCancelCause(context.WithValue(context.Background(), ctxKey{}, "v"))
+// seenCtx is what an agent saw of its turn's context once it was done
+// (or when its wait for that gave up).
+type seenCtx struct {
+	done  bool
+	err   error
+	cause error
+	value any
+}
+
+// TestTurnContext: the context an agent runs with carries the caller's
+// values, and is done, with context.Canceled and a cause the agent can
+// tell apart, when a forced shutdown interrupts the turn, when the
+// client goes away, and once the turn has returned (so what the agent
+// left behind, waiting on it, is released).
+func TestTurnContext(t *testing.T) {
+	errClientGone := errors.New("client went away")
+	for _, tc := range []struct {
+		name string
+		// end ends the turn: cancelClient cancels the turn's caller.
+		end       func(t *testing.T, f *fixture, cancelClient context.CancelCauseFunc)
+		wait      bool  // the agent waits for its context to be done
+		wantCause error // the cause the agent sees
+		wantErr   error // what Turn returns, wrapped
+	}{
+		{"interrupted by a forced shutdown", func(t *testing.T, f *fixture, _ context.CancelCauseFunc) {
+			_, _ = f.shutdown(t, true)
+		}, true, ErrInterrupted, ErrInterrupted},
+		{"the client went away", func(_ *testing.T, _ *fixture, cancelClient context.CancelCauseFunc) {
+			cancelClient(errClientGone)
+		}, true, errClientGone, errClientGone},
+		{"the turn returned", func(*testing.T, *fixture, context.CancelCauseFunc) {}, false, context.Canceled, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type started struct {
+				ctx context.Context
+				at  seenCtx // as the agent saw it when it started
 			}
-			refParent, refParentCancel := newParent()
-			ref, refCancel := context.WithCancelCause(refParent)
-			parent, parentCancel := newParent()
-			tc := &turnContext{parent: parent}
-			for _, e := range order {
-				events[e](refParentCancel, ref, refCancel)
-				events[e](parentCancel, tc, tc.cancel)
-				require.Equal(t, ref.Err(), tc.Err(), "Err after %s", e)
+			running := make(chan started, 1)
+			seen := make(chan seenCtx, 1)
+			f := newFixture(t, func(c *Config) {
+				c.Agent = agent.Func(func(ctx context.Context, turn agent.Turn) (string, error) {
+					running <- started{ctx, seenCtx{done: isDone(ctx.Done()), err: ctx.Err(), value: ctx.Value(ctxKey{})}}
+					if !tc.wait {
+						return turn.Text, nil
+					}
+					wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+					defer stop()
+					select {
+					case <-ctx.Done():
+					case <-wait.Done(): // the bug: seen below as not done
+					}
+					seen <- seenCtx{done: isDone(ctx.Done()), err: ctx.Err(), cause: context.Cause(ctx), value: ctx.Value(ctxKey{})}
+					return "", context.Cause(ctx)
+				})
+			})
+			client, cancelClient := context.WithCancelCause(context.WithValue(context.Background(), ctxKey{}, "request-scoped"))
+			defer cancelClient(nil)
+			out := make(chan turnOut, 1)
+			go func() {
+				reply, err := f.g.Turn(client, "alice", "hi")
+				out <- turnOut{reply, err}
+			}()
+			st := recv(t, running)
+			ctx := st.ctx
+			require.Equal(t, "request-scoped", st.at.value, "the caller's values reach the agent")
+			require.False(t, st.at.done, "a running turn's context is not done")
+			require.NoError(t, st.at.err)
+			tc.end(t, f, cancelClient)
+			res := recv(t, out)
+			if tc.wait {
+				s := recv(t, seen)
+				require.True(t, s.done, "Done is closed")
+				require.ErrorIs(t, s.err, context.Canceled)
+				require.ErrorIs(t, s.cause, tc.wantCause)
+				require.Equal(t, "request-scoped", s.value)
 			}
-			refChild, refChildCancel := context.WithCancel(ref)
-			defer refChildCancel()
-			child, childCancel := context.WithCancel(tc)
-			defer childCancel()
-			require.Equal(t, isDone(ref.Done()), isDone(tc.Done()), "Done")
-			require.Equal(t, ref.Err(), tc.Err(), "Err")
-			require.Equal(t, context.Cause(ref), context.Cause(tc), "Cause")
-			require.Equal(t, "v", tc.Value(ctxKey{}))
-			require.Equal(t, isDone(refChild.Done()), isDone(child.Done()), "child Done")
-			require.Equal(t, context.Cause(refChild), context.Cause(child), "child Cause")
-			// Whatever happened so far, a later cancel reaches the
-			// context and its child as it reaches the reference.
-			refCancel(ErrInterrupted)
-			tc.cancel(ErrInterrupted)
-			require.Equal(t, context.Cause(ref), context.Cause(tc), "Cause after a last cancel")
-			require.Equal(t, context.Cause(refChild), context.Cause(child), "child Cause after a last cancel")
-			require.True(t, isDone(tc.Done()))
-			require.True(t, isDone(child.Done()))
+			if tc.wantErr == nil {
+				require.NoError(t, res.err)
+				require.Equal(t, "hi", res.reply)
+			} else {
+				require.ErrorIs(t, res.err, tc.wantErr)
+			}
+			// Once Turn has returned, the turn's context is released.
+			require.True(t, isDone(ctx.Done()), "released when the turn returns")
+			require.ErrorIs(t, ctx.Err(), context.Canceled)
+			require.ErrorIs(t, context.Cause(ctx), tc.wantCause)
+			require.Zero(t, f.g.Status().Agent.Failures, "a cancelled turn is not the agent's failure")
 		})
 	}
 }
@@ -112,47 +111,4 @@ func isDone(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// TestTurnContextConcurrentCancel races the turn's cancel against an
-// agent's Done, Err and Cause (go test -race): the agent always ends up
-// seeing the cancel, with its cause.
-func TestTurnContextConcurrentCancel(t *testing.T) {
-	for range 200 {
-		tc := &turnContext{parent: context.Background()}
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tc.cancel(ErrInterrupted)
-		}()
-		_ = tc.Err()
-		<-tc.Done()
-		wg.Wait()
-		require.ErrorIs(t, tc.Err(), context.Canceled)
-		require.ErrorIs(t, context.Cause(tc), ErrInterrupted)
-	}
-}
-
-// TestTurnContextAfterFunc checks that context.AfterFunc on a turn's
-// context (as an agent may use it) runs once the turn is cancelled, and
-// only then.
-func TestTurnContextAfterFunc(t *testing.T) {
-	parent, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var ran atomic.Int64
-	stopped := make(chan struct{})
-	for range 3 {
-		tc := &turnContext{parent: parent}
-		stop := context.AfterFunc(tc, func() { ran.Add(1); stopped <- struct{}{} })
-		select {
-		case <-stopped:
-			t.Fatal("AfterFunc ran before the cancel")
-		case <-time.After(time.Millisecond):
-		}
-		tc.cancel(nil)
-		<-stopped
-		require.False(t, stop(), "AfterFunc ran already")
-	}
-	require.EqualValues(t, 3, ran.Load())
 }

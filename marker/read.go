@@ -198,13 +198,10 @@ func ageSince(now, t time.Time) time.Duration {
 // anything else (not a regular file, unreadable). fi is p's information
 // when known, also on an error.
 func readMarkerFile(p string) (data []byte, fi os.FileInfo, err error) {
-	if exists, err := homefile.Lexists(p); err == nil && !exists {
-		return nil, nil, errAbsent // the common case, every poll: no allocation
-	}
 	lfi, err := os.Lstat(p)
 	if err != nil {
 		if homefile.IsNotExist(err) {
-			return nil, nil, err
+			return nil, nil, errAbsent // the common case, every poll
 		}
 		return nil, nil, unreadableError(p, err)
 	}

@@ -48,22 +48,29 @@
 //     outbox, Sent and every sink queue see one order; guards seen and sent.
 //   - Notifier.closed (atomic.Bool): Close refuses new Sends at once, without
 //     waiting for mu, which a Send holds across an outbox fsync.
-//   - Notifier.live (atomic.Int32) and Notifier.exited (channel, closed once
-//     by the last lane): Close waits for the lanes with a ctx, which a
-//     sync.WaitGroup cannot do.
-//   - lane goroutines, one per sink (Concurrency() for a ConcurrentSink,
-//     eight for the webhook): each drains its sink's queue, so Send never
-//     waits on a sink and sinks never wait on each other.
-//   - queue.mu (sync.Mutex, one per sink): guards that sink's queued,
-//     in-flight and settling messages, its Flush waiters, stop flag and
-//     deadline.
-//   - queue.wake (sync.Cond on queue.mu): idle lanes sleep on it; enqueue
-//     signals one, Close wakes all so they exit.
-//   - flushWait.done (channel, one per Flush per lagging sink, closed once):
-//     the sink's "caught up" signal, closed only after the messages it
-//     covers were logged, so Flush can wait for it with a ctx.
-//   - one context per in-flight attempt: Flush and Close cancel it when
-//     their ctx is done; after Close it also carries Close's deadline.
+//   - the sink goroutines, one per sink (Concurrency() for a ConcurrentSink,
+//     eight for the webhook): each takes its sink's deliveries one at a
+//     time, so Send never waits on a sink and sinks never wait on each other.
+//   - sinkQueue.mu (sync.Mutex, one per sink): guards that sink's queue
+//     (not yet taken), its open deliveries (what Flush waits for), its
+//     stop flag and the deadline Close sets.
+//   - sinkQueue.wake (channel, capacity 1): enqueue wakes an idle sink
+//     goroutine without blocking; a goroutine that takes a delivery while
+//     more are queued passes the wake-up on.
+//   - sinkQueue.stop (channel, closed once by Close): wakes every idle sink
+//     goroutine so it returns.
+//   - sinkQueue.exits (one channel per sink goroutine, closed when it
+//     returns): Close waits for them with a ctx, which a sync.WaitGroup
+//     cannot do.
+//   - delivery.claimed (atomic.Bool, one per message per sink): the sink
+//     goroutine whose attempt ended and a Flush or Close giving up race to
+//     set it; the winner alone logs, counts and keeps the message, so each
+//     (message, sink) is resolved exactly once.
+//   - delivery.resolved (channel, closed once by the winner, after it
+//     logged): what Flush waits on, with its ctx.
+//   - delivery.ctx (one per message per sink, cancelled when it is given
+//     up on): ends the attempt in flight; after Close an attempt also
+//     carries Close's deadline.
 //   - Outbox.mu (one-slot channel): serialises appends to the file; a channel
 //     so that an Outbox.Send waiting behind a slow fsync honours its ctx.
 //   - Webhook.pendMu (sync.Mutex): serialises Keep's appends to the pending

@@ -69,25 +69,25 @@ func mustReadOutbox(tb testing.TB, path string) []notify.Message {
 	return msgs
 }
 
-// ping returns an interrupt message for session in shutdown sd.
-func ping(sd, session string) notify.Message {
+// ping returns an interrupt message for session in shutdown shutdownID.
+func ping(shutdownID, session string) notify.Message {
 	return notify.Message{
 		At:         time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
 		Kind:       notify.KindSessionInterrupted,
 		Target:     session,
 		Text:       notify.InterruptText(session),
-		ShutdownID: sd,
+		ShutdownID: shutdownID,
 	}
 }
 
-// broadcast returns the home broadcast of shutdown sd.
-func broadcast(sd string) notify.Message {
+// broadcast returns the home broadcast of shutdown shutdownID.
+func broadcast(shutdownID string) notify.Message {
 	return notify.Message{
 		At:         time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
 		Kind:       notify.KindShutdownBroadcast,
 		Target:     notify.HomeTarget,
 		Text:       notify.BroadcastText(),
-		ShutdownID: sd,
+		ShutdownID: shutdownID,
 	}
 }
 

@@ -1,12 +1,10 @@
 package notify
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,37 +38,76 @@ type NotifierOptions struct {
 //
 // Send first appends the message to the outbox and fsyncs it; then, whether
 // or not that worked, it queues the message for every other sink. Each sink
-// has its own unbounded in-memory queue drained by its own goroutine (by
-// Concurrency() goroutines for a ConcurrentSink), so Send never waits on a
-// sink, and a failing sink, the outbox included, never holds back another.
+// has its own unbounded queue drained by its own goroutine (by Concurrency()
+// goroutines for a ConcurrentSink), so Send never waits on a sink, and a
+// failing sink, the outbox included, never holds back another.
 //
-// Flush waits until every sink has caught up, up to its context's deadline;
-// whatever misses the deadline is given up on: logged at WARN
-// ("notification not delivered; kept in outbox") with its message ID and
-// sink, handed to the sink's Keep if it is a Keeper, and never retried by
-// this Notifier. A sink that fails is logged (and kept) the same way. Each
-// (message, sink) pair is logged at most once, and before any Flush waiting
-// for it returns.
+// Flush waits until every sink has handled what was queued before the call,
+// up to its context's deadline; whatever misses the deadline is given up
+// on: logged at WARN ("notification not delivered; kept in outbox") with its
+// message ID and sink, handed to the sink's Keep if it is a Keeper, and
+// never retried by this Notifier. A sink that fails is logged (and kept)
+// the same way. Each (message, sink) pair is resolved exactly once.
+//
+// Every mutex, atomic, goroutine and channel it uses, with its reason, is
+// listed in the package documentation (Concurrency).
 type Notifier struct {
 	outbox  *Outbox
 	logger  *slog.Logger
 	observe Observer
-	sinks   []*queue
+	sinks   []*sinkQueue
 
-	// mu serialises Send, so that deduplication, the outbox, Sent and every
-	// queue see messages in one order; it guards seen and sent.
+	// mu serialises SendAll, so that deduplication, the outbox, Sent and
+	// every sink's queue see messages in one order; it guards seen and sent.
 	mu   sync.Mutex
 	seen map[string]struct{}
 	sent []Message
 
-	// closed refuses new Sends; atomic so Close need not wait for mu, which
-	// a Send holds across an outbox fsync.
+	// closed refuses new Sends; atomic so that Close need not wait for mu,
+	// which a Send holds across an outbox fsync.
 	closed atomic.Bool
+}
 
-	// live counts lanes still running; the last one to exit closes exited,
-	// which Close can wait on with a ctx (a WaitGroup cannot be selected).
-	live   atomic.Int32
-	exited chan struct{}
+// sinkQueue is one sink, its queue and its goroutines. The queue is a
+// slice under a mutex with a wake-up channel, not a channel of messages:
+// a bounded channel could make Send wait on a slow sink, and Send must
+// never hold up the shutdown sequence.
+type sinkQueue struct {
+	sink   Sink
+	name   string // in log lines
+	label  string // for the Observer
+	keeper Keeper // nil unless sink is a Keeper
+
+	// mu guards queue, open, stopped and deadline.
+	mu sync.Mutex
+	// queue holds the deliveries no goroutine has taken yet, oldest first.
+	queue []*delivery
+	// open holds every delivery queued since the last Flush, taken or not
+	// (Flush drops the resolved ones): what Flush and Close wait for.
+	open []*delivery
+	// stopped: Close has given up on everything; enqueue refuses.
+	stopped bool
+	// deadline, set by Close, bounds every attempt started afterwards.
+	deadline time.Time
+
+	wake  chan struct{}   // capacity 1: the queue may hold work
+	stop  chan struct{}   // closed by Close: the goroutines return
+	exits []chan struct{} // one per goroutine, closed when it returns
+}
+
+// delivery is one message on its way to one sink.
+type delivery struct {
+	msg Message
+	// ctx is the context of its attempt; cancel ends it when the delivery
+	// is given up on.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// claimed is set by whoever resolves the delivery: the goroutine whose
+	// attempt ended, or a Flush or Close giving up on it, whichever comes
+	// first. So it is logged and counted exactly once.
+	claimed atomic.Bool
+	// resolved is closed once the delivery was resolved and logged.
+	resolved chan struct{}
 }
 
 // NewNotifier returns a Notifier that records every message in outbox and
@@ -95,15 +132,8 @@ func NewNotifierWith(outbox *Outbox, opt NotifierOptions, sinks ...Sink) *Notifi
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	n := &Notifier{
-		outbox:  outbox,
-		logger:  opt.Logger,
-		observe: opt.Observer,
-		seen:    make(map[string]struct{}),
-		exited:  make(chan struct{}),
-	}
+	n := &Notifier{outbox: outbox, logger: opt.Logger, observe: opt.Observer, seen: make(map[string]struct{})}
 	names := make(map[string]int)
-	lanes := 0
 	for i, s := range sinks {
 		if s == nil {
 			panic(fmt.Sprintf("notify: NewNotifier: sink %d is nil", i))
@@ -112,22 +142,19 @@ func NewNotifierWith(outbox *Outbox, opt NotifierOptions, sinks ...Sink) *Notifi
 		if names[name]++; names[name] > 1 {
 			name = fmt.Sprintf("%s #%d", name, names[name])
 		}
-		q := &queue{sink: s, name: name, label: sinkLabel(s), lanes: 1}
-		q.wake.L = &q.mu
+		q := &sinkQueue{sink: s, name: name, label: sinkLabel(s), wake: make(chan struct{}, 1), stop: make(chan struct{})}
 		q.keeper, _ = s.(Keeper)
+		workers := 1
 		if c, ok := s.(ConcurrentSink); ok {
-			q.lanes = min(max(c.Concurrency(), 1), maxLanes)
+			workers = min(max(c.Concurrency(), 1), maxLanes)
 		}
+		q.exits = make([]chan struct{}, workers)
 		n.sinks = append(n.sinks, q)
-		lanes += q.lanes
 	}
-	n.live.Store(int32(lanes))
-	if lanes == 0 {
-		close(n.exited)
-	}
-	for _, q := range n.sinks {
-		for range q.lanes {
-			go n.lane(q)
+	for _, q := range n.sinks { // once every sink passed the nil check
+		for i := range q.exits {
+			q.exits[i] = make(chan struct{})
+			go n.work(q, q.exits[i])
 		}
 	}
 	return n
@@ -225,13 +252,11 @@ func (n *Notifier) SendAll(ctx context.Context, msgs []Message) error {
 	n.sent = append(n.sent, fresh...)
 
 	var err error
-	for _, m := range fresh {
-		for _, q := range n.sinks {
-			if !q.enqueue(m) {
-				// Close stopped the sink while this Send was under way.
-				n.report(q, []item{{msg: m}}, ErrClosed, ResultUndelivered)
-				err = ErrClosed
-			}
+	for _, q := range n.sinks {
+		if refused := q.enqueue(fresh); len(refused) > 0 {
+			// Close stopped the sink while this Send was under way.
+			n.resolve(q, refused, ErrClosed, ResultUndelivered)
+			err = ErrClosed
 		}
 	}
 	if oerr != nil {
@@ -250,35 +275,40 @@ func (n *Notifier) SendAll(ctx context.Context, msgs []Message) error {
 // if it is a Keeper, and returns ctx.Err(). Flush never waits for a sink
 // after ctx is done, even one that ignores its context.
 func (n *Notifier) Flush(ctx context.Context) error {
-	waits := make([]flushWait, len(n.sinks))
+	open := make([][]*delivery, len(n.sinks))
 	for i, q := range n.sinks {
-		waits[i] = q.flushWaiter()
+		open[i] = q.unresolved()
 	}
-	for _, w := range waits {
-		if w.done == nil {
-			continue
-		}
-		select {
-		case <-w.done:
-		case <-ctx.Done():
-			return n.abandon(waits, ctx.Err())
+	for _, ds := range open {
+		for _, d := range ds {
+			select {
+			case <-d.resolved:
+			case <-ctx.Done():
+				if allResolved(open) {
+					return nil
+				}
+				for i, q := range n.sinks {
+					n.resolve(q, open[i], ctx.Err(), ResultUndelivered)
+				}
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
 }
 
-// abandon gives up on every message below each sink's flush target (see
-// Flush). It returns cause unless every sink had caught up after all.
-func (n *Notifier) abandon(waits []flushWait, cause error) error {
-	var err error
-	for i, q := range n.sinks {
-		items, caughtUp := q.takeBelow(waits[i], false)
-		if !caughtUp {
-			err = cause
+// allResolved reports whether every delivery in open is resolved.
+func allResolved(open [][]*delivery) bool {
+	for _, ds := range open {
+		for _, d := range ds {
+			select {
+			case <-d.resolved:
+			default:
+				return false
+			}
 		}
-		n.giveUp(q, items, cause, ResultUndelivered)
 	}
-	return err
+	return true
 }
 
 // Close stops the Notifier: Sends after Close return ErrClosed; Close
@@ -293,20 +323,21 @@ func (n *Notifier) abandon(waits []flushWait, cause error) error {
 // Send returns). Otherwise Close returns the outbox's close error, or nil.
 // Calling Close again only waits, up to ctx, for the goroutines to exit.
 func (n *Notifier) Close(ctx context.Context) error {
-	if n.closed.Swap(true) {
-		return n.waitLanes(ctx)
-	}
-	if dl, ok := ctx.Deadline(); ok {
+	if dl, ok := ctx.Deadline(); ok && !n.closed.Load() {
+		// Before Sends see ErrClosed: an attempt that starts once they do
+		// ends by the deadline.
 		for _, q := range n.sinks {
 			q.setDeadline(dl)
 		}
 	}
+	if n.closed.Swap(true) {
+		return n.waitWorkers(ctx)
+	}
 	err := n.Flush(ctx)
 	for _, q := range n.sinks {
-		items, _ := q.takeBelow(flushWait{target: math.MaxUint64}, true)
-		n.giveUp(q, items, ErrClosed, ResultUndelivered)
+		n.resolve(q, q.stopAll(), ErrClosed, ResultUndelivered)
 	}
-	if werr := n.waitLanes(ctx); err == nil {
+	if werr := n.waitWorkers(ctx); err == nil {
 		err = werr
 	}
 	if cerr := n.outbox.Close(); err == nil {
@@ -315,19 +346,19 @@ func (n *Notifier) Close(ctx context.Context) error {
 	return err
 }
 
-// waitLanes waits until every lane has exited or ctx is done.
-func (n *Notifier) waitLanes(ctx context.Context) error {
-	select {
-	case <-n.exited:
-		return nil
-	default:
+// waitWorkers waits until every sink's goroutines have returned, or ctx is
+// done.
+func (n *Notifier) waitWorkers(ctx context.Context) error {
+	for _, q := range n.sinks {
+		for _, exit := range q.exits {
+			select {
+			case <-exit:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
-	select {
-	case <-n.exited:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // Sent returns the messages accepted so far (with their defaults filled
@@ -340,51 +371,62 @@ func (n *Notifier) Sent() []Message {
 	return slices.Clone(n.sent)
 }
 
-// lane is one of q's goroutines: it sends q's queue until q stops.
-func (n *Notifier) lane(q *queue) {
-	defer func() {
-		if n.live.Add(-1) == 0 {
-			close(n.exited)
-		}
-	}()
+// work is one of q's goroutines: it sends q's deliveries one at a time
+// until Close stops q, and closes exit when it returns.
+func (n *Notifier) work(q *sinkQueue, exit chan<- struct{}) {
+	defer close(exit)
 	for {
-		a, ctx, ok := q.take()
+		d, dl, ok := q.take()
 		if !ok {
 			return
 		}
-		err := sendSafely(ctx, q.sink, a.msg)
-		a.cancel()
-		if !q.finish(a) {
-			n.late(q, a.msg, err)
+		ctx, cancel := d.ctx, context.CancelFunc(func() {})
+		if !dl.IsZero() {
+			ctx, cancel = context.WithDeadline(d.ctx, dl)
+		}
+		err := sendSafely(ctx, q.sink, d.msg)
+		cancel()
+		if !d.claimed.CompareAndSwap(false, true) {
+			n.late(q, d.msg, err) // a Flush or Close gave up on it and logged it
 			continue
 		}
+		d.cancel()
 		if err == nil {
-			n.logger.Debug("notification delivered", append(a.msg.attrs(), "sink", q.name)...)
+			n.logger.Debug("notification delivered", append(d.msg.attrs(), "sink", q.name)...)
 			n.observe.observe(q.label, ResultDelivered)
-			q.settled([]item{a.item})
 		} else {
-			n.giveUp(q, []item{a.item}, err, ResultFailed)
+			n.report(q, []*delivery{d}, err, ResultFailed)
+		}
+		close(d.resolved)
+	}
+}
+
+// resolve gives up on those of ds nobody has resolved yet: it cancels
+// their attempts, reports them (see report) and marks them resolved.
+func (n *Notifier) resolve(q *sinkQueue, ds []*delivery, cause error, result string) {
+	var mine []*delivery
+	for _, d := range ds {
+		if d.claimed.CompareAndSwap(false, true) {
+			d.cancel()
+			mine = append(mine, d)
 		}
 	}
-}
-
-// giveUp resolves items of q's settling set that q did not deliver: it
-// reports them, and only then marks them settled, which may wake a Flush.
-func (n *Notifier) giveUp(q *queue, items []item, cause error, result string) {
-	if len(items) == 0 {
+	if len(mine) == 0 {
 		return
 	}
-	n.report(q, items, cause, result)
-	q.settled(items)
+	n.report(q, mine, cause, result)
+	for _, d := range mine {
+		close(d.resolved)
+	}
 }
 
-// report logs each of items at WARN as not delivered by q, tells the
-// Observer and hands them to q's Keeper.
-func (n *Notifier) report(q *queue, items []item, cause error, result string) {
-	msgs := make([]Message, len(items))
-	for i, it := range items {
-		msgs[i] = it.msg
-		n.logger.Warn(undeliveredMsg, append(it.msg.attrs(), "sink", q.name, "error", cause)...)
+// report logs each of ds at WARN as not delivered by q, tells the Observer
+// and hands them to q's Keeper, in one Keep call.
+func (n *Notifier) report(q *sinkQueue, ds []*delivery, cause error, result string) {
+	msgs := make([]Message, len(ds))
+	for i, d := range ds {
+		msgs[i] = d.msg
+		n.logger.Warn(undeliveredMsg, append(d.msg.attrs(), "sink", q.name, "error", cause)...)
 		n.observe.observe(q.label, result)
 	}
 	if q.keeper != nil {
@@ -396,7 +438,7 @@ func (n *Notifier) report(q *queue, items []item, cause error, result string) {
 
 // late logs the end of an attempt that a Flush or Close already gave up on
 // (and logged).
-func (n *Notifier) late(q *queue, m Message, err error) {
+func (n *Notifier) late(q *sinkQueue, m Message, err error) {
 	attrs := append(m.attrs(), "sink", q.name)
 	if err == nil {
 		n.logger.Info("notification delivered after it was given up", attrs...)
@@ -416,192 +458,96 @@ func sendSafely(ctx context.Context, s Sink, m Message) (err error) {
 	return s.Send(ctx, m)
 }
 
-// queue is one sink's state: its messages move from queued to inflight
-// (taken by a lane) to settling (being logged) to resolved (gone), or from
-// queued or inflight straight to settling when a deadline gives up on them.
-// Whoever moves an item into settling resolves it, exactly once.
-type queue struct {
-	sink   Sink
-	name   string // in log lines
-	label  string // for the Observer
-	keeper Keeper // nil unless sink is a Keeper
-	lanes  int
-
-	// mu guards everything below.
-	mu sync.Mutex
-	// wake, on mu, is where idle lanes sleep: enqueue signals one, stop
-	// wakes them all.
-	wake     sync.Cond
-	queued   []item     // FIFO, by seq
-	inflight []*attempt // at most lanes
-	settling []uint64   // seqs being resolved
-	waiters  []flushWait
-	next     uint64    // seq of the next message enqueued
-	stopped  bool      // lanes exit; enqueue refuses
-	deadline time.Time // set by Close: later attempts end by then
-}
-
-// item is one message queued for one sink; seq orders the sink's queue.
-type item struct {
-	msg Message
-	seq uint64
-}
-
-// attempt is an item a lane is sending; cancel ends its context.
-type attempt struct {
-	item
-	cancel context.CancelFunc
-}
-
-// flushWait is a Flush waiting for a sink: done is closed once every item
-// with a seq below target is resolved. A nil done means it already was.
-type flushWait struct {
-	target uint64
-	done   chan struct{}
-}
-
-// enqueue adds m to the queue and wakes a lane; it reports false, adding
-// nothing, once q is stopped.
-func (q *queue) enqueue(m Message) bool {
+// enqueue queues a delivery of each of msgs and wakes a goroutine. Once q
+// is stopped it queues nothing and returns the deliveries, for the caller
+// to resolve.
+func (q *sinkQueue) enqueue(msgs []Message) (refused []*delivery) {
+	ds := make([]*delivery, len(msgs))
+	for i, m := range msgs {
+		ctx, cancel := context.WithCancel(context.Background())
+		ds[i] = &delivery{msg: m, ctx: ctx, cancel: cancel, resolved: make(chan struct{})}
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.stopped {
-		return false
+		return ds
 	}
-	q.queued = append(q.queued, item{msg: m, seq: q.next})
-	q.next++
-	q.wake.Signal()
-	return true
+	q.queue = append(q.queue, ds...)
+	q.open = append(q.open, ds...)
+	q.signal()
+	return nil
 }
 
-// take waits for a queued item and moves it in flight, with the context
-// its attempt runs under. It reports false once q is stopped.
-func (q *queue) take() (*attempt, context.Context, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.queued) == 0 && !q.stopped {
-		q.wake.Wait()
+// signal wakes one idle goroutine, without blocking.
+func (q *sinkQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default: // a wake-up is pending already
 	}
-	if q.stopped {
-		return nil, nil, false
-	}
-	it := q.queued[0]
-	q.queued[0] = item{}
-	q.queued = q.queued[1:]
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if q.deadline.IsZero() {
-		ctx, cancel = context.WithCancel(context.Background())
-	} else {
-		ctx, cancel = context.WithDeadline(context.Background(), q.deadline)
-	}
-	a := &attempt{item: it, cancel: cancel}
-	q.inflight = append(q.inflight, a)
-	return a, ctx, true
 }
 
-// finish moves a from inflight to settling and reports true, or reports
-// false if a Flush or Close already gave up on a.
-func (q *queue) finish(a *attempt) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	i := slices.Index(q.inflight, a)
-	if i < 0 {
-		return false
-	}
-	q.inflight = slices.Delete(q.inflight, i, i+1)
-	q.settling = append(q.settling, a.seq)
-	return true
-}
-
-// settled removes items from settling and wakes every Flush now caught up.
-func (q *queue) settled(items []item) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, it := range items {
-		if i := slices.Index(q.settling, it.seq); i >= 0 {
-			q.settling = slices.Delete(q.settling, i, i+1)
+// take waits for a queued delivery that nobody gave up on yet and returns
+// it with the deadline its attempt gets (zero for none); it reports false
+// once Close stopped q.
+func (q *sinkQueue) take() (*delivery, time.Time, bool) {
+	for {
+		q.mu.Lock()
+		for len(q.queue) > 0 && !q.stopped {
+			d := q.queue[0]
+			q.queue[0] = nil
+			q.queue = q.queue[1:]
+			if d.claimed.Load() {
+				continue // given up on while it waited
+			}
+			if len(q.queue) > 0 {
+				q.signal() // pass the wake-up on to another idle goroutine
+			}
+			dl := q.deadline
+			q.mu.Unlock()
+			return d, dl, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-q.stop:
+			return nil, time.Time{}, false
 		}
 	}
-	low := q.lowLocked()
-	q.waiters = slices.DeleteFunc(q.waiters, func(w flushWait) bool {
-		if w.target <= low {
-			close(w.done)
+}
+
+// unresolved returns the deliveries queued on q and not yet resolved,
+// dropping the resolved ones from q.open.
+func (q *sinkQueue) unresolved() []*delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.open = slices.DeleteFunc(q.open, func(d *delivery) bool {
+		select {
+		case <-d.resolved:
 			return true
-		}
-		return false
-	})
-}
-
-// lowLocked returns the lowest seq not yet resolved (next if none). q.mu
-// must be held.
-func (q *queue) lowLocked() uint64 {
-	low := q.next
-	if len(q.queued) > 0 {
-		low = min(low, q.queued[0].seq)
-	}
-	for _, a := range q.inflight {
-		low = min(low, a.seq)
-	}
-	for _, s := range q.settling {
-		low = min(low, s)
-	}
-	return low
-}
-
-// flushWaiter returns a wait for everything queued so far.
-func (q *queue) flushWaiter() flushWait {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	w := flushWait{target: q.next}
-	if q.lowLocked() >= w.target {
-		return w
-	}
-	w.done = make(chan struct{})
-	q.waiters = append(q.waiters, w)
-	return w
-}
-
-// takeBelow gives up on every queued or in-flight item with a seq below
-// w.target: it cancels the attempts, moves the items to settling and
-// returns them for the caller to resolve. It drops w from the waiters and
-// reports whether q had caught up with w. stop also stops q's lanes and
-// makes enqueue refuse.
-func (q *queue) takeBelow(w flushWait, stop bool) (items []item, caughtUp bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if w.done != nil {
-		q.waiters = slices.DeleteFunc(q.waiters, func(x flushWait) bool { return x.done == w.done })
-	}
-	caughtUp = q.lowLocked() >= w.target
-	k := 0
-	for k < len(q.queued) && q.queued[k].seq < w.target {
-		items = append(items, q.queued[k])
-		k++
-	}
-	clear(q.queued[:k])
-	q.queued = q.queued[k:]
-	q.inflight = slices.DeleteFunc(q.inflight, func(a *attempt) bool {
-		if a.seq >= w.target {
+		default:
 			return false
 		}
-		a.cancel()
-		items = append(items, a.item)
-		return true
 	})
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.seq, b.seq) })
-	for _, it := range items {
-		q.settling = append(q.settling, it.seq)
-	}
-	if stop {
+	return slices.Clone(q.open)
+}
+
+// stopAll stops q: enqueue refuses from now on and its goroutines return
+// once their attempt ends. It returns every delivery queued so far, for
+// the caller to give up on those not yet resolved.
+func (q *sinkQueue) stopAll() []*delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.stopped {
 		q.stopped = true
-		q.wake.Broadcast()
+		close(q.stop)
 	}
-	return items, caughtUp
+	open := q.open
+	q.open, q.queue = nil, nil
+	return open
 }
 
 // setDeadline makes attempts that start from now on end by dl.
-func (q *queue) setDeadline(dl time.Time) {
+func (q *sinkQueue) setDeadline(dl time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.deadline = dl

@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/notify"
 )
 
@@ -672,4 +675,147 @@ func requireUndeliveredLoggedAndKept(t *testing.T, logs *logBuffer, path string,
 	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
 		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
 	}
+}
+
+// TestGivenUpMessageIsNotSentLater: a message a Flush gave up on while it
+// was still queued (its sink was stuck on an earlier one) is logged once as
+// not delivered and never handed to the sink afterwards, even once the sink
+// is free again; a message sent later goes through.
+func TestGivenUpMessageIsNotSentLater(t *testing.T) {
+	release := make(chan struct{})
+	stuck := &notify.Recorder{Hook: func(_ context.Context, m notify.Message) error {
+		if m.Target == "s1" {
+			<-release // ignores ctx
+		}
+		return nil
+	}}
+	n, _, logs := newNotifier(t, stuck)
+	first, queued, later := ping("sd1", "s1"), ping("sd1", "s2"), ping("sd1", "s3")
+	require.NoError(t, n.SendAll(context.Background(), []notify.Message{first, queued}))
+	require.ErrorIs(t, flush(t, n, 200*time.Millisecond), context.DeadlineExceeded)
+	close(release)
+
+	// The sink's goroutine passes the given-up message before it reaches
+	// the later one.
+	require.NoError(t, n.Send(context.Background(), later))
+	require.NoError(t, flush(t, n, 5*time.Second))
+
+	assert.Equal(t, ids([]notify.Message{first, later}), ids(stuck.Messages()), "the given-up message reached the sink")
+	assert.Equal(t, 2, stuck.Calls())
+	for _, m := range []notify.Message{first, queued} {
+		assert.Len(t, logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()), 1, "WARN lines for %s", m.ID())
+	}
+	assert.Empty(t, logs.find(t, slog.LevelWarn, undeliveredMsg, later.ID()))
+}
+
+// TestCloseDeadlineBoundsAttemptsStartedAfterIt: an attempt that starts
+// after Close was called carries Close's deadline, so a webhook whose
+// receiver asks for a Retry-After past it gives up at once (the message is
+// kept in the pending file) and Close returns without waiting out its
+// timeout.
+func TestCloseDeadlineBoundsAttemptsStartedAfterIt(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") == ping("sd1", "s1").ID() {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Retry-After", "50")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	pending := pendingPath(t)
+	hook := notify.NewWebhook(srv.URL, notify.WebhookOptions{TryTimeout: time.Minute, Concurrency: 1, PendingPath: pending})
+	o, _ := mustOpenOutbox(t)
+	logger, logs := newLogger()
+	n := notify.NewNotifier(o, logger, hook)
+	busy, next := ping("sd1", "s1"), ping("sd1", "s2")
+	require.NoError(t, n.SendAll(context.Background(), []notify.Message{busy, next}))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close(ctx) }()
+	// Close has begun once a repeat is refused rather than ignored.
+	for n.Send(context.Background(), busy) == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal("Close did not begin")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(release) // the webhook's goroutine now starts on next
+
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	require.NoError(t, err, "Close waited out its deadline: the attempt on %s did not carry it", next.ID())
+	assert.Equal(t, []string{next.ID()}, ids(mustReadOutbox(t, pending)), "pending file")
+	assert.Len(t, logs.find(t, slog.LevelWarn, undeliveredMsg, next.ID()), 1)
+}
+
+// TestSendRacingCloseIsLoggedOnce: a Send still recording its message in
+// the outbox when Close began (after Close's flush looked at the queues)
+// is given up on by Close like the rest: logged once at WARN, counted as
+// undelivered, never left unresolved.
+func TestSendRacingCloseIsLoggedOnce(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	stuck := &notify.Recorder{Hook: func(_ context.Context, m notify.Message) error {
+		if m.Target == "s0" {
+			<-release // ignores ctx
+		}
+		return nil
+	}}
+	o, path := mustOpenOutbox(t)
+	logger, logs := newLogger()
+	var obs observed
+	n := notify.NewNotifierWith(o, notify.NotifierOptions{Logger: logger, Observer: obs.observe}, stuck)
+	busy, racing := ping("sd1", "s0"), ping("sd1", "s1")
+	require.NoError(t, n.Send(context.Background(), busy))
+
+	// The racing Send's outbox fsync waits for the test.
+	inSync, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	homefile.SetSyncHook(func(p string) {
+		if p == path {
+			once.Do(func() {
+				close(inSync)
+				<-resume
+			})
+		}
+	})
+	t.Cleanup(func() { homefile.SetSyncHook(nil) })
+	sent := make(chan error, 1)
+	go func() { sent <- n.Send(context.Background(), racing) }()
+	within(t, 5*time.Second, inSync, "the racing Send's fsync")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close(ctx) }()
+	time.Sleep(200 * time.Millisecond) // let Close's flush start waiting for busy
+	close(resume)
+
+	for _, ch := range []chan error{sent, closed} {
+		select {
+		case err := <-ch:
+			if err != nil && !errors.Is(err, notify.ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("got %v, want nil, ErrClosed or context.DeadlineExceeded", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Send or Close did not return")
+		}
+	}
+	for _, m := range []notify.Message{busy, racing} {
+		assert.Len(t, logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()), 1, "WARN lines for %s", m.ID())
+	}
+	assert.Equal(t, 2, obs.count("recorder", notify.ResultUndelivered))
+	assert.Equal(t, ids([]notify.Message{busy, racing}), ids(mustReadOutbox(t, path)))
 }

@@ -372,8 +372,33 @@ func TestWebhookSameIdempotencyKeyOnEveryTry(t *testing.T) {
 // TestWebhookSendsUpToEightAtOnce: through a Notifier the webhook has eight
 // requests in flight at once, never nine, so a slow receiver gets 30
 // sessions' pings in four rounds rather than thirty; all are delivered
-// once.
+// once. It holds whether the pings come one Send at a time or in one
+// SendAll, as a shutdown's interrupt pings do.
 func TestWebhookSendsUpToEightAtOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		send func(n *notify.Notifier, msgs []notify.Message) error
+	}{
+		{"one Send each", func(n *notify.Notifier, msgs []notify.Message) error {
+			for _, m := range msgs {
+				if err := n.Send(context.Background(), m); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"one SendAll", func(n *notify.Notifier, msgs []notify.Message) error {
+			return n.SendAll(context.Background(), msgs)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testWebhookSendsUpToEightAtOnce(t, tt.send)
+		})
+	}
+}
+
+func testWebhookSendsUpToEightAtOnce(t *testing.T, send func(*notify.Notifier, []notify.Message) error) {
 	const sessions, want = 30, notify.DefaultConcurrency
 	var cur, peak atomic.Int64
 	release := make(chan struct{})
@@ -409,10 +434,9 @@ func TestWebhookSendsUpToEightAtOnce(t *testing.T) {
 	n, _, _ := newNotifier(t, hook)
 	var sent []notify.Message
 	for i := range sessions {
-		m := ping("sd1", fmt.Sprintf("s%02d", i))
-		sent = append(sent, m)
-		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
+		sent = append(sent, ping("sd1", fmt.Sprintf("s%02d", i)))
 	}
+	require.NoError(t, send(n, sent), "Send")
 	err := flush(t, n, 10*time.Second)
 	require.NoErrorf(t, err, "Flush: %v (peak concurrency %d: the first requests wait for %d at once)", err, peak.Load(), want)
 	got := peak.Load()

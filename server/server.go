@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/server/page"
 )

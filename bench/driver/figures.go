@@ -502,10 +502,10 @@ func benchIdle(e *benchEnv, r *report) error {
 		},
 		load: load0 + " → " + loadavg(),
 	}
-	s.notes = append(s.notes, "What an idle gateway does each second: its marker poll wakes one goroutine, which checks "+
-		"the missing marker with one fstatat(2) and reconciles without allocating or calling into looplab; fsnotify, the HTTP "+
-		"server and the state writer sleep until something happens. The runtime's periodic re-read of the cgroup CPU limit "+
-		"is off in quiesce (`//go:debug updatemaxprocs=0`); the poll loop, a default Go program, keeps it.")
+	s.notes = append(s.notes, "What an idle gateway does each second: its marker poll wakes one goroutine, which looks "+
+		"for the missing marker with one os.Lstat and reconciles without calling into looplab; fsnotify, the HTTP "+
+		"server and the state writer sleep until something happens. Both run on the Go runtime's default settings: its "+
+		"periodic re-read of the container's CPU limit (GOMAXPROCS follows it) is on in both.")
 	if rt > 1.0 || gq >= 3*time.Millisecond {
 		s.notes = append(s.notes, "A goal is missed: what is left is the Go runtime's own wake-up per tick (the timer, the "+
 			"idle thread it wakes), which both programs pay, and a forced GC every 2 minutes that may fall in one "+

@@ -105,6 +105,7 @@ func (r *report) markdown() string {
 			w("\n")
 		}
 	}
+	w("%s\n", twinsRemoved)
 	w("## Running it\n\n")
 	w("`make bench` runs the Go benchmarks (`go test -bench`, reported by `internal/benchreport`), then\n")
 	w("`go run ./bench/driver -out \"$(BENCH_OUT)\" $(BENCH_ARGS)`, which prints its report and, with `make bench UPDATE=1`\n")

@@ -1,10 +1,3 @@
-// The runtime re-reads the cgroup CPU limit every second to update
-// GOMAXPROCS, which wakes an idle gateway once a second for nothing else;
-// it is read once at start instead (GODEBUG=updatemaxprocs=1 in the
-// environment, or GOMAXPROCS, overrides this).
-//
-//go:debug updatemaxprocs=0
-
 package main
 
 import (

@@ -270,8 +270,8 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	}
 	// A service manager (systemd, Type=notify) hears of readiness, status
 	// changes and the shutdown; nil, and silent, without NOTIFY_SOCKET.
-	sd := newSDNotifier(logger, c.drainTimeout+c.notifyTimeout+time.Second)
-	defer sd.close()
+	systemd := newSystemdNotifier(logger, c.drainTimeout+c.notifyTimeout+time.Second)
+	defer systemd.close()
 	metrics := server.NewMetrics()
 	sinks := c.newSinks(logger, metrics)
 	gw, err := gateway.New(gateway.Config{
@@ -287,7 +287,7 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 		WatchPollOnly: c.watchPollOnly,
 		Logger:        logger,
 		Metrics:       metrics,
-		OnTransition:  sd.transition,
+		OnTransition:  systemd.transition,
 		Version:       readBuildInfo().Version,
 		AgentKind:     c.agent,
 	})
@@ -336,8 +336,8 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if c.dev {
 		printDevHelp(m, srv.URL(), c.home, tk.path, tk.devToken, tk.devCreated)
 	}
-	sd.ready(gctx, gw)
-	err = c.serve(logger, gw, srv, sigs, tk, metrics, sd)
+	systemd.ready(gctx, gw)
+	err = c.serve(logger, gw, srv, sigs, tk, metrics, systemd)
 	logger.Info("exiting", "error", err)
 	return err
 }
@@ -461,7 +461,7 @@ func (c *runCmd) warnAtStart(logger *slog.Logger, gw *gateway.Gateway) {
 // HTTP server (keeps serving during the sequence, so in-flight turns get
 // their replies and status stays readable; closed last).
 func (c *runCmd) serve(logger *slog.Logger, gw *gateway.Gateway, srv *server.Server, sigs <-chan os.Signal, tk runTokens,
-	metrics *server.Metrics, sd *sdNotifier) error {
+	metrics *server.Metrics, systemd *systemdNotifier) error {
 	var g group
 	{
 		// Signals: SIGTERM or SIGINT starts the shutdown sequence; a
@@ -474,7 +474,7 @@ func (c *runCmd) serve(logger *slog.Logger, gw *gateway.Gateway, srv *server.Ser
 				select {
 				case sig := <-sigs:
 					if sig == syscall.SIGHUP {
-						reloadTokens(logger, tk.tokens, tk.path, metrics, sd)
+						reloadTokens(logger, tk.tokens, tk.path, metrics, systemd)
 						continue
 					}
 					st := gw.BeginShutdown(false)

@@ -153,6 +153,9 @@ func TestE2ELocalStatusAsksTheGateway(t *testing.T) {
 
 	p.signal(syscall.SIGSTOP)
 	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) })
+	// Written again now that the gateway cannot answer: before the stop
+	// it may have rewritten its file (a watcher event, a coalesced write).
+	require.NoError(t, os.WriteFile(statePath, stale, 0o600))
 	out, _, code = cli(t, nil, "status", "--home", home)
 	assert.Equal(t, 0, code, "the file says running")
 	assert.Contains(t, out, "may be stale")

@@ -103,13 +103,13 @@ func (s *notifySocket) drain(t *testing.T) {
 	_, err = conn.Write([]byte("TEST_END=1"))
 	require.NoError(t, err)
 	require.NoError(t, conn.Close())
-	s.next(t, "the sentinel", sdIs("TEST_END=1"))
+	s.next(t, "the sentinel", lineIs("TEST_END=1"))
 	s.seen = s.seen[:len(s.seen)-1]
 }
 
-func sdIs(want string) func(string) bool { return func(l string) bool { return l == want } }
+func lineIs(want string) func(string) bool { return func(l string) bool { return l == want } }
 
-func sdPrefix(p string) func(string) bool {
+func lineHasPrefix(p string) func(string) bool {
 	return func(l string) bool { return strings.HasPrefix(l, p) }
 }
 
@@ -134,29 +134,29 @@ func TestSystemdNotify(t *testing.T) {
 	p := startGateway(t, home, fakeProcRoot(t, "boot-sd", 100),
 		"--agent-work", "3s", "--drain-timeout", "10s", "--notify-timeout", "2s")
 
-	sock.next(t, "READY=1", sdIs("READY=1"))
+	sock.next(t, "READY=1", lineIs("READY=1"))
 	r := p.call(http.MethodGet, "/readyz", "", "")
 	assert.Equal(t, http.StatusOK, r.code, "ready once READY=1 is sent: %s", r.raw)
-	assert.Equal(t, "STATUS=running, 0 turns in flight", sock.next(t, "STATUS with READY=1", sdPrefix("STATUS=")))
+	assert.Equal(t, "STATUS=running, 0 turns in flight", sock.next(t, "STATUS with READY=1", lineHasPrefix("STATUS=")))
 
 	r = p.call(http.MethodPost, "/api/gateway/drain", opsToken, "")
 	require.Equal(t, http.StatusOK, r.code, r.raw)
-	sock.next(t, "STATUS=draining", sdIs("STATUS=draining, 0 turns in flight"))
+	sock.next(t, "STATUS=draining", lineIs("STATUS=draining, 0 turns in flight"))
 
 	r = p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel"}`)
 	require.Equal(t, http.StatusOK, r.code, r.raw)
-	sock.next(t, "STATUS=running after cancel", sdIs("STATUS=running, 0 turns in flight"))
+	sock.next(t, "STATUS=running after cancel", lineIs("STATUS=running, 0 turns in flight"))
 
 	turn := p.turnAsync("alice", "hello")
-	sock.next(t, "STATUS with a turn in flight", sdPrefix("STATUS=running, 1 turn in flight"))
+	sock.next(t, "STATUS with a turn in flight", lineHasPrefix("STATUS=running, 1 turn in flight"))
 
 	// At least two pings at WATCHDOG_USEC/2 = 100ms before shutting down.
 	sock.awaitWatchdog(t, 2)
 
 	p.signal(syscall.SIGTERM)
-	sock.next(t, "STOPPING=1", sdIs("STOPPING=1"))
+	sock.next(t, "STOPPING=1", lineIs("STOPPING=1"))
 	want := fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (10*time.Second + 2*time.Second + time.Second).Microseconds())
-	sock.next(t, "EXTEND_TIMEOUT_USEC", sdPrefix("EXTEND_TIMEOUT_USEC="))
+	sock.next(t, "EXTEND_TIMEOUT_USEC", lineHasPrefix("EXTEND_TIMEOUT_USEC="))
 	assert.Equal(t, want, sock.seen[len(sock.seen)-1], "EXTEND_TIMEOUT_USEC covers drain + notify + 1s")
 	assert.Equal(t, "STOPPING=1", sock.seen[len(sock.seen)-2], "right after STOPPING=1")
 
@@ -165,12 +165,12 @@ func TestSystemdNotify(t *testing.T) {
 	assert.Equal(t, 0, p.wait(), "exit 0 after the shutdown sequence")
 	sock.drain(t)
 
-	ready := sdIndex(sock.seen, "READY=1")
+	ready := lineIndex(sock.seen, "READY=1")
 	assert.Zero(t, ready, "READY=1 is the first message: %q", sock.seen)
-	assert.Less(t, ready, sdIndex(sock.seen, "STATUS=draining, 0 turns in flight"))
-	assert.Less(t, sdIndex(sock.seen, "STATUS=draining, 0 turns in flight"), sdIndex(sock.seen, "STOPPING=1"))
-	assert.Equal(t, 1, sdCount(sock.seen, "READY=1"), "READY=1 once: %q", sock.seen)
-	assert.Equal(t, 1, sdCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
+	assert.Less(t, ready, lineIndex(sock.seen, "STATUS=draining, 0 turns in flight"))
+	assert.Less(t, lineIndex(sock.seen, "STATUS=draining, 0 turns in flight"), lineIndex(sock.seen, "STOPPING=1"))
+	assert.Equal(t, 1, lineCount(sock.seen, "READY=1"), "READY=1 once: %q", sock.seen)
+	assert.Equal(t, 1, lineCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
 	assert.GreaterOrEqual(t, sock.watchdog, 2, "watchdog pings")
 }
 
@@ -182,20 +182,20 @@ func TestSystemdNotifyRepeatedSignal(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", sock.path)
 	t.Setenv("WATCHDOG_USEC", "")
 	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-sd2", 100), "--agent-work", "2s")
-	sock.next(t, "READY=1", sdIs("READY=1"))
+	sock.next(t, "READY=1", lineIs("READY=1"))
 	turn := p.turnAsync("bob", "hi")
-	sock.next(t, "STATUS with a turn in flight", sdPrefix("STATUS=running, 1 turn in flight"))
+	sock.next(t, "STATUS with a turn in flight", lineHasPrefix("STATUS=running, 1 turn in flight"))
 	p.signal(syscall.SIGTERM)
-	sock.next(t, "STOPPING=1", sdIs("STOPPING=1"))
+	sock.next(t, "STOPPING=1", lineIs("STOPPING=1"))
 	p.signal(syscall.SIGTERM)
 	assert.Equal(t, http.StatusOK, await(t, turn).code, "the turn finishes: a repeated SIGTERM does not force")
 	assert.Equal(t, 0, p.wait())
 	sock.drain(t)
-	assert.Equal(t, 1, sdCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
+	assert.Equal(t, 1, lineCount(sock.seen, "STOPPING=1"), "STOPPING=1 once: %q", sock.seen)
 	assert.Zero(t, sock.watchdog, "no watchdog pings without WATCHDOG_USEC")
 }
 
-func sdIndex(lines []string, want string) int {
+func lineIndex(lines []string, want string) int {
 	for i, l := range lines {
 		if l == want {
 			return i
@@ -204,7 +204,7 @@ func sdIndex(lines []string, want string) int {
 	return -1
 }
 
-func sdCount(lines []string, want string) int {
+func lineCount(lines []string, want string) int {
 	n := 0
 	for _, l := range lines {
 		if l == want {
@@ -245,17 +245,17 @@ func TestSystemdNotifyReload(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "tokens")
 	writeSecret(t, secret, "ops "+opsToken+"\n", 0o600)
 	p := startGateway(t, filepath.Join(t.TempDir(), "home"), fakeProcRoot(t, "boot-sdr", 100), "--tokens-file", secret)
-	sock.next(t, "READY=1", sdIs("READY=1"))
+	sock.next(t, "READY=1", lineIs("READY=1"))
 	assert.Equal(t, 1.0, p.metricValue("quiesce_tokens_last_reload_successful"), "the load at start succeeded")
 	startedAt := p.metricValue("quiesce_tokens_last_reload_success_timestamp_seconds")
 	assert.Greater(t, startedAt, 0.0)
 
 	writeSecret(t, secret, "ops "+opsToken+"\nci ci-e2e-token-0123456789abcdef\n", 0o600)
 	p.signal(syscall.SIGHUP)
-	sock.next(t, "RELOADING=1", sdIs("RELOADING=1"))
+	sock.next(t, "RELOADING=1", lineIs("RELOADING=1"))
 	assert.Regexp(t, `^MONOTONIC_USEC=[0-9]+$`, sock.next(t, "MONOTONIC_USEC", func(string) bool { return true }), "right after RELOADING=1")
-	sock.next(t, "READY=1 after the reload", sdIs("READY=1"))
-	assert.Equal(t, "STATUS=running, 0 turns in flight; tokens reloaded: 2 tokens", sock.next(t, "STATUS= with READY=1", sdPrefix("STATUS=")))
+	sock.next(t, "READY=1 after the reload", lineIs("READY=1"))
+	assert.Equal(t, "STATUS=running, 0 turns in flight; tokens reloaded: 2 tokens", sock.next(t, "STATUS= with READY=1", lineHasPrefix("STATUS=")))
 	assert.Equal(t, 1.0, p.metricValue(`quiesce_tokens_reload_total{result="ok"}`))
 	assert.Equal(t, 0.0, p.metricValue(`quiesce_tokens_reload_total{result="error"}`))
 	goodAt := p.metricValue("quiesce_tokens_last_reload_success_timestamp_seconds")
@@ -263,9 +263,9 @@ func TestSystemdNotifyReload(t *testing.T) {
 
 	writeSecret(t, secret, "ops "+opsToken+"\n", 0o640)
 	p.signal(syscall.SIGHUP)
-	sock.next(t, "RELOADING=1", sdIs("RELOADING=1"))
-	sock.next(t, "READY=1 after the failed reload", sdIs("READY=1"))
-	status := sock.next(t, "STATUS= with READY=1", sdPrefix("STATUS="))
+	sock.next(t, "RELOADING=1", lineIs("RELOADING=1"))
+	sock.next(t, "READY=1 after the failed reload", lineIs("READY=1"))
+	status := sock.next(t, "STATUS= with READY=1", lineHasPrefix("STATUS="))
 	assert.Contains(t, status, "tokens reload failed, still using the old 2 tokens (a restart would exit 78)")
 	assert.Contains(t, status, "0640")
 	assert.Equal(t, 1.0, p.metricValue(`quiesce_tokens_reload_total{result="error"}`))
@@ -274,7 +274,7 @@ func TestSystemdNotifyReload(t *testing.T) {
 
 	r := p.call(http.MethodPost, "/api/gateway/drain", opsToken, "")
 	require.Equal(t, http.StatusOK, r.code, r.raw)
-	assert.Contains(t, sock.next(t, "STATUS=draining", sdPrefix("STATUS=draining")), "tokens reload failed", "the failure stays on the status line")
+	assert.Contains(t, sock.next(t, "STATUS=draining", lineHasPrefix("STATUS=draining")), "tokens reload failed", "the failure stays on the status line")
 
 	p.signal(syscall.SIGTERM)
 	assert.Equal(t, 0, p.wait())

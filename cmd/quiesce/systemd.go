@@ -15,18 +15,15 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
-// sdCloseTimeout bounds how long close waits for the last notifications
-// to reach a service manager that does not read its socket.
-const sdCloseTimeout = 500 * time.Millisecond
-
 // statusSource is what the notifier reads from the gateway.
 type statusSource interface {
 	Status() api.Status
 	WaitChange(ctx context.Context, after uint64) (api.Status, error)
 }
 
-// sdNotifier tells a service manager that speaks the sd_notify protocol
-// (systemd with Type=notify, through $NOTIFY_SOCKET) about the gateway:
+// systemdNotifier tells a service manager that speaks the sd_notify
+// protocol (systemd with Type=notify, through $NOTIFY_SOCKET) about the
+// gateway:
 //
 //	READY=1 + STATUS=…       once the gateway has reconciled and serves
 //	STATUS=<state>, <n> turns in flight[, oldest <age>]  on every change
@@ -40,39 +37,38 @@ type statusSource interface {
 // reload succeeds, so "systemctl status" keeps showing that the gateway
 // runs on its old tokens and that a restart would exit 78.
 //
-// A nil *sdNotifier (what newSDNotifier returns without NOTIFY_SOCKET) is
-// silent: every method is a no-op. Producers never block: messages queue
-// in order and one goroutine writes them to the socket, so a service
-// manager that is slow to read holds back nothing but the notifier.
-type sdNotifier struct {
-	log      *slog.Logger
-	send     func(state string) error // writes one datagram (daemon.SdNotify)
-	watchdog time.Duration            // WATCHDOG_USEC; 0 when the watchdog is off
-	extend   time.Duration            // EXTEND_TIMEOUT_USEC sent when shutdown begins
+// A nil *systemdNotifier (what newSystemdNotifier returns without
+// NOTIFY_SOCKET) is silent: every method is a no-op. Each message is one
+// daemon.SdNotify call made by the caller, under mu so that messages
+// reach the service manager in the order they were decided; there is no
+// queue. A datagram to a service manager that reads its socket (systemd
+// does, in its main loop) does not wait.
+type systemdNotifier struct {
+	log    *slog.Logger
+	send   func(state string) error // writes one datagram (daemon.SdNotify)
+	extend time.Duration            // EXTEND_TIMEOUT_USEC sent when shutdown begins
 
-	mu       sync.Mutex         // guards queue, stopping, failed, line, note and cancel
-	queue    []string           // messages not yet written, in order
-	stopping bool               // STOPPING=1 is queued or sent: READY=1 and RELOADING=1 must not follow
-	line     string             // the last status line sent (sdStatusLine), without the note
+	mu       sync.Mutex         // serialises sends (in order) and guards stopping, line, note, failed and cancel
+	stopping bool               // STOPPING=1 was sent: READY=1 and RELOADING=1 must not follow
+	line     string             // the last status line sent (systemdStatusLine), without the note
 	note     string             // a failed reload's note, appended to status lines until a reload succeeds
-	failed   bool               // a write failed and was logged at WARN (later ones at DEBUG)
+	failed   bool               // a send failed and was logged at WARN (later ones at DEBUG)
 	cancel   context.CancelFunc // stops the status watcher
 
-	wake      chan struct{}  // capacity 1: the queue has messages for the writer
-	stop      chan struct{}  // closed by close: the writer flushes and returns
-	done      chan struct{}  // closed when the writer has returned
-	watching  sync.WaitGroup // the status watcher
+	stop      chan struct{}  // closed by close: the watchdog pinger returns
+	done      chan struct{}  // closed when the watchdog pinger has returned (at once without a watchdog)
+	watching  sync.WaitGroup // the status watcher, waited for by close
 	closeOnce sync.Once      // close runs once
 }
 
-// newSDNotifier returns a notifier writing to $NOTIFY_SOCKET, or nil when
-// it is unset. extend is what EXTEND_TIMEOUT_USEC asks for when the
+// newSystemdNotifier returns a notifier writing to $NOTIFY_SOCKET, or nil
+// when it is unset. extend is what EXTEND_TIMEOUT_USEC asks for when the
 // shutdown sequence begins (drain + notify timeout + 1s). It reads the
 // watchdog settings (WATCHDOG_USEC, honoured when WATCHDOG_PID is unset or
 // this process) and removes them from the environment, so agents the
-// gateway runs do not take the watchdog for theirs. Its writer goroutine
+// gateway runs do not take the watchdog for theirs. Its watchdog pinger
 // runs until close.
-func newSDNotifier(logger *slog.Logger, extend time.Duration) *sdNotifier {
+func newSystemdNotifier(logger *slog.Logger, extend time.Duration) *systemdNotifier {
 	if os.Getenv("NOTIFY_SOCKET") == "" {
 		return nil
 	}
@@ -80,28 +76,30 @@ func newSDNotifier(logger *slog.Logger, extend time.Duration) *sdNotifier {
 	if err != nil {
 		logger.Warn("systemd watchdog settings unusable; not sending WATCHDOG=1", "error", err)
 	}
-	return startSDNotifier(logger, sdSend, wd, extend)
+	return startSystemdNotifier(logger, systemdSend, wd, extend)
 }
 
-// startSDNotifier returns a notifier writing through send, pinging every
-// watchdog/2 (none when watchdog is 0), and starts its writer goroutine.
-func startSDNotifier(logger *slog.Logger, send func(string) error, watchdog, extend time.Duration) *sdNotifier {
-	n := &sdNotifier{
-		log:      logger,
-		send:     send,
-		watchdog: watchdog,
-		extend:   extend,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		cancel:   func() {},
+// startSystemdNotifier returns a notifier writing through send and, when
+// watchdog is not 0, starts its pinger (WATCHDOG=1 every watchdog/2).
+func startSystemdNotifier(logger *slog.Logger, send func(string) error, watchdog, extend time.Duration) *systemdNotifier {
+	n := &systemdNotifier{
+		log:    logger,
+		send:   send,
+		extend: extend,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		cancel: func() {},
 	}
-	go n.write()
+	if watchdog <= 0 {
+		close(n.done)
+		return n
+	}
+	go n.pingWatchdog(watchdog / 2)
 	return n
 }
 
-// sdSend writes state to $NOTIFY_SOCKET.
-func sdSend(state string) error {
+// systemdSend writes state to $NOTIFY_SOCKET.
+func systemdSend(state string) error {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		return fmt.Errorf("sd_notify %s: %w", strings.ReplaceAll(state, "\n", " "), err)
 	}
@@ -111,16 +109,16 @@ func sdSend(state string) error {
 // ready sends READY=1 with the current status, then reports every change
 // of the status line (watching gw.WaitChange, no polling) until close. It
 // sends nothing once the shutdown sequence has begun.
-func (n *sdNotifier) ready(ctx context.Context, gw statusSource) {
+func (n *systemdNotifier) ready(ctx context.Context, gw statusSource) {
 	if n == nil {
 		return
 	}
 	st := gw.Status()
 	ctx, cancel := context.WithCancel(ctx)
 	n.mu.Lock()
-	n.line = sdStatusLine(st)
+	n.line = systemdStatusLine(st)
 	if !n.stopping {
-		n.queueLocked(daemon.SdNotifyReady + "\nSTATUS=" + n.statusLocked())
+		n.sendLocked(daemon.SdNotifyReady + "\nSTATUS=" + n.statusLocked())
 	}
 	n.cancel = cancel
 	n.mu.Unlock()
@@ -132,26 +130,26 @@ func (n *sdNotifier) ready(ctx context.Context, gw statusSource) {
 				return
 			}
 			seq = st.Seq
-			n.setLine(sdStatusLine(st))
+			n.setLine(systemdStatusLine(st))
 		}
 	})
 }
 
 // setLine sends STATUS= for a new status line (nothing when it is the
 // same as the last one).
-func (n *sdNotifier) setLine(line string) {
+func (n *systemdNotifier) setLine(line string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if line == n.line {
 		return
 	}
 	n.line = line
-	n.queueLocked("STATUS=" + n.statusLocked())
+	n.sendLocked("STATUS=" + n.statusLocked())
 }
 
 // statusLocked is the STATUS= text: the status line and a failed
 // reload's note; n.mu is held.
-func (n *sdNotifier) statusLocked() string {
+func (n *systemdNotifier) statusLocked() string {
 	if n.note == "" {
 		return n.line
 	}
@@ -164,7 +162,7 @@ func (n *sdNotifier) statusLocked() string {
 // reloading tells the service manager a reload has begun: RELOADING=1
 // with MONOTONIC_USEC, the CLOCK_MONOTONIC time in µs that systemd uses to
 // match it with the reload it asked for. Nothing once shutting down.
-func (n *sdNotifier) reloading() {
+func (n *systemdNotifier) reloading() {
 	if n == nil {
 		return
 	}
@@ -177,14 +175,14 @@ func (n *sdNotifier) reloading() {
 	if usec := strings.TrimSpace(daemon.SdNotifyMonotonicUsec()); usec != "" { // "MONOTONIC_USEC=…\n"
 		msg += "\n" + usec
 	}
-	n.queueLocked(msg + "\nSTATUS=reloading the tokens file")
+	n.sendLocked(msg + "\nSTATUS=reloading the tokens file")
 }
 
 // reloaded tells the service manager the reload is done, whatever its
 // outcome: READY=1 with a STATUS= saying it (outcome, one line). A failed
 // reload's outcome stays in later STATUS= lines until one succeeds.
 // Nothing once shutting down.
-func (n *sdNotifier) reloaded(ok bool, outcome string) {
+func (n *systemdNotifier) reloaded(ok bool, outcome string) {
 	if n == nil {
 		return
 	}
@@ -206,25 +204,25 @@ func (n *sdNotifier) reloaded(ok bool, outcome string) {
 	default:
 		status += "; " + outcome
 	}
-	n.queueLocked(daemon.SdNotifyReady + "\nSTATUS=" + status)
+	n.sendLocked(daemon.SdNotifyReady + "\nSTATUS=" + status)
 }
 
 // transition is the gateway's OnTransition hook: entering shutting_down
 // sends STOPPING=1 and asks for EXTEND_TIMEOUT_USEC to cover the wait for
 // turns and notifications.
-func (n *sdNotifier) transition(t fsm.Transition) {
+func (n *systemdNotifier) transition(t fsm.Transition) {
 	if n == nil || t.To != fsm.ShuttingDown {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.stopping = true
-	n.queueLocked(fmt.Sprintf("%s\nEXTEND_TIMEOUT_USEC=%d", daemon.SdNotifyStopping, n.extend.Microseconds()))
+	n.sendLocked(fmt.Sprintf("%s\nEXTEND_TIMEOUT_USEC=%d", daemon.SdNotifyStopping, n.extend.Microseconds()))
 }
 
-// close stops the status watcher and the watchdog, and waits (up to
-// sdCloseTimeout) for the queued messages to be written.
-func (n *sdNotifier) close() {
+// close stops the status watcher and the watchdog pinger, and waits for
+// both.
+func (n *systemdNotifier) close() {
 	if n == nil {
 		return
 	}
@@ -234,78 +232,47 @@ func (n *sdNotifier) close() {
 		n.mu.Unlock()
 		n.watching.Wait()
 		close(n.stop)
-		select {
-		case <-n.done:
-		case <-time.After(sdCloseTimeout):
-			n.log.Warn("sd_notify: the service manager did not take the last notifications in time")
-		}
+		<-n.done
 	})
 }
 
-// queueLocked queues msg and wakes the writer; n.mu is held.
-func (n *sdNotifier) queueLocked(msg string) {
-	n.queue = append(n.queue, msg)
-	select {
-	case n.wake <- struct{}{}:
-	default: // already woken
-	}
-}
-
-// write is the writer goroutine: it sends queued messages in order and
-// the watchdog pings, until close.
-func (n *sdNotifier) write() {
+// pingWatchdog is the watchdog pinger: WATCHDOG=1 every interval until
+// close.
+func (n *systemdNotifier) pingWatchdog(interval time.Duration) {
 	defer close(n.done)
-	var ping <-chan time.Time
-	if n.watchdog > 0 {
-		t := time.NewTicker(n.watchdog / 2)
-		defer t.Stop()
-		ping = t.C
-	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
 		select {
-		case <-n.wake:
-			n.flush()
-		case <-ping:
-			n.sendOne(daemon.SdNotifyWatchdog)
+		case <-t.C:
+			n.mu.Lock()
+			n.sendLocked(daemon.SdNotifyWatchdog)
+			n.mu.Unlock()
 		case <-n.stop:
-			n.flush()
 			return
 		}
 	}
 }
 
-// flush sends every queued message.
-func (n *sdNotifier) flush() {
-	n.mu.Lock()
-	msgs := n.queue
-	n.queue = nil
-	n.mu.Unlock()
-	for _, m := range msgs {
-		n.sendOne(m)
-	}
-}
-
-// sendOne sends msg; the first failure is logged at WARN, later ones at
-// DEBUG (a supervisor that went away would otherwise fill the log).
-func (n *sdNotifier) sendOne(msg string) {
+// sendLocked sends msg; n.mu is held. The first failure is logged at
+// WARN, later ones at DEBUG (a supervisor that went away would otherwise
+// fill the log).
+func (n *systemdNotifier) sendLocked(msg string) {
 	err := n.send(msg)
 	if err == nil {
 		return
 	}
-	n.mu.Lock()
-	first := !n.failed
-	n.failed = true
-	n.mu.Unlock()
 	level := slog.LevelDebug
-	if first {
+	if !n.failed {
 		level = slog.LevelWarn
 	}
+	n.failed = true
 	n.log.Log(context.Background(), level, "sd_notify failed", "error", err)
 }
 
-// sdStatusLine is the STATUS= text for st, e.g. "draining, 2 turns in
+// systemdStatusLine is the STATUS= text for st, e.g. "draining, 2 turns in
 // flight, oldest 14s".
-func sdStatusLine(st api.Status) string {
+func systemdStatusLine(st api.Status) string {
 	turns := "turns"
 	if st.ActiveAgents == 1 {
 		turns = "turn"

@@ -19,8 +19,8 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
-// sdWait bounds every wait of these tests.
-const sdWait = 10 * time.Second
+// systemdWait bounds every wait of these tests.
+const systemdWait = 10 * time.Second
 
 // fakeStatus is a statusSource whose status the test sets.
 type fakeStatus struct {
@@ -78,7 +78,7 @@ func (r *recorder) send(msg string) error {
 // next returns the next message that is not a watchdog ping.
 func (r *recorder) next(t *testing.T, what string) string {
 	t.Helper()
-	deadline := time.After(sdWait)
+	deadline := time.After(systemdWait)
 	for {
 		select {
 		case m := <-r.msgs:
@@ -86,7 +86,7 @@ func (r *recorder) next(t *testing.T, what string) string {
 				return m
 			}
 		case <-deadline:
-			t.Fatalf("no sd_notify message within %v: wanted %s", sdWait, what)
+			t.Fatalf("no sd_notify message within %v: wanted %s", systemdWait, what)
 			return ""
 		}
 	}
@@ -109,7 +109,7 @@ func (r *recorder) none(t *testing.T) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestSDStatusLine(t *testing.T) {
+func TestSystemdStatusLine(t *testing.T) {
 	tests := []struct {
 		st   api.Status
 		want string
@@ -121,28 +121,28 @@ func TestSDStatusLine(t *testing.T) {
 		{api.Status{State: fsm.Stopped}, "stopped, 0 turns in flight"},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, sdStatusLine(tt.st))
+		assert.Equal(t, tt.want, systemdStatusLine(tt.st))
 	}
 }
 
-// TestSDNotifierSilentWithoutSocket shows that without NOTIFY_SOCKET there
+// TestSystemdNotifierSilentWithoutSocket shows that without NOTIFY_SOCKET there
 // is no notifier and every call on it is a no-op.
-func TestSDNotifierSilentWithoutSocket(t *testing.T) {
+func TestSystemdNotifierSilentWithoutSocket(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
-	n := newSDNotifier(discardLogger(), time.Second)
+	n := newSystemdNotifier(discardLogger(), time.Second)
 	require.Nil(t, n)
 	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	n.close()
 }
 
-// TestSDNotifierSequence shows the messages a supervisor gets, in order:
+// TestSystemdNotifierSequence shows the messages a supervisor gets, in order:
 // READY=1 with the status, a STATUS= for each change of the status line
 // (none for a change that leaves it the same), STOPPING=1 with
 // EXTEND_TIMEOUT_USEC when shutdown begins.
-func TestSDNotifierSequence(t *testing.T) {
+func TestSystemdNotifierSequence(t *testing.T) {
 	rec := newRecorder()
-	n := startSDNotifier(discardLogger(), rec.send, 0, 13*time.Second)
+	n := startSystemdNotifier(discardLogger(), rec.send, 0, 13*time.Second)
 	defer n.close()
 	gw := newFakeStatus(api.Status{State: fsm.Running})
 
@@ -162,11 +162,11 @@ func TestSDNotifierSequence(t *testing.T) {
 	rec.none(t)
 }
 
-// TestSDNotifierNoReadyAfterStopping shows that a shutdown begun before
+// TestSystemdNotifierNoReadyAfterStopping shows that a shutdown begun before
 // the gateway was ready is not followed by READY=1.
-func TestSDNotifierNoReadyAfterStopping(t *testing.T) {
+func TestSystemdNotifierNoReadyAfterStopping(t *testing.T) {
 	rec := newRecorder()
-	n := startSDNotifier(discardLogger(), rec.send, 0, time.Second)
+	n := startSystemdNotifier(discardLogger(), rec.send, 0, time.Second)
 	defer n.close()
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=1000000", rec.next(t, "STOPPING=1"))
@@ -178,33 +178,62 @@ func TestSDNotifierNoReadyAfterStopping(t *testing.T) {
 	rec.none(t)
 }
 
-// TestSDNotifierWatchdog shows the watchdog pings while the notifier runs
-// and stops with close (its writer has returned).
-func TestSDNotifierWatchdog(t *testing.T) {
+// TestSystemdNotifierSendsBeforeReturning shows there is no queue: each
+// message is on the socket when the call that decided it returns, so
+// STOPPING=1 has been sent before the shutdown sequence goes on.
+func TestSystemdNotifierSendsBeforeReturning(t *testing.T) {
 	rec := newRecorder()
-	n := startSDNotifier(discardLogger(), rec.send, 20*time.Millisecond, time.Second)
+	n := startSystemdNotifier(discardLogger(), rec.send, 0, time.Second)
+	defer n.close()
+	sent := func(what string) string {
+		t.Helper()
+		select {
+		case m := <-rec.msgs:
+			return m
+		default:
+			t.Fatalf("%s not sent when the call returned", what)
+			return ""
+		}
+	}
+	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
+	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", sent("READY=1"))
+	n.reloading()
+	assert.True(t, strings.HasPrefix(sent("RELOADING=1"), "RELOADING=1\n"))
+	n.reloaded(true, "tokens reloaded: 1 token")
+	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight; tokens reloaded: 1 token", sent("READY=1 after the reload"))
+	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=1000000", sent("STOPPING=1"))
+	n.close()
+	rec.none(t)
+}
+
+// TestSystemdNotifierWatchdog shows the watchdog pings while the notifier runs
+// and stops with close (its writer has returned).
+func TestSystemdNotifierWatchdog(t *testing.T) {
+	rec := newRecorder()
+	n := startSystemdNotifier(discardLogger(), rec.send, 20*time.Millisecond, time.Second)
 	pings := 0
-	deadline := time.After(sdWait)
+	deadline := time.After(systemdWait)
 	for pings < 2 {
 		select {
 		case m := <-rec.msgs:
 			require.Equal(t, "WATCHDOG=1", m)
 			pings++
 		case <-deadline:
-			t.Fatalf("%d watchdog pings within %v, want 2", pings, sdWait)
+			t.Fatalf("%d watchdog pings within %v, want 2", pings, systemdWait)
 		}
 	}
 	n.close()
 	select {
 	case <-n.done:
 	default:
-		t.Fatal("the writer (and its watchdog ticker) still runs after close")
+		t.Fatal("the watchdog pinger (and its ticker) still runs after close")
 	}
 }
 
-// TestSDNotifierSendFailureKeepsGoing shows that a failing socket is
+// TestSystemdNotifierSendFailureKeepsGoing shows that a failing socket is
 // logged once at WARN and does not stop later messages.
-func TestSDNotifierSendFailureKeepsGoing(t *testing.T) {
+func TestSystemdNotifierSendFailureKeepsGoing(t *testing.T) {
 	var mu sync.Mutex // guards calls
 	var calls []string
 	send := func(msg string) error {
@@ -220,7 +249,7 @@ func TestSDNotifierSendFailureKeepsGoing(t *testing.T) {
 		defer logMu.Unlock()
 		return logs.Write(p)
 	}), nil))
-	n := startSDNotifier(logger, send, 0, time.Second)
+	n := startSystemdNotifier(logger, send, 0, time.Second)
 	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	n.close()
@@ -263,15 +292,15 @@ func monotonicUsec(t *testing.T) uint64 {
 	return uint64(ts.Sec)*1e6 + uint64(ts.Nsec)/1e3
 }
 
-// TestSDNotifierReload shows systemd's Type=notify-reload protocol around
+// TestSystemdNotifierReload shows systemd's Type=notify-reload protocol around
 // a reload: RELOADING=1 with MONOTONIC_USEC (the CLOCK_MONOTONIC time the
 // reload began, in µs), then READY=1 with a STATUS= saying the outcome,
 // whatever it was. A failed reload's note stays on every later STATUS=
 // line until a reload succeeds; once shutting down, a reload sends
 // nothing (READY=1 must not follow STOPPING=1).
-func TestSDNotifierReload(t *testing.T) {
+func TestSystemdNotifierReload(t *testing.T) {
 	rec := newRecorder()
-	n := startSDNotifier(discardLogger(), rec.send, 0, time.Second)
+	n := startSystemdNotifier(discardLogger(), rec.send, 0, time.Second)
 	defer n.close()
 	gw := newFakeStatus(api.Status{State: fsm.Running})
 	n.ready(t.Context(), gw)
@@ -313,10 +342,10 @@ func TestSDNotifierReload(t *testing.T) {
 	rec.none(t)
 }
 
-// TestSDNotifierReloadSilentWithoutSocket: without NOTIFY_SOCKET, the
+// TestSystemdNotifierReloadSilentWithoutSocket: without NOTIFY_SOCKET, the
 // reload calls are no-ops.
-func TestSDNotifierReloadSilentWithoutSocket(t *testing.T) {
-	var n *sdNotifier
+func TestSystemdNotifierReloadSilentWithoutSocket(t *testing.T) {
+	var n *systemdNotifier
 	n.reloading()
 	n.reloaded(false, "x")
 }

@@ -1,5 +1,0 @@
-package homefile
-
-import "syscall"
-
-const sysFstatat = syscall.SYS_NEWFSTATAT
