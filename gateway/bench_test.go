@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
 
 // BenchmarkTurn measures the gateway's per-turn overhead (gate, session

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
 
 // errUpstream is what a failing fake upstream returns.

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // rejectedIDs returns the event ids in home's rejected file, in order.

@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // fuzzDecodeFast checks, for body type T, that whatever decodeFast

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // encodingJSONMessage is what writeJSON (json.Encoder.Encode) writes for

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // The fuzz targets here run their seeds under plain go test; `make fuzz`

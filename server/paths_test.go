@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // TestDotSegmentsAreJSON404 shows that a path with a dot segment ("." or

@@ -4,9 +4,10 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/quiesce-dev/quiesce/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // TestTurnRoute checks the turn route, which mux matches without a path
