@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // decode reads r's body into v (a pointer to one of the request body
@@ -42,7 +44,7 @@ func (s *Server) decodeMessage(w http.ResponseWriter, r *http.Request) (string, 
 			return text, nil
 		}
 	}
-	var body MessageBody
+	var body api.MessageBody
 	if rerr == nil && decodeFast(data, &body) {
 		return body.Text, nil
 	}
@@ -381,10 +383,10 @@ func unknownField(key string, fields map[string]int) *Error {
 // underneath it) to a 4xx *Error; key is the field being decoded, if any.
 func bodyError(err error, key string) *Error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge,
 			Message: fmt.Sprintf("request body is over %d bytes", MaxBodyBytes), Err: err}
 	}
-	e := &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err}
+	e := &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {

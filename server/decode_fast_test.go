@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // fuzzDecodeFast checks, for body type T, that whatever decodeFast
@@ -38,32 +40,32 @@ func fuzzDecodeFast[T any](f *testing.F, extra ...string) {
 }
 
 func FuzzDecodeFastMessage(f *testing.F) {
-	fuzzDecodeFast[MessageBody](f, `{"text":"héllo"}`, "{\"text\":\"\xed\xa0\x80\"}", `{"text":"a\"b"}`,
+	fuzzDecodeFast[api.MessageBody](f, `{"text":"héllo"}`, "{\"text\":\"\xed\xa0\x80\"}", `{"text":"a\"b"}`,
 		" \t{ \"text\" :\r\n\"x\" }\n", `{"text":"x",}`, `{"text":"x"`, `{"text":"x"}x`)
 }
 
 func FuzzDecodeFastDrain(f *testing.F) {
-	fuzzDecodeFast[DrainBody](f, `{"action":"drain","suppress_notification":true,"request_id":"r1"}`,
+	fuzzDecodeFast[api.DrainBody](f, `{"action":"drain","suppress_notification":true,"request_id":"r1"}`,
 		`{"suppress_notification":truex}`, `{"suppress_notification":fals}`, `{"action":null}`,
 		`{"suppress_notification":false,"reason":"disk swap"}`, `{"suppress_notification":null}`,
 		`{"reason":"a\nb"}`, `{"suppress_notification":"yes"}`)
 }
 
 func FuzzDecodeFastEvent(f *testing.F) {
-	fuzzDecodeFast[EventBody](f, `{"session":"a","text":"b"}`, `{"session":"a","session":"b"}`)
+	fuzzDecodeFast[api.EventBody](f, `{"session":"a","text":"b"}`, `{"session":"a","session":"b"}`)
 }
 
 func FuzzDecodeFastShutdown(f *testing.F) {
-	fuzzDecodeFast[ShutdownBody](f, `{"force":true}`, `{"force":false}`, `{"force":"true"}`)
+	fuzzDecodeFast[api.ShutdownBody](f, `{"force":true}`, `{"force":false}`, `{"force":"true"}`)
 }
 
 // TestDecodeFastTakesTheCommonBody checks that the bodies clients send do
 // take the fast path.
 func TestDecodeFastTakesTheCommonBody(t *testing.T) {
-	var m MessageBody
+	var m api.MessageBody
 	require.True(t, decodeFast([]byte(`{"text":"hello, agent"}`), &m), "decodeFast declined a plain message body")
 	require.Equal(t, "hello, agent", m.Text)
-	var d DrainBody
+	var d api.DrainBody
 	require.True(t, decodeFast([]byte(`{"action":"cancel","request_id":"r1"}`), &d), "decodeFast declined a plain drain body")
 	require.NotNil(t, d.Action, "drain body: %+v", d)
 	require.Equal(t, "cancel", *d.Action)
@@ -81,7 +83,7 @@ func TestDecodeAnswersAsDecodeJSON(t *testing.T) {
 		`{"TEXT":"x"}`, `{"text":"\u00e9"}`, `{"text":null}`,
 	}
 	for _, body := range bodies {
-		var got, want MessageBody
+		var got, want api.MessageBody
 		req, err := http.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte(body)))
 		require.NoError(t, err)
 		gotErr := (&Server{}).decode(nil, req, &got, false)
@@ -119,11 +121,11 @@ func FuzzPlainMessage(f *testing.F) {
 		if !ok {
 			return
 		}
-		var slow MessageBody
+		var slow api.MessageBody
 		err := decodeJSON(bytes.NewReader(body), &slow, false)
 		require.NoErrorf(t, err, "plainMessage accepted %q, decodeJSON refused it", body)
 		require.Equalf(t, text, slow.Text, "%q: plainMessage %q, decodeJSON %q", body, text, slow.Text)
-		var fast MessageBody
+		var fast api.MessageBody
 		require.Truef(t, decodeFast(body, &fast), "%q: plainMessage took it, decodeFast declined", body)
 		require.Equalf(t, text, fast.Text, "%q: plainMessage against decodeFast", body)
 	})

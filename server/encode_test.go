@@ -8,11 +8,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // encodingJSONMessage is what writeJSON (json.Encoder.Encode) writes for
 // resp: the reference appendMessage must match byte for byte.
-func encodingJSONMessage(t testing.TB, resp MessageResponse) []byte {
+func encodingJSONMessage(t testing.TB, resp api.MessageResponse) []byte {
 	var buf bytes.Buffer
 	require.NoError(t, json.NewEncoder(&buf).Encode(resp))
 	return buf.Bytes()
@@ -42,14 +44,14 @@ var messageEncodingCases = []string{
 // as session and as reply, appendMessage writes what encoding/json does.
 func TestAppendMessageMatchesEncodingJSON(t *testing.T) {
 	for _, s := range messageEncodingCases {
-		for _, resp := range []MessageResponse{{Session: s, Reply: "r"}, {Session: "s", Reply: s}, {Session: s, Reply: s}} {
+		for _, resp := range []api.MessageResponse{{Session: s, Reply: "r"}, {Session: "s", Reply: s}, {Session: s, Reply: s}} {
 			want := encodingJSONMessage(t, resp)
 			got := appendMessage(nil, resp)
 			assert.Truef(t, bytes.Equal(got, want), "appendMessage(%+q)\n got %q\nwant %q", resp, got, want)
 		}
 	}
 	// It appends: what dst held stays in front.
-	got := appendMessage([]byte("x"), MessageResponse{Session: "s", Reply: "r"})
+	got := appendMessage([]byte("x"), api.MessageResponse{Session: "s", Reply: "r"})
 	assert.Equalf(t, "x{\"session\":\"s\",\"reply\":\"r\"}\n", string(got), "appendMessage after x = %q", got)
 }
 
@@ -60,7 +62,7 @@ func FuzzAppendMessage(f *testing.F) {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, session, reply string) {
-		resp := MessageResponse{Session: session, Reply: reply}
+		resp := api.MessageResponse{Session: session, Reply: reply}
 		want := encodingJSONMessage(t, resp)
 		got := appendMessage(nil, resp)
 		require.Truef(t, bytes.Equal(got, want), "appendMessage(%+q)\n got %q\nwant %q", resp, got, want)

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // TestTurnRoute checks the turn route, which mux matches without a path
@@ -21,10 +21,10 @@ func TestTurnRoute(t *testing.T) {
 	assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
 
 	for _, path := range []string{"/v1/sessions//messages", "/v1/sessions/a/b/messages", "/v1/sessions/messages", "/v1/sessions/a/messages/"} {
-		requireError(t, do(t, h, http.MethodPost, path, opsToken, `{"text":"hi"}`), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodPost, path, opsToken, `{"text":"hi"}`), http.StatusNotFound, api.CodeNotFound)
 	}
 	rec = do(t, h, http.MethodGet, "/v1/sessions/a/messages", opsToken, "")
-	requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+	requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 	assert.Equal(t, "POST", rec.Header().Get("Allow"))
 
 	rec = do(t, h, http.MethodGet, "/metrics", "", "")
@@ -39,7 +39,7 @@ func TestSingleDotSessionSegmentIs404(t *testing.T) {
 	for _, path := range []string{"/v1/sessions/./messages", "/v1/sessions/%2e/messages", "/v1/sessions/%2E/messages"} {
 		gw := &Gateway{}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, path, opsToken, `{"text":"hi"}`)
-		requireError(t, rec, http.StatusNotFound, server.CodeNotFound)
+		requireError(t, rec, http.StatusNotFound, api.CodeNotFound)
 		assert.Empty(t, gw.Calls(), path)
 	}
 }
