@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // decode reads r's body (at most MaxBodyBytes) into v, a pointer to one
@@ -116,10 +118,10 @@ func unknownField(key string, fields map[string]bool) *Error {
 // decoded, if any.
 func bodyError(err error, key string) *Error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge,
 			Message: fmt.Sprintf("request body is over %d bytes", MaxBodyBytes), Err: err}
 	}
-	e := &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err}
+	e := &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // The fuzz targets here run their seeds under plain go test; `make fuzz`
@@ -145,24 +147,24 @@ func topLevelKeys(data []byte) (keys []string, ok bool) {
 
 // FuzzDecodeDrainBody fuzzes the decoding of POST /api/gateway/drain.
 func FuzzDecodeDrainBody(f *testing.F) {
-	fuzzDecoder[DrainBody](f, true,
+	fuzzDecoder[api.DrainBody](f, true,
 		`{"action":"drain","ACTION":"cancel"}`, `{"action":"drain","suppress_notification":true,"request_id":"r-1"}`,
 		`{"action":"cancel","request_id":""}`, `{"suppress_notification":"false"}`, `{"action":"drain","force":true}`)
 }
 
 // FuzzDecodeShutdownBody fuzzes the decoding of POST /api/gateway/shutdown.
 func FuzzDecodeShutdownBody(f *testing.F) {
-	fuzzDecoder[ShutdownBody](f, true, `{"Force":true}`, `{"force":"true"}`, `{"force":false,"force":true}`, `{"now":true}`)
+	fuzzDecoder[api.ShutdownBody](f, true, `{"Force":true}`, `{"force":"true"}`, `{"force":false,"force":true}`, `{"now":true}`)
 }
 
 // FuzzDecodeMessageBody fuzzes the decoding of POST /v1/sessions/{id}/messages.
 func FuzzDecodeMessageBody(f *testing.F) {
-	fuzzDecoder[MessageBody](f, false, `{"TEXT":"hi"}`, `{"text":5}`, `{"text":"hi","Text":"ho"}`)
+	fuzzDecoder[api.MessageBody](f, false, `{"TEXT":"hi"}`, `{"text":5}`, `{"text":"hi","Text":"ho"}`)
 }
 
 // FuzzDecodeEventBody fuzzes the decoding of POST /api/gateway/events.
 func FuzzDecodeEventBody(f *testing.F) {
-	fuzzDecoder[EventBody](f, false, `{"Session":"a","text":"b"}`, `{"session":"a","text":"b","x":1}`,
+	fuzzDecoder[api.EventBody](f, false, `{"Session":"a","text":"b"}`, `{"session":"a","text":"b","x":1}`,
 		`{"session":"a","text":"b","session":"c"}`)
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // TestTurnRoute checks the turn route: its session id, its 404s and 405
@@ -22,10 +22,10 @@ func TestTurnRoute(t *testing.T) {
 	assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
 
 	for _, path := range []string{"/v1/sessions//messages", "/v1/sessions/a/b/messages", "/v1/sessions/messages", "/v1/sessions/a/messages/"} {
-		requireError(t, do(t, h, http.MethodPost, path, opsToken, `{"text":"hi"}`), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodPost, path, opsToken, `{"text":"hi"}`), http.StatusNotFound, api.CodeNotFound)
 	}
 	rec = do(t, h, http.MethodGet, "/v1/sessions/a/messages", opsToken, "")
-	requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+	requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 	assert.Equal(t, "POST", rec.Header().Get("Allow"))
 
 	rec = do(t, h, http.MethodGet, "/metrics", "", "")
@@ -40,7 +40,7 @@ func TestSingleDotSessionSegmentIs404(t *testing.T) {
 	for _, path := range []string{"/v1/sessions/./messages", "/v1/sessions/%2e/messages", "/v1/sessions/%2E/messages"} {
 		gw := &Gateway{}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, path, opsToken, `{"text":"hi"}`)
-		requireError(t, rec, http.StatusNotFound, server.CodeNotFound)
+		requireError(t, rec, http.StatusNotFound, api.CodeNotFound)
 		assert.Empty(t, gw.Calls(), path)
 	}
 }
@@ -100,10 +100,10 @@ func TestTurnPaths(t *testing.T) {
 				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 				assert.Equal(t, tt.session, decodeBody(t, rec)["session"])
 			case http.StatusBadRequest:
-				m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+				m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 				assert.Contains(t, m["message"], "session id")
 			default:
-				requireError(t, rec, tt.status, server.CodeNotFound)
+				requireError(t, rec, tt.status, api.CodeNotFound)
 			}
 		})
 	}

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/server/page"
 )
 
 // Defaults and limits.
@@ -131,12 +134,16 @@ func New(cfg Config) (*Server, error) {
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet, http.MethodHead)
-	s.routePage(r) // GET / (the status page, no token) and its static files
+	// GET / (the status page, no token) and its static files.
+	statusPage := page.New(s.gw.Status, s.logger, s.writeError)
+	for _, path := range page.Paths() {
+		r.Handle(path, statusPage).Methods(http.MethodGet, http.MethodHead)
+	}
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events/replay", s.auth(s.handleReplay)).Methods(http.MethodPost)
@@ -360,7 +367,7 @@ func uncleanPath(p string) bool {
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	s.writeError(w, r, errorf(http.StatusNotFound, api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 }
 
 // handleMethodNotAllowed answers 405 with the methods the path's routes
@@ -368,7 +375,7 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allow := s.allowedMethods(r)
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 		"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 
