@@ -20,8 +20,8 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 // The drain body tells an absent (or null) suppress_notification or
-// reason from a given one, so a refresh keeps what it does not give; on
-// the fast path and the strict decoder's alike (escapes, spaces).
+// reason from a given one, so a refresh keeps what it does not give,
+// with escapes and spaces too.
 func TestDrainBodyTellsAbsentFromGiven(t *testing.T) {
 	cases := []struct {
 		body string

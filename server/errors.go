@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
@@ -243,15 +242,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	jb.write(w, status, v)
 }
 
-// writeMessage writes resp as writeJSON does, byte for byte, encoded by
-// appendMessage instead of by reflection (FuzzAppendMessage).
-func writeMessage(w http.ResponseWriter, resp api.MessageResponse) {
-	jb := jsonBufs.Get().(*jsonBuf)
-	defer jb.release()
-	jb.raw = appendMessage(jb.raw[:0], resp)
-	writeBody(w, http.StatusOK, jb.raw)
-}
-
 // write encodes v into jb and writes it to w with status.
 func (jb *jsonBuf) write(w http.ResponseWriter, status int, v any) {
 	body := internalErrorBody
@@ -277,71 +267,6 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// appendMessage appends resp as json.Encoder.Encode writes it: the JSON
-// object {"session":...,"reply":...} and a newline.
-func appendMessage(dst []byte, resp api.MessageResponse) []byte {
-	dst = append(dst, `{"session":`...)
-	dst = appendJSONString(dst, resp.Session)
-	dst = append(dst, `,"reply":`...)
-	dst = appendJSONString(dst, resp.Reply)
-	return append(dst, '}', '\n')
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// encodes a string with HTML escaping on (its default): '"', '\\' and the
-// control characters \b, \f, \n, \r, \t escaped short, other bytes below
-// 0x20 and '<', '>', '&' as \u00XX, each byte of invalid UTF-8 as \ufffd,
-// and U+2028 and U+2029 as \u2028 and \u2029.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
 var (
 	internalErrorBody = []byte(`{"error":"internal","message":"internal error"}` + "\n")
 	contentTypeJSON   = []string{"application/json"}
@@ -354,7 +279,6 @@ var (
 type jsonBuf struct {
 	buf bytes.Buffer
 	enc *json.Encoder
-	raw []byte // writeMessage's encoding
 }
 
 // maxPooledJSON is the largest response buffer kept for reuse.
@@ -367,7 +291,7 @@ var jsonBufs = sync.Pool{New: func() any {
 }}
 
 func (jb *jsonBuf) release() {
-	if jb.buf.Cap() > maxPooledJSON || cap(jb.raw) > maxPooledJSON {
+	if jb.buf.Cap() > maxPooledJSON {
 		return
 	}
 	jb.buf.Reset()

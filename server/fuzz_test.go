@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -55,7 +54,7 @@ func hexByte(b byte) string {
 	return string([]byte{digits[b>>4], digits[b&0xf]})
 }
 
-// fieldNames returns the exact json names decodeJSON accepts for T.
+// fieldNames returns the exact json names decode accepts for T.
 func fieldNames[T any]() []string {
 	var names []string
 	for n := range fieldsOf(reflect.TypeFor[T]()) {
@@ -65,7 +64,7 @@ func fieldNames[T any]() []string {
 }
 
 // fuzzDecoder is the body of every decoder fuzz target: it seeds f and
-// checks decodeJSON's properties for body type T.
+// checks decode's properties for body type T.
 func fuzzDecoder[T any](f *testing.F, optional bool, extra ...string) {
 	names := fieldNames[T]()
 	for _, s := range decoderSeeds {
@@ -83,7 +82,9 @@ func fuzzDecoder[T any](f *testing.F, optional bool, extra ...string) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var got T
-		err := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), MaxBodyBytes), &got, optional)
+		req, rerr := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		require.NoError(t, rerr)
+		err := (&Server{}).decode(nil, req, &got, optional)
 		if err != nil {
 			e, ok := errors.AsType[*Error](err)
 			switch {

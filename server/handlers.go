@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
+
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -269,17 +271,16 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 	writeJSON(w, http.StatusOK, api.ReplayResponse{OK: true, ReplayResult: res})
 }
 
-// handleMessage runs a turn. The session is the {id} segment of the path,
-// read from the path itself: mux matched the route, so the path is
-// exactly /v1/sessions/{id}/messages with an id without "/", and the
-// request need not carry mux's vars.
+// handleMessage runs a turn. The session is the {id} of
+// MessagePathTemplate; the gateway checks it (gateway.ErrInvalid: a 400).
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
-	session := sessionOfPath(r.URL.Path)
-	text, err := s.decodeMessage(w, r)
-	if err != nil {
+	session := mux.Vars(r)["id"]
+	var body api.MessageBody
+	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	text := body.Text
 	if text == "" {
 		s.writeError(w, r, badRequest("text is required"))
 		return
@@ -293,13 +294,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 		s.writeError(w, r, err)
 		return
 	}
-	writeMessage(w, api.MessageResponse{Session: session, Reply: reply})
-}
-
-// sessionOfPath returns the {id} of a path that isMessagePath accepts.
-func sessionOfPath(p string) string {
-	id := strings.TrimPrefix(p, messagePathPrefix)
-	return strings.TrimSuffix(id, messagePathSuffix)
+	writeJSON(w, http.StatusOK, api.MessageResponse{Session: session, Reply: reply})
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -100,4 +100,18 @@ func TestFieldNamesMatchExactly(t *testing.T) {
 		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodPost, drain, opsToken, body)
 		requireError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	})
+	t.Run("TooLargeIs413WhateverItHolds", func(t *testing.T) {
+		// docs/API.md: a body over 64 KiB is a 413, also when it is not
+		// JSON or goes wrong before its end.
+		pad := strings.Repeat(" ", server.MaxBodyBytes)
+		for _, body := range []string{`[` + pad, `{"text":5` + pad, `{"text":"` + pad + `"}`, `x` + pad} {
+			gw := &Gateway{}
+			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, message, opsToken, body)
+			requireError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+			assert.Empty(t, gw.Calls())
+		}
+		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodPost, message, opsToken,
+			`{"text":"`+pad[:server.MaxBodyBytes-len(`{"text":""}`)]+`"}`)
+		assert.Equal(t, http.StatusOK, rec.Code, "a body of exactly 64 KiB is taken")
+	})
 }

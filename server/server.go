@@ -64,7 +64,7 @@ type Server struct {
 	logger     *slog.Logger
 
 	router   *mux.Router
-	handler  http.Handler // serveHTTP: the path check, then the router's match
+	handler  http.Handler // serveHTTP: the path check, then the router
 	notFound http.Handler // the counted JSON 404
 	srv      *http.Server
 
@@ -127,15 +127,8 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowedHandler = s.count("unmatched", http.HandlerFunc(s.handleMethodNotAllowed))
 
 	// The turn route first: mux tries routes in order, and turns are the
-	// hot path. It matches its path with isMessagePath, not a template: a
-	// template is a regexp, which mux runs twice per request (to match,
-	// then to extract the vars), and that was a third of a turn's routing
-	// CPU. The route is named after its template, the label of its
-	// metrics.
-	r.NewRoute().Name(MessagePathTemplate).
-		MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool { return isMessagePath(req.URL.Path) }).
-		Methods(http.MethodPost).
-		Handler(s.auth(s.handleMessage))
+	// hot path. handleMessage reads its {id} with mux.Vars.
+	r.Handle(MessagePathTemplate, s.auth(s.handleMessage)).Methods(http.MethodPost)
 	// Every GET route also answers HEAD (mux does not imply it); net/http
 	// discards the body of a HEAD answer.
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
@@ -272,24 +265,9 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// MessagePathTemplate is the route of a turn (POST).
-const MessagePathTemplate = messagePathPrefix + "{id}" + messagePathSuffix
-
-const (
-	messagePathPrefix = "/v1/sessions/"
-	messagePathSuffix = "/messages"
-)
-
-// isMessagePath reports whether p matches MessagePathTemplate as mux
-// matches a template: {id} is one or more bytes other than "/".
-func isMessagePath(p string) bool {
-	id, ok := strings.CutPrefix(p, messagePathPrefix)
-	if !ok {
-		return false
-	}
-	id, ok = strings.CutSuffix(id, messagePathSuffix)
-	return ok && id != "" && !strings.Contains(id, "/")
-}
+// MessagePathTemplate is the route of a turn (POST); {id} is the session
+// id, one path segment, percent-decoded.
+const MessagePathTemplate = "/v1/sessions/{id}/messages"
 
 // instrumentRoutes wraps every registered route's handler, once, in count
 // under its path template, so a request pays no per-request middleware
@@ -302,9 +280,7 @@ func (s *Server) instrumentRoutes() error {
 		}
 		tpl, err := route.GetPathTemplate()
 		if err != nil {
-			if tpl = route.GetName(); tpl == "" {
-				return fmt.Errorf("server: route without a path template or a name: %w", err)
-			}
+			return fmt.Errorf("server: route without a path template: %w", err)
 		}
 		route.Handler(s.count(tpl, h))
 		return nil
@@ -312,46 +288,15 @@ func (s *Server) instrumentRoutes() error {
 }
 
 // serveHTTP answers a JSON 404, before routing, for a path that
-// uncleanPath refuses (it never redirects), and otherwise serves the
-// handler of the route mux matches. It asks the router for the match
-// (Router.Match) instead of calling its ServeHTTP: that would clone the
-// request twice to put the route and its vars in the context, which no
-// handler here reads (handleMessage reads its id from the path).
+// uncleanPath refuses (mux, told to SkipClean, never redirects it), and
+// otherwise serves r through the router.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if uncleanPath(r.URL.Path) {
 		s.notFound.ServeHTTP(w, r)
 		return
 	}
-	m := routeMatches.Get().(*routeMatch)
-	h := s.notFound
-	if s.router.Match(r, &m.RouteMatch) && m.Handler != nil {
-		h = m.Handler
-	}
-	m.reset()
-	routeMatches.Put(m)
-	h.ServeHTTP(w, r)
+	s.router.ServeHTTP(w, r)
 }
-
-// routeMatch is a reusable mux.RouteMatch: mux fills Vars in place when
-// the map is already there, so a pooled one spares the match its
-// allocations.
-type routeMatch struct {
-	mux.RouteMatch
-	vars map[string]string
-}
-
-func (m *routeMatch) reset() {
-	if len(m.vars) > 0 {
-		clear(m.vars)
-	}
-	m.RouteMatch = mux.RouteMatch{Vars: m.vars}
-}
-
-var routeMatches = sync.Pool{New: func() any {
-	m := &routeMatch{vars: make(map[string]string, 1)}
-	m.reset()
-	return m
-}}
 
 // count counts every request next serves under route, with its status.
 func (s *Server) count(route string, next http.Handler) http.Handler {
