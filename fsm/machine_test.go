@@ -354,7 +354,9 @@ func TestDescribeWhileFiring(t *testing.T) {
 		defer wg.Done()
 		for range 50 {
 			_, err := fsm.Describe(fsm.Mermaid)
-			require.NoError(t, err)
+			if !assert.NoError(t, err) { // not require: this is not the test's goroutine
+				return
+			}
 		}
 	}()
 	wg.Wait()
