@@ -243,7 +243,7 @@ func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
 	// Every user turn in flight was cut off and pinged; a system turn is
 	// cut off too but never pinged (its event stays spooled).
 	for s := range m.turns {
-		require.Truef(t, slices.Contains(rep.Interrupted, s), "user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
+		require.Containsf(t, rep.Interrupted, s, "user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
 	}
 	for _, s := range rep.Interrupted {
 		_, user := m.turns[s]
@@ -323,10 +323,10 @@ func (m *gwModel) invariants(t *rapid.T) {
 	// completed one never runs again.
 	for _, ev := range m.events {
 		if _, done := m.completed[ev]; done {
-			require.Falsef(t, slices.Contains(m.spooled(), ev), "I8: completed event %s still spooled", ev)
+			require.NotContainsf(t, m.spooled(), ev, "I8: completed event %s still spooled", ev)
 			continue
 		}
-		require.Truef(t, slices.Contains(m.spooled(), ev), "I8: event %s neither completed nor spooled", ev)
+		require.Containsf(t, m.spooled(), ev, "I8: event %s neither completed nor spooled", ev)
 	}
 	for ev, n := range m.completed {
 		got := m.starts(ev)
