@@ -51,13 +51,9 @@ func TestPropertyStreamedTurnsEndExactlyOnce(t *testing.T) {
 		writeProcRoot(t, proc, "boot-s", 1)
 		g, err := New(Config{Home: home, ProcRoot: proc, Agent: agent, DrainTimeout: time.Hour,
 			NotifyTimeout: 5 * time.Second, WatchInterval: -1, Logger: quietLogger()})
-		if err != nil {
-			rt.Fatal(err)
-		}
+		require.NoError(rt, err)
 		defer g.Close()
-		if err := g.Start(context.Background()); err != nil {
-			rt.Fatal(err)
-		}
+		require.NoError(rt, g.Start(context.Background()))
 		n := rapid.IntRange(1, 12).Draw(rt, "turns")
 		var wg sync.WaitGroup
 		type outcome struct {
@@ -87,37 +83,32 @@ func TestPropertyStreamedTurnsEndExactlyOnce(t *testing.T) {
 			}()
 		}
 		if rapid.Bool().Draw(rt, "drain") {
-			if _, err := g.BeginDrain(context.Background(), DrainRequest{}); err != nil {
-				rt.Fatal(err)
-			}
+			_, err := g.BeginDrain(context.Background(), DrainRequest{})
+			require.NoError(rt, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if _, err := g.Shutdown(ctx, true); err != nil {
-			rt.Fatalf("shutdown: %v", err)
-		}
+		_, err = g.Shutdown(ctx, true)
+		require.NoErrorf(rt, err, "shutdown")
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			rt.Fatal("a turn never returned")
+			require.Fail(rt, "a turn never returned")
 		}
 		for i, o := range outs {
-			if o.ended.Load() != 1 {
-				rt.Fatalf("turn %d returned %d times", i, o.ended.Load())
-			}
-			if o.lateDelta.Load() {
-				rt.Fatalf("turn %d: a delta after it ended", i)
-			}
+			require.Equalf(rt, int32(1), o.ended.Load(), "turn %d returned %d times", i, o.ended.Load())
+			require.Falsef(rt, o.lateDelta.Load(), "turn %d: a delta after it ended", i)
 			refused := errors.Is(o.err, ErrRefused)
-			switch s := o.started.Load(); {
-			case refused && s != 0:
-				rt.Fatalf("turn %d: refused but started", i)
-			case !refused && s != 1:
-				rt.Fatalf("turn %d: started %d times (err %v)", i, s, o.err)
-			case !refused && o.err != nil && !errors.Is(o.err, ErrAgent) && !errors.Is(o.err, ErrInterrupted):
-				rt.Fatalf("turn %d: ended with %v, want a reply, a failure or an interruption", i, o.err)
+			s := o.started.Load()
+			if refused {
+				require.Zerof(rt, s, "turn %d: refused but started", i)
+				continue
+			}
+			require.Equalf(rt, int32(1), s, "turn %d: started %d times (err %v)", i, s, o.err)
+			if o.err != nil {
+				require.Truef(rt, errors.Is(o.err, ErrAgent) || errors.Is(o.err, ErrInterrupted), "turn %d: ended with %v, want a reply, a failure or an interruption", i, o.err)
 			}
 		}
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -86,7 +87,7 @@ func (r *recorder) next(t *testing.T, what string) string {
 				return m
 			}
 		case <-deadline:
-			t.Fatalf("no sd_notify message within %v: wanted %s", systemdWait, what)
+			require.Fail(t, fmt.Sprintf("no sd_notify message within %v: wanted %s", systemdWait, what))
 			return ""
 		}
 	}
@@ -98,9 +99,7 @@ func (r *recorder) none(t *testing.T) {
 	for {
 		select {
 		case m := <-r.msgs:
-			if m != "WATCHDOG=1" {
-				t.Fatalf("unexpected sd_notify message %q", m)
-			}
+			require.Equalf(t, "WATCHDOG=1", m, "unexpected sd_notify message %q", m)
 		default:
 			return
 		}
@@ -191,7 +190,7 @@ func TestSystemdNotifierSendsBeforeReturning(t *testing.T) {
 		case m := <-rec.msgs:
 			return m
 		default:
-			t.Fatalf("%s not sent when the call returned", what)
+			require.Fail(t, fmt.Sprintf("%s not sent when the call returned", what))
 			return ""
 		}
 	}
@@ -220,14 +219,14 @@ func TestSystemdNotifierWatchdog(t *testing.T) {
 			require.Equal(t, "WATCHDOG=1", m)
 			pings++
 		case <-deadline:
-			t.Fatalf("%d watchdog pings within %v, want 2", pings, systemdWait)
+			require.Fail(t, fmt.Sprintf("%d watchdog pings within %v, want 2", pings, systemdWait))
 		}
 	}
 	n.close()
 	select {
 	case <-n.done:
 	default:
-		t.Fatal("the watchdog pinger (and its ticker) still runs after close")
+		require.Fail(t, "the watchdog pinger (and its ticker) still runs after close")
 	}
 }
 
