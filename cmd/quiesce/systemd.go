@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -39,13 +40,14 @@ type statusSource interface {
 //
 // A nil *systemdNotifier (what newSystemdNotifier returns without
 // NOTIFY_SOCKET) is silent: every method is a no-op. Each message is one
-// daemon.SdNotify call made by the caller, under mu so that messages
+// datagram (systemdSend) written by the caller, under mu so that messages
 // reach the service manager in the order they were decided; there is no
 // queue. A datagram to a service manager that reads its socket (systemd
-// does, in its main loop) does not wait.
+// does, in its main loop) does not wait; one that stopped reading costs
+// each send at most systemdWriteTimeout, never the shutdown sequence.
 type systemdNotifier struct {
 	log    *slog.Logger
-	send   func(state string) error // writes one datagram (daemon.SdNotify)
+	send   func(state string) error // writes one datagram (systemdSend)
 	extend time.Duration            // EXTEND_TIMEOUT_USEC sent when shutdown begins
 
 	mu       sync.Mutex         // serialises sends (in order) and guards stopping, line, note, failed and cancel
@@ -98,10 +100,32 @@ func startSystemdNotifier(logger *slog.Logger, send func(string) error, watchdog
 	return n
 }
 
-// systemdSend writes state to $NOTIFY_SOCKET.
+// systemdWriteTimeout bounds one datagram to the service manager. Its
+// socket queue holds a few datagrams (net.unix.max_dgram_qlen, 10 by
+// default); a manager that stops reading would otherwise block the send
+// for good, and STOPPING=1 is sent from the shutdown's transition hook.
+const systemdWriteTimeout = 250 * time.Millisecond
+
+// systemdSend writes state to $NOTIFY_SOCKET as one datagram, as
+// daemon.SdNotify does, but with a write deadline (SdNotify has none):
+// a message the manager does not take within systemdWriteTimeout is
+// dropped with an error. Without NOTIFY_SOCKET it does nothing.
 func systemdSend(state string) error {
-	if _, err := daemon.SdNotify(false, state); err != nil {
-		return fmt.Errorf("sd_notify %s: %w", strings.ReplaceAll(state, "\n", " "), err)
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return nil
+	}
+	what := strings.ReplaceAll(state, "\n", " ")
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("sd_notify %s: %w", what, err)
+	}
+	defer conn.Close()
+	if err := conn.SetWriteDeadline(time.Now().Add(systemdWriteTimeout)); err != nil {
+		return fmt.Errorf("sd_notify %s: %w", what, err)
+	}
+	if _, err := conn.Write([]byte(state)); err != nil {
+		return fmt.Errorf("sd_notify %s: %w", what, err)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,4 +349,38 @@ func TestSystemdNotifierReloadSilentWithoutSocket(t *testing.T) {
 	var n *systemdNotifier
 	n.reloading()
 	n.reloaded(false, "x")
+}
+
+// TestSystemdNotifierNeverBlocksOnAStalledManager: a service manager that
+// stops reading NOTIFY_SOCKET (its datagram queue full) must not block
+// STOPPING=1, which the shutdown's transition hook sends while the state
+// machine is mid-event: each send gives up after its write deadline.
+func TestSystemdNotifierNeverBlocksOnAStalledManager(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "notify.sock")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	require.NoError(t, err)
+	defer l.Close() // never read
+	t.Setenv("NOTIFY_SOCKET", p)
+	n := startSystemdNotifier(slog.New(slog.NewTextHandler(io.Discard, nil)), systemdSend, 0, time.Minute)
+	filled := make(chan struct{})
+	go func() { // more status lines than the queue holds
+		defer close(filled)
+		for i := range 20 {
+			n.setLine(fmt.Sprintf("running, %d turns in flight", i))
+		}
+	}()
+	select {
+	case <-filled:
+	case <-time.After(time.Second): // the queue is full by now either way
+	}
+	done := make(chan struct{})
+	go func() {
+		n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(systemdWait):
+		require.Fail(t, "STOPPING=1 still blocked on a manager that stopped reading its socket")
+	}
 }
