@@ -42,7 +42,7 @@ func haproxyBin(t *testing.T) string {
 	if os.Getenv("QUIESCE_NO_HAPROXY") == "1" {
 		t.Skip("haproxy is not installed and QUIESCE_NO_HAPROXY=1: skipping the load balancer test")
 	}
-	t.Fatal("this test runs the checked-in HAProxy configuration and needs haproxy: " +
+	require.Fail(t, "this test runs the checked-in HAProxy configuration and needs haproxy: "+
 		"sudo apt-get install -y --no-install-recommends haproxy (.ci/run does this), or skip it with QUIESCE_NO_HAPROXY=1")
 	return ""
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
@@ -31,13 +33,9 @@ func TestDiagrams(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			want, err := fsm.Describe(tc.format)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			again, _ := fsm.Describe(tc.format)
-			if again != want {
-				t.Fatal("Describe is not deterministic")
-			}
+			require.Equal(t, want, again, "Describe is not deterministic")
 			checkGolden(t, filepath.Join("..", "docs", "diagrams", tc.file), []byte(want))
 		})
 	}
@@ -45,45 +43,30 @@ func TestDiagrams(t *testing.T) {
 		mmd, _ := fsm.Describe(fsm.Mermaid)
 		path := filepath.Join("..", "README.md")
 		readme, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		begin := bytes.Index(readme, []byte(readmeBegin))
 		end := bytes.Index(readme, []byte(readmeEnd))
-		if begin < 0 || end < begin {
-			t.Fatalf("%s has no %q … %q block", path, readmeBegin, readmeEnd)
-		}
+		require.GreaterOrEqualf(t, begin, 0, "%s has no %q … %q block", path, readmeBegin, readmeEnd)
+		require.GreaterOrEqualf(t, end, begin, "%s has no %q … %q block", path, readmeBegin, readmeEnd)
 		block := readmeBegin + "```mermaid\n" + mmd + "```\n"
 		got := string(readme[begin:end])
 		if got == block {
 			return
 		}
-		if !*update {
-			t.Fatalf("%s diagram drifted from the lifecycle; run make diagrams", path)
-		}
+		require.Truef(t, *update, "%s diagram drifted from the lifecycle; run make diagrams", path)
 		out := append(append(append([]byte(nil), readme[:begin]...), block...), readme[end:]...)
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, out, 0o644))
 	})
 }
 
 func checkGolden(t *testing.T, path string, want []byte) {
 	t.Helper()
 	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, want, 0o644))
 		return
 	}
 	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run make diagrams)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s drifted from the lifecycle; run make diagrams\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	require.NoError(t, err, "run make diagrams")
+	require.Equalf(t, string(want), string(got), "%s drifted from the lifecycle; run make diagrams", path)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -57,32 +58,26 @@ func TestPropertyLifecycle(t *testing.T) {
 			"": func(t *rapid.T) {
 				snap := m.Snapshot()
 				// I4: accepted = released + in flight.
-				if accepted != released+snap.InFlight {
-					t.Fatalf("I4: accepted %d != released %d + in flight %d", accepted, released, snap.InFlight)
-				}
-				if snap.State != state || snap.InFlight != inFlight {
-					t.Fatalf("machine %s/%d, model %s/%d", snap.State, snap.InFlight, state, inFlight)
-				}
+				require.Equalf(t, released+snap.InFlight, accepted, "I4: accepted %d != released %d + in flight %d", accepted, released, snap.InFlight)
+				require.Equalf(t, state, snap.State, "machine %s/%d, model %s/%d", snap.State, snap.InFlight, state, inFlight)
+				require.Equalf(t, inFlight, snap.InFlight, "machine %s/%d, model %s/%d", snap.State, snap.InFlight, state, inFlight)
 				// I1: the count never rises while not running.
-				if snap.State != fsm.Running && snap.InFlight > prevCount {
-					t.Fatalf("I1: in-flight rose %d → %d while %s", prevCount, snap.InFlight, snap.State)
+				if snap.State != fsm.Running {
+					require.LessOrEqualf(t, snap.InFlight, prevCount, "I1: in-flight rose %d → %d while %s", prevCount, snap.InFlight, snap.State)
 				}
 				prevCount = snap.InFlight
 				// I2: shutdown wins; stopped is terminal.
-				if shutdownSeen && snap.State != fsm.ShuttingDown && snap.State != fsm.Stopped {
-					t.Fatalf("I2: %s after shutdown", snap.State)
+				if shutdownSeen {
+					require.Containsf(t, []fsm.State{fsm.ShuttingDown, fsm.Stopped}, snap.State, "I2: %s after shutdown", snap.State)
 				}
 				shutdownSeen = shutdownSeen || snap.State == fsm.ShuttingDown
 				// I3: one observer notification per change, none for repeats.
-				if got := len(rec.all()); got != transitions {
-					t.Fatalf("I3: %d notifications for %d transitions", got, transitions)
-				}
+				got := len(rec.all())
+				require.Equalf(t, transitions, got, "I3: %d notifications for %d transitions", got, transitions)
 			},
 			"accept": func(t *rapid.T) {
 				ok := m.Accept()
-				if want := state == fsm.Running; ok != want {
-					t.Fatalf("I4: Accept()=%v in %s", ok, state)
-				}
+				require.Equalf(t, state == fsm.Running, ok, "I4: Accept()=%v in %s", ok, state)
 				if ok {
 					inFlight++
 					accepted++
@@ -92,9 +87,7 @@ func TestPropertyLifecycle(t *testing.T) {
 				if inFlight == 0 {
 					t.Skip("nothing accepted")
 				}
-				if err := m.Release(); err != nil {
-					t.Fatalf("Release: %v", err)
-				}
+				require.NoErrorf(t, m.Release(), "Release")
 				inFlight--
 				released++
 			},
@@ -102,21 +95,19 @@ func TestPropertyLifecycle(t *testing.T) {
 				if inFlight != 0 {
 					t.Skip("turns in flight")
 				}
-				if err := m.Release(); !errors.Is(err, fsm.ErrNotAccepted) {
-					t.Fatalf("Release with nothing in flight: %v", err)
-				}
+				require.ErrorIsf(t, m.Release(), fsm.ErrNotAccepted, "Release with nothing in flight")
 			},
 		}
 		for _, ev := range fsm.Events {
 			actions[string(ev)] = func(t *rapid.T) {
 				want, wantErr := modelStep(state, ev)
 				changed, err := m.Fire(context.Background(), ev)
-				if !errors.Is(err, wantErr) || (wantErr == nil) != (err == nil) {
-					t.Fatalf("%s in %s: err %v, model %v", ev, state, err, wantErr)
+				if wantErr == nil {
+					require.NoErrorf(t, err, "%s in %s: model allows it", ev, state)
+				} else {
+					require.ErrorIsf(t, err, wantErr, "%s in %s", ev, state)
 				}
-				if changed != (want != state) {
-					t.Fatalf("%s in %s: changed=%v, model %s", ev, state, changed, want)
-				}
+				require.Equalf(t, want != state, changed, "%s in %s: changed=%v, model %s", ev, state, changed, want)
 				if changed {
 					transitions++
 				}
@@ -240,22 +231,18 @@ func TestPropertyConcurrent(t *testing.T) {
 		_, _ = m.Fire(context.Background(), fsm.Shutdown)
 		close(stopSampler)
 		<-samplerDone
-		if err := <-waitErr; err != nil {
-			t.Fatalf("WaitIdle after the last release: %v", err)
-		}
+		require.NoErrorf(t, <-waitErr, "WaitIdle after the last release")
 
 		// I2 and a valid path over the transitions, in commit order.
 		trs := rec.all()
 		cur, shut := fsm.Running, false
 		for i, tr := range trs {
-			if tr.From != cur {
-				t.Fatalf("transition %d starts at %s, machine was %s", i, tr.From, cur)
-			}
-			if want, err := modelStep(tr.From, tr.Event); err != nil || want != tr.To {
-				t.Fatalf("transition %d %s→%s by %s is not in the model", i, tr.From, tr.To, tr.Event)
-			}
-			if shut && (tr.To == fsm.Running || tr.To == fsm.Draining) {
-				t.Fatalf("I2: %s after shutdown", tr.To)
+			require.Equalf(t, cur, tr.From, "transition %d starts at %s, machine was %s", i, tr.From, cur)
+			want, err := modelStep(tr.From, tr.Event)
+			require.NoErrorf(t, err, "transition %d %s→%s by %s is not in the model", i, tr.From, tr.To, tr.Event)
+			require.Equalf(t, want, tr.To, "transition %d %s→%s by %s is not in the model", i, tr.From, tr.To, tr.Event)
+			if shut {
+				require.NotContainsf(t, []fsm.State{fsm.Running, fsm.Draining}, tr.To, "I2: %s after shutdown", tr.To)
 			}
 			shut = shut || tr.To == fsm.ShuttingDown
 			cur = tr.To
@@ -267,16 +254,14 @@ func TestPropertyConcurrent(t *testing.T) {
 				if s.State == fsm.Running || s.k == 0 || s.k > len(trs) || trs[s.k-1].To != s.State {
 					continue
 				}
-				if tr := trs[s.k-1]; s.InFlight > tr.InFlight {
-					t.Fatalf("I1: %d in flight while %s, entered with %d", s.InFlight, s.State, tr.InFlight)
-				}
-				if i > 0 && series[i-1].k == s.k && series[i-1].State == s.State && s.InFlight > series[i-1].InFlight {
-					t.Fatalf("I1: in flight rose %d → %d while %s", series[i-1].InFlight, s.InFlight, s.State)
+				tr := trs[s.k-1]
+				require.LessOrEqualf(t, s.InFlight, tr.InFlight, "I1: %d in flight while %s, entered with %d", s.InFlight, s.State, tr.InFlight)
+				if i > 0 && series[i-1].k == s.k && series[i-1].State == s.State {
+					require.LessOrEqualf(t, s.InFlight, series[i-1].InFlight, "I1: in flight rose %d → %d while %s", series[i-1].InFlight, s.InFlight, s.State)
 				}
 			}
 		}
-		if in := m.InFlight(); in != 0 {
-			t.Fatalf("I4: %d in flight after every accepted turn was released", in)
-		}
+		in := m.InFlight()
+		require.Equalf(t, 0, in, "I4: %d in flight after every accepted turn was released", in)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -14,9 +15,9 @@ import (
 // (DrainRequest.Announce).
 const MaxAnnounce = 300 * time.Second
 
-// DrainStatusAnnouncing is DrainInfo.Status while an announce window is
+// DrainStatusAnnouncing is api.DrainInfo.Status while an announce window is
 // open and no drain is in effect yet: /readyz fails, the gate is still
-// open, and the drain takes effect at DrainInfo.AnnounceUntil.
+// open, and the drain takes effect at api.DrainInfo.AnnounceUntil.
 const DrainStatusAnnouncing = "announcing"
 
 // announceWindow is one open announce window: the time between a drain
@@ -72,13 +73,13 @@ func (w *announceWindow) latest() *pendingDrain { return w.pending[len(w.pending
 // window changes.
 type announceView struct {
 	until  time.Time
-	latest DrainInfo // status "announcing"
+	latest api.DrainInfo // status "announcing"
 }
 
 // view returns w's announceView; epoch is the gateway's.
 func (w *announceWindow) view(epoch string) *announceView {
 	p := w.latest()
-	d := DrainInfo{Action: marker.ActionDrain, RequestedAt: p.at.UTC(), Principal: p.req.Principal, Epoch: epoch,
+	d := api.DrainInfo{Action: marker.ActionDrain, RequestedAt: p.at.UTC(), Principal: p.req.Principal, Epoch: epoch,
 		RequestID: p.req.RequestID, Status: DrainStatusAnnouncing, AnnounceUntil: w.until}
 	if s := p.req.SuppressNotification; s != nil {
 		d.SuppressNotification = *s
@@ -91,7 +92,7 @@ func (w *announceWindow) view(epoch string) *announceView {
 
 // Ready reports whether the gateway is ready for new turns from a load
 // balancer: it is running and no announce window is open. /readyz answers
-// 200 exactly when Ready is true, and Status.Ready says the same.
+// 200 exactly when Ready is true, and api.Status.Ready says the same.
 func (g *Gateway) Ready() bool {
 	return g.m.State() == fsm.Running && g.announcing.Load() == nil
 }
@@ -175,7 +176,7 @@ func (g *Gateway) closeWindowLocked(ctx context.Context, w *announceWindow, outc
 // effect (nil: none): AnnounceUntil is set, and with no drain in effect
 // the window's latest request is shown with status "announcing". It takes
 // no lock (the state writer calls it with ctlMu held).
-func (g *Gateway) withAnnounce(d *DrainInfo) *DrainInfo {
+func (g *Gateway) withAnnounce(d *api.DrainInfo) *api.DrainInfo {
 	v := g.announcing.Load()
 	if v == nil {
 		return d

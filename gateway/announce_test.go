@@ -79,7 +79,7 @@ func pending(t *testing.T, ch <-chan drainOut, what string) {
 	t.Helper()
 	select {
 	case out := <-ch:
-		t.Fatalf("%s: the drain answered during its announce window: %+v %v", what, out.res, out.err)
+		require.Fail(t, fmt.Sprintf("%s: the drain answered during its announce window: %+v %v", what, out.res, out.err))
 	default:
 	}
 }

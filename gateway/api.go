@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -149,41 +150,13 @@ type DrainRequest struct {
 	Announce time.Duration
 }
 
-// DrainInfo is the drain marker as the API shows it.
-type DrainInfo struct {
-	Action               string    `json:"action"`
-	RequestedAt          time.Time `json:"requested_at,omitzero"` // absent for a contentless marker
-	Principal            string    `json:"principal"`
-	Epoch                string    `json:"epoch"`
-	SuppressNotification bool      `json:"suppress_notification"`
-	RequestID            string    `json:"request_id"`
-	// Reason says why the drain was requested ("" when not given).
-	Reason string `json:"reason"`
-	// Status is "active", "stale", "expired" or "contentless" (what the
-	// marker says), or "announcing" (DrainStatusAnnouncing) while an
-	// announce window is open and no drain is in effect yet.
-	Status string `json:"status"`
-	// Persisted is false for a drain held in memory only, because the
-	// marker could not be written (see ErrMarkerUnwritable); a restart
-	// forgets such a drain. It is true for every drain read from the
-	// marker.
-	Persisted bool `json:"persisted"`
-	// ExpiresAt is when the marker stops draining (its age reaches the
-	// max age); zero when unknown.
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
-	// AnnounceUntil is, while an announce window is open, when the gate
-	// will close (the window's end); zero otherwise.
-	AnnounceUntil time.Time `json:"announce_until,omitzero"`
-}
-
 // DrainResult is what BeginDrain did.
 type DrainResult struct {
-	Drain        DrainInfo // the marker as written
-	State        fsm.State // after reconciling
+	Drain        api.DrainInfo // the marker as written; Drain.ExpiresAt is when it expires (requested_at + max age)
+	State        fsm.State     // after reconciling
 	ActiveAgents int
-	WasDraining  bool      // a drain request was active (replaced, or refreshed)
-	Refreshed    bool      // the request named the active drain and refreshed it
-	ExpiresAt    time.Time // when the marker expires (requested_at + max age)
+	WasDraining  bool // a drain request was active (replaced, or refreshed)
+	Refreshed    bool // the request named the active drain and refreshed it
 }
 
 // CancelResult is what CancelDrain did.
@@ -191,89 +164,6 @@ type CancelResult struct {
 	WasDraining  bool // a marker existed and was removed
 	State        fsm.State
 	ActiveAgents int
-}
-
-// Status is a snapshot of the gateway for the API and the CLI.
-type Status struct {
-	// Seq grows on every change the state file records (see WaitChange).
-	Seq   uint64    `json:"seq"`
-	State fsm.State `json:"state"`
-	// StateSince is when the gateway entered State (its start, if it has
-	// not changed since), taken as the transition's first step, before
-	// the state file is written or the change logged.
-	StateSince time.Time `json:"state_since,omitzero"`
-	// Ready is true exactly when /readyz answers 200: running, with no
-	// announce window open (Gateway.Ready). A status read from the home
-	// (LocalStatus) says the same of a live gateway, false of a dead one.
-	Ready         bool       `json:"ready"`
-	ActiveAgents  int        `json:"active_agents"`
-	Drain         *DrainInfo `json:"drain"` // nil when no marker file exists
-	Epoch         string     `json:"epoch"`
-	PID           int        `json:"pid"`
-	UptimeSeconds float64    `json:"uptime_seconds"`
-	// EpochError says why the epoch could not be computed ("" when it
-	// could): markers then drain by presence only and never suppress.
-	EpochError string `json:"epoch_error,omitempty"`
-	// OldestTurnSeconds is the age of the oldest turn in flight (0 if none).
-	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
-	// SpooledEvents counts internal events waiting or running.
-	SpooledEvents int `json:"spooled_events"`
-	// WebhookPending counts the notifications the webhook could not
-	// deliver yet and keeps for redelivery (webhook.pending.jsonl; 0
-	// without a webhook).
-	WebhookPending int `json:"webhook_pending"`
-	// Live reports, for LocalStatus, whether a gateway holds the home's
-	// lock (its state file is current); always true from a live gateway.
-	Live bool `json:"live"`
-	// Version is the version of the running build (Config.Version).
-	Version string `json:"version"`
-	// Agent is what the agent did: its kind and failures. Nil when not
-	// known (LocalStatus).
-	Agent *AgentStatus `json:"agent,omitempty"`
-}
-
-// AgentStatus is the agent's part of Status: its kind and how often it
-// failed a turn by itself (an error, a non-zero exit, an upstream's error
-// answer, a panic; not a cancel by the client or a forced shutdown), with
-// the last failure. A gateway whose agent fails every turn stays ready:
-// readiness is about the gate, not the upstream.
-type AgentStatus struct {
-	Kind        string    `json:"kind"`
-	Failures    uint64    `json:"failures"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-}
-
-// TurnInfo is one turn in flight (Gateway.Turns).
-type TurnInfo struct {
-	Session    string    `json:"session"`
-	TurnID     string    `json:"turn_id"`
-	StartedAt  time.Time `json:"started_at"`
-	AgeSeconds float64   `json:"age_seconds"`
-	// Streaming: the client asked for server-sent events.
-	Streaming bool `json:"streaming"`
-	// System: an internal event's turn, EventID its event.
-	System  bool   `json:"system"`
-	EventID string `json:"event_id,omitempty"`
-}
-
-// EventReceipt acknowledges an internal event.
-type EventReceipt struct {
-	ID      string `json:"event_id"`
-	Spooled bool   `json:"spooled"` // written to the spool (not running) rather than started
-}
-
-// ReplayResult is what ReplayEvents (or LocalReplay) did: the rejected
-// events it moved back into the spool, in the order they will run.
-type ReplayResult struct {
-	// Moved counts the events moved back (also those a crashed earlier
-	// replay had already put in the spool: each is there once).
-	Moved int `json:"moved"`
-	// EventIDs are the ids of the moved events.
-	EventIDs []string `json:"event_ids"`
-	// Unreplayable counts the lines of the rejected file that are not
-	// events (a spool line that could not be parsed): they stay there.
-	Unreplayable int `json:"unreplayable"`
 }
 
 // ShutdownStart is what BeginShutdown did.

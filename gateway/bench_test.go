@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
 
 // BenchmarkTurn measures the gateway's per-turn overhead (gate, session
@@ -23,16 +25,16 @@ import (
 // with a bare net/http server doing a turn's work is server's
 // BenchmarkTurnHTTP and `make bench`'s driver.
 func BenchmarkTurn(b *testing.B) {
-	agent := AgentFunc(func(_ context.Context, t Turn) (string, error) { return t.Text, nil })
+	echo := agent.Func(func(_ context.Context, t agent.Turn) (string, error) { return t.Text, nil })
 	ctx := context.Background()
 	b.Run("baseline=agent-direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = agent.Run(ctx, Turn{Session: "s", Text: "hi"})
+			_, _ = echo.Run(ctx, agent.Turn{Session: "s", Text: "hi"})
 		}
 	})
 	b.Run("turn", func(b *testing.B) {
-		f := newFixture(b, func(c *Config) { c.Agent = agent })
+		f := newFixture(b, func(c *Config) { c.Agent = echo })
 		b.ReportAllocs()
 		for b.Loop() {
 			_, err := f.g.Turn(ctx, "s", "hi")
@@ -45,12 +47,12 @@ func BenchmarkTurn(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			rctx, cancel := context.WithCancel(ctx)
-			_, _ = agent.Run(rctx, Turn{Session: "s", Text: "hi"})
+			_, _ = echo.Run(rctx, agent.Turn{Session: "s", Text: "hi"})
 			cancel()
 		}
 	})
 	b.Run("turn-request-ctx", func(b *testing.B) {
-		f := newFixture(b, func(c *Config) { c.Agent = NewEcho(0) })
+		f := newFixture(b, func(c *Config) { c.Agent = agent.NewEcho(0) })
 		b.ReportAllocs()
 		for b.Loop() {
 			rctx, cancel := context.WithCancel(ctx)
@@ -60,7 +62,7 @@ func BenchmarkTurn(b *testing.B) {
 		}
 	})
 	b.Run("turn-parallel", func(b *testing.B) {
-		f := newFixture(b, func(c *Config) { c.Agent = agent })
+		f := newFixture(b, func(c *Config) { c.Agent = echo })
 		b.ReportAllocs()
 		var n atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
@@ -74,7 +76,7 @@ func BenchmarkTurn(b *testing.B) {
 		})
 	})
 	b.Run("refused", func(b *testing.B) {
-		f := newFixture(b, func(c *Config) { c.Agent = agent; c.DrainTimeout = time.Second })
+		f := newFixture(b, func(c *Config) { c.Agent = echo; c.DrainTimeout = time.Second })
 		_, err := f.g.BeginDrain(ctx, DrainRequest{})
 		require.NoError(b, err)
 		b.ReportAllocs()
@@ -119,9 +121,9 @@ func BenchmarkHTTPAgent(b *testing.B) {
 		})
 	})
 	b.Run("gateway-http-agent", func(b *testing.B) {
-		agent, err := NewHTTP(up.URL, HTTPAgentOptions{})
+		ha, err := agent.NewHTTP(up.URL, agent.HTTPOptions{})
 		require.NoError(b, err)
-		f := newFixture(b, func(c *Config) { c.Agent = agent })
+		f := newFixture(b, func(c *Config) { c.Agent = ha })
 		b.ReportAllocs()
 		b.SetParallelism(parallelism)
 		var n atomic.Int64

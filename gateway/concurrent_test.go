@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
@@ -24,7 +25,7 @@ import (
 func TestConcurrentTurnsDrainsAndShutdown(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := newFixture(t, func(c *Config) {
-		c.Agent = NewEcho(time.Millisecond)
+		c.Agent = agent.NewEcho(time.Millisecond)
 		c.WatchInterval = 20 * time.Millisecond
 	})
 	g := f.g

@@ -1,6 +1,7 @@
 // Package gateway is the quiesce runtime: it composes the lifecycle
 // (package fsm), the drain marker (package marker) and notifications
-// (package notify) into a gateway that runs conversation turns on an Agent.
+// (package notify) into a gateway that runs conversation turns on an
+// agent.Agent (package agent).
 //
 // A Gateway owns its fsm.Machine, its session table and its marker watcher;
 // nothing else fires lifecycle events. Reconcile reads the marker and fires
@@ -10,8 +11,8 @@
 //
 // Turns pass the accept gate first, then claim their session's slot (one
 // turn per session); Stream reports partial output as the agent produces
-// it. Built-in agents: NewEcho, NewExec (a command per turn) and NewHTTP
-// (an upstream agent service); any Agent can be plugged in.
+// it. The built-in agents (agent.NewEcho, agent.NewExec, agent.NewHTTP)
+// live in package agent; any agent.Agent can be plugged in.
 //
 // Turns lists the turns in flight (session, turn id, age, streaming,
 // internal event id) and History the last HistorySize lifecycle events
@@ -42,6 +43,7 @@
 // sinks within the notify timeout, and stops. A repeated BeginShutdown
 // without force changes nothing.
 //
-// The package parses no HTTP and no flags. The exec agent relies on Unix
-// process groups (and, on Linux, the parent-death signal).
+// The package parses no HTTP and no flags. The snapshots it returns
+// (Status, TurnInfo, HistoryEntry, ReplayResult) are the wire types of
+// package api.
 package gateway

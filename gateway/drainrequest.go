@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -111,13 +112,13 @@ func (g *Gateway) currentUnpersisted(st marker.State) *marker.Request {
 
 // drainView is the API's view of the drain: the drain in effect
 // (drainInEffect) with the open announce window, if any (withAnnounce).
-func (g *Gateway) drainView(st marker.State) *DrainInfo {
+func (g *Gateway) drainView(st marker.State) *api.DrainInfo {
 	return g.withAnnounce(g.drainInEffect(st))
 }
 
 // drainInEffect is the drain held in memory (persisted false) if there is
 // one, else the marker reading st.
-func (g *Gateway) drainInEffect(st marker.State) *DrainInfo {
+func (g *Gateway) drainInEffect(st marker.State) *api.DrainInfo {
 	mem := g.unpersisted.Load()
 	if mem == nil {
 		return drainStatus(st, g.cfg.MaxAge)
@@ -143,7 +144,7 @@ func (g *Gateway) suppresses(st marker.State) bool {
 }
 
 // drainAttrs are the log attributes of a drain request.
-func drainAttrs(d *DrainInfo) []any {
+func drainAttrs(d *api.DrainInfo) []any {
 	if d == nil {
 		return nil
 	}

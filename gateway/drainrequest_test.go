@@ -95,7 +95,7 @@ func TestDrainRefreshKeepsTheRequest(t *testing.T) {
 				assert.NotEmpty(t, res.Drain.RequestID)
 			}
 			assert.Equal(t, firstAt.Add(10*time.Minute), res.Drain.RequestedAt, "requested_at renews")
-			assert.Equal(t, res.Drain.RequestedAt.Add(f.g.cfg.MaxAge), res.ExpiresAt, "so does the expiry")
+			assert.Equal(t, res.Drain.RequestedAt.Add(f.g.cfg.MaxAge), res.Drain.ExpiresAt, "so does the expiry")
 			assert.True(t, res.Drain.Persisted)
 			assert.Equal(t, fsm.Draining, f.g.State())
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
 
 // errUpstream is what a failing fake upstream returns.
@@ -34,7 +36,7 @@ func newEventAgent(failFor map[string]int) *eventAgent {
 	return &eventAgent{failFor: failFor, tries: map[string]int{}, ok: map[string]int{}, ran: make(chan string, 1024)}
 }
 
-func (a *eventAgent) Run(_ context.Context, t Turn) (string, error) {
+func (a *eventAgent) Run(_ context.Context, t agent.Turn) (string, error) {
 	if t.EventID == "" {
 		return "re: " + t.Text, nil
 	}
@@ -194,7 +196,7 @@ func TestEventRetriesThenRejected(t *testing.T) {
 	tries := make(chan string, 64)
 	f := newFixture(t, func(c *Config) {
 		c.EventRetryFor = 300 * time.Millisecond
-		c.Agent = AgentFunc(func(_ context.Context, t Turn) (string, error) {
+		c.Agent = agent.Func(func(_ context.Context, t agent.Turn) (string, error) {
 			tries <- t.EventID + " " + t.Text
 			if t.Text == "poison" {
 				return "", os.ErrInvalid

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 )
 
@@ -37,24 +39,24 @@ type eventState struct {
 // completed. Spooled in the receipt reports that it did not start at once.
 // When the append fails (disk full) the error wraps ErrSpoolUnavailable
 // and nothing was accepted.
-func (g *Gateway) Event(ctx context.Context, session, text string) (EventReceipt, error) {
+func (g *Gateway) Event(ctx context.Context, session, text string) (api.EventReceipt, error) {
 	if err := validSession(session); err != nil {
-		return EventReceipt{}, err
+		return api.EventReceipt{}, err
 	}
 	if text == "" || len(text) > maxEventText {
-		return EventReceipt{}, fmt.Errorf("%w: text must be 1 to %d bytes", ErrInvalid, maxEventText)
+		return api.EventReceipt{}, fmt.Errorf("%w: text must be 1 to %d bytes", ErrInvalid, maxEventText)
 	}
 	e := spoolEntry{ID: randid.New(), Session: session, Text: text, At: g.cfg.Now().UTC()}
 	if err := g.spool.add(e); err != nil {
 		g.log.Error("internal event not accepted", "session", session, "error", err)
-		return EventReceipt{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
+		return api.EventReceipt{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
 	}
 	g.state.kick() // spooled_events changed
 	started := false
 	for _, id := range g.dispatch() {
 		started = started || id == e.ID
 	}
-	return EventReceipt{ID: e.ID, Spooled: !started}, nil
+	return api.EventReceipt{ID: e.ID, Spooled: !started}, nil
 }
 
 // dispatch starts pending events, in spool order, while the gate admits
@@ -134,7 +136,7 @@ func (g *Gateway) dispatchAfter(d time.Duration) {
 func (g *Gateway) systemTurn(ctx context.Context, e spoolEntry, turnID string) {
 	defer g.bg.Done()
 	start := time.Now()
-	reply, err := g.runAgent(ctx, Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
+	reply, err := g.runAgent(ctx, agent.Turn{Session: e.Session, Text: e.Text, TurnID: turnID, EventID: e.ID})
 	var retry time.Duration
 	g.evMu.Lock()
 	st := g.events[e.ID]

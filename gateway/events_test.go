@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
@@ -36,7 +37,7 @@ func TestSpooledEventsWaitForTheFirstReconcile(t *testing.T) {
 // finishes its work despite the interrupt).
 type ignoringAgent struct{ runs atomic.Int32 }
 
-func (a *ignoringAgent) Run(ctx context.Context, t Turn) (string, error) {
+func (a *ignoringAgent) Run(ctx context.Context, t agent.Turn) (string, error) {
 	a.runs.Add(1)
 	<-ctx.Done()
 	time.Sleep(20 * time.Millisecond)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -19,7 +21,7 @@ func Example() {
 	home, _ := os.MkdirTemp("", "quiesce-example-")
 	defer os.RemoveAll(home)
 
-	shout := gateway.AgentFunc(func(ctx context.Context, t gateway.Turn) (string, error) {
+	shout := agent.Func(func(ctx context.Context, t agent.Turn) (string, error) {
 		t.Delta(strings.ToUpper(t.Text)) // partial output, for streaming clients
 		return strings.ToUpper(t.Text) + "!", nil
 	})
@@ -41,16 +43,16 @@ func Example() {
 	srv.Serve()                        // then serve
 
 	ctx := context.Background()
-	api, _ := server.NewClient(srv.URL(), "example-token", nil)
-	reply, _ := api.Send(ctx, "alice", "hello")
+	c, _ := client.New(srv.URL(), "example-token", nil)
+	reply, _ := c.Send(ctx, "alice", "hello")
 	fmt.Println("reply:", reply)
 
-	d, _ := api.Drain(ctx, false, "")
+	d, _ := c.Drain(ctx, false, "")
 	fmt.Println("drain:", d.State)
-	_, err = api.Send(ctx, "alice", "again")
-	fmt.Println("refused while draining:", server.IsAPIError(err, 503))
+	_, err = c.Send(ctx, "alice", "again")
+	fmt.Println("refused while draining:", client.IsAPIError(err, 503))
 
-	shut, _ := api.Shutdown(ctx, false)
+	shut, _ := c.Shutdown(ctx, false)
 	fmt.Println("shutdown started:", shut.OK)
 	<-gw.Done()
 	closeCtx, cancel := context.WithTimeout(ctx, time.Second)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -45,15 +47,15 @@ var homeFiles = []string{StateFileName, OutboxFileName, SpoolFileName, RejectedF
 
 // Config builds a Gateway. Zero durations take the defaults.
 type Config struct {
-	Home     string // directory of the marker, state, outbox and spool (created 0700)
-	ProcRoot string // for the instance epoch; "" means /proc
-	Agent    Agent  // runs turns; nil means NewEcho(200ms)
+	Home     string      // directory of the marker, state, outbox and spool (created 0700)
+	ProcRoot string      // for the instance epoch; "" means /proc
+	Agent    agent.Agent // runs turns; nil means NewEcho(200ms)
 	// Sinks receive every notification after the outbox (always on) has
 	// recorded it: e.g. notify.NewLog, notify.NewWebhook. A sink that
 	// keeps what it could not deliver and can retry it (a notify.Webhook
 	// with a PendingPath: RunRedelivery and Pending) is retried in the
 	// background from Start until the gateway stops, and its pending
-	// count is Status.WebhookPending.
+	// count is api.Status.WebhookPending.
 	Sinks         []notify.Sink
 	DrainTimeout  time.Duration // how long shutdown waits for in-flight turns
 	NotifyTimeout time.Duration // how long shutdown waits for interrupted turns and sinks
@@ -152,7 +154,7 @@ type Gateway struct {
 	// for the transition's log line (the observer runs inside the event);
 	// nil otherwise. Atomic: the observer may run on another event's
 	// goroutine.
-	firing atomic.Pointer[DrainInfo]
+	firing atomic.Pointer[api.DrainInfo]
 
 	closeOnce sync.Once
 	shutdown  shutdownState
@@ -207,7 +209,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.ProcRoot = DefaultProcRoot
 	}
 	if cfg.Agent == nil {
-		cfg.Agent = NewEcho(200 * time.Millisecond)
+		cfg.Agent = agent.NewEcho(200 * time.Millisecond)
 		if cfg.AgentKind == "" {
 			cfg.AgentKind = "echo"
 		}
@@ -341,7 +343,7 @@ func (g *Gateway) Close() error {
 // what it could not deliver (see Config.Sinks). They stop when ctx is
 // done or the gateway has stopped.
 func (g *Gateway) Start(ctx context.Context) error {
-	g.history.add(HistoryEntry{At: g.started.UTC(), Kind: HistoryStart, To: fsm.Running})
+	g.history.add(api.HistoryEntry{At: g.started.UTC(), Kind: HistoryStart, To: fsm.Running})
 	g.Reconcile(ctx)
 	g.state.writeNow()
 	g.log.Info("gateway started", "home", g.cfg.Home, "epoch", g.epoch, "state", g.m.State(),
@@ -421,8 +423,8 @@ func (g *Gateway) State() fsm.State { return g.m.State() }
 // WaitChange blocks until the status has changed since seq after (a
 // transition, turns in flight, the drain request: whatever the state file
 // records; changes are coalesced to a few a second) or ctx is done, and
-// returns the status then. A Status.Seq greater than after returns at once.
-func (g *Gateway) WaitChange(ctx context.Context, after uint64) (Status, error) {
+// returns the status then. An api.Status.Seq greater than after returns at once.
+func (g *Gateway) WaitChange(ctx context.Context, after uint64) (api.Status, error) {
 	for {
 		ch, seq := g.state.changed()
 		if seq > after {
@@ -501,7 +503,7 @@ func (g *Gateway) fire(ctx context.Context, ev fsm.Event, st marker.State) (bool
 // the state file after it, with the marker it read (fire).
 func (g *Gateway) onTransition(t fsm.Transition) {
 	g.since.Store(&entered{t.To, g.cfg.Now().UTC()})
-	g.record(HistoryEntry{Kind: HistoryTransition, From: t.From, To: t.To, Event: t.Event})
+	g.record(api.HistoryEntry{Kind: HistoryTransition, From: t.From, To: t.To, Event: t.Event})
 	attrs := []any{"from", t.From, "to", t.To, "event", t.Event, "active_agents", t.InFlight}
 	if t.Event == fsm.Drain {
 		attrs = append(attrs, drainAttrs(g.firing.Load())...)
@@ -620,7 +622,7 @@ func (g *Gateway) drainLocked(ctx context.Context, req DrainRequest) (DrainResul
 		g.recordDrain(&info, was, refreshed)
 	}
 	res := DrainResult{Drain: info, State: snap.State, ActiveAgents: snap.InFlight,
-		WasDraining: was, Refreshed: refreshed, ExpiresAt: info.ExpiresAt}
+		WasDraining: was, Refreshed: refreshed}
 	if !persisted {
 		return res, &UnwritableError{Result: res, Path: marker.Path(g.cfg.Home), Err: werr}
 	}
@@ -694,7 +696,7 @@ func (g *Gateway) cancelLocked(ctx context.Context, requestID string) (CancelRes
 		existed = true
 		g.log.Info("drain held in memory cancelled", "request_id", mem.RequestID)
 	}
-	g.record(HistoryEntry{Kind: HistoryCancel, RequestID: requestID, WasDraining: existed})
+	g.record(api.HistoryEntry{Kind: HistoryCancel, RequestID: requestID, WasDraining: existed})
 	if !g.reconcileLocked(ctx) {
 		g.state.kick() // the marker went even if the state did not change
 	}
@@ -709,9 +711,9 @@ func (g *Gateway) shuttingDown() bool {
 }
 
 // Status returns a snapshot for the API.
-func (g *Gateway) Status() Status {
+func (g *Gateway) Status() api.Status {
 	snap := g.m.Snapshot()
-	st := Status{
+	st := api.Status{
 		Seq:               g.state.seq(),
 		State:             snap.State,
 		StateSince:        g.stateSince(snap.State),
@@ -735,7 +737,7 @@ func (g *Gateway) Status() Status {
 }
 
 // drainStatus converts a marker read into the API's view (nil if absent).
-func drainStatus(st marker.State, maxAge time.Duration) *DrainInfo {
+func drainStatus(st marker.State, maxAge time.Duration) *api.DrainInfo {
 	if st.Status == marker.Absent {
 		return nil
 	}
@@ -748,8 +750,8 @@ func drainStatus(st marker.State, maxAge time.Duration) *DrainInfo {
 
 // drainInfo is the API's view of request r read with status s, from the
 // marker (Persisted true).
-func drainInfo(r marker.Request, s marker.Status) DrainInfo {
-	return DrainInfo{
+func drainInfo(r marker.Request, s marker.Status) api.DrainInfo {
+	return api.DrainInfo{
 		Action: r.Action, RequestedAt: r.RequestedAt, Principal: r.Principal, Epoch: r.Epoch,
 		SuppressNotification: r.SuppressNotification, RequestID: r.RequestID, Reason: r.Reason,
 		Status: s.String(), Persisted: true,

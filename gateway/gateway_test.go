@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -138,7 +139,7 @@ func TestInvalidInput(t *testing.T) {
 
 func TestAgentPanicBecomesTurnError(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
-		c.Agent = AgentFunc(func(context.Context, Turn) (string, error) { panic("boom") })
+		c.Agent = agent.Func(func(context.Context, agent.Turn) (string, error) { panic("boom") })
 	})
 	_, err := f.g.Turn(context.Background(), "alice", "hi")
 	require.ErrorIs(t, err, ErrAgent)

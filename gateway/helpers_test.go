@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/internal/fakeproc"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -36,7 +37,7 @@ func newGatedAgent() *gatedAgent {
 	return &gatedAgent{gates: map[string]chan struct{}{}, running: make(chan string, 1024)}
 }
 
-func (a *gatedAgent) Run(ctx context.Context, t Turn) (string, error) {
+func (a *gatedAgent) Run(ctx context.Context, t agent.Turn) (string, error) {
 	session, text := t.Session, t.Text
 	a.mu.Lock()
 	if t.EventID != "" {

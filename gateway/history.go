@@ -3,9 +3,8 @@ package gateway
 import (
 	"slices"
 	"sync"
-	"time"
 
-	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // HistorySize is how many lifecycle events a Gateway keeps for History:
@@ -16,7 +15,7 @@ const HistorySize = 50
 // Count still says how many there were.
 const maxHistorySessions = 20
 
-// The kinds of HistoryEntry.
+// The kinds of api.HistoryEntry.
 const (
 	// HistoryStart: the gateway started (To is running).
 	HistoryStart = "start"
@@ -40,51 +39,19 @@ const (
 	HistoryInterrupted = "interrupted"
 )
 
-// HistoryEntry is one lifecycle event of History. Kind says which fields
-// are set.
-type HistoryEntry struct {
-	// Seq numbers the entries of this process in order, from 1.
-	Seq  uint64    `json:"seq"`
-	At   time.Time `json:"at"`
-	Kind string    `json:"kind"`
-	// From, To and Event describe a transition (To alone: a start).
-	From  fsm.State `json:"from,omitempty"`
-	To    fsm.State `json:"to,omitempty"`
-	Event fsm.Event `json:"event,omitempty"`
-	// Principal, RequestID, Reason and SuppressNotification describe a
-	// drain request (RequestID also a cancel's).
-	Principal            string `json:"principal,omitempty"`
-	RequestID            string `json:"request_id,omitempty"`
-	Reason               string `json:"reason,omitempty"`
-	SuppressNotification bool   `json:"suppress_notification,omitempty"`
-	// WasDraining: a drain replaced or refreshed an active request; a
-	// cancel removed one. Refreshed: the drain named the active request
-	// and renewed it, keeping what it did not set.
-	WasDraining bool `json:"was_draining,omitempty"`
-	Refreshed   bool `json:"refreshed,omitempty"`
-	// NotPersisted: the drain's marker could not be written; the drain
-	// was held in memory only.
-	NotPersisted bool   `json:"not_persisted,omitempty"`
-	ShutdownID   string `json:"shutdown_id,omitempty"`
-	Force        bool   `json:"force,omitempty"`
-	// Sessions and Count describe interrupted sessions.
-	Sessions []string `json:"sessions,omitempty"`
-	Count    int      `json:"count,omitempty"`
-}
-
 // history is the ring of the last HistorySize entries. mu guards it:
 // writers are lifecycle events (a few a minute at most), readers the API;
 // it is never taken on a turn's path.
 type history struct {
 	mu   sync.Mutex
 	seq  uint64
-	buf  [HistorySize]HistoryEntry
+	buf  [HistorySize]api.HistoryEntry
 	next int // index of the slot the next entry takes
 	n    int // entries held, at most HistorySize
 }
 
 // add numbers e and keeps it, dropping the oldest entry when full.
-func (h *history) add(e HistoryEntry) {
+func (h *history) add(e api.HistoryEntry) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq++
@@ -95,10 +62,10 @@ func (h *history) add(e HistoryEntry) {
 }
 
 // list returns the entries held, oldest first.
-func (h *history) list() []HistoryEntry {
+func (h *history) list() []api.HistoryEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]HistoryEntry, 0, h.n)
+	out := make([]api.HistoryEntry, 0, h.n)
 	start := (h.next - h.n + HistorySize) % HistorySize
 	for i := range h.n {
 		e := h.buf[(start+i)%HistorySize]
@@ -112,20 +79,20 @@ func (h *history) list() []HistoryEntry {
 // the start, transitions, drain requests with their principal and
 // reason, cancels, shutdowns and interrupted sessions. It is kept in
 // memory: a restart begins a new one.
-func (g *Gateway) History() []HistoryEntry { return g.history.list() }
+func (g *Gateway) History() []api.HistoryEntry { return g.history.list() }
 
 // record adds an entry stamped now.
-func (g *Gateway) record(e HistoryEntry) {
+func (g *Gateway) record(e api.HistoryEntry) {
 	e.At = g.cfg.Now().UTC()
 	g.history.add(e)
 }
 
 // recordDrain adds a drain entry for the drain request d (nil: none).
-func (g *Gateway) recordDrain(d *DrainInfo, wasDraining, refreshed bool) {
+func (g *Gateway) recordDrain(d *api.DrainInfo, wasDraining, refreshed bool) {
 	if d == nil {
 		return
 	}
-	g.record(HistoryEntry{Kind: HistoryDrain, Principal: d.Principal, RequestID: d.RequestID, Reason: d.Reason,
+	g.record(api.HistoryEntry{Kind: HistoryDrain, Principal: d.Principal, RequestID: d.RequestID, Reason: d.Reason,
 		SuppressNotification: d.SuppressNotification, WasDraining: wasDraining, Refreshed: refreshed,
 		NotPersisted: !d.Persisted})
 }
@@ -136,5 +103,5 @@ func (g *Gateway) recordInterrupted(shutdownID string, sessions []string) {
 		return
 	}
 	named := slices.Clone(sessions[:min(len(sessions), maxHistorySessions)])
-	g.record(HistoryEntry{Kind: HistoryInterrupted, ShutdownID: shutdownID, Sessions: named, Count: len(sessions)})
+	g.record(api.HistoryEntry{Kind: HistoryInterrupted, ShutdownID: shutdownID, Sessions: named, Count: len(sessions)})
 }

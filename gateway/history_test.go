@@ -11,12 +11,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 )
 
 // kinds returns the kinds of entries, in order.
-func kinds(entries []HistoryEntry) []string {
+func kinds(entries []api.HistoryEntry) []string {
 	out := make([]string, len(entries))
 	for i, e := range entries {
 		out[i] = e.Kind
@@ -26,7 +28,7 @@ func kinds(entries []HistoryEntry) []string {
 
 // requireOrdered checks that entries are numbered 1 apart, oldest first,
 // with non-decreasing times.
-func requireOrdered(t *testing.T, entries []HistoryEntry) {
+func requireOrdered(t *testing.T, entries []api.HistoryEntry) {
 	t.Helper()
 	for i := 1; i < len(entries); i++ {
 		require.Equal(t, entries[i-1].Seq+1, entries[i].Seq, "entry %d follows entry %d", i, i-1)
@@ -72,7 +74,7 @@ func TestHistoryRecordsTheLifecycle(t *testing.T) {
 	assert.True(t, drain.SuppressNotification)
 	assert.False(t, drain.WasDraining)
 	assert.False(t, drain.NotPersisted)
-	assert.Equal(t, HistoryEntry{Seq: h[2].Seq, At: h[2].At, Kind: HistoryTransition, From: fsm.Running, To: fsm.Draining, Event: fsm.Drain}, h[2])
+	assert.Equal(t, api.HistoryEntry{Seq: h[2].Seq, At: h[2].At, Kind: HistoryTransition, From: fsm.Running, To: fsm.Draining, Event: fsm.Drain}, h[2])
 	assert.Equal(t, "maint-42", h[3].RequestID)
 	assert.True(t, h[3].WasDraining)
 	assert.True(t, h[3].Refreshed, "the refresh names the active request")
@@ -144,7 +146,7 @@ func TestHistoryRingConcurrent(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 100 {
-				h.add(HistoryEntry{Kind: HistoryTransition, RequestID: fmt.Sprintf("%d-%d", w, i)})
+				h.add(api.HistoryEntry{Kind: HistoryTransition, RequestID: fmt.Sprintf("%d-%d", w, i)})
 				_ = h.list()
 			}
 		})
@@ -208,7 +210,7 @@ func TestTurnsInFlight(t *testing.T) {
 // client cancelled does not.
 func TestStatusVersionAndAgent(t *testing.T) {
 	fail := errors.New("upstream answered 502")
-	agent := AgentFunc(func(ctx context.Context, t Turn) (string, error) {
+	agent := agent.Func(func(ctx context.Context, t agent.Turn) (string, error) {
 		if t.Text == "wait" {
 			<-ctx.Done()
 			return "", ctx.Err()
@@ -223,7 +225,7 @@ func TestStatusVersionAndAgent(t *testing.T) {
 	st := f.g.Status()
 	assert.Equal(t, "v1.2.3", st.Version)
 	require.NotNil(t, st.Agent)
-	assert.Equal(t, AgentStatus{Kind: "http"}, *st.Agent)
+	assert.Equal(t, api.AgentStatus{Kind: "http"}, *st.Agent)
 
 	_, err := f.g.Turn(context.Background(), "alice", "hi")
 	require.ErrorIs(t, err, ErrAgent)
@@ -235,7 +237,7 @@ func TestStatusVersionAndAgent(t *testing.T) {
 	require.Error(t, err)
 
 	st = f.g.Status()
-	assert.Equal(t, AgentStatus{Kind: "http", Failures: 2, LastError: "upstream answered 502", LastErrorAt: now}, *st.Agent,
+	assert.Equal(t, api.AgentStatus{Kind: "http", Failures: 2, LastError: "upstream answered 502", LastErrorAt: now}, *st.Agent,
 		"two failures; the turn its client gave up on is not the agent's")
 	assert.Equal(t, fsm.Running, st.State, "a failing agent leaves the gateway running (and ready)")
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -56,7 +57,7 @@ func LocalDrain(home, procRoot string, req DrainRequest) (DrainResult, error) {
 	}
 	info := drainInfo(written, marker.Active)
 	info.ExpiresAt = written.RequestedAt.Add(marker.DefaultMaxAge).UTC()
-	return DrainResult{Drain: info, WasDraining: was, Refreshed: refreshed, ExpiresAt: info.ExpiresAt}, nil
+	return DrainResult{Drain: info, WasDraining: was, Refreshed: refreshed}, nil
 }
 
 // LocalCancel removes the drain marker in home (only if its request id
@@ -100,7 +101,7 @@ type HomeStatus struct {
 	// when unknown yet); for HomeNotRunning the last recorded state and
 	// pid, no turns in flight and no uptime. Live is Condition ==
 	// HomeRunning or HomeStarting.
-	Status
+	api.Status
 	// Condition is HomeRunning, HomeStarting or HomeNotRunning.
 	Condition string
 	// Addr is where the live gateway's HTTP API listens ("" if the state
@@ -150,7 +151,7 @@ func LocalStatus(home, procRoot string, maxAge time.Duration) (HomeStatus, error
 		drain.AnnounceUntil = doc.Drain.AnnounceUntil
 	}
 	hs := HomeStatus{
-		Status: Status{
+		Status: api.Status{
 			Seq: doc.Seq, State: doc.GatewayState, StateSince: doc.StateSince, ActiveAgents: doc.ActiveAgents,
 			Ready: live && doc.GatewayState == fsm.Running && !announcing, Drain: drain,
 			Epoch: doc.Epoch, PID: doc.PID, OldestTurnSeconds: doc.OldestTurnSeconds, Live: live,

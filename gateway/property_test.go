@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/quiesce-dev/quiesce/fsm"
@@ -117,12 +118,8 @@ func (m *gwModel) boot(t *rapid.T) {
 		DrainTimeout: time.Hour, NotifyTimeout: 10 * time.Second, MaxAge: propMaxAge,
 		WatchInterval: -1, Now: m.clock.Now, Logger: quietLogger(),
 	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	if err := g.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	require.NoErrorf(t, err, "New")
+	require.NoErrorf(t, g.Start(context.Background()), "Start")
 	m.trans = countTransitions(g.m)
 	m.timers = &manualTimers{}
 	m.timers.install(g)
@@ -168,9 +165,7 @@ func (m *gwModel) checkMarkerHonoured(t *rapid.T, when string) {
 	if m.drains() {
 		want = fsm.Draining
 	}
-	if got := m.g.State(); got != want {
-		t.Fatalf("I5 (%s): state %s with marker %s (%+v)", when, got, m.status(), m.marker)
-	}
+	require.Equalf(t, want, m.g.State(), "I5 (%s): state with marker %s (%+v)", when, m.status(), m.marker)
 	st := m.g.Status()
 	got := "absent"
 	if st.Drain != nil {
@@ -180,9 +175,7 @@ func (m *gwModel) checkMarkerHonoured(t *rapid.T, when string) {
 	if m.window != nil && !m.drains() {
 		want = DrainStatusAnnouncing // the window's request, until it ends
 	}
-	if got != string(want) {
-		t.Fatalf("status reports marker %s, model %s (announce window open %v)", got, want, m.window != nil)
-	}
+	require.Equalf(t, string(want), got, "status reports marker %s, model %s (announce window open %v)", got, want, m.window != nil)
 }
 
 // writeMarker writes a marker of kind at the fake clock's time.
@@ -203,16 +196,13 @@ func (m *gwModel) writeMarker(t *rapid.T, kind markerKind) {
 	}
 	path := marker.Path(m.home)
 	if kind == mkCorrupt {
-		if err := homefile.WriteAtomic(path, []byte("{not json"), 0o600); err != nil {
-			t.Fatalf("write corrupt marker: %v", err)
-		}
-	} else if _, err := marker.Write(m.home, req); err != nil {
-		t.Fatalf("write marker: %v", err)
+		require.NoErrorf(t, homefile.WriteAtomic(path, []byte("{not json"), 0o600), "write corrupt marker")
+	} else {
+		_, err := marker.Write(m.home, req)
+		require.NoErrorf(t, err, "write marker")
 	}
 	// Ages from mtime follow the fake clock too.
-	if err := os.Chtimes(path, now, now); err != nil {
-		t.Fatalf("chtimes: %v", err)
-	}
+	require.NoErrorf(t, os.Chtimes(path, now, now), "chtimes")
 	m.marker = mk
 }
 
@@ -230,14 +220,14 @@ func (m *gwModel) agentHolds(session string) bool {
 func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
 	select {
 	case <-m.g.Done():
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway did not stop")
+	case <-time.After(60 * time.Second):
+		// A hang detector, not a timing: a stop takes milliseconds alone,
+		// but a loaded machine under -race once took over 15 s.
+		require.Fail(t, "gateway did not stop")
 	}
 	rep := m.g.shutdown.report
 	msgs, err := notify.ReadOutbox(filepath.Join(m.home, OutboxFileName))
-	if err != nil {
-		t.Fatalf("outbox: %v", err)
-	}
+	require.NoErrorf(t, err, "outbox")
 	var mine []notify.Message
 	for _, msg := range msgs {
 		if msg.ShutdownID == rep.ID {
@@ -248,36 +238,29 @@ func (m *gwModel) stopAndCheck(t *rapid.T, suppressed, forced bool) {
 	if suppressed {
 		wantB = 0
 	}
-	if n := count(mine, notify.KindShutdownBroadcast, notify.HomeTarget); n != wantB {
-		t.Fatalf("I6: %d broadcasts, want %d (suppressed=%v)", n, wantB, suppressed)
-	}
+	n := count(mine, notify.KindShutdownBroadcast, notify.HomeTarget)
+	require.Equalf(t, wantB, n, "I6: %d broadcasts, want %d (suppressed=%v)", n, wantB, suppressed)
 	// Every user turn in flight was cut off and pinged; a system turn is
 	// cut off too but never pinged (its event stays spooled).
 	for s := range m.turns {
-		if !slices.Contains(rep.Interrupted, s) {
-			t.Fatalf("user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
-		}
+		require.Containsf(t, rep.Interrupted, s, "user turn %s in flight but not interrupted (%v)", s, rep.Interrupted)
 	}
 	for _, s := range rep.Interrupted {
-		if _, user := m.turns[s]; !user {
-			t.Fatalf("interrupted %s, which had no user turn", s)
-		}
-		if n := count(mine, notify.KindSessionInterrupted, s); n != 1 {
-			t.Fatalf("I6: %d pings for %s", n, s)
-		}
+		_, user := m.turns[s]
+		require.Truef(t, user, "interrupted %s, which had no user turn", s)
+		n := count(mine, notify.KindSessionInterrupted, s)
+		require.Equalf(t, 1, n, "I6: %d pings for %s", n, s)
 	}
-	if n := count(mine, notify.KindSessionInterrupted, ""); n != len(rep.Interrupted) {
-		t.Fatalf("I6: %d pings for %d interrupted sessions", n, len(rep.Interrupted))
-	}
-	if !forced && len(rep.Interrupted) > 0 {
-		t.Fatalf("I6: a drained shutdown interrupted %v", rep.Interrupted)
+	n = count(mine, notify.KindSessionInterrupted, "")
+	require.Equalf(t, len(rep.Interrupted), n, "I6: %d pings for %d interrupted sessions", n, len(rep.Interrupted))
+	if !forced {
+		require.Emptyf(t, rep.Interrupted, "I6: a drained shutdown interrupted %v", rep.Interrupted)
 	}
 	for s, ch := range m.turns {
 		out := recv(t, ch)
 		m.returned[s]++
-		if out.err == nil || !isInterrupted(out.err) {
-			t.Fatalf("turn %s after force: %v", s, out.err)
-		}
+		require.Errorf(t, out.err, "turn %s after force", s)
+		require.Truef(t, isInterrupted(out.err), "turn %s after force: %v", s, out.err)
 		m.finished = append(m.finished, ch)
 		delete(m.turns, s)
 	}
@@ -295,12 +278,11 @@ func (m *gwModel) shutdownEndsWindow(t *rapid.T) {
 	if m.window == nil {
 		return
 	}
-	if out := recv(t, m.window); !errorsIs(out.err, ErrShuttingDown) {
-		t.Fatalf("announced drain after a shutdown: %v, want ErrShuttingDown", out.err)
-	}
+	out := recv(t, m.window)
+	require.Truef(t, errorsIs(out.err, ErrShuttingDown), "announced drain after a shutdown: %v, want ErrShuttingDown", out.err)
 	m.window = nil
-	if m.marker == nil && markerExists(m.home) {
-		t.Fatal("an announced drain ended by a shutdown wrote a marker")
+	if m.marker == nil {
+		require.False(t, markerExists(m.home), "an announced drain ended by a shutdown wrote a marker")
 	}
 }
 
@@ -317,47 +299,38 @@ func (m *gwModel) invariants(t *rapid.T) {
 	cur := m.trans.sample(m.g.m)
 	snap := cur.Snapshot
 	// I2: shutdown wins.
-	if m.shutting && (snap.State == fsm.Running || snap.State == fsm.Draining) {
-		t.Fatalf("I2: %s after shutdown began", snap.State)
+	if m.shutting {
+		require.NotContainsf(t, []fsm.State{fsm.Running, fsm.Draining}, snap.State, "I2: %s after shutdown began", snap.State)
 	}
 	// I1: the count never rises while not running.
-	if rose(m.prev, cur) {
-		t.Fatalf("I1: in flight %d → %d while %s", m.prev.InFlight, snap.InFlight, snap.State)
-	}
+	require.Falsef(t, rose(m.prev, cur), "I1: in flight %d → %d while %s", m.prev.InFlight, snap.InFlight, snap.State)
 	m.prev = cur
 	// Readiness: ready exactly when running with no announce window open;
 	// never ready during a window, whose gate stays open unless a marker
 	// drains it.
 	st := m.g.Status()
-	if want := snap.State == fsm.Running && m.window == nil; st.Ready != want || m.g.Ready() != want {
-		t.Fatalf("ready %v (status %v) in %s with window open %v", m.g.Ready(), st.Ready, snap.State, m.window != nil)
-	}
-	if m.window != nil && !m.shutting && !m.reconciledDrains && snap.State != fsm.Running {
-		t.Fatalf("the gate closed during the announce window (state %s)", snap.State)
+	want := snap.State == fsm.Running && m.window == nil
+	require.Equalf(t, want, st.Ready, "status ready in %s with window open %v", snap.State, m.window != nil)
+	require.Equalf(t, want, m.g.Ready(), "Ready() in %s with window open %v", snap.State, m.window != nil)
+	if m.window != nil && !m.shutting && !m.reconciledDrains {
+		require.Equalf(t, fsm.Running, snap.State, "the gate closed during the announce window (state %s)", snap.State)
 	}
 	// Every accepted turn ends exactly once.
 	for _, ch := range m.finished {
-		if len(ch) != 0 {
-			t.Fatal("a turn returned twice")
-		}
+		require.Empty(t, ch, "a turn returned twice")
 	}
 	// I8: no internal event is lost: each completed or still spooled; a
 	// completed one never runs again.
 	for _, ev := range m.events {
 		if _, done := m.completed[ev]; done {
-			if slices.Contains(m.spooled(), ev) {
-				t.Fatalf("I8: completed event %s still spooled", ev)
-			}
+			require.NotContainsf(t, m.spooled(), ev, "I8: completed event %s still spooled", ev)
 			continue
 		}
-		if !slices.Contains(m.spooled(), ev) {
-			t.Fatalf("I8: event %s neither completed nor spooled", ev)
-		}
+		require.Containsf(t, m.spooled(), ev, "I8: event %s neither completed nor spooled", ev)
 	}
 	for ev, n := range m.completed {
-		if got := m.starts(ev); got != n {
-			t.Fatalf("I8: completed event %s ran again (%d starts, %d at completion)", ev, got, n)
-		}
+		got := m.starts(ev)
+		require.Equalf(t, n, got, "I8: completed event %s ran again (%d starts, %d at completion)", ev, got, n)
 	}
 }
 
@@ -418,9 +391,7 @@ func TestPropertyGateway(t *testing.T) {
 	}
 	rapid.Check(t, func(t *rapid.T) {
 		base, err := os.MkdirTemp("", "quiesce-prop-")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		m := &gwModel{
 			home: filepath.Join(base, "home"), procBase: filepath.Join(base, "proc"), bootStart: 100,
 			clock: &fakeClock{now: time.Now()}, agent: newGatedAgent(), rec: &notify.Recorder{},
@@ -440,16 +411,13 @@ func TestPropertyGateway(t *testing.T) {
 			"start turn": func(t *rapid.T) {
 				s := rapid.SampledFrom(userSessions).Draw(t, "session")
 				if _, busy := m.turns[s]; busy {
-					if _, err := m.g.Turn(context.Background(), s, "again"); !errorsIs(err, ErrSessionBusy) && !errorsIs(err, ErrRefused) {
-						t.Fatalf("busy session: %v", err)
-					}
+					_, err := m.g.Turn(context.Background(), s, "again")
+					require.Truef(t, errorsIs(err, ErrSessionBusy) || errorsIs(err, ErrRefused), "busy session: %v", err)
 					return
 				}
 				if m.g.State() != fsm.Running {
 					_, err := m.g.Turn(context.Background(), s, "hi")
-					if !errorsIs(err, ErrRefused) {
-						t.Fatalf("turn in %s: %v", m.g.State(), err)
-					}
+					require.Truef(t, errorsIs(err, ErrRefused), "turn in %s: %v", m.g.State(), err)
 					return
 				}
 				ch := make(chan turnOut, 2)
@@ -473,9 +441,8 @@ func TestPropertyGateway(t *testing.T) {
 				m.agent.finish(s)
 				out := recv(t, m.turns[s])
 				m.returned[s]++
-				if out.err != nil || out.reply != "re: hi" {
-					t.Fatalf("finished turn %s: %q %v", s, out.reply, out.err)
-				}
+				require.NoErrorf(t, out.err, "finished turn %s", s)
+				require.Equalf(t, "re: hi", out.reply, "finished turn %s", s)
 				m.finished = append(m.finished, m.turns[s])
 				delete(m.turns, s)
 				m.settle(t)
@@ -499,18 +466,12 @@ func TestPropertyGateway(t *testing.T) {
 				suppress := rapid.Bool().Draw(t, "suppress")
 				_, err := m.g.BeginDrain(context.Background(), DrainRequest{SuppressNotification: &suppress})
 				if m.shutting {
-					if !errorsIs(err, ErrShuttingDown) {
-						t.Fatalf("BeginDrain while shutting down: %v, want ErrShuttingDown", err)
-					}
+					require.Truef(t, errorsIs(err, ErrShuttingDown), "BeginDrain while shutting down: %v, want ErrShuttingDown", err)
 					return // shutdown wins: the marker is untouched
 				}
-				if err != nil {
-					t.Fatalf("BeginDrain: %v", err)
-				}
+				require.NoErrorf(t, err, "BeginDrain")
 				if m.window != nil { // a drain now ends the window: its drain was applied first
-					if out := recv(t, m.window); out.err != nil {
-						t.Fatalf("the announced drain, ended by a drain without announce: %v", out.err)
-					}
+					require.NoErrorf(t, recv(t, m.window).err, "the announced drain, ended by a drain without announce")
 					m.window = nil
 				}
 				kind := mkFresh
@@ -532,7 +493,7 @@ func TestPropertyGateway(t *testing.T) {
 				}
 				select {
 				case out := <-m.window:
-					t.Fatalf("the drain answered during its announce window: %v", out.err)
+					require.Fail(t, fmt.Sprintf("the drain answered during its announce window: %v", out.err))
 				default:
 				}
 			},
@@ -543,46 +504,33 @@ func TestPropertyGateway(t *testing.T) {
 				m.timers.fire(t)
 				out := recv(t, m.window)
 				m.window = nil
-				if out.err != nil {
-					t.Fatalf("announced drain: %v", out.err)
-				}
+				require.NoErrorf(t, out.err, "announced drain")
 				// I1 from the answer on: the gate closed before it.
-				if out.res.State != fsm.Draining || m.g.State() != fsm.Draining {
-					t.Fatalf("announced drain answered in %s (now %s)", out.res.State, m.g.State())
-				}
+				require.Equalf(t, fsm.Draining, out.res.State, "announced drain answered in %s (now %s)", out.res.State, m.g.State())
+				require.Equalf(t, fsm.Draining, m.g.State(), "announced drain answered in %s (now %s)", out.res.State, m.g.State())
 				m.marker = &markerModel{kind: m.windowKind, epoch: m.g.Epoch(), writtenAt: m.clock.Now()}
 				m.checkMarkerHonoured(t, "announce end")
 			},
 			"cancel api": func(t *rapid.T) {
 				res, err := m.g.CancelDrain(context.Background(), "")
 				if m.shutting {
-					if !errorsIs(err, ErrShuttingDown) {
-						t.Fatalf("CancelDrain while shutting down: %v, want ErrShuttingDown", err)
-					}
+					require.Truef(t, errorsIs(err, ErrShuttingDown), "CancelDrain while shutting down: %v, want ErrShuttingDown", err)
 					return
 				}
-				if err != nil {
-					t.Fatalf("CancelDrain: %v", err)
-				}
+				require.NoErrorf(t, err, "CancelDrain")
 				if m.window != nil {
-					if out := recv(t, m.window); !errorsIs(out.err, ErrDrainCancelled) {
-						t.Fatalf("announced drain after a cancel: %v, want ErrDrainCancelled", out.err)
-					}
+					out := recv(t, m.window)
+					require.Truef(t, errorsIs(out.err, ErrDrainCancelled), "announced drain after a cancel: %v, want ErrDrainCancelled", out.err)
 					m.window = nil
-					if !res.WasDraining {
-						t.Fatal("a cancel that ended an announce window says was_draining false")
-					}
+					require.True(t, res.WasDraining, "a cancel that ended an announce window says was_draining false")
 				}
 				m.marker = nil
 				m.checkMarkerHonoured(t, "cancel api")
-				if !m.g.Ready() {
-					t.Fatal("not ready after a cancel")
-				}
+				require.True(t, m.g.Ready(), "not ready after a cancel")
 			},
 			"clear marker": func(t *rapid.T) {
-				if _, err := marker.Clear(m.home, ""); err != nil {
-					t.Fatalf("clear: %v", err)
-				}
+				_, err := marker.Clear(m.home, "")
+				require.NoErrorf(t, err, "clear")
 				m.marker = nil
 			},
 			"advance clock": func(t *rapid.T) {
@@ -597,9 +545,8 @@ func TestPropertyGateway(t *testing.T) {
 				s := rapid.SampledFrom(systemSessions).Draw(t, "session")
 				m.seq++
 				text := fmt.Sprintf("ev-%d", m.seq)
-				if _, err := m.g.Event(context.Background(), s, text); err != nil {
-					t.Fatalf("Event: %v", err)
-				}
+				_, err := m.g.Event(context.Background(), s, text)
+				require.NoErrorf(t, err, "Event")
 				m.events = append(m.events, s+":"+text)
 				m.settle(t)
 			},
@@ -611,9 +558,7 @@ func TestPropertyGateway(t *testing.T) {
 				m.g.BeginShutdown(false)
 				m.shutting = true
 				m.shutdownEndsWindow(t)
-				if m.g.State() != fsm.ShuttingDown && m.g.State() != fsm.Stopped {
-					t.Fatalf("after shutdown: %s", m.g.State())
-				}
+				require.Containsf(t, []fsm.State{fsm.ShuttingDown, fsm.Stopped}, m.g.State(), "after shutdown: %s", m.g.State())
 				if len(m.inFlightSessions()) == 0 {
 					m.stopAndCheck(t, suppressed, false)
 				} else {
@@ -625,13 +570,12 @@ func TestPropertyGateway(t *testing.T) {
 					t.Skip("not shutting down")
 				}
 				st := m.g.BeginShutdown(false)
-				if !st.AlreadyShuttingDown || st.Force != m.forced {
-					t.Fatalf("I3: a repeated shutdown without force must change nothing: %+v", st)
-				}
+				require.Truef(t, st.AlreadyShuttingDown, "I3: a repeated shutdown without force must change nothing: %+v", st)
+				require.Equalf(t, m.forced, st.Force, "I3: a repeated shutdown without force must change nothing: %+v", st)
 				for s, ch := range m.turns {
 					select {
 					case out := <-ch:
-						t.Fatalf("I3: a repeated non-force shutdown ended turn %s: %v", s, out.err)
+						require.Fail(t, fmt.Sprintf("I3: a repeated non-force shutdown ended turn %s: %v", s, out.err))
 					default:
 					}
 				}
@@ -660,9 +604,7 @@ func TestPropertyGateway(t *testing.T) {
 				if rapid.Bool().Draw(t, "machine restart (new epoch)") {
 					m.bootStart++
 				}
-				if err := m.g.Close(); err != nil {
-					t.Fatalf("Close: %v", err)
-				}
+				require.NoErrorf(t, m.g.Close(), "Close")
 				m.boot(t)
 				m.settle(t)
 			},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 )
 
@@ -26,17 +27,17 @@ const (
 // (events.spool.rejected.jsonl) back into the spool, after the events
 // already there, and dispatches: each runs again, in order per session,
 // with its event id, and a new retry window. Lines of the rejected file
-// that are not events stay there (ReplayResult.Unreplayable). It is
+// that are not events stay there (api.ReplayResult.Unreplayable). It is
 // crash-safe: the spool append is fsynced before the rejected file is
 // rewritten atomically, and an event a crash left in both files runs
 // once (see spool.replayRejected). While shutting down the events wait in
 // the spool for the next start. An error wraps ErrSpoolUnavailable, and
 // nothing was moved.
-func (g *Gateway) ReplayEvents(_ context.Context) (ReplayResult, error) {
+func (g *Gateway) ReplayEvents(_ context.Context) (api.ReplayResult, error) {
 	res, err := g.spool.replayRejected()
 	if err != nil {
 		g.log.Error("rejected events not replayed", "error", err)
-		return ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
+		return api.ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
 	}
 	if res.Moved > 0 {
 		g.log.Info("rejected events replayed into the spool", "moved", res.Moved, "event_ids", res.EventIDs,
@@ -54,28 +55,28 @@ func (g *Gateway) ReplayEvents(_ context.Context) (ReplayResult, error) {
 // opens the spool as a start does, and moves the rejected events back.
 // The next gateway started on the home runs them. log gets what opening
 // the spool reports (nil: discarded).
-func LocalReplay(home string, log *slog.Logger) (ReplayResult, error) {
+func LocalReplay(home string, log *slog.Logger) (api.ReplayResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lock, err := flockHome(home, localLockWait)
 	if err != nil {
-		return ReplayResult{}, err
+		return api.ReplayResult{}, err
 	}
 	defer func() { _ = lock.release() }()
 	if _, err := os.Lstat(filepath.Join(home, RejectedFileName)); homefile.IsNotExist(err) {
-		return ReplayResult{EventIDs: []string{}}, nil // nothing was ever rejected here
+		return api.ReplayResult{EventIDs: []string{}}, nil // nothing was ever rejected here
 	}
 	sp, err := openSpool(filepath.Join(home, SpoolFileName), filepath.Join(home, RejectedFileName), log)
 	if err != nil {
-		return ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
+		return api.ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
 	}
 	res, err := sp.replayRejected()
 	if cerr := sp.close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		return ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
+		return api.ReplayResult{}, fmt.Errorf("%w: %w", ErrSpoolUnavailable, err)
 	}
 	return res, nil
 }
@@ -146,10 +147,10 @@ func (s *spool) pendingLocked() map[string]bool {
 // finds it pending and does not append it again, so it runs once. When
 // the rewrite fails, the appended events are completed again (out of the
 // spool), so an error leaves the events where they were.
-func (s *spool) replayRejected() (ReplayResult, error) {
+func (s *spool) replayRejected() (api.ReplayResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res := ReplayResult{EventIDs: []string{}}
+	res := api.ReplayResult{EventIDs: []string{}}
 	lines, exists, err := s.readRejectedLocked()
 	if err != nil || !exists {
 		return res, err
@@ -178,7 +179,7 @@ func (s *spool) replayRejected() (ReplayResult, error) {
 		}
 		line, err := json.Marshal(spoolRecord{spoolEntry: *l.event})
 		if err != nil {
-			return ReplayResult{EventIDs: []string{}}, fmt.Errorf("spool: replay: %w", err)
+			return api.ReplayResult{EventIDs: []string{}}, fmt.Errorf("spool: replay: %w", err)
 		}
 		data = append(append(data, line...), '\n')
 		added = append(added, *l.event)
@@ -189,7 +190,7 @@ func (s *spool) replayRejected() (ReplayResult, error) {
 	}
 	if len(added) > 0 {
 		if err := s.appendLinesLocked(data); err != nil {
-			return ReplayResult{EventIDs: []string{}}, err
+			return api.ReplayResult{EventIDs: []string{}}, err
 		}
 		s.pending = append(s.pending, added...)
 		s.size.Store(int64(len(s.pending)))
@@ -200,7 +201,7 @@ func (s *spool) replayRejected() (ReplayResult, error) {
 				s.log.Error("replay undo not recorded; compacted at the next chance", "event_id", e.ID, "error", cerr)
 			}
 		}
-		return ReplayResult{EventIDs: []string{}}, fmt.Errorf("spool: replay: %w", err)
+		return api.ReplayResult{EventIDs: []string{}}, fmt.Errorf("spool: replay: %w", err)
 	}
 	return res, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // rejectedIDs returns the event ids in home's rejected file, in order.
@@ -77,7 +79,7 @@ func TestReplayRunsRejectedEventOnce(t *testing.T) {
 	agent.setFailFor("job", 0) // the upstream is fixed
 	res, err := f.g.ReplayEvents(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, ReplayResult{Moved: 1, EventIDs: []string{rec.ID}}, res)
+	assert.Equal(t, api.ReplayResult{Moved: 1, EventIDs: []string{rec.ID}}, res)
 	eventually(t, "the replayed event completed", func() bool { n, _ := agent.completed(rec.ID); return n == 1 })
 	eventually(t, "spool empty", func() bool { return f.g.spool.len() == 0 })
 	assert.Empty(t, rejectedIDs(t, f.home))
@@ -101,7 +103,7 @@ func TestLocalReplayOnStoppedHome(t *testing.T) {
 
 	res, err := LocalReplay(home, nil)
 	require.NoError(t, err)
-	assert.Equal(t, ReplayResult{Moved: 2, EventIDs: []string{"ev-a", "ev-b"}, Unreplayable: 1}, res)
+	assert.Equal(t, api.ReplayResult{Moved: 2, EventIDs: []string{"ev-a", "ev-b"}, Unreplayable: 1}, res)
 	assert.Empty(t, rejectedIDs(t, home))
 	assert.Equal(t, []string{"ev-a", "ev-b"}, spoolIDs(t, home))
 	data, err := os.ReadFile(filepath.Join(home, RejectedFileName))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/randid"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -58,7 +59,7 @@ func (g *Gateway) BeginShutdown(force bool) ShutdownStart {
 	switch {
 	case first:
 	case escalate:
-		g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: true})
+		g.record(api.HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: true})
 		g.log.Warn("shutdown forced: interrupting remaining turns", "shutdown_id", id)
 	default:
 		g.log.Info("shutdown already in progress; request changes nothing", "shutdown_id", id)
@@ -101,7 +102,7 @@ func (g *Gateway) runShutdown(id string, gated, begun chan<- struct{}) {
 	g.shutdown.mu.Lock()
 	forced := g.shutdown.forced
 	g.shutdown.mu.Unlock()
-	g.record(HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
+	g.record(api.HistoryEntry{Kind: HistoryShutdown, ShutdownID: id, Force: forced})
 
 	// 1. Refuse new turns (under ctlMu: a drain request in progress
 	// finishes first, or is refused after). Shutdown wins over an open

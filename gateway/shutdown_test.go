@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -23,7 +24,7 @@ import (
 func TestInterruptReportedWhateverTheAgentReturns(t *testing.T) {
 	started := make(chan struct{}, 1)
 	f := newFixture(t, func(c *Config) {
-		c.Agent = AgentFunc(func(ctx context.Context, _ Turn) (string, error) {
+		c.Agent = agent.Func(func(ctx context.Context, _ agent.Turn) (string, error) {
 			started <- struct{}{}
 			<-ctx.Done()
 			return "", ctx.Err()
@@ -96,7 +97,7 @@ func (ctxOnlySink) Send(ctx context.Context, _ notify.Message) error {
 // stubbornAgent ignores cancellation until released.
 type stubbornAgent struct{ release chan struct{} }
 
-func (a stubbornAgent) Run(_ context.Context, t Turn) (string, error) {
+func (a stubbornAgent) Run(_ context.Context, t agent.Turn) (string, error) {
 	<-a.release
 	return t.Text, nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -21,17 +22,17 @@ const stateWriteGap = 250 * time.Millisecond
 
 // stateFile is the content of gateway_state.json.
 type stateFile struct {
-	GatewayState fsm.State  `json:"gateway_state"`
-	StateSince   time.Time  `json:"state_since,omitzero"`
-	ActiveAgents int        `json:"active_agents"`
-	PID          int        `json:"pid"`
-	Epoch        string     `json:"epoch"`
-	StartedAt    time.Time  `json:"started_at"`
-	UpdatedAt    time.Time  `json:"updated_at"`
-	Drain        *DrainInfo `json:"drain"`
+	GatewayState fsm.State      `json:"gateway_state"`
+	StateSince   time.Time      `json:"state_since,omitzero"`
+	ActiveAgents int            `json:"active_agents"`
+	PID          int            `json:"pid"`
+	Epoch        string         `json:"epoch"`
+	StartedAt    time.Time      `json:"started_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+	Drain        *api.DrainInfo `json:"drain"`
 	// OldestTurnSeconds is the age of the oldest turn in flight.
 	OldestTurnSeconds float64 `json:"oldest_turn_seconds"`
-	// Seq is the gateway's change counter (Status.Seq) this write ends.
+	// Seq is the gateway's change counter (api.Status.Seq) this write ends.
 	Seq uint64 `json:"seq"`
 	// Addr is where the gateway's HTTP API listens (SetListenAddr): local
 	// status asks a live gateway there, over loopback, for its state.

@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/notify"
 )
@@ -72,7 +74,7 @@ func (g *Gateway) Stream(ctx context.Context, req TurnRequest) (string, error) {
 		g.cfg.Metrics.TurnEnded("refused")
 		return "", refusal(g.m.State())
 	}
-	turn := Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
+	turn := agent.Turn{Session: req.Session, Text: req.Text, TurnID: nextTurnID()}
 	start := time.Now()
 	turnCtx, ok := g.claim(ctx, req.Session, slot{start: start, turnID: turn.TurnID, streaming: req.Delta != nil})
 	if !ok {
@@ -191,16 +193,16 @@ func (g *Gateway) claim(ctx context.Context, session string, s slot) (context.Co
 
 // Turns returns the turns in flight, oldest first: user turns that have
 // claimed their session and internal events' system turns.
-func (g *Gateway) Turns() []TurnInfo {
+func (g *Gateway) Turns() []api.TurnInfo {
 	now := time.Now()
 	g.sessMu.Lock()
-	out := make([]TurnInfo, 0, len(g.sessions))
+	out := make([]api.TurnInfo, 0, len(g.sessions))
 	for id, s := range g.sessions {
-		out = append(out, TurnInfo{Session: id, TurnID: s.turnID, StartedAt: s.start.UTC(),
+		out = append(out, api.TurnInfo{Session: id, TurnID: s.turnID, StartedAt: s.start.UTC(),
 			AgeSeconds: now.Sub(s.start).Seconds(), Streaming: s.streaming, System: s.system, EventID: s.eventID})
 	}
 	g.sessMu.Unlock()
-	slices.SortFunc(out, func(a, b TurnInfo) int {
+	slices.SortFunc(out, func(a, b api.TurnInfo) int {
 		if c := a.StartedAt.Compare(b.StartedAt); c != 0 {
 			return c
 		}
@@ -265,7 +267,7 @@ func (g *Gateway) oldestTurn() time.Duration {
 
 // runAgent runs the agent, turning a panic into an error and a forced
 // interrupt into ErrInterrupted.
-func (g *Gateway) runAgent(ctx context.Context, t Turn) (reply string, err error) {
+func (g *Gateway) runAgent(ctx context.Context, t agent.Turn) (reply string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			g.log.Error("agent panic", "session", t.Session, "turn_id", t.TurnID, "panic", p)
@@ -293,8 +295,8 @@ func (g *Gateway) agentFailed(err error) {
 }
 
 // agentStatus returns the agent's part of Status.
-func (g *Gateway) agentStatus() *AgentStatus {
-	a := &AgentStatus{Kind: g.cfg.AgentKind, Failures: g.agentFailures.Load()}
+func (g *Gateway) agentStatus() *api.AgentStatus {
+	a := &api.AgentStatus{Kind: g.cfg.AgentKind, Failures: g.agentFailures.Load()}
 	if last := g.agentLastErr.Load(); last != nil {
 		a.LastError, a.LastErrorAt = last.msg, last.at
 	}

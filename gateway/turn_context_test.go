@@ -7,36 +7,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/agent"
 )
-
-func TestEchoAgentZeroWork(t *testing.T) {
-	for _, work := range []time.Duration{0, -time.Second} {
-		a := NewEcho(work)
-		got, err := a.Run(context.Background(), Turn{Session: "s", Text: "hello"})
-		require.NoError(t, err)
-		require.Equal(t, "hello", got)
-
-		// A cancelled turn is always cut off, with the cancel's cause,
-		// before its reply and before any delta.
-		ctx, cancel := context.WithCancelCause(context.Background())
-		cancel(ErrInterrupted)
-		var deltas []string
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "hello"})
-		require.ErrorIs(t, err, ErrInterrupted)
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
-		require.ErrorIs(t, err, ErrInterrupted)
-		require.Empty(t, deltas)
-
-		// A turn cancelled by its first delta stops before the second.
-		ctx, cancel = context.WithCancelCause(context.Background())
-		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
-			deltas = append(deltas, d)
-			cancel(context.Canceled)
-		}})
-		require.ErrorIs(t, err, context.Canceled)
-		require.Equal(t, []string{"a "}, deltas)
-	}
-}
 
 type ctxKey struct{}
 
@@ -80,7 +53,7 @@ func TestTurnContext(t *testing.T) {
 			running := make(chan started, 1)
 			seen := make(chan seenCtx, 1)
 			f := newFixture(t, func(c *Config) {
-				c.Agent = AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
+				c.Agent = agent.Func(func(ctx context.Context, turn agent.Turn) (string, error) {
 					running <- started{ctx, seenCtx{done: isDone(ctx.Done()), err: ctx.Err(), value: ctx.Value(ctxKey{})}}
 					if !tc.wait {
 						return turn.Text, nil

@@ -34,9 +34,7 @@ func newNotifier(tb testing.TB, sinks ...notify.Sink) (*notify.Notifier, string,
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := n.Close(ctx); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
+		assert.NoErrorf(tb, n.Close(ctx), "Close")
 	})
 	return n, path, logs
 }
@@ -72,21 +70,15 @@ func TestNotifierOutboxBeforeWebhook(t *testing.T) {
 	path = p
 	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
 	for _, m := range msgs {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
 	for range msgs {
 		select {
 		case err := <-results:
-			if err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, err)
 		default:
-			t.Fatal("webhook called fewer times than messages sent")
+			require.Fail(t, "webhook called fewer times than messages sent")
 		}
 	}
 }
@@ -99,32 +91,22 @@ func TestNotifierDeduplicates(t *testing.T) {
 	again.Text = "different text, same id"
 	sends := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), broadcast("sd1"), again, ping("sd2", "s1"), broadcast("sd1")}
 	for _, m := range sends {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send(%s): %v", m.ID(), err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send(%s)", m.ID())
 	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
 	want := ids([]notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd2", "s1")})
 	for name, got := range map[string][]string{
 		"outbox":   ids(mustReadOutbox(t, path)),
 		"recorder": ids(rec.Messages()),
 		"Sent":     ids(n.Sent()),
 	} {
-		if !slices.Equal(got, want) {
-			t.Errorf("%s: got %v, want %v", name, got, want)
-		}
+		assert.Truef(t, slices.Equal(got, want), "%s: got %v, want %v", name, got, want)
 	}
-	if got := rec.Count(notify.KindShutdownBroadcast, notify.HomeTarget); got != 1 {
-		t.Errorf("got %d broadcasts, want 1", got)
-	}
-	if got := rec.Messages()[1].Text; got != ping("sd1", "s1").Text {
-		t.Errorf("the first message should win, got text %q", got)
-	}
-	if got := len(logs.find(t, slog.LevelDebug, "notification already sent; ignored", broadcast("sd1").ID())); got != 2 {
-		t.Errorf("got %d DEBUG lines for the repeated broadcast, want 2", got)
-	}
+	got := rec.Count(notify.KindShutdownBroadcast, notify.HomeTarget)
+	assert.Equalf(t, 1, got, "got %d broadcasts, want 1", got)
+	assert.Equal(t, ping("sd1", "s1").Text, rec.Messages()[1].Text, "the first message should win")
+	got = len(logs.find(t, slog.LevelDebug, "notification already sent; ignored", broadcast("sd1").ID()))
+	assert.Equalf(t, 2, got, "got %d DEBUG lines for the repeated broadcast, want 2", got)
 }
 
 func TestNotifierFlushWaitsForEverySink(t *testing.T) {
@@ -135,29 +117,21 @@ func TestNotifierFlushWaitsForEverySink(t *testing.T) {
 	for i := range 5 {
 		m := ping("sd1", fmt.Sprintf("s%d", i))
 		want = append(want, m.ID())
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
 	for name, r := range map[string]*notify.Recorder{"slow": slow, "fast": fast} {
-		if got := ids(r.Messages()); !slices.Equal(got, want) {
-			t.Errorf("%s: got %v, want %v", name, got, want)
-		}
+		got := ids(r.Messages())
+		assert.Truef(t, slices.Equal(got, want), "%s: got %v, want %v", name, got, want)
 	}
 	for _, id := range want {
-		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, id); len(got) != 0 {
-			t.Errorf("unexpected WARN for %s: %v", id, got)
-		}
+		got := logs.find(t, slog.LevelWarn, undeliveredMsg, id)
+		assert.Emptyf(t, got, "unexpected WARN for %s: %v", id, got)
 	}
 	// Nothing queued: Flush returns at once, even with a done ctx.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := n.Flush(ctx); err != nil {
-		t.Errorf("Flush with nothing queued: %v", err)
-	}
+	assert.NoErrorf(t, n.Flush(ctx), "Flush with nothing queued")
 }
 
 func TestNotifierFlushStuckSink(t *testing.T) {
@@ -181,29 +155,22 @@ func TestNotifierFlushStuckSink(t *testing.T) {
 	n, path, logs := newNotifier(t, stuck, patient)
 	t.Cleanup(func() { close(release) }) // runs before Close
 	m := ping("sd1", "s1")
-	if err := n.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if err := flush(t, n, 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Flush: got %v, want context.DeadlineExceeded", err)
-	}
+	require.NoErrorf(t, n.Send(context.Background(), m), "Send")
+	err := flush(t, n, 200*time.Millisecond)
+	require.ErrorIsf(t, err, context.DeadlineExceeded, "Flush: got %v, want context.DeadlineExceeded", err)
 	within(t, 2*time.Second, cancelled, "cancelling the sink's ctx")
-	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, []string{m.ID()}) {
-		t.Errorf("outbox: got %v, want [%s]", got, m.ID())
-	}
+	got := ids(mustReadOutbox(t, path))
+	assert.Truef(t, slices.Equal(got, []string{m.ID()}), "outbox: got %v, want [%s]", got, m.ID())
 	warns := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
 	var sinks []string
 	for _, w := range warns {
 		sinks = append(sinks, fmt.Sprint(w["sink"]))
 	}
 	slices.Sort(sinks)
-	if want := []string{"recorder", "recorder #2"}; !slices.Equal(sinks, want) {
-		t.Errorf("WARN lines for %s name sinks %v, want %v", m.ID(), sinks, want)
-	}
+	want := []string{"recorder", "recorder #2"}
+	assert.Truef(t, slices.Equal(sinks, want), "WARN lines for %s name sinks %v, want %v", m.ID(), sinks, want)
 	// Given up on: a later Flush does not wait for it again.
-	if err := flush(t, n, time.Second); err != nil {
-		t.Errorf("second Flush: %v", err)
-	}
+	assert.NoErrorf(t, flush(t, n, time.Second), "second Flush")
 }
 
 func TestNotifierSinkFailuresAreLogged(t *testing.T) {
@@ -218,19 +185,13 @@ func TestNotifierSinkFailuresAreLogged(t *testing.T) {
 	n, _, logs := newNotifier(t, failing, panicking, good)
 	msgs := []notify.Message{ping("sd1", "s1"), ping("sd1", "s2")}
 	for _, m := range msgs {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if got := ids(good.Messages()); !slices.Equal(got, ids(msgs)) {
-		t.Errorf("good sink: got %v, want %v", got, ids(msgs))
-	}
-	if got := ids(panicking.Messages()); !slices.Equal(got, ids(msgs[1:])) {
-		t.Errorf("panicking sink: got %v, want %v (its worker must survive)", got, ids(msgs[1:]))
-	}
+	require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
+	got := ids(good.Messages())
+	assert.Truef(t, slices.Equal(got, ids(msgs)), "good sink: got %v, want %v", got, ids(msgs))
+	got = ids(panicking.Messages())
+	assert.Truef(t, slices.Equal(got, ids(msgs[1:])), "panicking sink: got %v, want %v (its worker must survive)", got, ids(msgs[1:]))
 	for _, c := range []struct {
 		id, sink, err string
 	}{
@@ -244,9 +205,7 @@ func TestNotifierSinkFailuresAreLogged(t *testing.T) {
 				found = true
 			}
 		}
-		if !found {
-			t.Errorf("no WARN for %s on %s with %q", c.id, c.sink, c.err)
-		}
+		assert.Truef(t, found, "no WARN for %s on %s with %q", c.id, c.sink, c.err)
 	}
 }
 
@@ -272,42 +231,29 @@ func TestFailingOutboxDoesNotHoldBackOtherSinks(t *testing.T) {
 			var obs observed
 			n := notify.NewNotifierWith(o, notify.NotifierOptions{Logger: logger, Observer: obs.observe}, notify.NewLog(sinkLogger), rec)
 			t.Cleanup(func() { _ = n.Close(context.Background()) })
-			if err := tt.break_(o); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, tt.break_(o))
 			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
 			for _, m := range msgs {
 				err := n.Send(context.Background(), m)
-				if !errors.Is(err, notify.ErrNotRecorded) {
-					t.Errorf("Send(%s): got %v, want an error wrapping ErrNotRecorded", m.ID(), err)
-				}
-				if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-					t.Errorf("Send(%s): got %v, want the outbox's error %v", m.ID(), err, tt.wantIs)
+				assert.ErrorIsf(t, err, notify.ErrNotRecorded, "Send(%s): got %v, want an error wrapping ErrNotRecorded", m.ID(), err)
+				if tt.wantIs != nil {
+					assert.ErrorIsf(t, err, tt.wantIs, "Send(%s): want the outbox's error", m.ID())
 				}
 			}
-			if err := n.Send(context.Background(), ping("sd1", "s1")); err != nil {
-				t.Errorf("repeated Send: got %v, want nil (deduplicated)", err)
-			}
-			if err := flush(t, n, 5*time.Second); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
-			if got := ids(rec.Messages()); !slices.Equal(got, ids(msgs)) {
-				t.Errorf("recorder: got %v, want %v", got, ids(msgs))
-			}
+			err := n.Send(context.Background(), ping("sd1", "s1"))
+			assert.NoErrorf(t, err, "repeated Send: got %v, want nil (deduplicated)", err)
+			require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
+			got := ids(rec.Messages())
+			assert.Truef(t, slices.Equal(got, ids(msgs)), "recorder: got %v, want %v", got, ids(msgs))
 			for _, m := range msgs {
-				if got := sinkLogs.find(t, slog.LevelInfo, "notification", m.ID()); len(got) != 1 {
-					t.Errorf("log sink: got %d lines for %s, want 1", len(got), m.ID())
-				}
-				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 0 {
-					t.Errorf("unexpected WARN for %s: %v", m.ID(), got)
-				}
+				got := sinkLogs.find(t, slog.LevelInfo, "notification", m.ID())
+				assert.Lenf(t, got, 1, "log sink: got %d lines for %s, want 1", len(got), m.ID())
+				got = logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
+				assert.Emptyf(t, got, "unexpected WARN for %s: %v", m.ID(), got)
 			}
-			if got := ids(n.Sent()); !slices.Equal(got, ids(msgs)) {
-				t.Errorf("Sent: got %v, want %v", got, ids(msgs))
-			}
-			if got := mustReadOutbox(t, path); len(got) != 0 {
-				t.Errorf("outbox: got %v, want nothing written", ids(got))
-			}
+			got = ids(n.Sent())
+			assert.Truef(t, slices.Equal(got, ids(msgs)), "Sent: got %v, want %v", got, ids(msgs))
+			assert.Empty(t, ids(mustReadOutbox(t, path)), "outbox: want nothing written")
 			for _, c := range []struct {
 				sink, result string
 				want         int
@@ -315,9 +261,8 @@ func TestFailingOutboxDoesNotHoldBackOtherSinks(t *testing.T) {
 				{"outbox", notify.ResultFailed, 3}, {"outbox", notify.ResultDelivered, 0},
 				{"log", notify.ResultDelivered, 3}, {"recorder", notify.ResultDelivered, 3},
 			} {
-				if got := obs.count(c.sink, c.result); got != c.want {
-					t.Errorf("observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
-				}
+				got := obs.count(c.sink, c.result)
+				assert.Equalf(t, c.want, got, "observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
 			}
 		})
 	}
@@ -340,14 +285,13 @@ func TestNotifierValidates(t *testing.T) {
 			m := ping("sd1", "s1")
 			tt.modify(&m)
 			err := n.Send(context.Background(), m)
-			if err == nil || !strings.HasPrefix(err.Error(), "notify: ") {
-				t.Errorf("got %v, want a notify error", err)
+			if assert.Error(t, err, "want a notify error") {
+				assert.Truef(t, strings.HasPrefix(err.Error(), "notify: "), "got %v, want a notify error", err)
 			}
 		})
 	}
-	if got := mustReadOutbox(t, path); len(got) != 0 {
-		t.Errorf("outbox: got %v, want nothing", got)
-	}
+	got := mustReadOutbox(t, path)
+	assert.Emptyf(t, got, "outbox: got %v, want nothing", got)
 }
 
 func TestNotifierFillsDefaults(t *testing.T) {
@@ -361,31 +305,24 @@ func TestNotifierFillsDefaults(t *testing.T) {
 		{Kind: notify.KindSessionInterrupted, Target: "s1", ShutdownID: "sd1", At: at},
 	}
 	for _, m := range sends {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 5*time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	require.NoErrorf(t, flush(t, n, 5*time.Second), "Flush")
 	got := mustReadOutbox(t, path)
-	if len(got) != 2 {
-		t.Fatalf("got %d messages, want 2", len(got))
+	require.Lenf(t, got, 2, "got %d messages, want 2", len(got))
+	assert.Equal(t, notify.BroadcastText(), got[0].Text, "default broadcast text not filled")
+	assert.Equal(t, notify.InterruptText("s1"), got[1].Text, "default interrupt text not filled")
+	assert.Falsef(t, got[0].At.Before(before.Add(-time.Second)), "zero At not filled with the current time: %v", got[0].At)
+	assert.Samef(t, time.UTC, got[0].At.Location(), "zero At not filled in UTC: %v", got[0].At)
+	assert.Truef(t, got[1].At.Equal(at), "At changed: got %v, want %v", got[1].At, at)
+	sent := n.Sent()
+	if assert.Lenf(t, sent, 2, "Sent: got %v", sent) {
+		assert.Samef(t, time.UTC, sent[1].At.Location(), "Sent: At not in UTC: %v", sent)
 	}
-	if got[0].Text != notify.BroadcastText() || got[1].Text != notify.InterruptText("s1") {
-		t.Errorf("default texts not filled: %q, %q", got[0].Text, got[1].Text)
-	}
-	if got[0].At.Before(before.Add(-time.Second)) || got[0].At.Location() != time.UTC {
-		t.Errorf("zero At not filled with the current UTC time: %v", got[0].At)
-	}
-	if !got[1].At.Equal(at) {
-		t.Errorf("At changed: got %v, want %v", got[1].At, at)
-	}
-	if sent := n.Sent(); len(sent) != 2 || sent[1].At.Location() != time.UTC || !slices.Equal(ids(sent), ids(got)) {
-		t.Errorf("Sent: got %v", sent)
-	}
-	if r := rec.Messages(); len(r) != 2 || r[0].Text != notify.BroadcastText() {
-		t.Errorf("recorder: got %v", r)
+	assert.Truef(t, slices.Equal(ids(sent), ids(got)), "Sent: got %v, want %v", ids(sent), ids(got))
+	r := rec.Messages()
+	if assert.Lenf(t, r, 2, "recorder: got %v", r) {
+		assert.Equalf(t, notify.BroadcastText(), r[0].Text, "recorder: got %v", r)
 	}
 }
 
@@ -393,19 +330,14 @@ func TestNotifierSendCancelled(t *testing.T) {
 	n, path, _ := newNotifier(t, &notify.Recorder{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := n.Send(ctx, ping("sd1", "s1")); !errors.Is(err, context.Canceled) {
-		t.Errorf("got %v, want context.Canceled", err)
-	}
-	if got := mustReadOutbox(t, path); len(got) != 0 {
-		t.Errorf("outbox: got %v, want nothing", got)
-	}
+	err := n.Send(ctx, ping("sd1", "s1"))
+	assert.ErrorIsf(t, err, context.Canceled, "got %v, want context.Canceled", err)
+	got := mustReadOutbox(t, path)
+	assert.Emptyf(t, got, "outbox: got %v, want nothing", got)
 	// Not marked as sent: a retry goes through.
-	if err := n.Send(context.Background(), ping("sd1", "s1")); err != nil {
-		t.Errorf("retry: %v", err)
-	}
-	if got := mustReadOutbox(t, path); len(got) != 1 {
-		t.Errorf("outbox after retry: got %d messages, want 1", len(got))
-	}
+	assert.NoErrorf(t, n.Send(context.Background(), ping("sd1", "s1")), "retry")
+	got = mustReadOutbox(t, path)
+	assert.Lenf(t, got, 1, "outbox after retry: got %d messages, want 1", len(got))
 }
 
 func TestNotifierClose(t *testing.T) {
@@ -417,34 +349,21 @@ func TestNotifierClose(t *testing.T) {
 	n := notify.NewNotifier(o, slog.New(slog.DiscardHandler), rec, notify.NewWebhook(srv.URL, fastOptions), notify.NewLog(slog.New(slog.DiscardHandler)))
 	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
 	for _, m := range msgs {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := n.Close(ctx); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	require.NoErrorf(t, n.Close(ctx), "Close")
 	// Close flushed first.
-	if got := ids(rec.Messages()); !slices.Equal(got, ids(msgs)) {
-		t.Errorf("recorder: got %v, want %v", got, ids(msgs))
-	}
-	if got := srv.hits.Load(); got != int64(len(msgs)) {
-		t.Errorf("webhook: got %d requests, want %d", got, len(msgs))
-	}
-	if err := n.Send(context.Background(), ping("sd1", "s3")); !errors.Is(err, notify.ErrClosed) {
-		t.Errorf("Send after Close: got %v, want ErrClosed", err)
-	}
-	if err := n.Close(ctx); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	if err := o.Send(context.Background(), ping("sd1", "s4")); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("outbox not closed: Send got %v", err)
-	}
-	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
-		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
-	}
+	got := ids(rec.Messages())
+	assert.Truef(t, slices.Equal(got, ids(msgs)), "recorder: got %v, want %v", got, ids(msgs))
+	assert.Equal(t, int64(len(msgs)), srv.hits.Load(), "webhook: requests")
+	err := n.Send(context.Background(), ping("sd1", "s3"))
+	assert.ErrorIsf(t, err, notify.ErrClosed, "Send after Close: got %v, want ErrClosed", err)
+	assert.NoErrorf(t, n.Close(ctx), "second Close")
+	assert.ErrorIsf(t, o.Send(context.Background(), ping("sd1", "s4")), os.ErrClosed, "outbox not closed: Send got")
+	got = ids(mustReadOutbox(t, path))
+	assert.Truef(t, slices.Equal(got, ids(msgs)), "outbox: got %v, want %v", got, ids(msgs))
 	srv.Close()
 	goleak.VerifyNone(t)
 }
@@ -453,13 +372,9 @@ func TestNotifierCloseIdle(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	o, _ := mustOpenOutbox(t)
 	n := notify.NewNotifier(o, nil, &notify.Recorder{}, &notify.Recorder{})
-	if err := n.Close(context.Background()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	require.NoErrorf(t, n.Close(context.Background()), "Close")
 	o2, _ := mustOpenOutbox(t)
-	if err := notify.NewNotifier(o2, nil).Close(context.Background()); err != nil {
-		t.Fatalf("Close without sinks: %v", err)
-	}
+	require.NoErrorf(t, notify.NewNotifier(o2, nil).Close(context.Background()), "Close without sinks")
 }
 
 // TestCloseReturnsByDeadlineWhenSinkIgnoresCtx: a sink whose Send never
@@ -478,18 +393,13 @@ func TestCloseReturnsByDeadlineWhenSinkIgnoresCtx(t *testing.T) {
 	n := notify.NewNotifier(o, logger, stuck)
 	msgs := []notify.Message{ping("sd1", "s1"), ping("sd1", "s2")}
 	for _, m := range msgs {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
 	err := closeWithin(t, n, 200*time.Millisecond)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
-	}
+	assert.ErrorIsf(t, err, context.DeadlineExceeded, "Close: got %v, want context.DeadlineExceeded", err)
 	requireUndeliveredLoggedAndKept(t, logs, path, msgs)
-	if err := n.Send(context.Background(), ping("sd1", "s3")); !errors.Is(err, notify.ErrClosed) {
-		t.Errorf("Send after Close: got %v, want ErrClosed", err)
-	}
+	err = n.Send(context.Background(), ping("sd1", "s3"))
+	assert.ErrorIsf(t, err, notify.ErrClosed, "Send after Close: got %v, want ErrClosed", err)
 }
 
 // TestNotifierWebhookDeadline checks that a webhook that is down, slow or
@@ -513,21 +423,17 @@ func TestNotifierWebhookDeadline(t *testing.T) {
 			n, path, logs := newNotifier(t, notify.NewWebhook(tt.url, notify.WebhookOptions{}))
 			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2"), ping("sd1", "s3")}
 			for _, m := range msgs {
-				if err := n.Send(context.Background(), m); err != nil {
-					t.Fatalf("Send: %v", err)
-				}
+				require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 			}
 			err := flush(t, n, 1500*time.Millisecond)
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Flush: got %v, want nil or context.DeadlineExceeded", err)
+			if err != nil {
+				assert.ErrorIs(t, err, context.DeadlineExceeded, "Flush: want nil or context.DeadlineExceeded")
 			}
-			if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
-				t.Errorf("outbox: got %v, want %v", got, ids(msgs))
-			}
+			got := ids(mustReadOutbox(t, path))
+			assert.Truef(t, slices.Equal(got, ids(msgs)), "outbox: got %v, want %v", got, ids(msgs))
 			for _, m := range msgs {
-				if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
-					t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
-				}
+				got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
+				assert.Lenf(t, got, 1, "got %d WARN lines for %s, want 1", len(got), m.ID())
 			}
 		})
 	}
@@ -546,9 +452,7 @@ func TestNewNotifierPanicsOnNil(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			defer func() {
-				if recover() == nil {
-					t.Error("no panic")
-				}
+				assert.NotNil(t, recover(), "no panic")
 			}()
 			notify.NewNotifier(tt.outbox, nil, tt.sinks...)
 		})
@@ -587,27 +491,19 @@ func TestSinkOnlyReturningOnCancelIsBoundedByNotifyTimeout(t *testing.T) {
 			n := notify.NewNotifier(o, logger, tt.sink(cancelled))
 			msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1"), ping("sd1", "s2")}
 			for _, m := range msgs {
-				if err := n.Send(context.Background(), m); err != nil {
-					t.Fatalf("Send: %v", err)
-				}
+				require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 			}
 			err := closeWithin(t, n, notifyTimeout)
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Close: got %v, want context.DeadlineExceeded", err)
-			}
+			assert.ErrorIsf(t, err, context.DeadlineExceeded, "Close: got %v, want context.DeadlineExceeded", err)
 			within(t, 5*time.Second, cancelled, "cancelling the sink's ctx")
 			// The goroutines exit once their Send returned.
 			ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel2()
-			if err := n.Close(ctx2); err != nil {
-				t.Errorf("second Close (waits for the sink's goroutines): %v", err)
-			}
+			assert.NoErrorf(t, n.Close(ctx2), "second Close (waits for the sink's goroutines)")
 			requireUndeliveredLoggedAndKept(t, logs, path, msgs)
 		})
 	}
-	if hits.Load() == 0 {
-		t.Error("the hanging webhook was never called")
-	}
+	assert.NotZero(t, hits.Load(), "the hanging webhook was never called")
 }
 
 // TestNotifierObserverCountsEachOutcomeOnce: the Observer hears the outcome
@@ -629,13 +525,10 @@ func TestNotifierObserverCountsEachOutcomeOnce(t *testing.T) {
 	t.Cleanup(func() { _ = n.Close(context.Background()) })
 	msgs := []notify.Message{broadcast("sd1"), ping("sd1", "s1")}
 	for _, m := range msgs {
-		if err := n.Send(context.Background(), m); err != nil {
-			t.Fatalf("Send: %v", err)
-		}
+		require.NoErrorf(t, n.Send(context.Background(), m), "Send")
 	}
-	if err := flush(t, n, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Flush: got %v, want context.DeadlineExceeded (the stuck sink)", err)
-	}
+	err := flush(t, n, 300*time.Millisecond)
+	require.ErrorIsf(t, err, context.DeadlineExceeded, "Flush: got %v, want context.DeadlineExceeded (the stuck sink)", err)
 	for _, c := range []struct {
 		sink, result string
 		want         int
@@ -649,9 +542,8 @@ func TestNotifierObserverCountsEachOutcomeOnce(t *testing.T) {
 		{"recorder", notify.ResultUndelivered, 2}, // stuck
 		{"recorder", notify.ResultDelivered, 0},
 	} {
-		if got := obs.count(c.sink, c.result); got != c.want {
-			t.Errorf("observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
-		}
+		got := obs.count(c.sink, c.result)
+		assert.Equalf(t, c.want, got, "observer %s/%s: got %d, want %d", c.sink, c.result, got, c.want)
 	}
 }
 
@@ -668,13 +560,11 @@ func closeWithin(t *testing.T, n *notify.Notifier, d time.Duration) error {
 func requireUndeliveredLoggedAndKept(t *testing.T, logs *logBuffer, path string, msgs []notify.Message) {
 	t.Helper()
 	for _, m := range msgs {
-		if got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID()); len(got) != 1 {
-			t.Errorf("got %d WARN lines for %s, want 1", len(got), m.ID())
-		}
+		got := logs.find(t, slog.LevelWarn, undeliveredMsg, m.ID())
+		assert.Lenf(t, got, 1, "got %d WARN lines for %s, want 1", len(got), m.ID())
 	}
-	if got := ids(mustReadOutbox(t, path)); !slices.Equal(got, ids(msgs)) {
-		t.Errorf("outbox: got %v, want %v", got, ids(msgs))
-	}
+	got := ids(mustReadOutbox(t, path))
+	assert.Truef(t, slices.Equal(got, ids(msgs)), "outbox: got %v, want %v", got, ids(msgs))
 }
 
 // TestGivenUpMessageIsNotSentLater: a message a Flush gave up on while it
@@ -743,7 +633,7 @@ func TestCloseDeadlineBoundsAttemptsStartedAfterIt(t *testing.T) {
 	for n.Send(context.Background(), busy) == nil {
 		select {
 		case <-ctx.Done():
-			t.Fatal("Close did not begin")
+			require.Fail(t, "Close did not begin")
 		case <-time.After(time.Millisecond):
 		}
 	}
@@ -753,7 +643,7 @@ func TestCloseDeadlineBoundsAttemptsStartedAfterIt(t *testing.T) {
 	select {
 	case err = <-closed:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return")
+		require.Fail(t, "Close did not return")
 	}
 	require.NoError(t, err, "Close waited out its deadline: the attempt on %s did not carry it", next.ID())
 	assert.Equal(t, []string{next.ID()}, ids(mustReadOutbox(t, pending)), "pending file")
@@ -806,11 +696,11 @@ func TestSendRacingCloseIsLoggedOnce(t *testing.T) {
 	for _, ch := range []chan error{sent, closed} {
 		select {
 		case err := <-ch:
-			if err != nil && !errors.Is(err, notify.ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("got %v, want nil, ErrClosed or context.DeadlineExceeded", err)
+			if err != nil {
+				assert.Truef(t, errors.Is(err, notify.ErrClosed) || errors.Is(err, context.DeadlineExceeded), "got %v, want nil, ErrClosed or context.DeadlineExceeded", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("Send or Close did not return")
+			require.Fail(t, "Send or Close did not return")
 		}
 	}
 	for _, m := range []notify.Message{busy, racing} {

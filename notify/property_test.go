@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/quiesce-dev/quiesce/notify"
@@ -42,9 +44,7 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		path := filepath.Join(dir, fmt.Sprintf("outbox-%d.jsonl", run.Add(1)))
 		o, err := notify.OpenOutbox(path)
-		if err != nil {
-			t.Fatalf("OpenOutbox: %v", err)
-		}
+		require.NoErrorf(t, err, "OpenOutbox")
 		plain := &notify.Recorder{}
 		yielding := &notify.Recorder{Hook: func(context.Context, notify.Message) error {
 			runtime.Gosched()
@@ -52,9 +52,7 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 		}}
 		n := notify.NewNotifier(o, slog.New(slog.DiscardHandler), plain, yielding)
 		defer func() {
-			if err := n.Close(context.Background()); err != nil {
-				t.Errorf("Close: %v", err)
-			}
+			assert.NoErrorf(t, n.Close(context.Background()), "Close")
 		}()
 		ctx := context.Background()
 		want := make(map[string]bool) // distinct IDs sent
@@ -64,37 +62,26 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 		checkDelivered := func(t *rapid.T) {
 			sent := ids(n.Sent())
 			got := ids(mustReadOutboxRapid(t, path))
-			if !slices.Equal(got, sent) {
-				t.Fatalf("outbox %v, want Sent %v", got, sent)
-			}
-			if len(sent) != len(want) {
-				t.Fatalf("Sent has %d messages, want %d distinct", len(sent), len(want))
-			}
+			require.Truef(t, slices.Equal(got, sent), "outbox %v, want Sent %v", got, sent)
+			require.Lenf(t, sent, len(want), "Sent has %d messages, want %d distinct", len(sent), len(want))
 			for _, id := range sent {
-				if !want[id] {
-					t.Fatalf("Sent has %s, never sent", id)
-				}
+				require.Truef(t, want[id], "Sent has %s, never sent", id)
 			}
 			for name, r := range map[string]*notify.Recorder{"plain": plain, "yielding": yielding} {
-				if got := ids(r.Messages()); !slices.Equal(got, sent) {
-					t.Fatalf("%s sink got %v, want %v", name, got, sent)
-				}
+				got := ids(r.Messages())
+				require.Truef(t, slices.Equal(got, sent), "%s sink got %v, want %v", name, got, sent)
 			}
 		}
 		flush := func(t *rapid.T) {
 			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := n.Flush(fctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			require.NoErrorf(t, n.Flush(fctx), "Flush")
 		}
 
 		t.Repeat(map[string]func(*rapid.T){
 			"send": func(t *rapid.T) {
 				m := genMessage.Draw(t, "message")
-				if err := n.Send(ctx, m); err != nil {
-					t.Fatalf("Send(%s): %v", m.ID(), err)
-				}
+				require.NoErrorf(t, n.Send(ctx, m), "Send(%s)", m.ID())
 				want[m.ID()] = true
 			},
 			"concurrent sends": func(t *rapid.T) {
@@ -106,9 +93,7 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 				}
 				wg.Wait()
 				for i, m := range msgs {
-					if errs[i] != nil {
-						t.Fatalf("Send(%s): %v", m.ID(), errs[i])
-					}
+					require.NoErrorf(t, errs[i], "Send(%s)", m.ID())
 					want[m.ID()] = true
 				}
 			},
@@ -120,9 +105,7 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 				// Sent never holds an ID twice, flushed or not.
 				sent := ids(n.Sent())
 				slices.Sort(sent)
-				if len(slices.Compact(sent)) != len(n.Sent()) {
-					t.Fatalf("Sent holds a duplicate: %v", ids(n.Sent()))
-				}
+				require.Lenf(t, slices.Compact(sent), len(n.Sent()), "Sent holds a duplicate: %v", ids(n.Sent()))
 			},
 		})
 		flush(t)
@@ -133,8 +116,6 @@ func TestPropertyExactlyOncePerSink(t *testing.T) {
 // mustReadOutboxRapid reads the outbox at path or fails the check.
 func mustReadOutboxRapid(t *rapid.T, path string) []notify.Message {
 	msgs, err := notify.ReadOutbox(path)
-	if err != nil {
-		t.Fatalf("ReadOutbox: %v", err)
-	}
+	require.NoErrorf(t, err, "ReadOutbox")
 	return msgs
 }

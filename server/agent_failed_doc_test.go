@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
@@ -27,19 +29,19 @@ func TestAgentFailedMessagesDocumented(t *testing.T) {
 		want string
 	}{
 		{"ExecExit", agentErr(errors.New("exit status 3")), "the agent failed to answer this turn"},
-		{"UpstreamStatus", agentErr(&gateway.UpstreamError{URL: "http://x/", Status: 500, Reason: "boom"}),
+		{"UpstreamStatus", agentErr(&agent.UpstreamError{URL: "http://x/", Status: 500, Reason: "boom"}),
 			"the agent failed to answer this turn: the upstream agent answered 500 Internal Server Error"},
-		{"UpstreamTimeout", agentErr(&gateway.UpstreamError{URL: "http://x/", Reason: "timed out after 30s"}),
+		{"UpstreamTimeout", agentErr(&agent.UpstreamError{URL: "http://x/", Reason: "timed out after 30s"}),
 			"the agent failed to answer this turn: the upstream agent timed out after 30s"},
-		{"UpstreamBadReply", agentErr(&gateway.UpstreamError{URL: "http://x/", Status: 200, Reason: "bad JSON reply: EOF"}),
+		{"UpstreamBadReply", agentErr(&agent.UpstreamError{URL: "http://x/", Status: 200, Reason: "bad JSON reply: EOF"}),
 			"the agent failed to answer this turn: the upstream agent answered 200 OK with a body that is not a reply"},
-		{"UpstreamNoAnswer", agentErr(&gateway.UpstreamError{URL: "http://x/", Reason: "no answer: connection refused"}),
+		{"UpstreamNoAnswer", agentErr(&agent.UpstreamError{URL: "http://x/", Reason: "no answer: connection refused"}),
 			"the agent failed to answer this turn: the upstream agent did not answer"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := errorFor(tt.err)
 			assert.Equal(t, 502, e.Status)
-			assert.Equal(t, CodeAgentFailed, e.Code)
+			assert.Equal(t, api.CodeAgentFailed, e.Code)
 			assert.Equal(t, tt.want, e.Message)
 			assert.True(t, strings.Contains(string(doc), "`"+e.Message+"`"), "docs/API.md does not show the message %q", e.Message)
 		})

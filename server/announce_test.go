@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -46,7 +47,7 @@ func TestDrainAnnounceSeconds(t *testing.T) {
 			}}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, tc.body)
 			if tc.want < 0 {
-				m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+				m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 				assert.Contains(t, m["message"], "announce_seconds")
 				assert.Nil(t, got, "a refused body reaches no drain")
 				assert.NotContains(t, gw.Calls(), "CancelDrain")
@@ -66,7 +67,7 @@ func TestDrainCancelledDuringAnnounce(t *testing.T) {
 		return gateway.DrainResult{}, fmt.Errorf("gateway: drain: %w", gateway.ErrDrainCancelled)
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, `{"announce_seconds":5}`)
-	m := requireError(t, rec, http.StatusConflict, server.CodeDrainCancelled)
+	m := requireError(t, rec, http.StatusConflict, api.CodeDrainCancelled)
 	assert.Equal(t, server.DrainCancelledText, m["message"])
 }
 
@@ -77,24 +78,24 @@ func TestReadyzFollowsReady(t *testing.T) {
 	until := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
-		st   gateway.Status
+		st   api.Status
 		want int
 		msg  string
 	}{
-		{"running", gateway.Status{State: fsm.Running, Ready: true}, http.StatusOK, ""},
-		{"announcing", gateway.Status{State: fsm.Running, Drain: &gateway.DrainInfo{Status: gateway.DrainStatusAnnouncing, AnnounceUntil: until}},
+		{"running", api.Status{State: fsm.Running, Ready: true}, http.StatusOK, ""},
+		{"announcing", api.Status{State: fsm.Running, Drain: &api.DrainInfo{Status: gateway.DrainStatusAnnouncing, AnnounceUntil: until}},
 			http.StatusServiceUnavailable, "announcing a drain: it still accepts turns, but closes its gate at 2030-01-02T03:04:05Z"},
-		{"draining", gateway.Status{State: fsm.Draining, Drain: &gateway.DrainInfo{Status: "active"}},
+		{"draining", api.Status{State: fsm.Draining, Drain: &api.DrainInfo{Status: "active"}},
 			http.StatusServiceUnavailable, "the gateway is draining"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gw := &Gateway{StatusFn: func() gateway.Status { return tc.st }}
+			gw := &Gateway{StatusFn: func() api.Status { return tc.st }}
 			h := MustServer(t, gw).Handler()
 			rec := do(t, h, http.MethodGet, "/readyz", "", "")
 			if tc.want == http.StatusOK {
 				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 			} else {
-				m := requireError(t, rec, tc.want, server.CodeNotReady)
+				m := requireError(t, rec, tc.want, api.CodeNotReady)
 				assert.Contains(t, m["message"], tc.msg)
 				assert.Equal(t, string(tc.st.State), m["state"])
 			}

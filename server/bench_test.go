@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
@@ -49,7 +51,7 @@ func bareTurn(tokens *server.Tokens, gw server.Gateway) http.HandlerFunc {
 			return
 		}
 		session := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/sessions/"), "/messages")
-		var body server.MessageBody
+		var body api.MessageBody
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, server.MaxBodyBytes)).Decode(&body); err != nil {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
@@ -60,7 +62,7 @@ func bareTurn(tokens *server.Tokens, gw server.Gateway) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(server.MessageResponse{Session: session, Reply: reply})
+		_ = json.NewEncoder(w).Encode(api.MessageResponse{Session: session, Reply: reply})
 	}
 }
 
@@ -102,7 +104,7 @@ func benchHandlers(b *testing.B) map[string]http.Handler {
 	// The real thing, as quiesce run has it: the gateway with the echo
 	// agent at zero work and the server's metrics as its metrics.
 	metrics := server.NewMetrics()
-	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: gateway.NewEcho(0), Logger: logger,
+	real, err := gateway.New(gateway.Config{Home: b.TempDir(), Agent: agent.NewEcho(0), Logger: logger,
 		Metrics: metrics, WatchInterval: -1})
 	require.NoError(b, err)
 	b.Cleanup(func() {

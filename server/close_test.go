@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -201,10 +201,10 @@ func TestCloseNeverCutsALongPollWokenAtStop(t *testing.T) {
 	for range 200 {
 		release := make(chan struct{})
 		entered := make(chan struct{})
-		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (gateway.Status, error) {
+		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (api.Status, error) {
 			close(entered)
 			<-release
-			return gateway.Status{Seq: after + 1, State: fsm.Stopped}, nil
+			return api.Status{Seq: after + 1, State: fsm.Stopped}, nil
 		}}
 		s := MustServer(t, gw)
 		require.NoError(t, s.Open())

@@ -1,8 +1,9 @@
 // Package server is the HTTP face of a quiesce gateway: the control API
 // (drain, cancel, status, shutdown; the turns in flight and the lifecycle
 // history to read), the turn and internal-event routes, the
-// health, readiness and Prometheus endpoints, bearer-token authentication,
-// and a Client for the API that the quiesce CLI uses.
+// health, readiness and Prometheus endpoints, and bearer-token
+// authentication. Its JSON bodies are the wire types of package api; the Go
+// client of the API is package client.
 //
 // The package wraps net/http and github.com/gorilla/mux so that cmd/quiesce
 // never touches either. It fills two gaps mux leaves open: a method mismatch

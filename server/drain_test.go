@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -22,10 +23,10 @@ func TestDrainReportsWasDrainingAndExpiresAt(t *testing.T) {
 	expires := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	gw := &Gateway{}
 	gw.BeginDrainFn = func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
-		was := gw.getState() == fsm.Draining
-		gw.setState(fsm.Draining)
-		return gateway.DrainResult{Drain: gateway.DrainInfo{RequestID: req.RequestID, ExpiresAt: expires},
-			State: fsm.Draining, WasDraining: was, ExpiresAt: expires}, nil
+		was := gw.State() == fsm.Draining
+		gw.SetState(fsm.Draining)
+		return gateway.DrainResult{Drain: api.DrainInfo{RequestID: req.RequestID, ExpiresAt: expires},
+			State: fsm.Draining, WasDraining: was}, nil
 	}
 	h := MustServer(t, gw).Handler()
 	for i, want := range []bool{false, true, true} {
@@ -37,7 +38,7 @@ func TestDrainReportsWasDrainingAndExpiresAt(t *testing.T) {
 	}
 	t.Run("ExpiresAtFromDrainInfo", func(t *testing.T) {
 		gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
-			return gateway.DrainResult{Drain: gateway.DrainInfo{ExpiresAt: expires}, State: fsm.Draining}, nil
+			return gateway.DrainResult{Drain: api.DrainInfo{ExpiresAt: expires}, State: fsm.Draining}, nil
 		}}
 		m := decodeBody(t, do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, ""))
 		assert.Equal(t, "2030-01-02T03:04:05Z", m["expires_at"])
@@ -79,7 +80,7 @@ func TestCancelMismatchNamesActiveRequest(t *testing.T) {
 			}}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 				`{"action":"cancel","request_id":"r-other"}`)
-			m := requireError(t, rec, http.StatusConflict, server.CodeConflict)
+			m := requireError(t, rec, http.StatusConflict, api.CodeConflict)
 			msg := m["message"].(string)
 			assert.Contains(t, msg, "nothing was changed")
 			if tt.active != "" {

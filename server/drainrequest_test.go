@@ -12,16 +12,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 func ptr[T any](v T) *T { return &v }
 
 // The drain body tells an absent (or null) suppress_notification or
-// reason from a given one, so a refresh keeps what it does not give; on
-// the fast path and the strict decoder's alike (escapes, spaces).
+// reason from a given one, so a refresh keeps what it does not give,
+// with escapes and spaces too.
 func TestDrainBodyTellsAbsentFromGiven(t *testing.T) {
 	cases := []struct {
 		body string
@@ -73,7 +73,7 @@ func TestDrainBodyStaysStrict(t *testing.T) {
 		t.Run(body, func(t *testing.T) {
 			gw := &Gateway{}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, body)
-			m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.Contains(t, m["message"], want)
 			assert.Empty(t, gw.Calls())
 		})
@@ -138,7 +138,7 @@ func TestDrainReasonRefusedIs400(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h, gw := realServer(t)
 			rec := do(t, h, http.MethodPost, "/api/gateway/drain", opsToken, `{"reason":"`+reason+`"}`)
-			m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.Contains(t, m["message"], "reason")
 			assert.Equal(t, fsm.Running, gw.State(), "nothing drained")
 		})
@@ -150,12 +150,12 @@ func TestDrainReasonRefusedIs400(t *testing.T) {
 // persisted false and the request id to refresh or cancel it.
 func TestDrainMarkerUnwritableIs503(t *testing.T) {
 	res := gateway.DrainResult{State: fsm.Draining,
-		Drain: gateway.DrainInfo{RequestID: "maint-42", Status: "active", Persisted: false}}
+		Drain: api.DrainInfo{RequestID: "maint-42", Status: "active", Persisted: false}}
 	gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
 		return res, &gateway.UnwritableError{Result: res, Path: "/home/q/.drain_request.json", Err: syscall.ENOSPC}
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, `{"request_id":"maint-42"}`)
-	m := requireError(t, rec, http.StatusServiceUnavailable, server.CodeMarkerUnwritable)
+	m := requireError(t, rec, http.StatusServiceUnavailable, api.CodeMarkerUnwritable)
 	assert.Equal(t, "draining", m["state"])
 	assert.Equal(t, false, m["persisted"])
 	assert.Equal(t, "maint-42", m["request_id"])

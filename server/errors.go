@@ -11,32 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/quiesce-dev/quiesce/agent"
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-)
-
-// Error codes: the "error" field of every error body. Each code has one
-// HTTP status (see Error).
-const (
-	CodeBadRequest       = "bad_request"        // 400
-	CodeUnauthorized     = "unauthorized"       // 401
-	CodeNotFound         = "not_found"          // 404
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeConflict         = "conflict"           // 409: request id mismatch
-	CodeSessionBusy      = "session_busy"       // 409: the session has a turn running
-	CodeMarkerUnusable   = "marker_unusable"    // 409: the drain marker path is not a usable file
-	CodeShuttingDown     = "shutting_down"      // 409: drain or cancel after the shutdown began
-	CodeDrainCancelled   = "drain_cancelled"    // 409: a cancel ended the drain's announce window
-	CodeTooLarge         = "too_large"          // 413: body over MaxBodyBytes
-	CodeInternal         = "internal"           // 500: logged, never echoed
-	CodeAgentFailed      = "agent_failed"       // 502: the agent failed the turn
-	CodeDraining         = "draining"           // 503: the gate refused a new turn
-	CodeInterrupted      = "interrupted"        // 503: a shutdown cut the turn off
-	CodeNotReady         = "not_ready"          // 503: /readyz while not running
-	CodeSpoolUnavailable = "spool_unavailable"  // 503: the event could not be spooled, not accepted
-	CodeMarkerUnwritable = "marker_unwritable"  // 503: the drain marker could not be written; draining in memory only
 )
 
 // RefusalText is the message of a 503 "draining" refusal.
@@ -56,18 +35,6 @@ const DrainCancelledText = "The drain was cancelled during its announce window: 
 
 // ShuttingDownText is the message of a 409 "shutting_down" answer.
 const ShuttingDownText = "The gateway is shutting down and the shutdown wins: nothing was changed."
-
-// ErrorBody is the JSON body of every error response. State is set on
-// 503 answers (the lifecycle state that refused the request). A 503
-// marker_unwritable also carries persisted (false: the drain is held in
-// memory only) and the request_id of that drain, to refresh or cancel it.
-type ErrorBody struct {
-	Error     string    `json:"error"`
-	Message   string    `json:"message"`
-	State     fsm.State `json:"state,omitempty"`
-	Persisted *bool     `json:"persisted,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
-}
 
 // Error is an error with an HTTP status and a code, returned by the
 // request decoders and mapped from gateway errors by errorFor. Message is
@@ -99,7 +66,7 @@ func errorf(status int, code, format string, args ...any) *Error {
 }
 
 func badRequest(format string, args ...any) *Error {
-	return errorf(http.StatusBadRequest, CodeBadRequest, format, args...)
+	return errorf(http.StatusBadRequest, api.CodeBadRequest, format, args...)
 }
 
 // errorFor maps an error from the gateway or a decoder to an *Error. An
@@ -113,33 +80,33 @@ func errorFor(err error) *Error {
 		return e
 	case errors.As(err, &unwritable):
 		persisted := false
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMarkerUnwritable, Message: unwritableMessage(unwritable),
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeMarkerUnwritable, Message: unwritableMessage(unwritable),
 			State: unwritable.Result.State, Persisted: &persisted, RequestID: unwritable.Result.Drain.RequestID, Err: err}
 	case errors.As(err, &refused):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDraining, Message: RefusalText, State: refused.State, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeDraining, Message: RefusalText, State: refused.State, Err: err}
 	case errors.Is(err, gateway.ErrRefused):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDraining, Message: RefusalText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeDraining, Message: RefusalText, Err: err}
 	case errors.Is(err, gateway.ErrSessionBusy):
-		return &Error{Status: http.StatusConflict, Code: CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeSessionBusy, Message: "this session already has a turn running; wait for its reply", Err: err}
 	case errors.Is(err, gateway.ErrRequestMismatch):
-		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: mismatchMessage(err), Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: mismatchMessage(err), Err: err}
 	case errors.Is(err, gateway.ErrDrainCancelled):
-		return &Error{Status: http.StatusConflict, Code: CodeDrainCancelled, Message: DrainCancelledText, Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeDrainCancelled, Message: DrainCancelledText, Err: err}
 	case errors.Is(err, gateway.ErrShuttingDown):
-		return &Error{Status: http.StatusConflict, Code: CodeShuttingDown, Message: ShuttingDownText, Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeShuttingDown, Message: ShuttingDownText, Err: err}
 	case errors.Is(err, gateway.ErrMarkerUnusable):
-		return &Error{Status: http.StatusConflict, Code: CodeMarkerUnusable, Message: markerMessage(err), Err: err}
+		return &Error{Status: http.StatusConflict, Code: api.CodeMarkerUnusable, Message: markerMessage(err), Err: err}
 	case errors.Is(err, gateway.ErrSpoolUnavailable):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: SpoolUnavailableText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeSpoolUnavailable, Message: SpoolUnavailableText, Err: err}
 	case errors.Is(err, gateway.ErrInvalid):
 		// The gateway's invalid-input messages name only the field at fault.
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error(), Err: err}
+		return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Message: err.Error(), Err: err}
 	case errors.Is(err, gateway.ErrInterrupted):
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeInterrupted, Message: InterruptedText, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Code: api.CodeInterrupted, Message: InterruptedText, Err: err}
 	case errors.Is(err, gateway.ErrAgent):
-		return &Error{Status: http.StatusBadGateway, Code: CodeAgentFailed, Message: agentFailedMessage(err), Err: err}
+		return &Error{Status: http.StatusBadGateway, Code: api.CodeAgentFailed, Message: agentFailedMessage(err), Err: err}
 	default:
-		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error", Err: err}
+		return &Error{Status: http.StatusInternalServerError, Code: api.CodeInternal, Message: "internal error", Err: err}
 	}
 }
 
@@ -241,7 +208,7 @@ func hasPackagePrefix(text string) bool {
 // expected503 reports whether a 503 code is a lifecycle answer, not a
 // fault worth an ERROR log line.
 func expected503(code string) bool {
-	return code == CodeDraining || code == CodeInterrupted || code == CodeNotReady
+	return code == api.CodeDraining || code == api.CodeInterrupted || code == api.CodeNotReady
 }
 
 // writeError answers with the JSON body for err. 5xx errors other than
@@ -258,7 +225,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="quiesce"`)
 	}
-	writeJSON(w, e.Status, ErrorBody{Error: e.Code, Message: e.Message, State: e.State, Persisted: e.Persisted, RequestID: e.RequestID})
+	writeJSON(w, e.Status, api.ErrorBody{Error: e.Code, Message: e.Message, State: e.State, Persisted: e.Persisted, RequestID: e.RequestID})
 }
 
 func retryAfterSeconds(d time.Duration) int {
@@ -273,15 +240,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	jb := jsonBufs.Get().(*jsonBuf)
 	defer jb.release()
 	jb.write(w, status, v)
-}
-
-// writeMessage writes resp as writeJSON does, byte for byte, encoded by
-// appendMessage instead of by reflection (FuzzAppendMessage).
-func writeMessage(w http.ResponseWriter, resp MessageResponse) {
-	jb := jsonBufs.Get().(*jsonBuf)
-	defer jb.release()
-	jb.raw = appendMessage(jb.raw[:0], resp)
-	writeBody(w, http.StatusOK, jb.raw)
 }
 
 // write encodes v into jb and writes it to w with status.
@@ -309,71 +267,6 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// appendMessage appends resp as json.Encoder.Encode writes it: the JSON
-// object {"session":...,"reply":...} and a newline.
-func appendMessage(dst []byte, resp MessageResponse) []byte {
-	dst = append(dst, `{"session":`...)
-	dst = appendJSONString(dst, resp.Session)
-	dst = append(dst, `,"reply":`...)
-	dst = appendJSONString(dst, resp.Reply)
-	return append(dst, '}', '\n')
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// encodes a string with HTML escaping on (its default): '"', '\\' and the
-// control characters \b, \f, \n, \r, \t escaped short, other bytes below
-// 0x20 and '<', '>', '&' as \u00XX, each byte of invalid UTF-8 as \ufffd,
-// and U+2028 and U+2029 as \u2028 and \u2029.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
 var (
 	internalErrorBody = []byte(`{"error":"internal","message":"internal error"}` + "\n")
 	contentTypeJSON   = []string{"application/json"}
@@ -386,7 +279,6 @@ var (
 type jsonBuf struct {
 	buf bytes.Buffer
 	enc *json.Encoder
-	raw []byte // writeMessage's encoding
 }
 
 // maxPooledJSON is the largest response buffer kept for reuse.
@@ -399,7 +291,7 @@ var jsonBufs = sync.Pool{New: func() any {
 }}
 
 func (jb *jsonBuf) release() {
-	if jb.buf.Cap() > maxPooledJSON || cap(jb.raw) > maxPooledJSON {
+	if jb.buf.Cap() > maxPooledJSON {
 		return
 	}
 	jb.buf.Reset()
@@ -413,7 +305,7 @@ func (jb *jsonBuf) release() {
 // error is shown. docs/API.md lists every form (TestAgentFailedMessagesDocumented).
 func agentFailedMessage(err error) string {
 	const msg = "the agent failed to answer this turn"
-	var ue *gateway.UpstreamError
+	var ue *agent.UpstreamError
 	switch {
 	case !errors.As(err, &ue):
 		return msg

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/server"
@@ -23,15 +24,15 @@ import (
 // whose message says the event was not accepted and to retry, and which
 // does not echo the gateway's error.
 func TestEventSpoolUnavailableIs503NotAccepted(t *testing.T) {
-	gw := &Gateway{EventFn: func(context.Context, string, string) (gateway.EventReceipt, error) {
-		return gateway.EventReceipt{}, fmt.Errorf("%w: write /home/q/events.spool.jsonl: no space left on device",
+	gw := &Gateway{EventFn: func(context.Context, string, string) (api.EventReceipt, error) {
+		return api.EventReceipt{}, fmt.Errorf("%w: write /home/q/events.spool.jsonl: no space left on device",
 			gateway.ErrSpoolUnavailable)
 	}}
 	s, err := server.New(server.Config{Gateway: gw, RetryAfter: 9 * time.Second,
 		Tokens: server.NewTokens(map[string]string{"ops": opsToken})})
 	require.NoError(t, err)
 	rec := do(t, s.Handler(), http.MethodPost, "/api/gateway/events", opsToken, `{"session":"a","text":"done"}`)
-	m := requireError(t, rec, http.StatusServiceUnavailable, server.CodeSpoolUnavailable)
+	m := requireError(t, rec, http.StatusServiceUnavailable, api.CodeSpoolUnavailable)
 	assert.Equal(t, "9", rec.Header().Get("Retry-After"))
 	assert.Equal(t, server.SpoolUnavailableText, m["message"])
 	assert.Contains(t, m["message"], "NOT accepted")
@@ -60,7 +61,7 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 	for _, body := range []string{`{"action":"drain"}`, `{"action":"cancel"}`} {
 		t.Run(body, func(t *testing.T) {
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, body)
-			m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+			m := requireError(t, rec, http.StatusConflict, api.CodeMarkerUnusable)
 			msg := m["message"].(string)
 			assert.Contains(t, msg, path+" is a FIFO", "names the path and what is there")
 			assert.Contains(t, msg, "Nothing was changed")
@@ -77,7 +78,7 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 			return gateway.DrainResult{}, err
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
-		m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+		m := requireError(t, rec, http.StatusConflict, api.CodeMarkerUnusable)
 		assert.Contains(t, m["message"], path)
 		assert.Contains(t, m["message"], "a directory")
 		assert.NotContains(t, m["message"], "marker:")
@@ -101,7 +102,7 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 		h := MustServer(t, gw).Handler()
 		for _, body := range []string{``, `{"action":"cancel"}`, `{"action":"cancel","request_id":"r"}`} {
 			rec := do(t, h, http.MethodPost, "/api/gateway/drain", opsToken, body)
-			m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+			m := requireError(t, rec, http.StatusConflict, api.CodeMarkerUnusable)
 			assert.Contains(t, m["message"], marker.Path(home)+" is a FIFO", "body %q", body)
 			assert.NotContains(t, m["message"], "gateway:")
 			assert.NotContains(t, m["message"], "marker:")
@@ -114,7 +115,7 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 			return gateway.DrainResult{}, err
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
-		m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+		m := requireError(t, rec, http.StatusConflict, api.CodeMarkerUnusable)
 		assert.NotContains(t, m["message"], "secret")
 		assert.NotContains(t, m["message"], "marker:")
 	})
@@ -123,7 +124,7 @@ func TestDrainMarkerUnusableIs409NamingPath(t *testing.T) {
 			return gateway.DrainResult{}, fmt.Errorf("gateway: drain: %w", gateway.ErrMarkerUnusable)
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
-		m := requireError(t, rec, http.StatusConflict, server.CodeMarkerUnusable)
+		m := requireError(t, rec, http.StatusConflict, api.CodeMarkerUnusable)
 		assert.NotContains(t, m["message"], "gateway:")
 	})
 }
@@ -142,7 +143,7 @@ func TestDrainWhileShuttingDownIs409(t *testing.T) {
 	for _, body := range []string{``, `{"action":"drain","request_id":"r"}`, `{"action":"cancel"}`} {
 		t.Run(fmt.Sprintf("body=%q", body), func(t *testing.T) {
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, body)
-			m := requireError(t, rec, http.StatusConflict, server.CodeShuttingDown)
+			m := requireError(t, rec, http.StatusConflict, api.CodeShuttingDown)
 			assert.Equal(t, server.ShuttingDownText, m["message"])
 			assert.Contains(t, m["message"], "shutdown wins")
 			assert.Contains(t, m["message"], "nothing was changed")

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // The fuzz targets here run their seeds under plain go test; `make fuzz`
@@ -53,7 +54,7 @@ func hexByte(b byte) string {
 	return string([]byte{digits[b>>4], digits[b&0xf]})
 }
 
-// fieldNames returns the exact json names decodeJSON accepts for T.
+// fieldNames returns the exact json names decode accepts for T.
 func fieldNames[T any]() []string {
 	var names []string
 	for n := range fieldsOf(reflect.TypeFor[T]()) {
@@ -63,7 +64,7 @@ func fieldNames[T any]() []string {
 }
 
 // fuzzDecoder is the body of every decoder fuzz target: it seeds f and
-// checks decodeJSON's properties for body type T.
+// checks decode's properties for body type T.
 func fuzzDecoder[T any](f *testing.F, optional bool, extra ...string) {
 	names := fieldNames[T]()
 	for _, s := range decoderSeeds {
@@ -81,7 +82,9 @@ func fuzzDecoder[T any](f *testing.F, optional bool, extra ...string) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var got T
-		err := decodeJSON(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(body)), MaxBodyBytes), &got, optional)
+		req, rerr := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		require.NoError(t, rerr)
+		err := (&Server{}).decode(nil, req, &got, optional)
 		if err != nil {
 			e, ok := errors.AsType[*Error](err)
 			switch {
@@ -144,24 +147,24 @@ func topLevelKeys(data []byte) (keys []string, ok bool) {
 
 // FuzzDecodeDrainBody fuzzes the decoding of POST /api/gateway/drain.
 func FuzzDecodeDrainBody(f *testing.F) {
-	fuzzDecoder[DrainBody](f, true,
+	fuzzDecoder[api.DrainBody](f, true,
 		`{"action":"drain","ACTION":"cancel"}`, `{"action":"drain","suppress_notification":true,"request_id":"r-1"}`,
 		`{"action":"cancel","request_id":""}`, `{"suppress_notification":"false"}`, `{"action":"drain","force":true}`)
 }
 
 // FuzzDecodeShutdownBody fuzzes the decoding of POST /api/gateway/shutdown.
 func FuzzDecodeShutdownBody(f *testing.F) {
-	fuzzDecoder[ShutdownBody](f, true, `{"Force":true}`, `{"force":"true"}`, `{"force":false,"force":true}`, `{"now":true}`)
+	fuzzDecoder[api.ShutdownBody](f, true, `{"Force":true}`, `{"force":"true"}`, `{"force":false,"force":true}`, `{"now":true}`)
 }
 
 // FuzzDecodeMessageBody fuzzes the decoding of POST /v1/sessions/{id}/messages.
 func FuzzDecodeMessageBody(f *testing.F) {
-	fuzzDecoder[MessageBody](f, false, `{"TEXT":"hi"}`, `{"text":5}`, `{"text":"hi","Text":"ho"}`)
+	fuzzDecoder[api.MessageBody](f, false, `{"TEXT":"hi"}`, `{"text":5}`, `{"text":"hi","Text":"ho"}`)
 }
 
 // FuzzDecodeEventBody fuzzes the decoding of POST /api/gateway/events.
 func FuzzDecodeEventBody(f *testing.F) {
-	fuzzDecoder[EventBody](f, false, `{"Session":"a","text":"b"}`, `{"session":"a","text":"b","x":1}`,
+	fuzzDecoder[api.EventBody](f, false, `{"Session":"a","text":"b"}`, `{"session":"a","text":"b","x":1}`,
 		`{"session":"a","text":"b","session":"c"}`)
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
 
@@ -22,7 +23,7 @@ type Gateway interface {
 	// or spooled. Returns gateway.ErrInvalid for bad input and an error
 	// wrapping gateway.ErrSpoolUnavailable when the event could not be
 	// spooled (it was not accepted).
-	Event(ctx context.Context, session, text string) (gateway.EventReceipt, error)
+	Event(ctx context.Context, session, text string) (api.EventReceipt, error)
 	// BeginDrain writes the drain marker and reconciles before returning,
 	// so a turn started after it returns is refused. Once the shutdown
 	// began it returns gateway.ErrShuttingDown; a marker path that is not a
@@ -39,20 +40,20 @@ type Gateway interface {
 	// ReplayEvents moves the rejected internal events back into the spool
 	// (they run again, once each). An error wrapping
 	// gateway.ErrSpoolUnavailable means nothing was moved.
-	ReplayEvents(ctx context.Context) (gateway.ReplayResult, error)
+	ReplayEvents(ctx context.Context) (api.ReplayResult, error)
 	// Status returns a snapshot of the gateway.
-	Status() gateway.Status
+	Status() api.Status
 	// Turns returns the turns in flight, oldest first.
-	Turns() []gateway.TurnInfo
+	Turns() []api.TurnInfo
 	// History returns the last lifecycle events, oldest first.
-	History() []gateway.HistoryEntry
+	History() []api.HistoryEntry
 	// WaitIdle blocks until no turn is in flight or ctx is done, and then
 	// returns ctx.Err().
 	WaitIdle(ctx context.Context) error
 	// WaitChange blocks until the status has changed since the one whose
 	// Seq is after (Status.Seq > after) or ctx is done, and returns the
 	// status then, with ctx.Err() when ctx ended the wait.
-	WaitChange(ctx context.Context, after uint64) (gateway.Status, error)
+	WaitChange(ctx context.Context, after uint64) (api.Status, error)
 	// BeginShutdown starts the shutdown sequence without waiting for it;
 	// a repeat without force changes nothing (AlreadyShuttingDown), force
 	// cuts the remaining turns off.

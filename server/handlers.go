@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
+
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -49,7 +52,7 @@ func headerValue(h http.Header, key string) string {
 
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {
 	s.logger.Warn("unauthorized request", "method", r.Method, "route", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
-	s.writeError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "%s", msg))
+	s.writeError(w, r, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "%s", msg))
 }
 
 // logControl writes the one INFO line every control call gets.
@@ -59,13 +62,13 @@ func (s *Server) logControl(r *http.Request, principal, action, result string, a
 }
 
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal string) {
-	var body DrainBody
+	var body api.DrainBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		s.logControl(r, principal, "drain", "bad_request")
 		s.writeError(w, r, err)
 		return
 	}
-	action := ActionDrain
+	action := api.ActionDrain
 	if body.Action != nil {
 		action = *body.Action
 	}
@@ -75,13 +78,13 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 		s.logControl(r, principal, action, "bad_request")
 		s.writeError(w, r, err)
 		return
-	case body.AnnounceSeconds != nil && action != ActionDrain:
+	case body.AnnounceSeconds != nil && action != api.ActionDrain:
 		s.logControl(r, principal, action, "bad_request")
-		s.writeError(w, r, badRequest("announce_seconds is only for action %q", ActionDrain))
+		s.writeError(w, r, badRequest("announce_seconds is only for action %q", api.ActionDrain))
 		return
 	}
 	switch action {
-	case ActionDrain:
+	case api.ActionDrain:
 		res, err := s.gw.BeginDrain(r.Context(), gateway.DrainRequest{
 			Principal:            principal,
 			SuppressNotification: body.SuppressNotification,
@@ -98,7 +101,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 		if err != nil {
 			if u, ok := errors.AsType[*gateway.UnwritableError](err); ok {
 				res := u.Result
-				s.logControl(r, principal, action, CodeMarkerUnwritable, "request_id", res.Drain.RequestID,
+				s.logControl(r, principal, action, api.CodeMarkerUnwritable, "request_id", res.Drain.RequestID,
 					"suppress_notification", res.Drain.SuppressNotification, "reason", res.Drain.Reason,
 					"state", res.State, "refreshed", res.Refreshed, "persisted", false, "error", err)
 			} else {
@@ -111,7 +114,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 			"suppress_notification", res.Drain.SuppressNotification, "reason", res.Drain.Reason, "state", res.State,
 			"was_draining", res.WasDraining, "refreshed", res.Refreshed)
 		writeJSON(w, http.StatusOK, DrainResponseOf(res))
-	case ActionCancel:
+	case api.ActionCancel:
 		res, err := s.gw.CancelDrain(r.Context(), body.RequestID)
 		if err != nil {
 			s.logControl(r, principal, action, errorFor(err).Code, "request_id", body.RequestID, "error", err)
@@ -119,16 +122,16 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request, principal s
 			return
 		}
 		s.logControl(r, principal, action, "ok", "was_draining", res.WasDraining, "state", res.State)
-		writeJSON(w, http.StatusOK, CancelResponse{
+		writeJSON(w, http.StatusOK, api.CancelResponse{
 			OK:           true,
-			Action:       ActionCancel,
+			Action:       api.ActionCancel,
 			WasDraining:  res.WasDraining,
 			State:        res.State,
 			ActiveAgents: res.ActiveAgents,
 		})
 	default:
 		s.logControl(r, principal, action, "bad_request")
-		s.writeError(w, r, badRequest("action must be %q or %q, not %q", ActionDrain, ActionCancel, action))
+		s.writeError(w, r, badRequest("action must be %q or %q, not %q", api.ActionDrain, api.ActionCancel, action))
 	}
 }
 
@@ -143,7 +146,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 	wait, rawTimeout := q.Get("wait"), q.Get("timeout")
 	switch {
 	case wait == "" && rawTimeout == "" && !q.Has("after"):
-		writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status()})
+		writeJSON(w, http.StatusOK, api.StatusResponse{Status: s.gw.Status()})
 		return
 	case wait == WaitChange:
 		s.handleWaitChange(w, r)
@@ -164,7 +167,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 		return // the client went away
 	}
 	idle := err == nil
-	writeJSON(w, http.StatusOK, StatusResponse{Status: s.gw.Status(), Idle: &idle})
+	writeJSON(w, http.StatusOK, api.StatusResponse{Status: s.gw.Status(), Idle: &idle})
 }
 
 // handleTurns answers the turns in flight (they name sessions: token
@@ -172,9 +175,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ string) 
 func (s *Server) handleTurns(w http.ResponseWriter, _ *http.Request, _ string) {
 	turns := s.gw.Turns()
 	if turns == nil {
-		turns = []gateway.TurnInfo{}
+		turns = []api.TurnInfo{}
 	}
-	writeJSON(w, http.StatusOK, TurnsResponse{Turns: turns})
+	writeJSON(w, http.StatusOK, api.TurnsResponse{Turns: turns})
 }
 
 // handleHistory answers the last lifecycle events (they name principals
@@ -182,9 +185,9 @@ func (s *Server) handleTurns(w http.ResponseWriter, _ *http.Request, _ string) {
 func (s *Server) handleHistory(w http.ResponseWriter, _ *http.Request, _ string) {
 	events := s.gw.History()
 	if events == nil {
-		events = []gateway.HistoryEntry{}
+		events = []api.HistoryEntry{}
 	}
-	writeJSON(w, http.StatusOK, HistoryResponse{Events: events})
+	writeJSON(w, http.StatusOK, api.HistoryResponse{Events: events})
 }
 
 // parseTimeout accepts a Go duration ("30s") or whole seconds ("30"),
@@ -205,7 +208,7 @@ func parseTimeout(s string) (time.Duration, error) {
 }
 
 func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request, principal string) {
-	var body ShutdownBody
+	var body api.ShutdownBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		s.logControl(r, principal, "shutdown", "bad_request")
 		s.writeError(w, r, err)
@@ -215,12 +218,12 @@ func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request, principa
 	st := s.gw.Status()
 	s.logControl(r, principal, "shutdown", "ok", "force", start.Force, "shutdown_id", start.ID, "state", st.State,
 		"already_shutting_down", start.AlreadyShuttingDown)
-	writeJSON(w, http.StatusAccepted, ShutdownResponse{OK: true, ShutdownID: start.ID, Force: start.Force, State: st.State,
+	writeJSON(w, http.StatusAccepted, api.ShutdownResponse{OK: true, ShutdownID: start.ID, Force: start.Force, State: st.State,
 		AlreadyShuttingDown: start.AlreadyShuttingDown})
 }
 
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request, principal string) {
-	var body EventBody
+	var body api.EventBody
 	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -246,7 +249,7 @@ const ReplayUnavailableText = "The rejected events were NOT replayed: the gatewa
 
 // handleReplay moves the rejected internal events back into the spool.
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal string) {
-	var body ReplayBody
+	var body api.ReplayBody
 	if err := s.decode(w, r, &body, true); err != nil {
 		s.logControl(r, principal, "replay", "bad_request")
 		s.writeError(w, r, err)
@@ -255,7 +258,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 	res, err := s.gw.ReplayEvents(r.Context())
 	if err != nil {
 		if errors.Is(err, gateway.ErrSpoolUnavailable) {
-			err = &Error{Status: http.StatusServiceUnavailable, Code: CodeSpoolUnavailable, Message: ReplayUnavailableText, Err: err}
+			err = &Error{Status: http.StatusServiceUnavailable, Code: api.CodeSpoolUnavailable, Message: ReplayUnavailableText, Err: err}
 		}
 		s.logControl(r, principal, "replay", errorFor(err).Code, "error", err)
 		s.writeError(w, r, err)
@@ -265,20 +268,19 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 		res.EventIDs = []string{}
 	}
 	s.logControl(r, principal, "replay", "ok", "moved", res.Moved, "event_ids", res.EventIDs, "unreplayable", res.Unreplayable)
-	writeJSON(w, http.StatusOK, ReplayResponse{OK: true, ReplayResult: res})
+	writeJSON(w, http.StatusOK, api.ReplayResponse{OK: true, ReplayResult: res})
 }
 
-// handleMessage runs a turn. The session is the {id} segment of the path,
-// read from the path itself: mux matched the route, so the path is
-// exactly /v1/sessions/{id}/messages with an id without "/", and the
-// request need not carry mux's vars.
+// handleMessage runs a turn. The session is the {id} of
+// MessagePathTemplate; the gateway checks it (gateway.ErrInvalid: a 400).
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
-	session := sessionOfPath(r.URL.Path)
-	text, err := s.decodeMessage(w, r)
-	if err != nil {
+	session := mux.Vars(r)["id"]
+	var body api.MessageBody
+	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	text := body.Text
 	if text == "" {
 		s.writeError(w, r, badRequest("text is required"))
 		return
@@ -292,17 +294,11 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string)
 		s.writeError(w, r, err)
 		return
 	}
-	writeMessage(w, MessageResponse{Session: session, Reply: reply})
-}
-
-// sessionOfPath returns the {id} of a path that isMessagePath accepts.
-func sessionOfPath(p string) string {
-	id := strings.TrimPrefix(p, messagePathPrefix)
-	return strings.TrimSuffix(id, messagePathSuffix)
+	writeJSON(w, http.StatusOK, api.MessageResponse{Session: session, Reply: reply})
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, HealthResponse{OK: true})
+	writeJSON(w, http.StatusOK, api.HealthResponse{OK: true})
 }
 
 // handleReadyz answers 200 only while the gateway is ready (Status.Ready:
@@ -311,11 +307,11 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 // closes.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	st := s.gw.Status()
-	body := ReadyResponse{OK: st.Ready, State: st.State, StateSince: st.StateSince,
+	body := api.ReadyResponse{OK: st.Ready, State: st.State, StateSince: st.StateSince,
 		ActiveAgents: st.ActiveAgents, OldestTurnSeconds: st.OldestTurnSeconds, PID: st.PID, Seq: st.Seq,
 		UptimeSeconds: st.UptimeSeconds}
 	if !body.OK {
-		body.Error, body.Message = CodeNotReady, notReadyMessage(st)
+		body.Error, body.Message = api.CodeNotReady, notReadyMessage(st)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(s.retryAfter)))
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
@@ -325,7 +321,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 
 // notReadyMessage says why /readyz fails: a drain being announced (the
 // gate still open, and when it closes), or the state.
-func notReadyMessage(st gateway.Status) string {
+func notReadyMessage(st api.Status) string {
 	if st.State == fsm.Running && st.Drain != nil && !st.Drain.AnnounceUntil.IsZero() {
 		return fmt.Sprintf("the gateway is announcing a drain: it still accepts turns, but closes its gate at %s",
 			st.Drain.AnnounceUntil.Format(time.RFC3339Nano))

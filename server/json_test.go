@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -48,7 +49,7 @@ func TestFieldNamesMatchExactly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gw := &Gateway{}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, tt.path, opsToken, tt.body)
-			m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.Contains(t, m["message"], `"`+tt.field+`"`, "the message names the field")
 			assert.Empty(t, gw.Calls(), "nothing reaches the gateway")
 		})
@@ -81,7 +82,7 @@ func TestFieldNamesMatchExactly(t *testing.T) {
 				path = shutdown
 			}
 			rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodPost, path, opsToken, body)
-			m := requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			m := requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.Contains(t, m["message"], `"`+field+`"`)
 			assert.NotContains(t, m["message"], "Go", "no Go type names")
 		}
@@ -92,11 +93,25 @@ func TestFieldNamesMatchExactly(t *testing.T) {
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		assert.Equal(t, "drain", decodeBody(t, rec)["action"])
 		rec = do(t, MustServer(t, gw).Handler(), http.MethodPost, message, opsToken, " \n ")
-		requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+		requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 	})
 	t.Run("TooLargeAfterObject", func(t *testing.T) {
 		body := `{}` + strings.Repeat(" ", server.MaxBodyBytes)
 		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodPost, drain, opsToken, body)
-		requireError(t, rec, http.StatusRequestEntityTooLarge, server.CodeTooLarge)
+		requireError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	})
+	t.Run("TooLargeIs413WhateverItHolds", func(t *testing.T) {
+		// docs/API.md: a body over 64 KiB is a 413, also when it is not
+		// JSON or goes wrong before its end.
+		pad := strings.Repeat(" ", server.MaxBodyBytes)
+		for _, body := range []string{`[` + pad, `{"text":5` + pad, `{"text":"` + pad + `"}`, `x` + pad} {
+			gw := &Gateway{}
+			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, message, opsToken, body)
+			requireError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+			assert.Empty(t, gw.Calls())
+		}
+		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodPost, message, opsToken,
+			`{"text":"`+pad[:server.MaxBodyBytes-len(`{"text":""}`)]+`"}`)
+		assert.Equal(t, http.StatusOK, rec.Code, "a body of exactly 64 KiB is taken")
 	})
 }

@@ -12,10 +12,9 @@ import (
 )
 
 // TestTurnsReuseTheConnection shows that turns answered on a keep-alive
-// connection leave it reusable: the handler reads each body to its end
-// and closes it, which must not make net/http close the connection. A
-// body with an escape (decoded by decodeJSON) and a bad body (a 400,
-// read whole too) are sent in between.
+// connection leave it reusable: the handler reads each body to its end,
+// which must not make net/http close the connection. A body with an
+// escape and a bad body (a 400, read whole too) are sent in between.
 func TestTurnsReuseTheConnection(t *testing.T) {
 	s := MustServer(t, &Gateway{})
 	MustOpen(t, s)

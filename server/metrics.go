@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/internal/buildinfo"
@@ -73,10 +74,10 @@ type Metrics struct {
 	notified    *counterCache[notifyKey]
 	markerReads *counterCache[string]
 	reloads     *counterCache[string]
-	reloadOK    prometheus.Gauge                      // quiesce_tokens_last_reload_successful
-	reloadAt    prometheus.Gauge                      // quiesce_tokens_last_reload_success_timestamp_seconds
-	status      atomic.Pointer[func() gateway.Status] // set once by the Server, read by every scrape
-	now         func() time.Time                      // clock of quiesce_drain_expires_in_seconds
+	reloadOK    prometheus.Gauge                  // quiesce_tokens_last_reload_successful
+	reloadAt    prometheus.Gauge                  // quiesce_tokens_last_reload_success_timestamp_seconds
+	status      atomic.Pointer[func() api.Status] // set once by the Server, read by every scrape
+	now         func() time.Time                  // clock of quiesce_drain_expires_in_seconds
 }
 
 var _ gateway.Metrics = (*Metrics)(nil)
@@ -243,7 +244,7 @@ func (m *Metrics) TokensReloaded(at time.Time, err error) {
 func (m *Metrics) DrainReaction(d time.Duration) { m.reaction.Observe(d.Seconds()) }
 
 // observe makes the scrape read state and in-flight count from status.
-func (m *Metrics) observe(status func() gateway.Status) { m.status.Store(&status) }
+func (m *Metrics) observe(status func() api.Status) { m.status.Store(&status) }
 
 // countRequest counts one HTTP request; after the first request of a
 // route and code it allocates nothing and takes no lock.
@@ -346,7 +347,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector: one Status call per scrape.
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	st := gateway.Status{State: fsm.Running}
+	st := api.Status{State: fsm.Running}
 	if f := c.m.status.Load(); f != nil {
 		st = (*f)()
 	}

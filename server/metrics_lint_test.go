@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // lintAllowed lists the promlint problems accepted, by metric and text,
@@ -22,10 +22,10 @@ var lintAllowed = map[[2]string]string{}
 // fails on any problem not in lintAllowed.
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics()
-	m.observe(func() gateway.Status {
-		return gateway.Status{State: fsm.Draining, ActiveAgents: 1, StateSince: time.Now(),
-			Agent: &gateway.AgentStatus{Kind: "echo", Failures: 1},
-			Drain: &gateway.DrainInfo{Status: "active", ExpiresAt: time.Now().Add(time.Hour)}}
+	m.observe(func() api.Status {
+		return api.Status{State: fsm.Draining, ActiveAgents: 1, StateSince: time.Now(),
+			Agent: &api.AgentStatus{Kind: "echo", Failures: 1},
+			Drain: &api.DrainInfo{Status: "active", ExpiresAt: time.Now().Add(time.Hour)}}
 	})
 	m.TurnEnded("ok")
 	m.TurnDuration("ok", time.Millisecond)

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // gather scrapes m's registry into a map from family name to family.
@@ -60,23 +60,23 @@ func TestMetricsDrainExpiresIn(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
-		drain   *gateway.DrainInfo
+		drain   *api.DrainInfo
 		present bool
 		want    float64
 	}{
 		{name: "NoMarker"},
-		{name: "Active", drain: &gateway.DrainInfo{Status: "active", ExpiresAt: now.Add(90 * time.Second)}, present: true, want: 90},
-		{name: "ActivePastExpiry", drain: &gateway.DrainInfo{Status: "active", ExpiresAt: now.Add(-time.Second)}, present: true, want: 0},
-		{name: "ActiveAgedFromMtime", drain: &gateway.DrainInfo{Status: "active"}},
-		{name: "Stale", drain: &gateway.DrainInfo{Status: "stale", ExpiresAt: now.Add(time.Hour)}},
-		{name: "Expired", drain: &gateway.DrainInfo{Status: "expired", ExpiresAt: now.Add(-time.Hour)}},
-		{name: "Contentless", drain: &gateway.DrainInfo{Status: "contentless"}},
+		{name: "Active", drain: &api.DrainInfo{Status: "active", ExpiresAt: now.Add(90 * time.Second)}, present: true, want: 90},
+		{name: "ActivePastExpiry", drain: &api.DrainInfo{Status: "active", ExpiresAt: now.Add(-time.Second)}, present: true, want: 0},
+		{name: "ActiveAgedFromMtime", drain: &api.DrainInfo{Status: "active"}},
+		{name: "Stale", drain: &api.DrainInfo{Status: "stale", ExpiresAt: now.Add(time.Hour)}},
+		{name: "Expired", drain: &api.DrainInfo{Status: "expired", ExpiresAt: now.Add(-time.Hour)}},
+		{name: "Contentless", drain: &api.DrainInfo{Status: "contentless"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMetrics()
 			m.now = func() time.Time { return now }
-			m.observe(func() gateway.Status { return gateway.Status{State: fsm.Draining, Drain: tt.drain} })
+			m.observe(func() api.Status { return api.Status{State: fsm.Draining, Drain: tt.drain} })
 			mf, ok := gather(t, m)["quiesce_drain_expires_in_seconds"]
 			require.Equal(t, tt.present, ok, "series present")
 			if tt.present {
@@ -92,8 +92,8 @@ func TestMetricsDrainExpiresIn(t *testing.T) {
 // flight and spool depth from the gateway's status.
 func TestMetricsStateFromStatus(t *testing.T) {
 	m := NewMetrics()
-	m.observe(func() gateway.Status {
-		return gateway.Status{State: fsm.ShuttingDown, ActiveAgents: 3, SpooledEvents: 2, WebhookPending: 7}
+	m.observe(func() api.Status {
+		return api.Status{State: fsm.ShuttingDown, ActiveAgents: 3, SpooledEvents: 2, WebhookPending: 7}
 	})
 	fams := gather(t, m)
 	states := map[string]float64{}
@@ -112,8 +112,8 @@ func TestMetricsStateFromStatus(t *testing.T) {
 func TestMetricsStateSinceAndAgentFailures(t *testing.T) {
 	since := time.Date(2026, 12, 7, 3, 0, 0, 500_000_000, time.UTC)
 	m := NewMetrics()
-	m.observe(func() gateway.Status {
-		return gateway.Status{State: fsm.Draining, StateSince: since, Agent: &gateway.AgentStatus{Kind: "http", Failures: 9}}
+	m.observe(func() api.Status {
+		return api.Status{State: fsm.Draining, StateSince: since, Agent: &api.AgentStatus{Kind: "http", Failures: 9}}
 	})
 	fams := gather(t, m)
 	require.Contains(t, fams, "quiesce_state_since_seconds")
@@ -185,7 +185,7 @@ func TestMetricsBuildInfo(t *testing.T) {
 // 0), plus the go_* and process_* collectors.
 func TestMetricsSeriesPresentFromStart(t *testing.T) {
 	m := NewMetrics()
-	m.observe(func() gateway.Status { return gateway.Status{State: fsm.Running} })
+	m.observe(func() api.Status { return api.Status{State: fsm.Running} })
 	fams := gather(t, m)
 	for _, name := range []string{
 		"quiesce_build_info", "quiesce_state", "quiesce_ready", "quiesce_turns_in_flight", "quiesce_turns_total",
@@ -307,19 +307,19 @@ func TestMetricsConcurrentCounting(t *testing.T) {
 func TestMetricsDrainPersisted(t *testing.T) {
 	tests := []struct {
 		name    string
-		drain   *gateway.DrainInfo
+		drain   *api.DrainInfo
 		present bool
 		want    float64
 	}{
 		{name: "NoDrain"},
-		{name: "Persisted", drain: &gateway.DrainInfo{Status: "active", Persisted: true}, present: true, want: 1},
-		{name: "InMemoryOnly", drain: &gateway.DrainInfo{Status: "active", Persisted: false}, present: true, want: 0},
-		{name: "Stale", drain: &gateway.DrainInfo{Status: "stale", Persisted: true}},
+		{name: "Persisted", drain: &api.DrainInfo{Status: "active", Persisted: true}, present: true, want: 1},
+		{name: "InMemoryOnly", drain: &api.DrainInfo{Status: "active", Persisted: false}, present: true, want: 0},
+		{name: "Stale", drain: &api.DrainInfo{Status: "stale", Persisted: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMetrics()
-			m.observe(func() gateway.Status { return gateway.Status{State: fsm.Draining, Drain: tt.drain} })
+			m.observe(func() api.Status { return api.Status{State: fsm.Draining, Drain: tt.drain} })
 			mf, ok := gather(t, m)["quiesce_drain_persisted"]
 			require.Equal(t, tt.present, ok, "series present")
 			if tt.present {

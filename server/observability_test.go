@@ -8,9 +8,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // TestTurnsRoute shows GET /api/gateway/turns: the gateway's list as
@@ -19,14 +20,14 @@ import (
 // 405 with Allow.
 func TestTurnsRoute(t *testing.T) {
 	started := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	list := []gateway.TurnInfo{
+	list := []api.TurnInfo{
 		{Session: "alice", TurnID: "0123456789abcdef", StartedAt: started, AgeSeconds: 12.5},
 		{Session: "bob", TurnID: "fedcba9876543210", StartedAt: started.Add(time.Second), AgeSeconds: 11.5, Streaming: true},
 		{Session: "carol", TurnID: "00000000000000aa", StartedAt: started.Add(2 * time.Second), AgeSeconds: 10.5, System: true, EventID: "ev-1"},
 	}
-	h := MustServer(t, &Gateway{TurnsFn: func() []gateway.TurnInfo { return list }}).Handler()
+	h := MustServer(t, &Gateway{TurnsFn: func() []api.TurnInfo { return list }}).Handler()
 
-	rec := do(t, h, http.MethodGet, server.TurnsPath, opsToken, "")
+	rec := do(t, h, http.MethodGet, api.TurnsPath, opsToken, "")
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
 	assert.JSONEq(t, `{"turns":[
@@ -35,11 +36,11 @@ func TestTurnsRoute(t *testing.T) {
 		{"session":"carol","turn_id":"00000000000000aa","started_at":"2026-12-07T03:00:02Z","age_seconds":10.5,"streaming":false,"system":true,"event_id":"ev-1"}
 	]}`, rec.Body.String())
 
-	empty := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, server.TurnsPath, opsToken, "")
+	empty := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, api.TurnsPath, opsToken, "")
 	require.Equal(t, http.StatusOK, empty.Code)
 	assert.JSONEq(t, `{"turns":[]}`, empty.Body.String())
 
-	requireListRoute(t, h, server.TurnsPath)
+	requireListRoute(t, h, api.TurnsPath)
 }
 
 // TestHistoryRoute shows GET /api/gateway/history: the gateway's last
@@ -47,14 +48,14 @@ func TestTurnsRoute(t *testing.T) {
 // reason; an empty one as []; token, HEAD and 405 as for turns.
 func TestHistoryRoute(t *testing.T) {
 	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
-	events := []gateway.HistoryEntry{
+	events := []api.HistoryEntry{
 		{Seq: 1, At: at, Kind: gateway.HistoryStart, To: fsm.Running},
 		{Seq: 2, At: at, Kind: gateway.HistoryDrain, Principal: "ops", RequestID: "maint-42", Reason: "kernel update", SuppressNotification: true},
 		{Seq: 3, At: at, Kind: gateway.HistoryTransition, From: fsm.Running, To: fsm.Draining, Event: fsm.Drain},
 		{Seq: 4, At: at, Kind: gateway.HistoryInterrupted, ShutdownID: "sd1", Sessions: []string{"alice"}, Count: 1},
 	}
-	h := MustServer(t, &Gateway{HistoryFn: func() []gateway.HistoryEntry { return events }}).Handler()
-	rec := do(t, h, http.MethodGet, server.HistoryPath, opsToken, "")
+	h := MustServer(t, &Gateway{HistoryFn: func() []api.HistoryEntry { return events }}).Handler()
+	rec := do(t, h, http.MethodGet, api.HistoryPath, opsToken, "")
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.JSONEq(t, `{"events":[
 		{"seq":1,"at":"2026-12-07T03:00:00Z","kind":"start","to":"running"},
@@ -63,11 +64,11 @@ func TestHistoryRoute(t *testing.T) {
 		{"seq":4,"at":"2026-12-07T03:00:00Z","kind":"interrupted","shutdown_id":"sd1","sessions":["alice"],"count":1}
 	]}`, rec.Body.String())
 
-	empty := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, server.HistoryPath, opsToken, "")
+	empty := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, api.HistoryPath, opsToken, "")
 	require.Equal(t, http.StatusOK, empty.Code)
 	assert.JSONEq(t, `{"events":[]}`, empty.Body.String())
 
-	requireListRoute(t, h, server.HistoryPath)
+	requireListRoute(t, h, api.HistoryPath)
 }
 
 // requireListRoute checks what every read-only list route does besides
@@ -77,18 +78,18 @@ func TestHistoryRoute(t *testing.T) {
 func requireListRoute(t *testing.T, h http.Handler, path string) {
 	t.Helper()
 	for _, token := range []string{"", "wrong-token"} {
-		requireError(t, do(t, h, http.MethodGet, path, token, ""), http.StatusUnauthorized, server.CodeUnauthorized)
+		requireError(t, do(t, h, http.MethodGet, path, token, ""), http.StatusUnauthorized, api.CodeUnauthorized)
 	}
 	head := do(t, h, http.MethodHead, path, opsToken, "")
 	assert.Equal(t, http.StatusOK, head.Code)
 	assert.Equal(t, "application/json", head.Header().Get("Content-Type"))
 	for _, method := range []string{http.MethodPost, http.MethodDelete, http.MethodPut} {
 		rec := do(t, h, method, path, opsToken, "{}")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
 	}
 	for _, bad := range []string{path + "/", path + "/x", path + "//"} {
-		requireError(t, do(t, h, http.MethodGet, bad, opsToken, ""), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodGet, bad, opsToken, ""), http.StatusNotFound, api.CodeNotFound)
 	}
 }
 
@@ -96,9 +97,9 @@ func requireListRoute(t *testing.T, h http.Handler, path string) {
 // agent object in the status answer.
 func TestStatusVersionAndAgent(t *testing.T) {
 	failedAt := time.Date(2026, 12, 7, 3, 4, 5, 0, time.UTC)
-	gw := &Gateway{StatusFn: func() gateway.Status {
-		return gateway.Status{State: fsm.Running, Version: "v1.2.3",
-			Agent: &gateway.AgentStatus{Kind: "http", Failures: 7, LastError: "upstream answered 502", LastErrorAt: failedAt}}
+	gw := &Gateway{StatusFn: func() api.Status {
+		return api.Status{State: fsm.Running, Version: "v1.2.3",
+			Agent: &api.AgentStatus{Kind: "http", Failures: 7, LastError: "upstream answered 502", LastErrorAt: failedAt}}
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status", opsToken, "")
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -115,23 +116,23 @@ func TestStatusVersionAndAgent(t *testing.T) {
 // a real listener.
 func TestClientTurnsAndHistory(t *testing.T) {
 	gw := &Gateway{
-		TurnsFn:   func() []gateway.TurnInfo { return []gateway.TurnInfo{{Session: "alice", TurnID: "t1"}} },
-		HistoryFn: func() []gateway.HistoryEntry { return []gateway.HistoryEntry{{Seq: 1, Kind: gateway.HistoryStart}} },
+		TurnsFn:   func() []api.TurnInfo { return []api.TurnInfo{{Session: "alice", TurnID: "t1"}} },
+		HistoryFn: func() []api.HistoryEntry { return []api.HistoryEntry{{Seq: 1, Kind: gateway.HistoryStart}} },
 	}
 	s := MustServer(t, gw)
 	require.NoError(t, s.Open())
 	t.Cleanup(func() { _ = s.Close(t.Context()) })
-	c, err := server.NewClient(s.URL(), opsToken, nil)
+	c, err := client.New(s.URL(), opsToken, nil)
 	require.NoError(t, err)
 	turns, err := c.Turns(t.Context())
 	require.NoError(t, err)
-	assert.Equal(t, []gateway.TurnInfo{{Session: "alice", TurnID: "t1"}}, turns)
+	assert.Equal(t, []api.TurnInfo{{Session: "alice", TurnID: "t1"}}, turns)
 	hist, err := c.History(t.Context())
 	require.NoError(t, err)
-	assert.Equal(t, []gateway.HistoryEntry{{Seq: 1, Kind: gateway.HistoryStart}}, hist)
+	assert.Equal(t, []api.HistoryEntry{{Seq: 1, Kind: gateway.HistoryStart}}, hist)
 
-	bad, err := server.NewClient(s.URL(), "wrong", nil)
+	bad, err := client.New(s.URL(), "wrong", nil)
 	require.NoError(t, err)
 	_, err = bad.Turns(t.Context())
-	assert.True(t, server.IsAPIError(err, http.StatusUnauthorized), "%v", err)
+	assert.True(t, client.IsAPIError(err, http.StatusUnauthorized), "%v", err)
 }

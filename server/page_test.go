@@ -15,9 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/server/page"
 )
 
 // TestPageShowsState shows that GET /, without a token, renders the state
@@ -36,8 +37,8 @@ func TestPageShowsState(t *testing.T) {
 		{fsm.Stopped, 0, 0, []string{">0</dd>", "none in flight"}},
 	} {
 		t.Run(string(tt.state), func(t *testing.T) {
-			gw := &Gateway{StatusFn: func() gateway.Status {
-				return gateway.Status{State: tt.state, ActiveAgents: tt.inFlight, OldestTurnSeconds: tt.oldest}
+			gw := &Gateway{StatusFn: func() api.Status {
+				return api.Status{State: tt.state, ActiveAgents: tt.inFlight, OldestTurnSeconds: tt.oldest}
 			}}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/", "", "")
 			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -61,8 +62,8 @@ func TestPageShowsState(t *testing.T) {
 // link to /metrics.
 func TestPageShowsSinceAndFigures(t *testing.T) {
 	since := time.Now().Add(-(3*time.Minute + 12*time.Second + 300*time.Millisecond))
-	gw := &Gateway{StatusFn: func() gateway.Status {
-		return gateway.Status{State: fsm.Draining, StateSince: since, SpooledEvents: 4, WebhookPending: 17, Version: "v9.8.7"}
+	gw := &Gateway{StatusFn: func() api.Status {
+		return api.Status{State: fsm.Draining, StateSince: since, SpooledEvents: 4, WebhookPending: 17, Version: "v9.8.7"}
 	}}
 	body := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/", "", "").Body.String()
 	assert.Regexp(t, `<span id="state-since" data-since="[^"]+">draining for 3m1[23]s</span>`, body)
@@ -100,7 +101,7 @@ func TestPageHeaders(t *testing.T) {
 	for name, rec := range map[string]interface{ Header() http.Header }{"GET": get, "HEAD": head} {
 		hd := rec.Header()
 		csp := hd.Get("Content-Security-Policy")
-		assert.Equalf(t, server.PageCSP, csp, "%s CSP", name)
+		assert.Equalf(t, page.CSP, csp, "%s CSP", name)
 		assert.Containsf(t, csp, "script-src 'self'", "%s CSP", name)
 		assert.NotContainsf(t, csp, "unsafe-inline", "%s CSP", name)
 		assert.NotContainsf(t, csp, "unsafe-eval", "%s CSP", name)
@@ -113,7 +114,7 @@ func TestPageHeaders(t *testing.T) {
 	}
 	t.Run("OtherMethods405", func(t *testing.T) {
 		rec := do(t, h, http.MethodPost, "/", "", "")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
 	})
 }
@@ -134,16 +135,16 @@ func TestPageNoToken(t *testing.T) {
 // id, epoch, pid, seq), whatever token the request carries: those come
 // only from the API, to a page that holds a token.
 func TestPageLeaksNoDrainRequest(t *testing.T) {
-	gw := &Gateway{StatusFn: func() gateway.Status {
-		return gateway.Status{Seq: 918273, State: fsm.Draining, ActiveAgents: 2, PID: 56473,
+	gw := &Gateway{StatusFn: func() api.Status {
+		return api.Status{Seq: 918273, State: fsm.Draining, ActiveAgents: 2, PID: 56473,
 			Epoch: "boot-secret:777", EpochError: "epoch-error-secret", UptimeSeconds: 31415,
-			Drain: &gateway.DrainInfo{Action: "drain", Principal: "principal-xyzzy", RequestID: "req-plugh-42",
+			Drain: &api.DrainInfo{Action: "drain", Principal: "principal-xyzzy", RequestID: "req-plugh-42",
 				Epoch: "boot-secret:777", SuppressNotification: true, Status: "active", Reason: "reason-secret"},
-			Agent: &gateway.AgentStatus{Kind: "http", Failures: 3, LastError: "agent-error-secret"}}
-	}, TurnsFn: func() []gateway.TurnInfo {
-		return []gateway.TurnInfo{{Session: "session-secret", TurnID: "turn-secret"}}
-	}, HistoryFn: func() []gateway.HistoryEntry {
-		return []gateway.HistoryEntry{{Kind: gateway.HistoryDrain, Principal: "history-principal-secret"}}
+			Agent: &api.AgentStatus{Kind: "http", Failures: 3, LastError: "agent-error-secret"}}
+	}, TurnsFn: func() []api.TurnInfo {
+		return []api.TurnInfo{{Session: "session-secret", TurnID: "turn-secret"}}
+	}, HistoryFn: func() []api.HistoryEntry {
+		return []api.HistoryEntry{{Kind: gateway.HistoryDrain, Principal: "history-principal-secret"}}
 	}}
 	h := MustServer(t, gw).Handler()
 	for _, token := range []string{"", opsToken} {
@@ -162,7 +163,7 @@ func TestPageLeaksNoDrainRequest(t *testing.T) {
 // the diagram.
 func TestPageEscapes(t *testing.T) {
 	evil := fsm.State(`<script>alert("x")</script><img src=x onerror=alert(1)>`)
-	gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{State: evil} }}
+	gw := &Gateway{StatusFn: func() api.Status { return api.Status{State: evil} }}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/", "", "")
 	require.Equal(t, http.StatusOK, rec.Code)
 	body := rec.Body.String()
@@ -202,8 +203,8 @@ func TestPageNeedsNoInlineScript(t *testing.T) {
 func TestPageStaticFiles(t *testing.T) {
 	h := MustServer(t, &Gateway{}).Handler()
 	for path, ctype := range map[string]string{
-		server.ScriptPath: "text/javascript; charset=utf-8",
-		server.StylePath:  "text/css; charset=utf-8",
+		page.ScriptPath: "text/javascript; charset=utf-8",
+		page.StylePath:  "text/css; charset=utf-8",
 	} {
 		t.Run(path, func(t *testing.T) {
 			rec := do(t, h, http.MethodGet, path, "", "")
@@ -228,7 +229,7 @@ func TestPageStaticFiles(t *testing.T) {
 		})
 	}
 	for _, path := range []string{"/static/", "/static/page.html", "/static/../page.js", "/page.js", "/index.html"} {
-		requireError(t, do(t, h, http.MethodGet, path, "", ""), http.StatusNotFound, server.CodeNotFound)
+		requireError(t, do(t, h, http.MethodGet, path, "", ""), http.StatusNotFound, api.CodeNotFound)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // TestDotSegmentsAreJSON404 shows that a path with a dot segment ("." or
@@ -45,7 +45,7 @@ func TestDotSegmentsAreJSON404(t *testing.T) {
 				gw := &Gateway{}
 				rec := do(t, MustServer(t, gw).Handler(), method, path, opsToken, `{"text":"hi"}`)
 				assert.Empty(t, rec.Header().Get("Location"), "no redirect")
-				requireError(t, rec, http.StatusNotFound, server.CodeNotFound)
+				requireError(t, rec, http.StatusNotFound, api.CodeNotFound)
 				assert.Empty(t, gw.Calls(), "nothing reaches the gateway")
 			})
 		}

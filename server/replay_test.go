@@ -9,35 +9,35 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // TestReplayRoute: POST /api/gateway/events/replay needs a token, takes an
 // empty body or {}, answers the gateway's result as JSON, and 503
 // spool_unavailable (with Retry-After) when nothing could be moved.
 func TestReplayRoute(t *testing.T) {
-	moved := gateway.ReplayResult{Moved: 2, EventIDs: []string{"ev1", "ev2"}, Unreplayable: 1}
+	moved := api.ReplayResult{Moved: 2, EventIDs: []string{"ev1", "ev2"}, Unreplayable: 1}
 	tests := []struct {
 		name   string
 		token  string
 		body   string
-		result gateway.ReplayResult
+		result api.ReplayResult
 		err    error
 		status int
 		code   string // error code, "" for success
 	}{
 		{"moved", opsToken, "", moved, nil, http.StatusOK, ""},
 		{"empty object", opsToken, "{}", moved, nil, http.StatusOK, ""},
-		{"nothing to move", opsToken, "", gateway.ReplayResult{}, nil, http.StatusOK, ""},
-		{"no token", "", "", moved, nil, http.StatusUnauthorized, server.CodeUnauthorized},
-		{"unknown field", opsToken, `{"all":true}`, moved, nil, http.StatusBadRequest, server.CodeBadRequest},
-		{"spool unavailable", opsToken, "", gateway.ReplayResult{}, fmt.Errorf("%w: disk full", gateway.ErrSpoolUnavailable),
-			http.StatusServiceUnavailable, server.CodeSpoolUnavailable},
+		{"nothing to move", opsToken, "", api.ReplayResult{}, nil, http.StatusOK, ""},
+		{"no token", "", "", moved, nil, http.StatusUnauthorized, api.CodeUnauthorized},
+		{"unknown field", opsToken, `{"all":true}`, moved, nil, http.StatusBadRequest, api.CodeBadRequest},
+		{"spool unavailable", opsToken, "", api.ReplayResult{}, fmt.Errorf("%w: disk full", gateway.ErrSpoolUnavailable),
+			http.StatusServiceUnavailable, api.CodeSpoolUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gw := &Gateway{ReplayEventsFn: func(context.Context) (gateway.ReplayResult, error) { return tt.result, tt.err }}
+			gw := &Gateway{ReplayEventsFn: func(context.Context) (api.ReplayResult, error) { return tt.result, tt.err }}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/events/replay", tt.token, tt.body)
 			if tt.code != "" {
 				m := requireError(t, rec, tt.status, tt.code)
@@ -62,7 +62,7 @@ func TestReplayRoute(t *testing.T) {
 	}
 	t.Run("GET is 405", func(t *testing.T) {
 		rec := do(t, MustServer(t, &Gateway{}).Handler(), http.MethodGet, "/api/gateway/events/replay", opsToken, "")
-		requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+		requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 		assert.Equal(t, "POST", rec.Header().Get("Allow"))
 	})
 }

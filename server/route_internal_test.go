@@ -3,31 +3,12 @@ package server
 import (
 	"bufio"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// TestIsMessagePathMatchesTheTemplate checks isMessagePath against the
-// regexp mux builds for MessagePathTemplate.
-func TestIsMessagePathMatchesTheTemplate(t *testing.T) {
-	template := regexp.MustCompile(`^/v1/sessions/[^/]+/messages$`)
-	paths := []string{
-		"/v1/sessions/a/messages", "/v1/sessions//messages", "/v1/sessions/a/b/messages",
-		"/v1/sessions/messages", "/v1/sessions/a/messages/", "/v1/sessions/a/messagesx",
-		"/v1/sessions/é %/messages", "/v1/sessions/a", "v1/sessions/a/messages", "/v1/sessions/",
-		"/v1/sessions/messages/messages", "/V1/sessions/a/messages", "",
-	}
-	for _, p := range paths {
-		got, want := isMessagePath(p), template.MatchString(p)
-		assert.Equalf(t, want, got, "isMessagePath(%q) = %v, the template says %v", p, got, want)
-	}
-	got := sessionOfPath("/v1/sessions/abc/messages")
-	assert.Equalf(t, "abc", got, "sessionOfPath = %q, want abc", got)
-}
 
 // TestHeaderValueIsGet checks headerValue against Header.Get for the
 // canonical keys it is used with: present, absent, empty, repeated, and

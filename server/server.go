@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/server/page"
 )
 
 // Defaults and limits.
@@ -61,7 +64,7 @@ type Server struct {
 	logger     *slog.Logger
 
 	router   *mux.Router
-	handler  http.Handler // serveHTTP: the path check, then the router's match
+	handler  http.Handler // serveHTTP: the path check, then the router
 	notFound http.Handler // the counted JSON 404
 	srv      *http.Server
 
@@ -124,26 +127,23 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowedHandler = s.count("unmatched", http.HandlerFunc(s.handleMethodNotAllowed))
 
 	// The turn route first: mux tries routes in order, and turns are the
-	// hot path. It matches its path with isMessagePath, not a template: a
-	// template is a regexp, which mux runs twice per request (to match,
-	// then to extract the vars), and that was a third of a turn's routing
-	// CPU. The route is named after its template, the label of its
-	// metrics.
-	r.NewRoute().Name(MessagePathTemplate).
-		MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool { return isMessagePath(req.URL.Path) }).
-		Methods(http.MethodPost).
-		Handler(s.auth(s.handleMessage))
+	// hot path. handleMessage reads its {id} with mux.Vars.
+	r.Handle(MessagePathTemplate, s.auth(s.handleMessage)).Methods(http.MethodPost)
 	// Every GET route also answers HEAD (mux does not imply it); net/http
 	// discards the body of a HEAD answer.
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet, http.MethodHead)
-	s.routePage(r) // GET / (the status page, no token) and its static files
+	// GET / (the status page, no token) and its static files.
+	statusPage := page.New(s.gw.Status, s.logger, s.writeError)
+	for _, path := range page.Paths() {
+		r.Handle(path, statusPage).Methods(http.MethodGet, http.MethodHead)
+	}
 
 	r.Handle("/api/gateway/drain", s.auth(s.handleDrain)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/status", s.auth(s.handleStatus)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle(HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.TurnsPath, s.auth(s.handleTurns)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(api.HistoryPath, s.auth(s.handleHistory)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/api/gateway/shutdown", s.auth(s.handleShutdown)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events", s.auth(s.handleEvent)).Methods(http.MethodPost)
 	r.Handle("/api/gateway/events/replay", s.auth(s.handleReplay)).Methods(http.MethodPost)
@@ -265,24 +265,9 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// MessagePathTemplate is the route of a turn (POST).
-const MessagePathTemplate = messagePathPrefix + "{id}" + messagePathSuffix
-
-const (
-	messagePathPrefix = "/v1/sessions/"
-	messagePathSuffix = "/messages"
-)
-
-// isMessagePath reports whether p matches MessagePathTemplate as mux
-// matches a template: {id} is one or more bytes other than "/".
-func isMessagePath(p string) bool {
-	id, ok := strings.CutPrefix(p, messagePathPrefix)
-	if !ok {
-		return false
-	}
-	id, ok = strings.CutSuffix(id, messagePathSuffix)
-	return ok && id != "" && !strings.Contains(id, "/")
-}
+// MessagePathTemplate is the route of a turn (POST); {id} is the session
+// id, one path segment, percent-decoded.
+const MessagePathTemplate = "/v1/sessions/{id}/messages"
 
 // instrumentRoutes wraps every registered route's handler, once, in count
 // under its path template, so a request pays no per-request middleware
@@ -295,9 +280,7 @@ func (s *Server) instrumentRoutes() error {
 		}
 		tpl, err := route.GetPathTemplate()
 		if err != nil {
-			if tpl = route.GetName(); tpl == "" {
-				return fmt.Errorf("server: route without a path template or a name: %w", err)
-			}
+			return fmt.Errorf("server: route without a path template: %w", err)
 		}
 		route.Handler(s.count(tpl, h))
 		return nil
@@ -305,46 +288,15 @@ func (s *Server) instrumentRoutes() error {
 }
 
 // serveHTTP answers a JSON 404, before routing, for a path that
-// uncleanPath refuses (it never redirects), and otherwise serves the
-// handler of the route mux matches. It asks the router for the match
-// (Router.Match) instead of calling its ServeHTTP: that would clone the
-// request twice to put the route and its vars in the context, which no
-// handler here reads (handleMessage reads its id from the path).
+// uncleanPath refuses (mux, told to SkipClean, never redirects it), and
+// otherwise serves r through the router.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if uncleanPath(r.URL.Path) {
 		s.notFound.ServeHTTP(w, r)
 		return
 	}
-	m := routeMatches.Get().(*routeMatch)
-	h := s.notFound
-	if s.router.Match(r, &m.RouteMatch) && m.Handler != nil {
-		h = m.Handler
-	}
-	m.reset()
-	routeMatches.Put(m)
-	h.ServeHTTP(w, r)
+	s.router.ServeHTTP(w, r)
 }
-
-// routeMatch is a reusable mux.RouteMatch: mux fills Vars in place when
-// the map is already there, so a pooled one spares the match its
-// allocations.
-type routeMatch struct {
-	mux.RouteMatch
-	vars map[string]string
-}
-
-func (m *routeMatch) reset() {
-	if len(m.vars) > 0 {
-		clear(m.vars)
-	}
-	m.RouteMatch = mux.RouteMatch{Vars: m.vars}
-}
-
-var routeMatches = sync.Pool{New: func() any {
-	m := &routeMatch{vars: make(map[string]string, 1)}
-	m.reset()
-	return m
-}}
 
 // count counts every request next serves under route, with its status.
 func (s *Server) count(route string, next http.Handler) http.Handler {
@@ -415,7 +367,7 @@ func uncleanPath(p string) bool {
 }
 
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	s.writeError(w, r, errorf(http.StatusNotFound, api.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 }
 
 // handleMethodNotAllowed answers 405 with the methods the path's routes
@@ -423,7 +375,7 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	allow := s.allowedMethods(r)
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 		"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 }
 

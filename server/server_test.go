@@ -16,10 +16,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
+
+// Gateway is the fake gateway the tests serve (internal/testing/fakegateway).
+type Gateway = fakegateway.Gateway
 
 const (
 	opsToken   = "ops-token-0123456789"
@@ -94,13 +99,13 @@ func TestHealthz(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	for _, st := range fsm.States {
 		t.Run(string(st), func(t *testing.T) {
-			gw := &Gateway{state: st}
+			gw := fakegateway.InState(st)
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 			if st == fsm.Running {
 				require.Equal(t, http.StatusOK, rec.Code)
 				return
 			}
-			m := requireError(t, rec, http.StatusServiceUnavailable, server.CodeNotReady)
+			m := requireError(t, rec, http.StatusServiceUnavailable, api.CodeNotReady)
 			assert.Equal(t, string(st), m["state"])
 		})
 	}
@@ -111,9 +116,9 @@ func TestReadyz(t *testing.T) {
 // seq and uptime, never the drain request's principal.
 func TestReadyzCarriesTheState(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
-		gw := &Gateway{StatusFn: func() gateway.Status {
-			return gateway.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
-				Drain: &gateway.DrainInfo{Principal: "secret-principal", Status: "active"}}
+		gw := &Gateway{StatusFn: func() api.Status {
+			return api.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
+				Drain: &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 		assert.NotContains(t, rec.Body.String(), "secret-principal")
@@ -128,7 +133,7 @@ func TestReadyzCarriesTheState(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{State: fsm.Draining, ActiveAgents: 3} }}
+	gw := &Gateway{StatusFn: func() api.Status { return api.Status{State: fsm.Draining, ActiveAgents: 3} }}
 	s := MustServer(t, gw)
 	h := s.Handler()
 	do(t, h, http.MethodGet, "/healthz", "", "")
@@ -206,7 +211,7 @@ func TestAuth(t *testing.T) {
 					assert.Less(t, rec.Code, 300, rec.Body.String())
 					return
 				}
-				requireError(t, rec, http.StatusUnauthorized, server.CodeUnauthorized)
+				requireError(t, rec, http.StatusUnauthorized, api.CodeUnauthorized)
 				assert.Contains(t, rec.Header().Get("WWW-Authenticate"), "Bearer")
 				assert.Empty(t, gw.Calls(), "nothing reaches the gateway without a token")
 			})
@@ -218,7 +223,7 @@ func TestAuthPrincipal(t *testing.T) {
 	var got string
 	gw := &Gateway{BeginDrainFn: func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
 		got = req.Principal
-		return gateway.DrainResult{Drain: gateway.DrainInfo{Principal: req.Principal}, State: fsm.Draining}, nil
+		return gateway.DrainResult{Drain: api.DrainInfo{Principal: req.Principal}, State: fsm.Draining}, nil
 	}}
 	rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", otherToken, "")
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -245,7 +250,7 @@ func TestDrain(t *testing.T) {
 		var got gateway.DrainRequest
 		gw := &Gateway{BeginDrainFn: func(_ context.Context, req gateway.DrainRequest) (gateway.DrainResult, error) {
 			got = req
-			return gateway.DrainResult{Drain: gateway.DrainInfo{RequestID: req.RequestID, SuppressNotification: *req.SuppressNotification}}, nil
+			return gateway.DrainResult{Drain: api.DrainInfo{RequestID: req.RequestID, SuppressNotification: *req.SuppressNotification}}, nil
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 			`{"action":"drain","suppress_notification":true,"request_id":"r-1"}`)
@@ -264,7 +269,7 @@ func TestDrain(t *testing.T) {
 		rec = do(t, h, http.MethodPost, "/api/gateway/drain", opsToken, `{}`)
 		require.Equal(t, http.StatusOK, rec.Code)
 		rec = do(t, h, http.MethodPost, "/v1/sessions/a/messages", opsToken, `{"text":"after"}`)
-		requireError(t, rec, http.StatusServiceUnavailable, server.CodeDraining)
+		requireError(t, rec, http.StatusServiceUnavailable, api.CodeDraining)
 		// The drain's answer was written after BeginDrain returned, and the
 		// next turn was asked of the gateway after that.
 		assert.Equal(t, []string{"Turn", "BeginDrain", "Turn"}, gw.Calls())
@@ -291,7 +296,7 @@ func TestDrain(t *testing.T) {
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken,
 			`{"action":"cancel","request_id":"not-it"}`)
-		requireError(t, rec, http.StatusConflict, server.CodeConflict)
+		requireError(t, rec, http.StatusConflict, api.CodeConflict)
 		assert.Equal(t, "not-it", got)
 	})
 	t.Run("GatewayFailure", func(t *testing.T) {
@@ -299,7 +304,7 @@ func TestDrain(t *testing.T) {
 			return gateway.DrainResult{}, errors.New("disk full at /secret/path")
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
-		requireError(t, rec, http.StatusInternalServerError, server.CodeInternal)
+		requireError(t, rec, http.StatusInternalServerError, api.CodeInternal)
 		assert.NotContains(t, rec.Body.String(), "secret", "internal errors are never echoed")
 	})
 }
@@ -313,27 +318,27 @@ func TestStrictJSON(t *testing.T) {
 		status           int
 		code             string
 	}{
-		{"UnknownField", "/api/gateway/drain", `{"action":"drain","force":true}`, 400, server.CodeBadRequest},
-		{"SuppressAsString", "/api/gateway/drain", `{"suppress_notification":"false"}`, 400, server.CodeBadRequest},
-		{"SuppressAsNumber", "/api/gateway/drain", `{"suppress_notification":0}`, 400, server.CodeBadRequest},
-		{"ActionAsNumber", "/api/gateway/drain", `{"action":1}`, 400, server.CodeBadRequest},
-		{"TrailingObject", "/api/gateway/drain", `{"action":"drain"}{"action":"cancel"}`, 400, server.CodeBadRequest},
-		{"TrailingGarbage", "/api/gateway/drain", `{"action":"drain"} x`, 400, server.CodeBadRequest},
-		{"ArrayBody", "/api/gateway/drain", `[{"action":"drain"}]`, 400, server.CodeBadRequest},
-		{"NullBody", "/api/gateway/drain", `null`, 400, server.CodeBadRequest},
-		{"NotJSON", "/api/gateway/drain", `action=drain`, 400, server.CodeBadRequest},
-		{"Truncated", "/api/gateway/drain", `{"action":"drain"`, 400, server.CodeBadRequest},
-		{"WrongAction", "/api/gateway/drain", `{"action":"begin"}`, 400, server.CodeBadRequest},
-		{"EmptyAction", "/api/gateway/drain", `{"action":""}`, 400, server.CodeBadRequest},
-		{"TooLarge", "/api/gateway/drain", big, 413, server.CodeTooLarge},
-		{"ShutdownForceAsString", "/api/gateway/shutdown", `{"force":"true"}`, 400, server.CodeBadRequest},
-		{"ShutdownUnknownField", "/api/gateway/shutdown", `{"now":true}`, 400, server.CodeBadRequest},
-		{"MessageEmptyBody", "/v1/sessions/a/messages", ``, 400, server.CodeBadRequest},
-		{"MessageNoText", "/v1/sessions/a/messages", `{}`, 400, server.CodeBadRequest},
-		{"MessageTextAsNumber", "/v1/sessions/a/messages", `{"text":5}`, 400, server.CodeBadRequest},
-		{"MessageTooLarge", "/v1/sessions/a/messages", `{"text":"` + strings.Repeat("y", server.MaxBodyBytes) + `"}`, 413, server.CodeTooLarge},
-		{"EventNoSession", "/api/gateway/events", `{"text":"done"}`, 400, server.CodeBadRequest},
-		{"EventUnknownField", "/api/gateway/events", `{"session":"a","text":"b","x":1}`, 400, server.CodeBadRequest},
+		{"UnknownField", "/api/gateway/drain", `{"action":"drain","force":true}`, 400, api.CodeBadRequest},
+		{"SuppressAsString", "/api/gateway/drain", `{"suppress_notification":"false"}`, 400, api.CodeBadRequest},
+		{"SuppressAsNumber", "/api/gateway/drain", `{"suppress_notification":0}`, 400, api.CodeBadRequest},
+		{"ActionAsNumber", "/api/gateway/drain", `{"action":1}`, 400, api.CodeBadRequest},
+		{"TrailingObject", "/api/gateway/drain", `{"action":"drain"}{"action":"cancel"}`, 400, api.CodeBadRequest},
+		{"TrailingGarbage", "/api/gateway/drain", `{"action":"drain"} x`, 400, api.CodeBadRequest},
+		{"ArrayBody", "/api/gateway/drain", `[{"action":"drain"}]`, 400, api.CodeBadRequest},
+		{"NullBody", "/api/gateway/drain", `null`, 400, api.CodeBadRequest},
+		{"NotJSON", "/api/gateway/drain", `action=drain`, 400, api.CodeBadRequest},
+		{"Truncated", "/api/gateway/drain", `{"action":"drain"`, 400, api.CodeBadRequest},
+		{"WrongAction", "/api/gateway/drain", `{"action":"begin"}`, 400, api.CodeBadRequest},
+		{"EmptyAction", "/api/gateway/drain", `{"action":""}`, 400, api.CodeBadRequest},
+		{"TooLarge", "/api/gateway/drain", big, 413, api.CodeTooLarge},
+		{"ShutdownForceAsString", "/api/gateway/shutdown", `{"force":"true"}`, 400, api.CodeBadRequest},
+		{"ShutdownUnknownField", "/api/gateway/shutdown", `{"now":true}`, 400, api.CodeBadRequest},
+		{"MessageEmptyBody", "/v1/sessions/a/messages", ``, 400, api.CodeBadRequest},
+		{"MessageNoText", "/v1/sessions/a/messages", `{}`, 400, api.CodeBadRequest},
+		{"MessageTextAsNumber", "/v1/sessions/a/messages", `{"text":5}`, 400, api.CodeBadRequest},
+		{"MessageTooLarge", "/v1/sessions/a/messages", `{"text":"` + strings.Repeat("y", server.MaxBodyBytes) + `"}`, 413, api.CodeTooLarge},
+		{"EventNoSession", "/api/gateway/events", `{"text":"done"}`, 400, api.CodeBadRequest},
+		{"EventUnknownField", "/api/gateway/events", `{"session":"a","text":"b","x":1}`, 400, api.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,9 +363,9 @@ func TestStrictJSON(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	t.Run("Plain", func(t *testing.T) {
-		gw := &Gateway{StatusFn: func() gateway.Status {
-			return gateway.Status{State: fsm.Draining, ActiveAgents: 2, Epoch: "b:1", PID: 7, UptimeSeconds: 3,
-				Drain: &gateway.DrainInfo{Action: "drain", Principal: "ops", RequestID: "r", Status: "active"}}
+		gw := &Gateway{StatusFn: func() api.Status {
+			return api.Status{State: fsm.Draining, ActiveAgents: 2, Epoch: "b:1", PID: 7, UptimeSeconds: 3,
+				Drain: &api.DrainInfo{Action: "drain", Principal: "ops", RequestID: "r", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code)
@@ -412,7 +417,7 @@ func TestStatus(t *testing.T) {
 		t.Run("Bad/"+q, func(t *testing.T) {
 			gw := &Gateway{}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?"+q, opsToken, "")
-			requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.NotContains(t, gw.Calls(), "WaitIdle")
 		})
 	}
@@ -428,7 +433,7 @@ func TestShutdown(t *testing.T) {
 			gw := &Gateway{}
 			gw.BeginShutdownFn = func(force bool) gateway.ShutdownStart {
 				got = &force
-				gw.setState(fsm.ShuttingDown)
+				gw.SetState(fsm.ShuttingDown)
 				return gateway.ShutdownStart{ID: "sd-9", Force: force}
 			}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/shutdown", opsToken, tt.body)
@@ -489,13 +494,13 @@ func TestMessage(t *testing.T) {
 		code       string
 		retryAfter bool
 	}{
-		{"RefusedDraining", &gateway.RefusedError{State: fsm.Draining}, 503, server.CodeDraining, true},
-		{"RefusedShuttingDown", &gateway.RefusedError{State: fsm.ShuttingDown}, 503, server.CodeDraining, true},
-		{"Busy", gateway.ErrSessionBusy, 409, server.CodeSessionBusy, false},
-		{"Invalid", fmt.Errorf("%w: session id too long", gateway.ErrInvalid), 400, server.CodeBadRequest, false},
-		{"Interrupted", gateway.ErrInterrupted, 503, server.CodeInterrupted, true},
-		{"Agent", fmt.Errorf("%w: exit status 3", gateway.ErrAgent), 502, server.CodeAgentFailed, false},
-		{"Internal", errors.New("boom /var/secret"), 500, server.CodeInternal, false},
+		{"RefusedDraining", &gateway.RefusedError{State: fsm.Draining}, 503, api.CodeDraining, true},
+		{"RefusedShuttingDown", &gateway.RefusedError{State: fsm.ShuttingDown}, 503, api.CodeDraining, true},
+		{"Busy", gateway.ErrSessionBusy, 409, api.CodeSessionBusy, false},
+		{"Invalid", fmt.Errorf("%w: session id too long", gateway.ErrInvalid), 400, api.CodeBadRequest, false},
+		{"Interrupted", gateway.ErrInterrupted, 503, api.CodeInterrupted, true},
+		{"Agent", fmt.Errorf("%w: exit status 3", gateway.ErrAgent), 502, api.CodeAgentFailed, false},
+		{"Internal", errors.New("boom /var/secret"), 500, api.CodeInternal, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -519,9 +524,9 @@ func TestMessage(t *testing.T) {
 		})
 	}
 	t.Run("DefaultRetryAfter", func(t *testing.T) {
-		gw := &Gateway{state: fsm.Draining}
+		gw := fakegateway.InState(fsm.Draining)
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/v1/sessions/a/messages", opsToken, `{"text":"hi"}`)
-		requireError(t, rec, http.StatusServiceUnavailable, server.CodeDraining)
+		requireError(t, rec, http.StatusServiceUnavailable, api.CodeDraining)
 		assert.Equal(t, "5", rec.Header().Get("Retry-After"))
 	})
 }
@@ -529,7 +534,7 @@ func TestMessage(t *testing.T) {
 func TestEvent(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
 		t.Run(string(st), func(t *testing.T) {
-			gw := &Gateway{state: st}
+			gw := fakegateway.InState(st)
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/events", opsToken, `{"session":"a","text":"job done"}`)
 			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 			m := decodeBody(t, rec)
@@ -543,7 +548,7 @@ func TestNotFound(t *testing.T) {
 	h := MustServer(t, &Gateway{}).Handler()
 	for _, path := range []string{"/nope", "/api/gateway", "/v1/sessions/a", "/v1/sessions/a/messages/x"} {
 		rec := do(t, h, http.MethodGet, path, opsToken, "")
-		requireError(t, rec, http.StatusNotFound, server.CodeNotFound)
+		requireError(t, rec, http.StatusNotFound, api.CodeNotFound)
 	}
 }
 
@@ -560,7 +565,7 @@ func TestMethodNotAllowed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			rec := do(t, h, tt.method, tt.path, opsToken, "")
-			requireError(t, rec, http.StatusMethodNotAllowed, server.CodeMethodNotAllowed)
+			requireError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 			assert.Equal(t, tt.allow, rec.Header().Get("Allow"))
 		})
 	}

@@ -6,34 +6,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
-
-// Server-sent events of a streamed turn (POST /v1/sessions/{id}/messages
-// with Accept: text/event-stream): any number of "delta" events, then
-// exactly one of "done", "failed" or "interrupted".
-const (
-	EventDelta       = "delta"
-	EventDone        = "done"
-	EventFailed      = "failed"
-	EventInterrupted = "interrupted"
-)
-
-// DeltaEvent is the data of a "delta" event: partial output.
-type DeltaEvent struct {
-	Text string `json:"text"`
-}
-
-// DoneEvent is the data of a "done" event: the whole reply.
-type DoneEvent struct {
-	Reply string `json:"reply"`
-}
-
-// InterruptedEvent is the data of an "interrupted" event: what the user
-// is told when a forced shutdown cut the turn off.
-type InterruptedEvent struct {
-	Message string `json:"message"`
-}
 
 // wantsEventStream reports whether the client asked for server-sent events.
 func wantsEventStream(r *http.Request) bool {
@@ -62,7 +37,7 @@ func (s *Server) streamTurn(w http.ResponseWriter, r *http.Request, session, tex
 			started = true
 		},
 		Delta: func(t string) {
-			writeEvent(w, EventDelta, DeltaEvent{Text: t})
+			writeEvent(w, api.EventDelta, api.DeltaEvent{Text: t})
 			_ = rc.Flush()
 		},
 	})
@@ -72,15 +47,15 @@ func (s *Server) streamTurn(w http.ResponseWriter, r *http.Request, session, tex
 	}
 	switch {
 	case err == nil:
-		writeEvent(w, EventDone, DoneEvent{Reply: reply})
+		writeEvent(w, api.EventDone, api.DoneEvent{Reply: reply})
 	case errors.Is(err, gateway.ErrInterrupted):
-		writeEvent(w, EventInterrupted, InterruptedEvent{Message: gateway.InterruptMessage(session)})
+		writeEvent(w, api.EventInterrupted, api.InterruptedEvent{Message: gateway.InterruptMessage(session)})
 	default:
 		e := errorFor(err)
 		if e.Status >= 500 {
 			s.logger.Warn("streamed turn failed", "session", session, "error", err)
 		}
-		writeEvent(w, EventFailed, ErrorBody{Error: e.Code, Message: e.Message})
+		writeEvent(w, api.EventFailed, api.ErrorBody{Error: e.Code, Message: e.Message})
 	}
 	_ = rc.Flush()
 }

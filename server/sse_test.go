@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -76,7 +77,7 @@ func TestStreamedTurn(t *testing.T) {
 		}, []string{"delta", "interrupted"}, map[string]any{"message": gateway.InterruptMessage("a")}},
 		{"agent failed", func(_ context.Context, req gateway.TurnRequest) (string, error) {
 			req.Started()
-			return "", fmt.Errorf("%w: %w", gateway.ErrAgent, &gateway.UpstreamError{URL: "http://x", Status: 500, Reason: "secret detail"})
+			return "", fmt.Errorf("%w: %w", gateway.ErrAgent, &agent.UpstreamError{URL: "http://x", Status: 500, Reason: "secret detail"})
 		}, []string{"failed"}, map[string]any{"error": "agent_failed",
 			"message": "the agent failed to answer this turn: the upstream agent answered 500 Internal Server Error"}},
 	} {
@@ -102,7 +103,7 @@ func TestStreamedTurn(t *testing.T) {
 // answer with the usual JSON errors, before any stream starts.
 func TestStreamedTurnRefusedBeforeStream(t *testing.T) {
 	gw := &Gateway{}
-	gw.setState(fsm.Draining)
+	gw.SetState(fsm.Draining)
 	rec := streamRequest(t, MustServer(t, gw).Handler(), "a", "hi")
 	requireError(t, rec, http.StatusServiceUnavailable, "draining")
 	assert.NotEmpty(t, rec.Header().Get("Retry-After"))

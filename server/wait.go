@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // WaitChange is the value of status?wait= that long-polls for a change.
@@ -19,7 +19,7 @@ const WaitChange = "change"
 // its Seq differs from after) rather than the same one answered at the
 // timeout.
 type ChangeResponse struct {
-	gateway.Status
+	api.Status
 	Changed bool `json:"changed"`
 }
 

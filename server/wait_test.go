@@ -10,8 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -41,7 +42,7 @@ func TestStatusWaitChange(t *testing.T) {
 		assert.Equal(t, float64(1), m["seq"])
 	})
 	t.Run("AlreadyNewer", func(t *testing.T) {
-		gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{Seq: 7, State: fsm.Running} }}
+		gw := &Gateway{StatusFn: func() api.Status { return api.Status{Seq: 7, State: fsm.Running} }}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=6", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)
@@ -51,7 +52,7 @@ func TestStatusWaitChange(t *testing.T) {
 	t.Run("TimeoutAnswersUnchanged", func(t *testing.T) {
 		var deadline time.Time
 		gw := &Gateway{}
-		gw.WaitChangeFn = func(ctx context.Context, after uint64) (gateway.Status, error) {
+		gw.WaitChangeFn = func(ctx context.Context, after uint64) (api.Status, error) {
 			deadline, _ = ctx.Deadline()
 			<-ctx.Done()
 			return gw.Status(), ctx.Err()
@@ -68,9 +69,9 @@ func TestStatusWaitChange(t *testing.T) {
 	})
 	t.Run("TimeoutCapped", func(t *testing.T) {
 		var deadline time.Time
-		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (gateway.Status, error) {
+		gw := &Gateway{WaitChangeFn: func(ctx context.Context, after uint64) (api.Status, error) {
 			deadline, _ = ctx.Deadline()
-			return gateway.Status{Seq: after + 1}, nil
+			return api.Status{Seq: after + 1}, nil
 		}}
 		before := time.Now()
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=100h", opsToken, "")
@@ -78,8 +79,8 @@ func TestStatusWaitChange(t *testing.T) {
 		assert.False(t, deadline.After(before.Add(server.MaxWaitTimeout+time.Minute)), "deadline %v", deadline)
 	})
 	t.Run("SecondsTimeout", func(t *testing.T) {
-		gw := &Gateway{WaitChangeFn: func(_ context.Context, after uint64) (gateway.Status, error) {
-			return gateway.Status{Seq: after + 1}, nil
+		gw := &Gateway{WaitChangeFn: func(_ context.Context, after uint64) (api.Status, error) {
+			return api.Status{Seq: after + 1}, nil
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=3", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -88,7 +89,7 @@ func TestStatusWaitChange(t *testing.T) {
 	// A seq from before a restart is above the new life's counter: the
 	// caller's status is old, so the answer is at once, and changed.
 	t.Run("EarlierLife", func(t *testing.T) {
-		gw := &Gateway{StatusFn: func() gateway.Status { return gateway.Status{Seq: 3, State: fsm.Running} }}
+		gw := &Gateway{StatusFn: func() api.Status { return api.Status{Seq: 3, State: fsm.Running} }}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=57", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)
@@ -99,7 +100,7 @@ func TestStatusWaitChange(t *testing.T) {
 	// Stopped is terminal: nothing will change, so the wait would only
 	// hold the connection while the server closes.
 	t.Run("StoppedAnswersAtOnce", func(t *testing.T) {
-		gw := &Gateway{state: fsm.Stopped}
+		gw := fakegateway.InState(fsm.Stopped)
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0&timeout=5m", opsToken, "")
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		m := decodeBody(t, rec)
@@ -110,7 +111,7 @@ func TestStatusWaitChange(t *testing.T) {
 	t.Run("NeedsToken", func(t *testing.T) {
 		gw := &Gateway{}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?wait=change&after=0", "", "")
-		requireError(t, rec, http.StatusUnauthorized, server.CodeUnauthorized)
+		requireError(t, rec, http.StatusUnauthorized, api.CodeUnauthorized)
 		assert.Empty(t, gw.Calls())
 	})
 }
@@ -139,7 +140,7 @@ func TestStatusWaitChangeBadQuery(t *testing.T) {
 		t.Run(q, func(t *testing.T) {
 			gw := &Gateway{}
 			rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?"+q, opsToken, "")
-			requireError(t, rec, http.StatusBadRequest, server.CodeBadRequest)
+			requireError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 			assert.NotContains(t, gw.Calls(), "WaitChange")
 			assert.NotContains(t, gw.Calls(), "WaitIdle")
 		})

@@ -78,7 +78,7 @@ func TestFleetDrillShort(t *testing.T) {
 		if os.Getenv("QUIESCE_NO_HAPROXY") == "1" {
 			t.Skip("haproxy is not installed and QUIESCE_NO_HAPROXY=1: skipping the fleet drill")
 		}
-		t.Fatalf("the fleet drill needs HAProxy: %v; or skip it with QUIESCE_NO_HAPROXY=1", err)
+		require.NoError(t, err, "the fleet drill needs HAProxy; or skip it with QUIESCE_NO_HAPROXY=1")
 	}
 	opt := shortOptions()
 	opt.haproxy, opt.config = hap, checkedInConfig

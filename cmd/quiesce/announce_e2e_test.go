@@ -32,7 +32,7 @@ func awaitCLI(t *testing.T, ch <-chan cliOut) cliOut {
 	case r := <-ch:
 		return r
 	case <-time.After(exitTimeout + 5*time.Second):
-		t.Fatal("the command did not return within the bound")
+		require.Fail(t, "the command did not return within the bound")
 		return cliOut{}
 	}
 }

@@ -11,10 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/marker"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // The client commands: each is one straight function over a control,
@@ -128,10 +128,10 @@ func (c *drainCmd) checkAnnounce() error {
 
 // printWaited prints, with --json, the status a wait ended with (idle or
 // timed out) and returns err.
-func printWaited(m *Main, asJSON bool, st gateway.Status, err error) error {
+func printWaited(m *Main, asJSON bool, st api.Status, err error) error {
 	if asJSON && (err == nil || errors.Is(err, errWaitTimeout)) {
 		idle := err == nil
-		if jerr := writeJSON(m.Stdout, server.StatusResponse{Status: st, Idle: &idle}); jerr != nil {
+		if jerr := writeJSON(m.Stdout, api.StatusResponse{Status: st, Idle: &idle}); jerr != nil {
 			return jerr
 		}
 	}
@@ -354,7 +354,7 @@ func printStatus(w io.Writer, v statusView) {
 	if st.SpooledEvents > 0 {
 		fmt.Fprintf(tw, "spooled events\t%d\n", st.SpooledEvents)
 	}
-	printDrain := func(d *gateway.DrainInfo) {
+	printDrain := func(d *api.DrainInfo) {
 		if d.Status == marker.Contentless.String() {
 			why := "the marker file holds no drain request quiesce can read"
 			if loc != nil && loc.MarkerProblem != "" {
@@ -417,7 +417,7 @@ func printStatus(w io.Writer, v statusView) {
 }
 
 // notRunningLine describes a home no gateway holds.
-func notRunningLine(st gateway.Status, loc *localStatus) string {
+func notRunningLine(st api.Status, loc *localStatus) string {
 	switch {
 	case loc.LastState == "":
 		return fmt.Sprintf("not running (last pid %d; it never wrote its state)", st.PID)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -48,16 +50,16 @@ type control interface {
 	// requestID).
 	Cancel(ctx context.Context, requestID string) (cancelResult, error)
 	// Status returns the gateway's status.
-	Status(ctx context.Context) (gateway.Status, error)
+	Status(ctx context.Context) (api.Status, error)
 	// Turns returns the turns in flight (HTTP only: the home does not
 	// record them).
-	Turns(ctx context.Context) ([]gateway.TurnInfo, error)
+	Turns(ctx context.Context) ([]api.TurnInfo, error)
 	// Describe returns the status as the status command shows it: for a
 	// local home, with how it was learned.
 	Describe(ctx context.Context) (statusView, error)
 	// WaitIdle returns as soon as no turn is in flight, or after within
 	// with idle false; st is the status at that moment.
-	WaitIdle(ctx context.Context, within time.Duration) (st gateway.Status, idle bool, err error)
+	WaitIdle(ctx context.Context, within time.Duration) (st api.Status, idle bool, err error)
 	// Shutdown starts the shutdown sequence (force: interrupt now).
 	Shutdown(ctx context.Context, force bool) (shutdownResult, error)
 	// WaitExited returns nil once the gateway process has exited; ctx
@@ -71,13 +73,13 @@ type control interface {
 // drainResult is the API's drain answer; a local drain adds the home and
 // whether a live gateway holds it.
 type drainResult struct {
-	server.DrainResponse
+	api.DrainResponse
 	localInfo
 }
 
 // cancelResult is the API's cancel answer, plus the same for a local one.
 type cancelResult struct {
-	server.CancelResponse
+	api.CancelResponse
 	localInfo
 }
 
@@ -95,7 +97,7 @@ type localInfo struct {
 // statusView is what the status command shows: the API's status, and for
 // a local home what LocalStatus found and where the state came from.
 type statusView struct {
-	gateway.Status
+	api.Status
 	local *localStatus
 }
 
@@ -105,7 +107,7 @@ func (v statusView) MarshalJSON() ([]byte, error) {
 		return json.Marshal(v.Status)
 	}
 	return json.Marshal(struct {
-		gateway.Status
+		api.Status
 		*localStatus
 	}{v.Status, v.local})
 }
@@ -136,7 +138,7 @@ var errNotRunning = errors.New("the gateway is not running")
 // shutdownResult is the API's shutdown answer; a local shutdown, which
 // signals the process instead, adds the pid and the signals it sent.
 type shutdownResult struct {
-	server.ShutdownResponse
+	api.ShutdownResponse
 	PID     int      `json:"pid,omitempty"`
 	Signals []string `json:"signals,omitempty"`
 }
@@ -212,7 +214,7 @@ func (t *target) control(m *Main) (control, error) {
 				t.url, err)
 		}
 	}
-	c, err := server.NewClient(t.url, token, nil)
+	c, err := client.New(t.url, token, nil)
 	if err != nil {
 		return nil, usagef("--url (QUIESCE_URL): %s", plain(err))
 	}

@@ -9,14 +9,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // httpControl is a control over the HTTP API. Its errors are already
 // explained for the user (see explain).
 type httpControl struct {
-	c *server.Client
+	c *client.Client
 	// tokenSource names where the token came from, for a 401.
 	tokenSource string
 }
@@ -32,7 +33,7 @@ func call[T any](ctx context.Context, h *httpControl, f func(context.Context) (T
 // Drain asks for a drain; an announce (req.Announce) makes the gateway
 // answer only when its window has ended, so the call's bound grows by it.
 func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drainResult, error) {
-	body := server.DrainBody{SuppressNotification: req.SuppressNotification, RequestID: req.RequestID, Reason: req.Reason}
+	body := api.DrainBody{SuppressNotification: req.SuppressNotification, RequestID: req.RequestID, Reason: req.Reason}
 	if req.Announce > 0 {
 		secs := req.Announce.Seconds()
 		body.AnnounceSeconds = &secs
@@ -44,13 +45,13 @@ func (h *httpControl) Drain(ctx context.Context, req gateway.DrainRequest) (drai
 }
 
 func (h *httpControl) Cancel(ctx context.Context, requestID string) (cancelResult, error) {
-	res, err := call(ctx, h, func(ctx context.Context) (server.CancelResponse, error) {
+	res, err := call(ctx, h, func(ctx context.Context) (api.CancelResponse, error) {
 		return h.c.Cancel(ctx, requestID)
 	})
 	return cancelResult{CancelResponse: res}, err
 }
 
-func (h *httpControl) Status(ctx context.Context) (gateway.Status, error) {
+func (h *httpControl) Status(ctx context.Context) (api.Status, error) {
 	return call(ctx, h, h.c.Status)
 }
 
@@ -62,7 +63,7 @@ func (h *httpControl) Describe(ctx context.Context) (statusView, error) {
 
 // WaitIdle long-polls status?wait=idle: the server answers the moment the
 // last turn ends.
-func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error) {
+func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (api.Status, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, within+requestTimeout)
 	defer cancel()
 	st, idle, err := h.c.WaitIdle(ctx, within)
@@ -70,7 +71,7 @@ func (h *httpControl) WaitIdle(ctx context.Context, within time.Duration) (gatew
 }
 
 func (h *httpControl) Shutdown(ctx context.Context, force bool) (shutdownResult, error) {
-	res, err := call(ctx, h, func(ctx context.Context) (server.ShutdownResponse, error) {
+	res, err := call(ctx, h, func(ctx context.Context) (api.ShutdownResponse, error) {
 		return h.c.Shutdown(ctx, force)
 	})
 	return shutdownResult{ShutdownResponse: res}, err
@@ -117,11 +118,11 @@ func (h *httpControl) explain(err error) error {
 		return &hintError{err: err, msg: fmt.Sprintf(
 			"the gateway at %s did not answer within %v. Is --url (QUIESCE_URL) right, and the gateway not overloaded?", url, requestTimeout)}
 	}
-	if errors.Is(err, server.ErrUnreachable) {
-		cause := strings.TrimPrefix(err.Error(), server.ErrUnreachable.Error()+": ")
+	if errors.Is(err, client.ErrUnreachable) {
+		cause := strings.TrimPrefix(err.Error(), client.ErrUnreachable.Error()+": ")
 		return &hintError{err: err, msg: fmt.Sprintf("cannot reach the gateway at %s (%s). Is --url (QUIESCE_URL) right?", url, cause)}
 	}
-	e, ok := errors.AsType[*server.APIError](err)
+	e, ok := errors.AsType[*client.APIError](err)
 	if !ok {
 		return err
 	}
@@ -134,11 +135,11 @@ func (h *httpControl) explain(err error) error {
 		if h.tokenSource == "QUIESCE_TOKEN" {
 			msg += "; QUIESCE_TOKEN wins over --tokens-file: unset it to use the file"
 		}
-	case e.Code == server.CodeConflict:
+	case e.Code == api.CodeConflict:
 		msg = e.Message + ". Run 'quiesce status' to see the active drain; 'quiesce cancel' without --request-id cancels whichever is active"
-	case e.Code == server.CodeMarkerUnusable, e.Code == server.CodeMarkerUnwritable:
+	case e.Code == api.CodeMarkerUnusable, e.Code == api.CodeMarkerUnwritable:
 		msg = e.Message
-	case e.Code == server.CodeShuttingDown:
+	case e.Code == api.CodeShuttingDown:
 		msg = shuttingDownHint
 	case e.StatusCode == http.StatusNotFound:
 		msg = fmt.Sprintf("%s answered 404: is --url (QUIESCE_URL) the gateway's base URL, like http://127.0.0.1:8470, with no path?", url)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/internal/homefile"
@@ -123,8 +124,8 @@ func (l *localControl) Cancel(ctx context.Context, requestID string) (cancelResu
 	if err != nil {
 		return cancelResult{}, err
 	}
-	return cancelResult{CancelResponse: server.CancelResponse{
-		OK: true, Action: server.ActionCancel, WasDraining: was, State: st.State, ActiveAgents: st.ActiveAgents,
+	return cancelResult{CancelResponse: api.CancelResponse{
+		OK: true, Action: api.ActionCancel, WasDraining: was, State: st.State, ActiveAgents: st.ActiveAgents,
 	}, localInfo: l.info(st)}, nil
 }
 
@@ -156,7 +157,7 @@ func (l *localControl) await(ctx context.Context, done func(gateway.HomeStatus) 
 }
 
 // Status is Describe's status.
-func (l *localControl) Status(ctx context.Context) (gateway.Status, error) {
+func (l *localControl) Status(ctx context.Context) (api.Status, error) {
 	v, err := l.Describe(ctx)
 	return v.Status, err
 }
@@ -215,8 +216,8 @@ var localHTTP = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: lo
 // askReady asks the gateway listening at addr (as its state file records
 // it; an unspecified host means loopback) for its state on /readyz, which
 // needs no token, and checks that the answer is pid's.
-func askReady(ctx context.Context, addr string, pid int) (server.ReadyResponse, error) {
-	var r server.ReadyResponse
+func askReady(ctx context.Context, addr string, pid int) (api.ReadyResponse, error) {
+	var r api.ReadyResponse
 	if addr == "" {
 		return r, errors.New("its state file records no listen address")
 	}
@@ -268,7 +269,7 @@ func contentlessWhy(path string) string {
 
 // WaitIdle reads the state file every localPollInterval until no turn is
 // in flight, or within passes. A home no live gateway holds is idle.
-func (l *localControl) WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error) {
+func (l *localControl) WaitIdle(ctx context.Context, within time.Duration) (api.Status, bool, error) {
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
 	tick := time.NewTicker(localPollInterval)
@@ -310,7 +311,7 @@ func (l *localControl) Shutdown(ctx context.Context, force bool) (shutdownResult
 	if err != nil {
 		return shutdownResult{}, err
 	}
-	res := shutdownResult{PID: pid, ShutdownResponse: server.ShutdownResponse{
+	res := shutdownResult{PID: pid, ShutdownResponse: api.ShutdownResponse{
 		OK: true, Force: force, AlreadyShuttingDown: st.State == fsm.ShuttingDown,
 	}}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {

@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
 )
 
 // eventsCmd is "quiesce events replay".
@@ -68,7 +68,7 @@ func (c *eventsCmd) run(ctx context.Context, m *Main) error {
 
 // replayResult is the API's replay answer; a local replay adds the home.
 type replayResult struct {
-	server.ReplayResponse
+	api.ReplayResponse
 	localInfo
 }
 
@@ -119,6 +119,6 @@ func (l *localControl) ReplayEvents(_ context.Context) (replayResult, error) {
 		res.EventIDs = []string{}
 	}
 	live := false
-	return replayResult{ReplayResponse: server.ReplayResponse{OK: true, ReplayResult: res},
+	return replayResult{ReplayResponse: api.ReplayResponse{OK: true, ReplayResult: res},
 		localInfo: localInfo{Home: l.home, Live: &live}}, nil
 }

@@ -19,8 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -354,34 +355,34 @@ func TestBashCompletion(t *testing.T) {
 // idleSeq is an idleWaiter that answers statuses in order, then repeats
 // the last; idle when no turn is in flight.
 type idleSeq struct {
-	states []gateway.Status
+	states []api.Status
 	i      int
 	err    error
 }
 
-func (s *idleSeq) WaitIdle(context.Context, time.Duration) (gateway.Status, bool, error) {
+func (s *idleSeq) WaitIdle(context.Context, time.Duration) (api.Status, bool, error) {
 	if s.err != nil {
-		return gateway.Status{}, false, s.err
+		return api.Status{}, false, s.err
 	}
 	st := s.states[min(s.i, len(s.states)-1)]
 	s.i++
 	return st, st.ActiveAgents == 0, nil
 }
 
-func (s *idleSeq) Status(ctx context.Context) (gateway.Status, error) {
+func (s *idleSeq) Status(ctx context.Context) (api.Status, error) {
 	st, _, err := s.WaitIdle(ctx, 0)
 	return st, err
 }
 
-func live(state fsm.State, n int, oldest float64) gateway.Status {
-	return gateway.Status{State: state, ActiveAgents: n, OldestTurnSeconds: oldest, Live: true}
+func live(state fsm.State, n int, oldest float64) api.Status {
+	return api.Status{State: state, ActiveAgents: n, OldestTurnSeconds: oldest, Live: true}
 }
 
 func TestWaitIdle(t *testing.T) {
 	ctx := context.Background()
 	t.Run("Idle", func(t *testing.T) {
 		var out bytes.Buffer
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{
+		_, err := waitIdle(ctx, &idleSeq{states: []api.Status{
 			live(fsm.Running, 2, 3), // the drain not seen yet (local state file lag)
 			live(fsm.Draining, 2, 4),
 			live(fsm.Draining, 1, 2),
@@ -397,7 +398,7 @@ func TestWaitIdle(t *testing.T) {
 	})
 	t.Run("Quiet", func(t *testing.T) {
 		var out bytes.Buffer
-		st, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1), live(fsm.Draining, 0, 0)}},
+		st, err := waitIdle(ctx, &idleSeq{states: []api.Status{live(fsm.Draining, 1, 1), live(fsm.Draining, 0, 0)}},
 			newProgress(&out, true), time.Minute, waitDrained)
 		require.NoError(t, err)
 		assert.Empty(t, out.String(), "--json prints only documents")
@@ -405,18 +406,18 @@ func TestWaitIdle(t *testing.T) {
 	})
 	t.Run("NotLive", func(t *testing.T) {
 		var out bytes.Buffer
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{{State: fsm.Running, ActiveAgents: 3}}}, newProgress(&out, false), time.Minute, waitDrained)
+		_, err := waitIdle(ctx, &idleSeq{states: []api.Status{{State: fsm.Running, ActiveAgents: 3}}}, newProgress(&out, false), time.Minute, waitDrained)
 		require.NoError(t, err, "a home no gateway holds has nothing in flight")
 		assert.Contains(t, out.String(), "no gateway is running")
 	})
 	t.Run("Cancelled", func(t *testing.T) {
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1), live(fsm.Running, 1, 1)}},
+		_, err := waitIdle(ctx, &idleSeq{states: []api.Status{live(fsm.Draining, 1, 1), live(fsm.Running, 1, 1)}},
 			newProgress(&bytes.Buffer{}, false), time.Minute, waitDrained)
 		require.ErrorContains(t, err, "cancelled")
 		assert.Equal(t, exitError, ExitCode(err))
 	})
 	t.Run("Timeout", func(t *testing.T) {
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Draining, 1, 1)}}, newProgress(&bytes.Buffer{}, false), time.Millisecond, waitDrained)
+		_, err := waitIdle(ctx, &idleSeq{states: []api.Status{live(fsm.Draining, 1, 1)}}, newProgress(&bytes.Buffer{}, false), time.Millisecond, waitDrained)
 		assert.ErrorIs(t, err, errWaitTimeout)
 		assert.ErrorContains(t, err, "1 turn still in flight")
 		assert.Equal(t, exitWaitTimeout, ExitCode(err))
@@ -425,7 +426,7 @@ func TestWaitIdle(t *testing.T) {
 		// wait: idle in any state, with no wait for a drain to show, and a
 		// cancel while waiting is no error.
 		var out bytes.Buffer
-		st, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{
+		st, err := waitIdle(ctx, &idleSeq{states: []api.Status{
 			live(fsm.Draining, 2, 3), live(fsm.Running, 1, 1), live(fsm.Running, 0, 0),
 		}}, newProgress(&out, false), time.Minute, waitAnyIdle)
 		require.NoError(t, err)
@@ -433,7 +434,7 @@ func TestWaitIdle(t *testing.T) {
 		assert.Contains(t, out.String(), "new turns may start at any time")
 	})
 	t.Run("AnyIdleTimeout", func(t *testing.T) {
-		_, err := waitIdle(ctx, &idleSeq{states: []gateway.Status{live(fsm.Running, 1, 1)}}, newProgress(&bytes.Buffer{}, false),
+		_, err := waitIdle(ctx, &idleSeq{states: []api.Status{live(fsm.Running, 1, 1)}}, newProgress(&bytes.Buffer{}, false),
 			time.Millisecond, waitAnyIdle)
 		assert.ErrorIs(t, err, errWaitTimeout)
 		assert.Equal(t, exitWaitTimeout, ExitCode(err))
@@ -468,7 +469,7 @@ func TestStripPrefixes(t *testing.T) {
 
 // TestHTTPErrorsSayWhatToDo: the API's error answers, as a user reads them.
 func TestHTTPErrorsSayWhatToDo(t *testing.T) {
-	c, err := server.NewClient("http://127.0.0.1:8470", "t", nil)
+	c, err := client.New("http://127.0.0.1:8470", "t", nil)
 	require.NoError(t, err)
 	tests := []struct {
 		name   string
@@ -476,19 +477,19 @@ func TestHTTPErrorsSayWhatToDo(t *testing.T) {
 		err    error
 		want   []string
 	}{
-		{"401Env", "QUIESCE_TOKEN", &server.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401Env", "QUIESCE_TOKEN", &client.APIError{StatusCode: 401, Code: api.CodeUnauthorized},
 			[]string{"refused the token from QUIESCE_TOKEN", "tokens file", "unset it"}},
-		{"401File", "the token file /h/tokens", &server.APIError{StatusCode: 401, Code: server.CodeUnauthorized},
+		{"401File", "the token file /h/tokens", &client.APIError{StatusCode: 401, Code: api.CodeUnauthorized},
 			[]string{"refused the token from the token file /h/tokens", "SIGHUP"}},
-		{"409Mismatch", "", &server.APIError{StatusCode: 409, Code: server.CodeConflict,
+		{"409Mismatch", "", &client.APIError{StatusCode: 409, Code: api.CodeConflict,
 			Message: `request_id is not the active drain's (the active request_id is "mine"); nothing was changed`},
 			[]string{`the active request_id is "mine"`, "quiesce status"}},
-		{"409Marker", "", &server.APIError{StatusCode: 409, Code: server.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
+		{"409Marker", "", &client.APIError{StatusCode: 409, Code: api.CodeMarkerUnusable, Message: "The drain marker cannot be used: /h/.drain_request.json is a FIFO. Move it aside."},
 			[]string{"is a FIFO", "Move it aside"}},
-		{"409ShuttingDown", "", &server.APIError{StatusCode: 409, Code: server.CodeShuttingDown, Message: server.ShuttingDownText},
+		{"409ShuttingDown", "", &client.APIError{StatusCode: 409, Code: api.CodeShuttingDown, Message: server.ShuttingDownText},
 			[]string{"shutting down", "shutdown wins", "shutdown --wait"}},
-		{"404", "", &server.APIError{StatusCode: 404, Code: server.CodeNotFound}, []string{"base URL"}},
-		{"Refused", "", fmt.Errorf("%w: GET x: %w", server.ErrUnreachable, syscall.ECONNREFUSED),
+		{"404", "", &client.APIError{StatusCode: 404, Code: api.CodeNotFound}, []string{"base URL"}},
+		{"Refused", "", fmt.Errorf("%w: GET x: %w", client.ErrUnreachable, syscall.ECONNREFUSED),
 			[]string{"connection refused", "Is the gateway running?", "--url (QUIESCE_URL)"}},
 	}
 	for _, tt := range tests {
@@ -512,19 +513,19 @@ func TestPrintResults(t *testing.T) {
 		want []string
 	}{
 		{"DrainReplaced", func(b *bytes.Buffer) {
-			printDrain(b, drainResult{DrainResponse: server.DrainResponse{Principal: "ops", RequestID: "r2", State: fsm.Draining, WasDraining: true}})
+			printDrain(b, drainResult{DrainResponse: api.DrainResponse{Principal: "ops", RequestID: "r2", State: fsm.Draining, WasDraining: true}})
 		}, []string{"request_id r2", "replaced the drain request that was already active", "state draining"}},
 		{"DrainLocalNotLive", func(b *bytes.Buffer) {
-			printDrain(b, drainResult{DrainResponse: server.DrainResponse{State: fsm.Stopped}, localInfo: localInfo{Home: "/h", Live: &no}})
+			printDrain(b, drainResult{DrainResponse: api.DrainResponse{State: fsm.Stopped}, localInfo: localInfo{Home: "/h", Live: &no}})
 		}, []string{"in /h", "no gateway is running", "comes up draining"}},
 		{"DrainLocalNotPickedUp", func(b *bytes.Buffer) {
-			printDrain(b, drainResult{DrainResponse: server.DrainResponse{State: fsm.Running}, localInfo: localInfo{Home: "/h", Live: &yes}})
+			printDrain(b, drainResult{DrainResponse: api.DrainResponse{State: fsm.Running}, localInfo: localInfo{Home: "/h", Live: &yes}})
 		}, []string{"not picked it up yet"}},
 		{"CancelNothing", func(b *bytes.Buffer) {
-			printCancel(b, cancelResult{CancelResponse: server.CancelResponse{State: fsm.Running}})
+			printCancel(b, cancelResult{CancelResponse: api.CancelResponse{State: fsm.Running}})
 		}, []string{"no drain to cancel", "was draining: false", "state running"}},
 		{"ShutdownRepeat", func(b *bytes.Buffer) {
-			printShutdown(b, shutdownResult{ShutdownResponse: server.ShutdownResponse{ShutdownID: "s1", AlreadyShuttingDown: true, State: fsm.ShuttingDown}})
+			printShutdown(b, shutdownResult{ShutdownResponse: api.ShutdownResponse{ShutdownID: "s1", AlreadyShuttingDown: true, State: fsm.ShuttingDown}})
 		}, []string{"already in progress", "nothing changed", "--force"}},
 		{"ShutdownLocalForce", func(b *bytes.Buffer) {
 			printShutdown(b, shutdownResult{PID: 42, Signals: []string{"SIGTERM", "SIGINT"}})

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // errWaitTimeout is returned by drain --wait and shutdown --wait when
@@ -24,8 +24,8 @@ const heartbeat = 10 * time.Second
 
 // idleWaiter is the part of control that drain --wait needs.
 type idleWaiter interface {
-	Status(ctx context.Context) (gateway.Status, error)
-	WaitIdle(ctx context.Context, within time.Duration) (gateway.Status, bool, error)
+	Status(ctx context.Context) (api.Status, error)
+	WaitIdle(ctx context.Context, within time.Duration) (api.Status, bool, error)
 }
 
 // progress shows drain --wait's progress: on a terminal one line,
@@ -52,7 +52,7 @@ func newProgress(w io.Writer, quiet bool) *progress {
 // oldestAge returns the oldest turn's age: the reported value, aged by
 // the time since it was first reported (a local state file is only
 // rewritten when something changes).
-func (p *progress) oldestAge(st gateway.Status, now time.Time) time.Duration {
+func (p *progress) oldestAge(st api.Status, now time.Time) time.Duration {
 	if st.OldestTurnSeconds != p.oldest || p.oldestAt.IsZero() {
 		p.oldest, p.oldestAt = st.OldestTurnSeconds, now
 	}
@@ -63,7 +63,7 @@ func (p *progress) oldestAge(st gateway.Status, now time.Time) time.Duration {
 }
 
 // show prints the progress for st.
-func (p *progress) show(st gateway.Status) {
+func (p *progress) show(st api.Status) {
 	now := time.Now()
 	age := p.oldestAge(st, now)
 	if p.quiet {
@@ -124,7 +124,7 @@ const (
 // progressInterval, until the gateway is idle as mode says (nil), the
 // drain is cancelled (waitDrained: an error), or timeout passes
 // (errWaitTimeout). It returns the last status.
-func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Duration, mode waitMode) (gateway.Status, error) {
+func waitIdle(ctx context.Context, c idleWaiter, p *progress, timeout time.Duration, mode waitMode) (api.Status, error) {
 	deadline := time.Now().Add(timeout)
 	st, err := c.Status(ctx)
 	if err != nil {

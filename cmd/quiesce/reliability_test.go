@@ -81,10 +81,10 @@ func TestE2ESecondGatewayOnHomeExits78(t *testing.T) {
 	second := startProcess(t, home, proc)
 	select {
 	case <-second.addr:
-		t.Fatalf("a second gateway started serving on a held home; stderr:\n%s", second.stderr.String())
+		require.Fail(t, fmt.Sprintf("a second gateway started serving on a held home; stderr:\n%s", second.stderr.String()))
 	case <-second.done:
 	case <-time.After(exitTimeout):
-		t.Fatalf("the second gateway neither exited nor served within %v", exitTimeout)
+		require.Fail(t, fmt.Sprintf("the second gateway neither exited nor served within %v", exitTimeout))
 	}
 	require.Equal(t, 78, second.code, second.stderr.String())
 	assert.Contains(t, second.stderr.String(), "pid "+strconv.Itoa(p.cmd.Process.Pid))
@@ -137,7 +137,7 @@ func TestE2EShutdownBoundHoldsWithSlowUpload(t *testing.T) {
 	select {
 	case <-p.done:
 	case <-time.After(bound):
-		t.Fatalf("still running %v after SIGTERM (drain 1s + notify 1s + 1s)", bound)
+		require.Fail(t, fmt.Sprintf("still running %v after SIGTERM (drain 1s + notify 1s + 1s)", bound))
 	}
 	t.Logf("exited %v after SIGTERM", time.Since(begin).Round(time.Millisecond))
 	assert.Equal(t, 0, p.code)
@@ -273,7 +273,7 @@ func TestE2ENoTurnServedBeforeFirstReconcile(t *testing.T) {
 			got++
 			require.Equal(t, http.StatusServiceUnavailable, a.code, "answer %d: a turn was served before the marker was reconciled", got)
 		case <-deadline:
-			t.Fatalf("only %d answers within %v; stderr:\n%s", got, startTimeout, p.stderr.String())
+			require.Fail(t, fmt.Sprintf("only %d answers within %v; stderr:\n%s", got, startTimeout, p.stderr.String()))
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/notify"
@@ -342,18 +343,18 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 }
 
 // newAgent builds the agent --agent names.
-func (c *runCmd) newAgent(logger *slog.Logger) (gateway.Agent, error) {
+func (c *runCmd) newAgent(logger *slog.Logger) (agent.Agent, error) {
 	switch c.agent {
 	case "exec":
-		return gateway.NewExec(c.agentCmd, logger), nil
+		return agent.NewExec(c.agentCmd, logger), nil
 	case "http":
-		agent, err := gateway.NewHTTP(c.agentURL, gateway.HTTPAgentOptions{Timeout: c.agentTimeout})
+		a, err := agent.NewHTTP(c.agentURL, agent.HTTPOptions{Timeout: c.agentTimeout})
 		if err != nil {
 			return nil, usagef("--agent-url: %v", err)
 		}
-		return agent, nil
+		return a, nil
 	default:
-		return gateway.NewEcho(c.agentWork), nil
+		return agent.NewEcho(c.agentWork), nil
 	}
 }
 

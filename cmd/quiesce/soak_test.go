@@ -122,7 +122,7 @@ echo "re: $msg"`, life, logPath)
 				leftTemps++
 				continue
 			}
-			t.Errorf("life %d: temp file %s left by the killed gateway survived the start", life, name)
+			assert.Fail(t, fmt.Sprintf("life %d: temp file %s left by the killed gateway survived the start", life, name))
 		}
 		st := p.status()
 		if marker != nil {
@@ -582,7 +582,7 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, bound time.Duration, what strin
 	select {
 	case <-done:
 	case <-time.After(bound):
-		t.Fatalf("%s did not finish within %v", what, bound)
+		require.Fail(t, fmt.Sprintf("%s did not finish within %v", what, bound))
 	}
 }
 

@@ -11,14 +11,14 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // statusSource is what the notifier reads from the gateway.
 type statusSource interface {
-	Status() gateway.Status
-	WaitChange(ctx context.Context, after uint64) (gateway.Status, error)
+	Status() api.Status
+	WaitChange(ctx context.Context, after uint64) (api.Status, error)
 }
 
 // systemdNotifier tells a service manager that speaks the sd_notify
@@ -272,7 +272,7 @@ func (n *systemdNotifier) sendLocked(msg string) {
 
 // systemdStatusLine is the STATUS= text for st, e.g. "draining, 2 turns in
 // flight, oldest 14s".
-func systemdStatusLine(st gateway.Status) string {
+func systemdStatusLine(st api.Status) string {
 	turns := "turns"
 	if st.ActiveAgents == 1 {
 		turns = "turn"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -15,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // systemdWait bounds every wait of these tests.
@@ -24,22 +25,22 @@ const systemdWait = 10 * time.Second
 
 // fakeStatus is a statusSource whose status the test sets.
 type fakeStatus struct {
-	mu      sync.Mutex     // guards st and changed
-	st      gateway.Status // the current status
-	changed chan struct{}  // closed and replaced by set
+	mu      sync.Mutex    // guards st and changed
+	st      api.Status    // the current status
+	changed chan struct{} // closed and replaced by set
 }
 
-func newFakeStatus(st gateway.Status) *fakeStatus {
+func newFakeStatus(st api.Status) *fakeStatus {
 	return &fakeStatus{st: st, changed: make(chan struct{})}
 }
 
-func (f *fakeStatus) Status() gateway.Status {
+func (f *fakeStatus) Status() api.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st
 }
 
-func (f *fakeStatus) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
+func (f *fakeStatus) WaitChange(ctx context.Context, after uint64) (api.Status, error) {
 	for {
 		f.mu.Lock()
 		st, ch := f.st, f.changed
@@ -56,7 +57,7 @@ func (f *fakeStatus) WaitChange(ctx context.Context, after uint64) (gateway.Stat
 }
 
 // set replaces the status with st (its Seq one past the last).
-func (f *fakeStatus) set(st gateway.Status) {
+func (f *fakeStatus) set(st api.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st.Seq = f.st.Seq + 1
@@ -86,7 +87,7 @@ func (r *recorder) next(t *testing.T, what string) string {
 				return m
 			}
 		case <-deadline:
-			t.Fatalf("no sd_notify message within %v: wanted %s", systemdWait, what)
+			require.Fail(t, fmt.Sprintf("no sd_notify message within %v: wanted %s", systemdWait, what))
 			return ""
 		}
 	}
@@ -98,9 +99,7 @@ func (r *recorder) none(t *testing.T) {
 	for {
 		select {
 		case m := <-r.msgs:
-			if m != "WATCHDOG=1" {
-				t.Fatalf("unexpected sd_notify message %q", m)
-			}
+			require.Equalf(t, "WATCHDOG=1", m, "unexpected sd_notify message %q", m)
 		default:
 			return
 		}
@@ -111,14 +110,14 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 
 func TestSystemdStatusLine(t *testing.T) {
 	tests := []struct {
-		st   gateway.Status
+		st   api.Status
 		want string
 	}{
-		{gateway.Status{State: fsm.Running}, "running, 0 turns in flight"},
-		{gateway.Status{State: fsm.Running, ActiveAgents: 1, OldestTurnSeconds: 0.2}, "running, 1 turn in flight, oldest <1s"},
-		{gateway.Status{State: fsm.Draining, ActiveAgents: 2, OldestTurnSeconds: 14.4}, "draining, 2 turns in flight, oldest 14s"},
-		{gateway.Status{State: fsm.ShuttingDown, ActiveAgents: 3, OldestTurnSeconds: 75}, "shutting_down, 3 turns in flight, oldest 1m15s"},
-		{gateway.Status{State: fsm.Stopped}, "stopped, 0 turns in flight"},
+		{api.Status{State: fsm.Running}, "running, 0 turns in flight"},
+		{api.Status{State: fsm.Running, ActiveAgents: 1, OldestTurnSeconds: 0.2}, "running, 1 turn in flight, oldest <1s"},
+		{api.Status{State: fsm.Draining, ActiveAgents: 2, OldestTurnSeconds: 14.4}, "draining, 2 turns in flight, oldest 14s"},
+		{api.Status{State: fsm.ShuttingDown, ActiveAgents: 3, OldestTurnSeconds: 75}, "shutting_down, 3 turns in flight, oldest 1m15s"},
+		{api.Status{State: fsm.Stopped}, "stopped, 0 turns in flight"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, systemdStatusLine(tt.st))
@@ -131,7 +130,7 @@ func TestSystemdNotifierSilentWithoutSocket(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	n := newSystemdNotifier(discardLogger(), time.Second)
 	require.Nil(t, n)
-	n.ready(t.Context(), newFakeStatus(gateway.Status{State: fsm.Running}))
+	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	n.close()
 }
@@ -144,16 +143,16 @@ func TestSystemdNotifierSequence(t *testing.T) {
 	rec := newRecorder()
 	n := startSystemdNotifier(discardLogger(), rec.send, 0, 13*time.Second)
 	defer n.close()
-	gw := newFakeStatus(gateway.Status{State: fsm.Running})
+	gw := newFakeStatus(api.Status{State: fsm.Running})
 
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.Draining}) // not a shutdown: nothing
 	n.ready(t.Context(), gw)
 	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", rec.next(t, "READY=1"))
 
-	gw.set(gateway.Status{State: fsm.Draining})
+	gw.set(api.Status{State: fsm.Draining})
 	assert.Equal(t, "STATUS=draining, 0 turns in flight", rec.next(t, "STATUS=draining"))
-	gw.set(gateway.Status{State: fsm.Draining}) // same line: not repeated
-	gw.set(gateway.Status{State: fsm.Running, ActiveAgents: 1})
+	gw.set(api.Status{State: fsm.Draining}) // same line: not repeated
+	gw.set(api.Status{State: fsm.Running, ActiveAgents: 1})
 	assert.Equal(t, "STATUS=running, 1 turn in flight", rec.next(t, "STATUS=running"))
 
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown, Event: fsm.Shutdown})
@@ -170,9 +169,9 @@ func TestSystemdNotifierNoReadyAfterStopping(t *testing.T) {
 	defer n.close()
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	assert.Equal(t, "STOPPING=1\nEXTEND_TIMEOUT_USEC=1000000", rec.next(t, "STOPPING=1"))
-	gw := newFakeStatus(gateway.Status{State: fsm.ShuttingDown})
+	gw := newFakeStatus(api.Status{State: fsm.ShuttingDown})
 	n.ready(t.Context(), gw)
-	gw.set(gateway.Status{State: fsm.Stopped})
+	gw.set(api.Status{State: fsm.Stopped})
 	assert.Equal(t, "STATUS=stopped, 0 turns in flight", rec.next(t, "STATUS=stopped"))
 	n.close()
 	rec.none(t)
@@ -191,11 +190,11 @@ func TestSystemdNotifierSendsBeforeReturning(t *testing.T) {
 		case m := <-rec.msgs:
 			return m
 		default:
-			t.Fatalf("%s not sent when the call returned", what)
+			require.Fail(t, fmt.Sprintf("%s not sent when the call returned", what))
 			return ""
 		}
 	}
-	n.ready(t.Context(), newFakeStatus(gateway.Status{State: fsm.Running}))
+	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
 	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", sent("READY=1"))
 	n.reloading()
 	assert.True(t, strings.HasPrefix(sent("RELOADING=1"), "RELOADING=1\n"))
@@ -220,14 +219,14 @@ func TestSystemdNotifierWatchdog(t *testing.T) {
 			require.Equal(t, "WATCHDOG=1", m)
 			pings++
 		case <-deadline:
-			t.Fatalf("%d watchdog pings within %v, want 2", pings, systemdWait)
+			require.Fail(t, fmt.Sprintf("%d watchdog pings within %v, want 2", pings, systemdWait))
 		}
 	}
 	n.close()
 	select {
 	case <-n.done:
 	default:
-		t.Fatal("the watchdog pinger (and its ticker) still runs after close")
+		require.Fail(t, "the watchdog pinger (and its ticker) still runs after close")
 	}
 }
 
@@ -250,7 +249,7 @@ func TestSystemdNotifierSendFailureKeepsGoing(t *testing.T) {
 		return logs.Write(p)
 	}), nil))
 	n := startSystemdNotifier(logger, send, 0, time.Second)
-	n.ready(t.Context(), newFakeStatus(gateway.Status{State: fsm.Running}))
+	n.ready(t.Context(), newFakeStatus(api.Status{State: fsm.Running}))
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})
 	n.close()
 	mu.Lock()
@@ -302,7 +301,7 @@ func TestSystemdNotifierReload(t *testing.T) {
 	rec := newRecorder()
 	n := startSystemdNotifier(discardLogger(), rec.send, 0, time.Second)
 	defer n.close()
-	gw := newFakeStatus(gateway.Status{State: fsm.Running})
+	gw := newFakeStatus(api.Status{State: fsm.Running})
 	n.ready(t.Context(), gw)
 	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight", rec.next(t, "READY=1"))
 
@@ -323,7 +322,7 @@ func TestSystemdNotifierReload(t *testing.T) {
 	n.reloaded(false, "tokens reload failed, still using the old 1 token:\nmode 0644")
 	assert.Equal(t, "READY=1\nSTATUS=running, 0 turns in flight; tokens reload failed, still using the old 1 token: mode 0644",
 		rec.next(t, "READY=1 after a failed reload"))
-	gw.set(gateway.Status{State: fsm.Draining})
+	gw.set(api.Status{State: fsm.Draining})
 	assert.Equal(t, "STATUS=draining, 0 turns in flight; tokens reload failed, still using the old 1 token: mode 0644",
 		rec.next(t, "STATUS= keeps the failed reload's note"))
 
@@ -331,7 +330,7 @@ func TestSystemdNotifierReload(t *testing.T) {
 	assert.True(t, strings.HasPrefix(rec.next(t, "RELOADING=1"), "RELOADING=1\nMONOTONIC_USEC="))
 	n.reloaded(true, "tokens reloaded: 2 tokens")
 	assert.Equal(t, "READY=1\nSTATUS=draining, 0 turns in flight; tokens reloaded: 2 tokens", rec.next(t, "READY=1 after a good reload"))
-	gw.set(gateway.Status{State: fsm.Running})
+	gw.set(api.Status{State: fsm.Running})
 	assert.Equal(t, "STATUS=running, 0 turns in flight", rec.next(t, "STATUS= without the note"))
 
 	n.transition(fsm.Transition{From: fsm.Running, To: fsm.ShuttingDown})

@@ -63,9 +63,7 @@ func (s *notifySocket) read(t *testing.T, what string, done func(line string) bo
 	for {
 		select {
 		case line, ok := <-s.lines:
-			if !ok {
-				t.Fatalf("notify socket closed before %s; got %q", what, s.seen)
-			}
+			require.Truef(t, ok, "notify socket closed before %s; got %q", what, s.seen)
 			if line == "WATCHDOG=1" {
 				s.watchdog++
 			} else {
@@ -75,7 +73,7 @@ func (s *notifySocket) read(t *testing.T, what string, done func(line string) bo
 				return line
 			}
 		case <-deadline:
-			t.Fatalf("no %s on NOTIFY_SOCKET within %v; got %q and %d watchdog pings", what, startTimeout, s.seen, s.watchdog)
+			require.Fail(t, fmt.Sprintf("no %s on NOTIFY_SOCKET within %v; got %q and %d watchdog pings", what, startTimeout, s.seen, s.watchdog))
 			return ""
 		}
 	}
@@ -227,7 +225,7 @@ func (p *gatewayProc) metricValue(series string) float64 {
 			return f
 		}
 	}
-	p.t.Fatalf("no series %s in /metrics:\n%s", series, r.raw)
+	require.Fail(p.t, fmt.Sprintf("no series %s in /metrics:\n%s", series, r.raw))
 	return 0
 }
 

@@ -6,8 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/quiesce-dev/quiesce/gateway"
-	"github.com/quiesce-dev/quiesce/server"
+	"github.com/quiesce-dev/quiesce/api"
 )
 
 // turnsCmd is "quiesce turns".
@@ -37,16 +36,16 @@ func (c *turnsCmd) run(ctx context.Context, m *Main) error {
 	}
 	if c.json {
 		if turns == nil {
-			turns = []gateway.TurnInfo{}
+			turns = []api.TurnInfo{}
 		}
-		return writeJSON(m.Stdout, server.TurnsResponse{Turns: turns})
+		return writeJSON(m.Stdout, api.TurnsResponse{Turns: turns})
 	}
 	printTurns(m.Stdout, turns)
 	return nil
 }
 
 // printTurns prints turns as a table, or says there are none.
-func printTurns(w io.Writer, turns []gateway.TurnInfo) {
+func printTurns(w io.Writer, turns []api.TurnInfo) {
 	if len(turns) == 0 {
 		fmt.Fprintln(w, "no turns in flight")
 		return
@@ -74,11 +73,11 @@ var errTurnsNeedURL = usagef("the list of turns needs a live gateway's URL: set 
 	"('quiesce status' without --url shows that)")
 
 // Turns implements control over HTTP.
-func (h *httpControl) Turns(ctx context.Context) ([]gateway.TurnInfo, error) {
+func (h *httpControl) Turns(ctx context.Context) ([]api.TurnInfo, error) {
 	return call(ctx, h, h.c.Turns)
 }
 
 // Turns implements control locally: the home does not record the list.
-func (l *localControl) Turns(context.Context) ([]gateway.TurnInfo, error) {
+func (l *localControl) Turns(context.Context) ([]api.TurnInfo, error) {
 	return nil, errTurnsNeedURL
 }

@@ -1,16 +1,21 @@
-package server_test
+// Package fakegateway is a test double of server.Gateway, for the tests of
+// server and client: a function-field fake over a small lifecycle model.
+// Its mutex guards the call log and the model; its change channel wakes
+// WaitChange callers.
+package fakegateway
 
 import (
 	"context"
 	"strings"
 	"sync"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
-var _ server.Gateway = (*Gateway)(nil)
+var _ server.Gateway = (*Gateway)(nil) // the fake stays in step with the interface
 
 // Gateway is a function-field fake of server.Gateway that records the
 // order of calls. A nil function field falls back to a small model: a
@@ -20,17 +25,17 @@ var _ server.Gateway = (*Gateway)(nil)
 // (a repeat reports AlreadyShuttingDown, force sticks once asked for).
 type Gateway struct {
 	TurnFn          func(ctx context.Context, session, text string) (string, error)
-	EventFn         func(ctx context.Context, session, text string) (gateway.EventReceipt, error)
+	EventFn         func(ctx context.Context, session, text string) (api.EventReceipt, error)
 	BeginDrainFn    func(ctx context.Context, req gateway.DrainRequest) (gateway.DrainResult, error)
 	CancelDrainFn   func(ctx context.Context, requestID string) (gateway.CancelResult, error)
-	StatusFn        func() gateway.Status
+	StatusFn        func() api.Status
 	WaitIdleFn      func(ctx context.Context) error
-	WaitChangeFn    func(ctx context.Context, after uint64) (gateway.Status, error)
+	WaitChangeFn    func(ctx context.Context, after uint64) (api.Status, error)
 	BeginShutdownFn func(force bool) gateway.ShutdownStart
 	StreamFn        func(ctx context.Context, req gateway.TurnRequest) (string, error)
-	TurnsFn         func() []gateway.TurnInfo
-	HistoryFn       func() []gateway.HistoryEntry
-	ReplayEventsFn  func(ctx context.Context) (gateway.ReplayResult, error)
+	TurnsFn         func() []api.TurnInfo
+	HistoryFn       func() []api.HistoryEntry
+	ReplayEventsFn  func(ctx context.Context) (api.ReplayResult, error)
 
 	mu     sync.Mutex
 	calls  []string
@@ -39,6 +44,10 @@ type Gateway struct {
 	change chan struct{} // closed and replaced when seq grows; nil until a WaitChange needs it
 	forced bool          // a BeginShutdown asked for force
 }
+
+// InState returns a fake whose model starts in state s (no change is
+// counted: Status's Seq is 0).
+func InState(s fsm.State) *Gateway { return &Gateway{state: s} }
 
 // Calls returns the names of the methods called so far, in order.
 func (g *Gateway) Calls() []string {
@@ -53,7 +62,9 @@ func (g *Gateway) record(name string) {
 	g.calls = append(g.calls, name)
 }
 
-func (g *Gateway) getState() fsm.State {
+// State returns the model's state (running until a drain, a cancel or
+// SetState changes it).
+func (g *Gateway) State() fsm.State {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state == "" {
@@ -62,7 +73,9 @@ func (g *Gateway) getState() fsm.State {
 	return g.state
 }
 
-func (g *Gateway) setState(s fsm.State) {
+// SetState sets the model's state; a change grows Status's Seq and wakes
+// WaitChange callers.
+func (g *Gateway) SetState(s fsm.State) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.setStateLocked(s)
@@ -99,7 +112,7 @@ func (g *Gateway) Turn(ctx context.Context, session, text string) (string, error
 	if g.TurnFn != nil {
 		return g.TurnFn(ctx, session, text)
 	}
-	if st := g.getState(); st != fsm.Running {
+	if st := g.State(); st != fsm.Running {
 		return "", &gateway.RefusedError{State: st}
 	}
 	return text, nil
@@ -111,7 +124,7 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 	if g.StreamFn != nil {
 		return g.StreamFn(ctx, req)
 	}
-	if st := g.getState(); st != fsm.Running {
+	if st := g.State(); st != fsm.Running {
 		g.record("Turn")
 		return "", &gateway.RefusedError{State: st}
 	}
@@ -129,21 +142,21 @@ func (g *Gateway) Stream(ctx context.Context, req gateway.TurnRequest) (string, 
 
 // ReplayEvents implements server.Gateway: nothing to replay unless
 // ReplayEventsFn says otherwise.
-func (g *Gateway) ReplayEvents(ctx context.Context) (gateway.ReplayResult, error) {
+func (g *Gateway) ReplayEvents(ctx context.Context) (api.ReplayResult, error) {
 	g.record("ReplayEvents")
 	if g.ReplayEventsFn != nil {
 		return g.ReplayEventsFn(ctx)
 	}
-	return gateway.ReplayResult{EventIDs: []string{}}, nil
+	return api.ReplayResult{EventIDs: []string{}}, nil
 }
 
 // Event implements server.Gateway.
-func (g *Gateway) Event(ctx context.Context, session, text string) (gateway.EventReceipt, error) {
+func (g *Gateway) Event(ctx context.Context, session, text string) (api.EventReceipt, error) {
 	g.record("Event")
 	if g.EventFn != nil {
 		return g.EventFn(ctx, session, text)
 	}
-	return gateway.EventReceipt{ID: "ev1", Spooled: g.getState() != fsm.Running}, nil
+	return api.EventReceipt{ID: "ev1", Spooled: g.State() != fsm.Running}, nil
 }
 
 // BeginDrain implements server.Gateway.
@@ -152,13 +165,13 @@ func (g *Gateway) BeginDrain(ctx context.Context, req gateway.DrainRequest) (gat
 	if g.BeginDrainFn != nil {
 		return g.BeginDrainFn(ctx, req)
 	}
-	was := g.getState() == fsm.Draining
-	g.setState(fsm.Draining)
+	was := g.State() == fsm.Draining
+	g.SetState(fsm.Draining)
 	id := req.RequestID
 	if id == "" {
 		id = "generated"
 	}
-	info := gateway.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id, Status: "active", Persisted: true}
+	info := api.DrainInfo{Action: "drain", Principal: req.Principal, RequestID: id, Status: "active", Persisted: true}
 	if req.SuppressNotification != nil {
 		info.SuppressNotification = *req.SuppressNotification
 	}
@@ -178,15 +191,15 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (gateway.Ca
 	if g.CancelDrainFn != nil {
 		return g.CancelDrainFn(ctx, requestID)
 	}
-	was := g.getState() == fsm.Draining
+	was := g.State() == fsm.Draining
 	if was {
-		g.setState(fsm.Running)
+		g.SetState(fsm.Running)
 	}
-	return gateway.CancelResult{WasDraining: was, State: g.getState()}, nil
+	return gateway.CancelResult{WasDraining: was, State: g.State()}, nil
 }
 
 // Status implements server.Gateway.
-func (g *Gateway) Status() gateway.Status {
+func (g *Gateway) Status() api.Status {
 	g.record("Status")
 	if g.StatusFn != nil {
 		return g.StatusFn()
@@ -194,12 +207,12 @@ func (g *Gateway) Status() gateway.Status {
 	g.mu.Lock()
 	seq := g.seq
 	g.mu.Unlock()
-	st := g.getState()
-	return gateway.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
+	st := g.State()
+	return api.Status{Seq: seq, State: st, Ready: st == fsm.Running, Epoch: "boot:1", PID: 42}
 }
 
 // Turns implements server.Gateway: none in flight unless TurnsFn says.
-func (g *Gateway) Turns() []gateway.TurnInfo {
+func (g *Gateway) Turns() []api.TurnInfo {
 	g.record("Turns")
 	if g.TurnsFn != nil {
 		return g.TurnsFn()
@@ -208,7 +221,7 @@ func (g *Gateway) Turns() []gateway.TurnInfo {
 }
 
 // History implements server.Gateway: empty unless HistoryFn says.
-func (g *Gateway) History() []gateway.HistoryEntry {
+func (g *Gateway) History() []api.HistoryEntry {
 	g.record("History")
 	if g.HistoryFn != nil {
 		return g.HistoryFn()
@@ -218,7 +231,7 @@ func (g *Gateway) History() []gateway.HistoryEntry {
 
 // WaitChange implements server.Gateway: it waits until Status().Seq
 // exceeds after (in the model: a state change) or ctx is done.
-func (g *Gateway) WaitChange(ctx context.Context, after uint64) (gateway.Status, error) {
+func (g *Gateway) WaitChange(ctx context.Context, after uint64) (api.Status, error) {
 	g.record("WaitChange")
 	if g.WaitChangeFn != nil {
 		return g.WaitChangeFn(ctx, after)

@@ -1,4 +1,4 @@
-package gateway
+package agent
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,9 +22,9 @@ func TestEchoAgent(t *testing.T) {
 	require.Equal(t, "hello", got)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(ErrInterrupted)
+	cancel(errInterrupted)
 	_, err = NewEcho(time.Hour).Run(ctx, Turn{Session: "s", Text: "hello"})
-	require.ErrorIs(t, err, ErrInterrupted)
+	require.ErrorIs(t, err, errInterrupted)
 }
 
 func TestExecAgent(t *testing.T) {
@@ -69,9 +70,9 @@ func TestExecAgentInterruptKillsProcessGroup(t *testing.T) {
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil
 	})
-	cancel(ErrInterrupted)
+	cancel(errInterrupted)
 	err := recv(t, done)
-	require.True(t, errors.Is(err, ErrInterrupted), "got %v", err)
+	require.True(t, errors.Is(err, errInterrupted), "got %v", err)
 	eventually(t, "grandchild gone", func() bool { return !alive(pid) })
 }
 
@@ -87,4 +88,52 @@ func alive(pid int) bool {
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+}
+
+// TestExecReplyIsBounded: a runaway command's output is cut at maxReply
+// (io.Copy must not bypass the limit through ReadFrom).
+func TestExecReplyIsBounded(t *testing.T) {
+	reply, err := NewExec(`head -c 3000000 /dev/zero | tr '\000' a`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Len(t, reply, maxReply)
+}
+
+// TestExecAgentDoesNotInheritTheSupervisorSocket: an agent must not be
+// able to tell systemd anything on the gateway's behalf.
+func TestExecAgentDoesNotInheritTheSupervisorSocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	reply, err := NewExec(`echo "[$NOTIFY_SOCKET]"`, quietLogger()).Run(context.Background(), Turn{Session: "s", Text: "x"})
+	require.NoError(t, err)
+	assert.Equal(t, "[]", reply)
+}
+
+// TestEchoAgentZeroWork: an echo agent with no work time replies at once,
+// and a cancelled turn is cut off with its cause before any reply or delta.
+func TestEchoAgentZeroWork(t *testing.T) {
+	for _, work := range []time.Duration{0, -time.Second} {
+		a := NewEcho(work)
+		got, err := a.Run(context.Background(), Turn{Session: "s", Text: "hello"})
+		require.NoError(t, err)
+		require.Equal(t, "hello", got)
+
+		// A cancelled turn is always cut off, with the cancel's cause,
+		// before its reply and before any delta.
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(errInterrupted)
+		var deltas []string
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "hello"})
+		require.ErrorIs(t, err, errInterrupted)
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) { deltas = append(deltas, d) }})
+		require.ErrorIs(t, err, errInterrupted)
+		require.Empty(t, deltas)
+
+		// A turn cancelled by its first delta stops before the second.
+		ctx, cancel = context.WithCancelCause(context.Background())
+		_, err = a.Run(ctx, Turn{Session: "s", Text: "a b", OnDelta: func(d string) {
+			deltas = append(deltas, d)
+			cancel(context.Canceled)
+		}})
+		require.ErrorIs(t, err, context.Canceled)
+		require.Equal(t, []string{"a "}, deltas)
+	}
 }

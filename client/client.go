@@ -1,4 +1,4 @@
-package server
+package client
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // ErrUnreachable is wrapped by Client methods when the request got no
@@ -45,7 +45,7 @@ func (e *APIError) Error() string {
 }
 
 // Client calls the quiesce HTTP API. The zero value is not usable; create
-// it with NewClient. It is safe for concurrent use.
+// it with New. It is safe for concurrent use.
 //
 // Its errors carry no package prefix, so a CLI can show them as they are:
 // an *APIError for an error answer, ErrUnreachable (with the method, the
@@ -56,10 +56,10 @@ type Client struct {
 	hc    *http.Client
 }
 
-// NewClient returns a Client for the server at baseURL (e.g.
+// New returns a Client for the server at baseURL (e.g.
 // http://127.0.0.1:8470) that authenticates with token. hc may be nil
 // (http.DefaultClient); bound each call with its context.
-func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
+func New(baseURL, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("url %q: %w", baseURL, err)
@@ -73,15 +73,15 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	return &Client{base: u, token: token, hc: hc}, nil
 }
 
-// URL returns the server's base URL, as given to NewClient without a
+// URL returns the server's base URL, as given to New without a
 // trailing slash.
 func (c *Client) URL() string { return c.base.String() }
 
 // Drain asks for a drain, with suppress_notification always given (a
 // refresh of the drain named by requestID sets the flag too; DrainWith
 // can leave it as it is). The gateway refuses new turns once it returns.
-func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (DrainResponse, error) {
-	return c.DrainWith(ctx, DrainBody{SuppressNotification: &suppressNotification, RequestID: requestID})
+func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID string) (api.DrainResponse, error) {
+	return c.DrainWith(ctx, api.DrainBody{SuppressNotification: &suppressNotification, RequestID: requestID})
 }
 
 // DrainWith asks for a drain with body (its Action is set to "drain"):
@@ -92,54 +92,54 @@ func (c *Client) Drain(ctx context.Context, suppressNotification bool, requestID
 // AnnounceSeconds the answer comes only when the announce window has
 // ended (ctx must allow for it); a cancel during the window gives an
 // *APIError 409 drain_cancelled.
-func (c *Client) DrainWith(ctx context.Context, body DrainBody) (DrainResponse, error) {
-	action := ActionDrain
+func (c *Client) DrainWith(ctx context.Context, body api.DrainBody) (api.DrainResponse, error) {
+	action := api.ActionDrain
 	body.Action = &action
-	var out DrainResponse
+	var out api.DrainResponse
 	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, body, &out)
 	return out, err
 }
 
 // Cancel cancels the drain (the active one, or only the one named by a
 // non-empty requestID; another gives an *APIError with status 409).
-func (c *Client) Cancel(ctx context.Context, requestID string) (CancelResponse, error) {
-	action := ActionCancel
-	var out CancelResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, DrainBody{Action: &action, RequestID: requestID}, &out)
+func (c *Client) Cancel(ctx context.Context, requestID string) (api.CancelResponse, error) {
+	action := api.ActionCancel
+	var out api.CancelResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/drain", nil, api.DrainBody{Action: &action, RequestID: requestID}, &out)
 	return out, err
 }
 
 // Status returns the gateway's status.
-func (c *Client) Status(ctx context.Context) (gateway.Status, error) {
-	var out StatusResponse
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var out api.StatusResponse
 	err := c.do(ctx, http.MethodGet, "/api/gateway/status", nil, nil, &out)
 	return out.Status, err
 }
 
 // Turns returns the turns in flight, oldest first.
-func (c *Client) Turns(ctx context.Context) ([]gateway.TurnInfo, error) {
-	var out TurnsResponse
-	err := c.do(ctx, http.MethodGet, TurnsPath, nil, nil, &out)
+func (c *Client) Turns(ctx context.Context) ([]api.TurnInfo, error) {
+	var out api.TurnsResponse
+	err := c.do(ctx, http.MethodGet, api.TurnsPath, nil, nil, &out)
 	return out.Turns, err
 }
 
 // History returns the gateway's last lifecycle events, oldest first.
-func (c *Client) History(ctx context.Context) ([]gateway.HistoryEntry, error) {
-	var out HistoryResponse
-	err := c.do(ctx, http.MethodGet, HistoryPath, nil, nil, &out)
+func (c *Client) History(ctx context.Context) ([]api.HistoryEntry, error) {
+	var out api.HistoryResponse
+	err := c.do(ctx, http.MethodGet, api.HistoryPath, nil, nil, &out)
 	return out.Events, err
 }
 
 // WaitIdle long-polls the status (GET /api/gateway/status?wait=idle)
 // until no turn is in flight or the server-side timeout passes, and
 // reports which happened. The server answers at once when the gateway is
-// already idle, and caps timeout at MaxWaitTimeout. ctx should outlive
+// already idle, and caps timeout at its MaxWaitTimeout (server.MaxWaitTimeout). ctx should outlive
 // timeout by a little (the answer has to travel back).
-func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gateway.Status, idle bool, err error) {
+func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st api.Status, idle bool, err error) {
 	q := url.Values{"wait": {"idle"}, "timeout": {timeout.String()}}
-	var out StatusResponse
+	var out api.StatusResponse
 	if err := c.do(ctx, http.MethodGet, "/api/gateway/status", q, nil, &out); err != nil {
-		return gateway.Status{}, false, err
+		return api.Status{}, false, err
 	}
 	return out.Status, out.Idle != nil && *out.Idle, nil
 }
@@ -148,30 +148,30 @@ func (c *Client) WaitIdle(ctx context.Context, timeout time.Duration) (st gatewa
 // serves. After a shutdown it fails with ErrUnreachable, and with
 // syscall.ECONNREFUSED once the server has closed its listener.
 func (c *Client) Health(ctx context.Context) error {
-	var out HealthResponse
+	var out api.HealthResponse
 	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, &out)
 }
 
 // Shutdown starts the shutdown sequence (force: interrupt remaining turns
 // now) and returns without waiting for it.
-func (c *Client) Shutdown(ctx context.Context, force bool) (ShutdownResponse, error) {
-	var out ShutdownResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/shutdown", nil, ShutdownBody{Force: force}, &out)
+func (c *Client) Shutdown(ctx context.Context, force bool) (api.ShutdownResponse, error) {
+	var out api.ShutdownResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/shutdown", nil, api.ShutdownBody{Force: force}, &out)
 	return out, err
 }
 
 // ReplayEvents moves the rejected internal events back into the spool
 // (POST /api/gateway/events/replay).
-func (c *Client) ReplayEvents(ctx context.Context) (ReplayResponse, error) {
-	var out ReplayResponse
-	err := c.do(ctx, http.MethodPost, "/api/gateway/events/replay", nil, ReplayBody{}, &out)
+func (c *Client) ReplayEvents(ctx context.Context) (api.ReplayResponse, error) {
+	var out api.ReplayResponse
+	err := c.do(ctx, http.MethodPost, "/api/gateway/events/replay", nil, api.ReplayBody{}, &out)
 	return out, err
 }
 
 // Send runs one turn for session and returns the reply.
 func (c *Client) Send(ctx context.Context, session, text string) (string, error) {
-	var out MessageResponse
-	err := c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(session)+"/messages", nil, MessageBody{Text: text}, &out)
+	var out api.MessageResponse
+	err := c.do(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(session)+"/messages", nil, api.MessageBody{Text: text}, &out)
 	return out.Reply, err
 }
 
@@ -206,7 +206,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	}
 	if resp.StatusCode >= 300 {
 		e := &APIError{StatusCode: resp.StatusCode}
-		var eb ErrorBody
+		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil {
 			e.Code, e.Message, e.State = eb.Error, eb.Message, eb.State
 		} else {

@@ -1,4 +1,4 @@
-package server
+package page
 
 import (
 	"bytes"
@@ -7,18 +7,19 @@ import (
 	"encoding/hex"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/gorilla/mux"
-
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
-// The status page: GET / (and HEAD), no token needed. It is rendered on
+// The status page: GET / (and HEAD), no token needed; the server routes
+// it (Paths) to a Page. It is rendered on
 // the server with html/template and shows only what /readyz and /metrics
 // already tell anyone who can reach the port: the state and since when
 // ("draining for 3m12s"), the turns in flight and the oldest turn's age,
@@ -36,27 +37,31 @@ import (
 
 // Paths of the status page and its two static files.
 const (
-	PagePath   = "/"
+	Path       = "/"
 	ScriptPath = "/static/page.js"
 	StylePath  = "/static/page.css"
 )
 
-// PageRefreshSeconds is how often the page reloads itself when
-// JavaScript is off (a <meta http-equiv="refresh"> inside <noscript>).
-const PageRefreshSeconds = 5
+// Paths lists the paths a Page serves, each for GET and HEAD: Path, then
+// its static files.
+func Paths() []string { return []string{Path, ScriptPath, StylePath} }
 
-// PageCSP is the Content-Security-Policy of the status page: scripts,
+// RefreshSeconds is how often the page reloads itself when
+// JavaScript is off (a <meta http-equiv="refresh"> inside <noscript>).
+const RefreshSeconds = 5
+
+// CSP is the Content-Security-Policy of the status page: scripts,
 // styles and requests from this origin only, no inline script or style, no
 // plugins, no framing, no form submission (the token form is handled by
 // the script and never submitted, so the token cannot land in a URL).
-const PageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
 	"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-//go:embed page/page.html page/page.js page/page.css
+//go:embed page.html page.js page.css
 var pageFiles embed.FS
 
 // pageTemplate is the status page's template.
-var pageTemplate = template.Must(template.ParseFS(pageFiles, "page/page.html"))
+var pageTemplate = template.Must(template.ParseFS(pageFiles, "page.html"))
 
 // staticFile is an embedded file served at a fixed path.
 type staticFile struct {
@@ -67,14 +72,14 @@ type staticFile struct {
 
 // staticFiles are the page's script and style, by path.
 var staticFiles = map[string]staticFile{
-	ScriptPath: mustStatic("page/page.js", "text/javascript; charset=utf-8"),
-	StylePath:  mustStatic("page/page.css", "text/css; charset=utf-8"),
+	ScriptPath: mustStatic("page.js", "text/javascript; charset=utf-8"),
+	StylePath:  mustStatic("page.css", "text/css; charset=utf-8"),
 }
 
 func mustStatic(name, contentType string) staticFile {
 	body, err := pageFiles.ReadFile(name)
 	if err != nil {
-		panic(fmt.Sprintf("server: embedded %s: %v", name, err))
+		panic(fmt.Sprintf("page: embedded %s: %v", name, err))
 	}
 	sum := sha256.Sum256(body)
 	return staticFile{body: body, contentType: contentType, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
@@ -100,17 +105,48 @@ type pageData struct {
 	StyleURL       string
 }
 
-// routePage registers the status page and its static files on r.
-func (s *Server) routePage(r *mux.Router) {
-	r.HandleFunc(PagePath, s.handlePage).Methods(http.MethodGet, http.MethodHead)
-	for path := range staticFiles {
-		r.HandleFunc(path, s.handleStatic).Methods(http.MethodGet, http.MethodHead)
+// Page serves the status page and its static files (see Paths). It keeps
+// no state between requests (no locks, no goroutines): each page is
+// rendered from one Status snapshot.
+type Page struct {
+	status func() api.Status
+	logger *slog.Logger
+	fail   func(http.ResponseWriter, *http.Request, error)
+}
+
+// New returns the Page that shows what status returns. A diagram that
+// cannot be drawn is logged to logger (nil: slog.Default()) and the page
+// shows a note in its place; an error rendering the page itself is
+// answered by fail (the server's error writer; nil: a plain 500).
+func New(status func() api.Status, logger *slog.Logger, fail func(http.ResponseWriter, *http.Request, error)) *Page {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if fail == nil {
+		fail = func(w http.ResponseWriter, _ *http.Request, _ error) {
+			http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		}
+	}
+	return &Page{status: status, logger: logger, fail: fail}
+}
+
+// ServeHTTP serves the page at Path and the static files at their paths
+// (GET and HEAD; the server routes only those). Any other path is a plain
+// 404.
+func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch _, static := staticFiles[r.URL.Path]; {
+	case r.URL.Path == Path:
+		p.servePage(w, r)
+	case static:
+		serveStatic(w, r)
+	default:
+		http.NotFound(w, r)
 	}
 }
 
 // setPageHeaders sets the security headers every page response carries.
 func setPageHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", PageCSP)
+	h.Set("Content-Security-Policy", CSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
@@ -118,13 +154,13 @@ func setPageHeaders(h http.Header) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 }
 
-// handlePage renders the status page. The HTML is never cached: it is a
+// servePage renders the status page. The HTML is never cached: it is a
 // snapshot of the state.
-func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
-	st := s.gw.Status()
+func (p *Page) servePage(w http.ResponseWriter, r *http.Request) {
+	st := p.status()
 	diagram, err := lifecycleSVG(st.State)
 	if err != nil {
-		s.logger.Error("status page: lifecycle diagram", "error", err)
+		p.logger.Error("status page: lifecycle diagram", "error", err)
 		diagram = `<p class="error">The lifecycle diagram could not be drawn; see the gateway's log.</p>`
 	}
 	class := "state-unknown"
@@ -142,7 +178,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 		SpooledEvents:  st.SpooledEvents,
 		WebhookPending: st.WebhookPending,
 		RenderedAt:     now.UTC().Format(time.RFC3339),
-		RefreshSeconds: PageRefreshSeconds,
+		RefreshSeconds: RefreshSeconds,
 		Diagram:        diagram,
 		ScriptURL:      ScriptPath + "?v=" + staticFiles[ScriptPath].etag[1:9],
 		StyleURL:       StylePath + "?v=" + staticFiles[StylePath].etag[1:9],
@@ -153,7 +189,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, data); err != nil {
-		s.writeError(w, r, fmt.Errorf("server: status page: %w", err))
+		p.fail(w, r, fmt.Errorf("status page: %w", err))
 		return
 	}
 	h := w.Header()
@@ -167,10 +203,10 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleStatic serves the page's script or style. They may be cached but
+// serveStatic serves the page's script or style. They may be cached but
 // are revalidated on every use (ETag), so a new binary's files are used at
 // once.
-func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
+func serveStatic(w http.ResponseWriter, r *http.Request) {
 	f := staticFiles[r.URL.Path]
 	h := w.Header()
 	setPageHeaders(h)

@@ -2,11 +2,8 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,8 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/internal/refused"
+	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -28,126 +24,6 @@ func MustOpen(tb testing.TB, s *server.Server) {
 		defer cancel()
 		assert.NoError(tb, s.Close(ctx))
 	})
-}
-
-// TestClient drives every Client method against a real listener.
-func TestClient(t *testing.T) {
-	gw := &Gateway{}
-	s := MustServer(t, gw)
-	MustOpen(t, s)
-	require.NotZero(t, s.Port())
-	hc := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(hc.CloseIdleConnections)
-	c, err := server.NewClient(s.URL(), opsToken, hc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	reply, err := c.Send(ctx, "alice", "hello")
-	require.NoError(t, err)
-	assert.Equal(t, "hello", reply)
-
-	d, err := c.Drain(ctx, true, "req-1")
-	require.NoError(t, err)
-	assert.Equal(t, server.DrainResponse{OK: true, Action: "drain", Draining: true, SuppressNotification: true,
-		Principal: "ops", RequestID: "req-1", State: fsm.Draining, Persisted: true}, d)
-
-	_, err = c.Send(ctx, "alice", "refused")
-	var apiErr *server.APIError
-	require.ErrorAs(t, err, &apiErr)
-	assert.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
-	assert.Equal(t, server.CodeDraining, apiErr.Code)
-	assert.Equal(t, fsm.Draining, apiErr.State)
-	assert.Equal(t, server.DefaultRetryAfter, apiErr.RetryAfter)
-
-	st, err := c.Status(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, fsm.Draining, st.State)
-
-	st, idle, err := c.WaitIdle(ctx, time.Second)
-	require.NoError(t, err)
-	assert.True(t, idle)
-	assert.Equal(t, 42, st.PID)
-
-	cr, err := c.Cancel(ctx, "")
-	require.NoError(t, err)
-	assert.True(t, cr.WasDraining)
-	assert.Equal(t, fsm.Running, cr.State)
-
-	sd, err := c.Shutdown(ctx, true)
-	require.NoError(t, err)
-	assert.Equal(t, "sd1", sd.ShutdownID)
-	assert.True(t, sd.Force)
-
-	bad, err := server.NewClient(s.URL(), "wrong-token-0123456789", hc)
-	require.NoError(t, err)
-	_, err = bad.Status(ctx)
-	assert.True(t, server.IsAPIError(err, http.StatusUnauthorized), "%v", err)
-}
-
-// TestClientErrors shows what a caller branches on and what a user reads:
-// a closed port is ErrUnreachable and ECONNREFUSED, an error answer is an
-// *APIError, and neither message stacks package prefixes or repeats the
-// URL.
-func TestClientErrors(t *testing.T) {
-	// Serve first, then take a closed port: the other way round the
-	// server could be given the port just closed.
-	s := MustServer(t, &Gateway{})
-	MustOpen(t, s)
-	closed := "http://" + refused.Addr(t)
-	hc := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(hc.CloseIdleConnections)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	t.Run("ConnectionRefused", func(t *testing.T) {
-		c, err := server.NewClient(closed+"/", opsToken, hc)
-		require.NoError(t, err)
-		assert.Equal(t, closed, c.URL(), "no trailing slash")
-		for name, call := range map[string]func() error{
-			"Status": func() error { _, err := c.Status(ctx); return err },
-			"Health": func() error { return c.Health(ctx) },
-			"Drain":  func() error { _, err := c.Drain(ctx, false, ""); return err },
-		} {
-			err := call()
-			require.Errorf(t, err, "%s", name)
-			assert.ErrorIs(t, err, server.ErrUnreachable, name)
-			assert.ErrorIs(t, err, syscall.ECONNREFUSED, name)
-			assert.NotContains(t, err.Error(), "server:", name)
-			assert.Equal(t, 1, strings.Count(err.Error(), closed), "%s names the URL once: %v", name, err)
-		}
-	})
-	t.Run("Deadline", func(t *testing.T) {
-		c, err := server.NewClient(s.URL(), opsToken, hc)
-		require.NoError(t, err)
-		past, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
-		defer cancel()
-		err = c.Health(past)
-		assert.ErrorIs(t, err, server.ErrUnreachable)
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.False(t, errors.Is(err, syscall.ECONNREFUSED), "a slow server is not a gone one")
-	})
-	t.Run("APIError", func(t *testing.T) {
-		c, err := server.NewClient(s.URL(), "wrong-token-0123456789", hc)
-		require.NoError(t, err)
-		require.NoError(t, c.Health(ctx), "healthz needs no token")
-		_, err = c.Cancel(ctx, "")
-		apiErr, ok := errors.AsType[*server.APIError](err)
-		require.True(t, ok, "%v", err)
-		assert.Equal(t, http.StatusUnauthorized, apiErr.StatusCode)
-		assert.Equal(t, server.CodeUnauthorized, apiErr.Code)
-		assert.False(t, errors.Is(err, server.ErrUnreachable))
-		assert.True(t, strings.HasPrefix(err.Error(), "HTTP 401 unauthorized"), err.Error())
-	})
-}
-
-func TestNewClientURL(t *testing.T) {
-	for _, u := range []string{"", "127.0.0.1:8470", "ftp://x", "http://"} {
-		_, err := server.NewClient(u, "t", nil)
-		if assert.Errorf(t, err, "url %q", u) {
-			assert.NotContains(t, err.Error(), "server:")
-		}
-	}
 }
 
 // TestOpenAddrInUse shows Open reports a busy address synchronously.
@@ -176,7 +52,7 @@ func TestCloseWaitsForTurn(t *testing.T) {
 	require.NoError(t, s.Open())
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	c, err := server.NewClient(s.URL(), opsToken, hc)
+	c, err := client.New(s.URL(), opsToken, hc)
 	require.NoError(t, err)
 
 	type result struct {
@@ -244,7 +120,7 @@ func TestLongTurnKeepsContext(t *testing.T) {
 	MustOpen(t, s)
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	c, err := server.NewClient(s.URL(), opsToken, hc)
+	c, err := client.New(s.URL(), opsToken, hc)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

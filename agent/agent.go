@@ -1,4 +1,4 @@
-package gateway
+package agent
 
 import (
 	"bytes"
@@ -11,6 +11,10 @@ import (
 	"syscall"
 	"time"
 )
+
+// ErrInvalid is wrapped by a constructor given an unusable configuration
+// (NewHTTP: a URL that is not http:// or https://).
+var ErrInvalid = errors.New("agent: invalid configuration")
 
 // Turn is one turn as an Agent sees it.
 type Turn struct {
@@ -42,11 +46,11 @@ type Agent interface {
 	Run(ctx context.Context, t Turn) (string, error)
 }
 
-// AgentFunc adapts a function to Agent.
-type AgentFunc func(ctx context.Context, t Turn) (string, error)
+// Func adapts a function to Agent.
+type Func func(ctx context.Context, t Turn) (string, error)
 
 // Run calls f.
-func (f AgentFunc) Run(ctx context.Context, t Turn) (string, error) {
+func (f Func) Run(ctx context.Context, t Turn) (string, error) {
 	return f(ctx, t)
 }
 
@@ -58,9 +62,9 @@ func (f AgentFunc) Run(ctx context.Context, t Turn) (string, error) {
 // costs neither their allocations nor a park of its goroutine.
 func NewEcho(work time.Duration) Agent {
 	if work <= 0 {
-		return AgentFunc(echoNow)
+		return Func(echoNow)
 	}
-	return AgentFunc(func(ctx context.Context, turn Turn) (string, error) {
+	return Func(func(ctx context.Context, turn Turn) (string, error) {
 		words := []string{turn.Text}
 		if turn.OnDelta != nil {
 			words = splitWords(turn.Text)
@@ -140,7 +144,7 @@ func NewExec(command string, logger *slog.Logger) Agent {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return AgentFunc(func(ctx context.Context, t Turn) (string, error) {
+	return Func(func(ctx context.Context, t Turn) (string, error) {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", execScript(command))
 		cmd.Env = append(agentEnviron(cmd.Environ()), "QUIESCE_SESSION="+t.Session, "QUIESCE_TURN_ID="+t.TurnID)
 		if t.EventID != "" {

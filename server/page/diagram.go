@@ -1,4 +1,4 @@
-package server
+package page
 
 import (
 	"errors"
@@ -12,20 +12,19 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
-// The lifecycle diagram of the status page is drawn from fsm.Describe's
-// Mermaid output: the same rules table the machine is built from and that
-// docs/diagrams and `quiesce diagram` show, so the page cannot drift from
-// them. parseLifecycle reads that output back into a small graph and
-// lifecycleSVG lays it out deterministically: the states in one row in
-// declaration order, transitions to the next state as straight arrows
-// (forward above the middle, backward below), longer transitions as arcs
-// over (forward) or under (backward) the row, accepted repeats (no-ops)
-// as dashed loops under their state, and each state's refused events as a
-// note beneath it.
+// The lifecycle diagram of the status page is drawn from fsm.Rules: the
+// same table the machine is built from and that fsm.Describe, docs/diagrams
+// and `quiesce diagram` draw, so the page cannot drift from them.
+// lifecycleOf turns the table into a small graph and lifecycleSVG lays it
+// out deterministically: the states in one row in declaration order,
+// transitions to the next state as straight arrows (forward above the
+// middle, backward below), longer transitions as arcs over (forward) or
+// under (backward) the row, accepted repeats (no-ops) as dashed loops
+// under their state, and each state's refused events as a note beneath it.
 
-// errDiagram is wrapped by parseLifecycle when fsm.Describe's Mermaid has
-// a line it does not understand (the two would have drifted apart).
-var errDiagram = errors.New("server: lifecycle diagram")
+// errDiagram is wrapped by lifecycleOf when a rule names a state that
+// fsm.States does not declare (the diagram has no box for it).
+var errDiagram = errors.New("page: lifecycle diagram")
 
 // lifecycleEdge is one accepted event between two states.
 type lifecycleEdge struct {
@@ -34,90 +33,54 @@ type lifecycleEdge struct {
 	noop     bool // an accepted repeat that changes nothing
 }
 
-// lifecycleGraph is the lifecycle as fsm.Describe draws it.
+// lifecycleGraph is the lifecycle as the page draws it.
 type lifecycleGraph struct {
 	states  []fsm.State // fsm.States: the row, left to right
-	initial fsm.State   // [*] --> initial
-	final   []fsm.State // final --> [*]
+	initial fsm.State   // the state a machine starts in
+	final   []fsm.State // states no event leads out of
 	edges   []lifecycleEdge
 	refuses map[fsm.State]string // "drain, resume"
 }
 
-// lifecycle is the graph parsed once from fsm.Describe (deterministic).
+// lifecycle is the graph of fsm.Rules, built once (the table is fixed).
 var lifecycle = sync.OnceValues(func() (*lifecycleGraph, error) {
-	src, err := fsm.Describe(fsm.Mermaid)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errDiagram, err)
-	}
-	return parseLifecycle(src)
+	return lifecycleOf(fsm.Rules())
 })
 
-// parseLifecycle reads fsm.Describe's Mermaid stateDiagram-v2 output.
-func parseLifecycle(src string) (*lifecycleGraph, error) {
-	g := &lifecycleGraph{states: fsm.States, refuses: map[fsm.State]string{}}
-	known := func(s string) (fsm.State, error) {
-		if !slices.Contains(fsm.States, fsm.State(s)) {
-			return "", fmt.Errorf("%w: unknown state %q", errDiagram, s)
-		}
-		return fsm.State(s), nil
-	}
-	lines := strings.Split(strings.TrimRight(src, "\n"), "\n")
-	if len(lines) == 0 || strings.TrimSpace(lines[0]) != "stateDiagram-v2" {
-		return nil, fmt.Errorf("%w: not a Mermaid stateDiagram-v2", errDiagram)
-	}
-	for _, raw := range lines[1:] {
-		line := strings.TrimSpace(raw)
-		if rest, ok := strings.CutPrefix(line, "note right of "); ok {
-			name, note, ok := strings.Cut(rest, ": ")
-			evs, isRefusal := strings.CutPrefix(note, "refuses ")
-			if !ok || !isRefusal {
-				return nil, fmt.Errorf("%w: unexpected note %q", errDiagram, line)
+// lifecycleOf builds the graph of rules: the transitions in declaration
+// order, then the no-ops (as fsm.Describe draws them), each state's
+// refused events in declaration order, and as final every state that no
+// transition leaves. The initial state is fsm.Running, where a machine
+// starts.
+func lifecycleOf(rules []fsm.Rule) (*lifecycleGraph, error) {
+	g := &lifecycleGraph{states: fsm.States, initial: fsm.Running, refuses: map[fsm.State]string{}}
+	leaves := map[fsm.State]bool{}
+	for _, r := range rules {
+		for _, s := range []fsm.State{r.From, r.To} {
+			if !slices.Contains(fsm.States, s) {
+				return nil, fmt.Errorf("%w: %s from %s: unknown state %q", errDiagram, r.Event, r.From, s)
 			}
-			s, err := known(name)
-			if err != nil {
-				return nil, err
-			}
-			g.refuses[s] = evs
-			continue
 		}
-		from, rest, ok := strings.Cut(line, " --> ")
-		if !ok {
-			return nil, fmt.Errorf("%w: unexpected line %q", errDiagram, line)
-		}
-		to, label, labelled := strings.Cut(rest, ": ")
 		switch {
-		case from == "[*]" && !labelled:
-			s, err := known(to)
-			if err != nil {
-				return nil, err
+		case r.Transition():
+			g.edges = append(g.edges, lifecycleEdge{from: r.From, to: r.To, event: string(r.Event)})
+			leaves[r.From] = true
+		case r.Err != nil:
+			if g.refuses[r.From] != "" {
+				g.refuses[r.From] += ", "
 			}
-			g.initial = s
-		case to == "[*]" && !labelled:
-			s, err := known(from)
-			if err != nil {
-				return nil, err
-			}
-			g.final = append(g.final, s)
-		case labelled:
-			f, err := known(from)
-			if err != nil {
-				return nil, err
-			}
-			t, err := known(to)
-			if err != nil {
-				return nil, err
-			}
-			ev, noop := strings.CutSuffix(label, " (no-op)")
-			if ev == "" || noop != (f == t) {
-				return nil, fmt.Errorf("%w: unexpected transition %q", errDiagram, line)
-			}
-			g.edges = append(g.edges, lifecycleEdge{from: f, to: t, event: ev, noop: noop})
-		default:
-			return nil, fmt.Errorf("%w: unexpected line %q", errDiagram, line)
+			g.refuses[r.From] += string(r.Event)
 		}
 	}
-	if g.initial == "" {
-		return nil, fmt.Errorf("%w: no initial state", errDiagram)
+	for _, r := range rules {
+		if r.Noop() {
+			g.edges = append(g.edges, lifecycleEdge{from: r.From, to: r.To, event: string(r.Event), noop: true})
+		}
+	}
+	for _, s := range g.states {
+		if !leaves[s] {
+			g.final = append(g.final, s)
+		}
 	}
 	return g, nil
 }

@@ -1,7 +1,6 @@
-package server
+package page
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -11,11 +10,12 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 )
 
-// TestParseLifecycle shows that the page's diagram reads fsm.Describe's
-// Mermaid completely and refuses, rather than silently drops, a line it
-// does not know: the page then shows an error in place of a diagram that
+// TestLifecycleOf shows that the page's diagram is fsm.Rules drawn
+// completely: the start, the end, every transition and no-op, and each
+// state's refusals; and that a table naming a state the row does not
+// have is refused, so the page shows an error rather than a diagram that
 // has drifted from the rules.
-func TestParseLifecycle(t *testing.T) {
+func TestLifecycleOf(t *testing.T) {
 	g, err := lifecycle()
 	require.NoError(t, err)
 	assert.Equal(t, fsm.Running, g.initial)
@@ -23,21 +23,32 @@ func TestParseLifecycle(t *testing.T) {
 	assert.Contains(t, g.edges, lifecycleEdge{from: fsm.Running, to: fsm.Draining, event: "drain"})
 	assert.Contains(t, g.edges, lifecycleEdge{from: fsm.Draining, to: fsm.Draining, event: "drain", noop: true})
 	assert.Equal(t, "drain, resume", g.refuses[fsm.ShuttingDown])
+	assert.Equal(t, "drain, resume, shutdown, stop", g.refuses[fsm.Stopped])
+	var transitions, noops int
+	for _, r := range fsm.Rules() {
+		switch {
+		case r.Transition():
+			transitions++
+		case r.Noop():
+			noops++
+		}
+	}
+	require.Len(t, g.edges, transitions+noops, "one edge per transition and no-op")
+	for i, e := range g.edges {
+		assert.Equalf(t, i >= transitions, e.noop, "edge %d: transitions first, then no-ops", i)
+	}
 
-	for _, tt := range []struct{ name, src string }{
-		{"Empty", ""},
-		{"NotStateDiagram", "graph LR\n    [*] --> running\n"},
-		{"UnknownState", "stateDiagram-v2\n    [*] --> running\n    running --> paused: pause\n"},
-		{"UnknownLine", "stateDiagram-v2\n    [*] --> running\n    state running {\n"},
-		{"OtherNote", "stateDiagram-v2\n    [*] --> running\n    note right of running: hello\n"},
-		{"NoopThatMoves", "stateDiagram-v2\n    [*] --> running\n    running --> draining: drain (no-op)\n"},
-		{"SelfLoopNotNoop", "stateDiagram-v2\n    [*] --> running\n    running --> running: resume\n"},
-		{"NoInitial", "stateDiagram-v2\n    running --> draining: drain\n"},
+	for _, tt := range []struct {
+		name  string
+		rules []fsm.Rule
+	}{
+		{"UnknownTarget", []fsm.Rule{{Event: fsm.Drain, From: fsm.Running, To: "paused"}}},
+		{"UnknownSource", []fsm.Rule{{Event: fsm.Resume, From: "paused", To: fsm.Running}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseLifecycle(tt.src)
+			_, err := lifecycleOf(tt.rules)
 			require.Error(t, err)
-			assert.True(t, errors.Is(err, errDiagram), "%v", err)
+			assert.ErrorIs(t, err, errDiagram)
 		})
 	}
 }

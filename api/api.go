@@ -1,10 +1,9 @@
-package server
+package api
 
 import (
 	"time"
 
 	"github.com/quiesce-dev/quiesce/fsm"
-	"github.com/quiesce-dev/quiesce/gateway"
 )
 
 // The drain actions accepted by POST /api/gateway/drain.
@@ -20,7 +19,7 @@ const (
 // requested_at renews, and suppress_notification and reason stay as they
 // were unless given; so an absent (or null) flag or reason is nil here,
 // not false or "". Reason is at most 200 characters of printable text.
-// AnnounceSeconds (drain only, a number from 0 to MaxAnnounceSeconds)
+// AnnounceSeconds (drain only, a number from 0 to the server's MaxAnnounceSeconds)
 // announces the drain first: /readyz fails at once while the gate stays
 // open that long, then the drain takes effect and only then is it
 // answered (see gateway.DrainRequest.Announce); 0 or absent: at once.
@@ -30,22 +29,6 @@ type DrainBody struct {
 	RequestID            string   `json:"request_id,omitempty"`
 	Reason               *string  `json:"reason,omitempty"`
 	AnnounceSeconds      *float64 `json:"announce_seconds,omitempty"`
-}
-
-// MaxAnnounceSeconds is the largest announce_seconds a drain accepts.
-const MaxAnnounceSeconds = float64(gateway.MaxAnnounce / time.Second)
-
-// announceOf checks a drain body's announce_seconds and returns it as a
-// duration (0 when absent).
-func announceOf(body DrainBody) (time.Duration, error) {
-	if body.AnnounceSeconds == nil {
-		return 0, nil
-	}
-	secs := *body.AnnounceSeconds
-	if !(secs >= 0 && secs <= MaxAnnounceSeconds) {
-		return 0, badRequest("announce_seconds must be a number of seconds from 0 to %v, not %v", MaxAnnounceSeconds, secs)
-	}
-	return time.Duration(secs * float64(time.Second)), nil
 }
 
 // DrainResponse answers a drain: the upstream shape (ok, action,
@@ -82,11 +65,11 @@ type CancelResponse struct {
 	ActiveAgents int       `json:"active_agents"`
 }
 
-// StatusResponse is the body of GET /api/gateway/status: gateway.Status,
+// StatusResponse is the body of GET /api/gateway/status: Status,
 // plus, only for ?wait=idle, whether the gateway became idle before the
 // timeout.
 type StatusResponse struct {
-	gateway.Status
+	Status
 	Idle *bool `json:"idle,omitempty"`
 }
 
@@ -99,13 +82,13 @@ const (
 // TurnsResponse is the body of GET /api/gateway/turns: the turns in
 // flight, oldest first.
 type TurnsResponse struct {
-	Turns []gateway.TurnInfo `json:"turns"`
+	Turns []TurnInfo `json:"turns"`
 }
 
 // HistoryResponse is the body of GET /api/gateway/history: the last
 // gateway.HistorySize lifecycle events, oldest first.
 type HistoryResponse struct {
-	Events []gateway.HistoryEntry `json:"events"`
+	Events []HistoryEntry `json:"events"`
 }
 
 // ShutdownBody is the body of POST /api/gateway/shutdown (optional).
@@ -151,7 +134,7 @@ type ReplayBody struct{}
 // (unparseable spool lines), which stay there.
 type ReplayResponse struct {
 	OK bool `json:"ok"`
-	gateway.ReplayResult
+	ReplayResult
 }
 
 // HealthResponse answers /healthz.
@@ -178,30 +161,4 @@ type ReadyResponse struct {
 	PID               int       `json:"pid"`
 	Seq               uint64    `json:"seq"`
 	UptimeSeconds     float64   `json:"uptime_seconds"`
-}
-
-// DrainResponseOf is the API's answer for what gateway.BeginDrain (or
-// gateway.LocalDrain, whose State and ActiveAgents are zero) did, so the
-// CLI's local drain prints the same JSON as the API.
-func DrainResponseOf(res gateway.DrainResult) DrainResponse {
-	expires := res.ExpiresAt
-	if expires.IsZero() {
-		expires = res.Drain.ExpiresAt
-	}
-	return DrainResponse{
-		OK:                   true,
-		Action:               ActionDrain,
-		RequestedAt:          res.Drain.RequestedAt,
-		Draining:             true,
-		SuppressNotification: res.Drain.SuppressNotification,
-		Principal:            res.Drain.Principal,
-		RequestID:            res.Drain.RequestID,
-		State:                res.State,
-		ActiveAgents:         res.ActiveAgents,
-		WasDraining:          res.WasDraining,
-		Refreshed:            res.Refreshed,
-		Reason:               res.Drain.Reason,
-		Persisted:            res.Drain.Persisted,
-		ExpiresAt:            expires,
-	}
 }

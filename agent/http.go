@@ -1,4 +1,4 @@
-package gateway
+package agent
 
 import (
 	"bufio"
@@ -27,8 +27,8 @@ const (
 	upstreamIdleConns = 64
 )
 
-// HTTPAgentOptions configures NewHTTP.
-type HTTPAgentOptions struct {
+// HTTPOptions configures NewHTTP.
+type HTTPOptions struct {
 	// Timeout bounds a whole turn (0: none; a forced shutdown still
 	// cancels it).
 	Timeout time.Duration
@@ -38,8 +38,8 @@ type HTTPAgentOptions struct {
 
 // UpstreamError is the error of an http agent turn whose upstream did not
 // give a reply: Status is its HTTP status (0 when it never answered: a
-// refused connection, a timeout). errors.Is(err, ErrAgent) holds for the
-// error Turn returns.
+// refused connection, a timeout). errors.Is(err, gateway.ErrAgent) holds
+// for the error the gateway's Turn returns.
 type UpstreamError struct {
 	URL    string
 	TurnID string // the X-Request-Id the upstream got
@@ -80,7 +80,7 @@ type httpAgent struct {
 // the turn with an *UpstreamError. Cancelling the turn (a forced shutdown,
 // a client that went away) cancels the upstream request: the upstream sees
 // its connection closed. All turns share one pooled client.
-func NewHTTP(rawURL string, opt HTTPAgentOptions) (Agent, error) {
+func NewHTTP(rawURL string, opt HTTPOptions) (Agent, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: agent URL %q: want http:// or https://", ErrInvalid, rawURL)
