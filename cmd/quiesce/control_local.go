@@ -124,9 +124,36 @@ func (l *localControl) Cancel(ctx context.Context, requestID string) (cancelResu
 	if err != nil {
 		return cancelResult{}, err
 	}
+	if !was && st.Condition == gateway.HomeRunning && st.Addr != "" {
+		// No marker, yet the gateway may still drain: ask it (its state
+		// file cannot say so when the disk that refused the marker is full).
+		if r, err := askReady(ctx, st.Addr, st.PID); err == nil {
+			if err := heldInMemory(r.State, r.OK, st.PID, st.Addr); err != nil {
+				return cancelResult{}, err
+			}
+		}
+	}
 	return cancelResult{CancelResponse: api.CancelResponse{
 		OK: true, Action: api.ActionCancel, WasDraining: was, State: st.State, ActiveAgents: st.ActiveAgents,
 	}, localInfo: l.info(st)}, nil
+}
+
+// heldInMemory is the error for a local cancel that found no marker
+// while the live gateway (pid, listening at addr) still drains or
+// announces one: that drain lives only in the gateway's memory (its
+// marker could not be written, or an announce window is open), where a
+// file on the home cannot reach it. nil when state and ready show none.
+func heldInMemory(state fsm.State, ready bool, pid int, addr string) error {
+	var what string
+	switch {
+	case state == fsm.Draining:
+		what = "is draining with no drain marker in the home: its drain is held in memory (the marker could not be written)"
+	case state == fsm.Running && !ready:
+		what = "is announcing a drain (not ready; its gate closes at the window's end): the window is held in memory"
+	default:
+		return nil
+	}
+	return fmt.Errorf("nothing cancelled: the gateway (pid %d, listening on %s) %s; cancel it through its API: quiesce cancel --url <its URL>", pid, addr, what)
 }
 
 // info is the localInfo for status st.

@@ -206,6 +206,14 @@ func TestE2EDrainOnAFullDisk(t *testing.T) {
 	assert.Contains(t, errOut, "Nothing was drained")
 	noPackagePrefixes(t, errOut)
 
+	// A local cancel cannot reach a drain held in memory: it says so and
+	// fails, rather than answering ok while the gateway goes on draining.
+	out, errOut, code = cli(t, localEnv, "cancel")
+	assert.Equalf(t, 1, code, "stdout %s stderr %s", out, errOut)
+	assert.Contains(t, errOut, "held in memory")
+	assert.Contains(t, errOut, "--url")
+	assert.Equal(t, "draining", p.status()["state"], "a local cancel changed nothing")
+
 	r = p.call(http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel","request_id":"maint-42"}`)
 	require.Equal(t, http.StatusOK, r.code, r.raw)
 	assert.Equal(t, true, r.body["was_draining"])
