@@ -39,6 +39,10 @@ var (
 	// ErrInvalidRequest is returned (wrapped) by Write when the request
 	// cannot be written, such as an action other than "drain".
 	ErrInvalidRequest = errors.New("marker: invalid request")
+	// ErrBusy is returned by Write, Edit, Clear and RemoveTemps when another
+	// process has held the marker's lock for longer than LockWait (a CLI
+	// stopped mid-write, say): nothing was changed.
+	ErrBusy = errors.New("marker: lock held by another process")
 )
 
 // Path returns the path of the drain marker in home.
@@ -303,6 +307,14 @@ func RemoveTemps(home string) (int, error) {
 	return homefile.RemoveTemps(home, FileName), nil
 }
 
+// LockWait bounds how long a marker write, clear or clean-up waits for
+// the marker's lock held by another process; lockRetry is how often it
+// tries again meanwhile (contention is rare and short: one write).
+const (
+	LockWait  = time.Second
+	lockRetry = 5 * time.Millisecond
+)
+
 // lockHome takes the exclusive advisory lock of home and returns the function
 // that releases it. The error wraps fs.ErrNotExist when home does not exist.
 func lockHome(home string) (unlock func(), err error) {
@@ -319,11 +331,24 @@ func lockHome(home string) (unlock func(), err error) {
 		}
 		return nil, fmt.Errorf("marker: lock: %w", err)
 	}
+	// Tried without blocking, again every lockRetry until LockWait: a
+	// blocking flock cannot be given up, and a holder that never lets go
+	// (a CLI stopped with Ctrl-Z mid-write) must not hold the gateway's
+	// drain, cancel or shutdown with it.
+	deadline := time.Now().Add(LockWait)
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
 			break
 		}
+		time.Sleep(lockRetry)
+	}
+	if err == syscall.EWOULDBLOCK {
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: %s for over %v: is a quiesce drain or cancel stopped mid-write?", ErrBusy, p, LockWait)
 	}
 	if err != nil {
 		_ = f.Close()
