@@ -7,10 +7,9 @@
 //
 // The model is one object, the lifecycle: a state (running, draining,
 // shutting_down, stopped) that turns, drains, cancels and shutdowns act on
-// through the lifecycle's rules (README "Lifecycle"). The fsm package does
-// not export its rule table (fsm/lifecycle.go), so the model mirrors it
-// (table below) and a test checks the mirror against fsm.Machine cell by
-// cell.
+// through the lifecycle's rules: fsm.Rules(), the one table the machine
+// runs and the diagrams are drawn from (fsm's TestRulesAreWhatTheMachineDoes
+// checks the machine against it).
 // A turn changes no state: it is accepted iff the state is running at its
 // linearisation point (I4). Every operation takes effect at one instant
 // between its call and its return as the client saw them; an operation
@@ -131,52 +130,18 @@ func (op Op) String() string {
 	return fmt.Sprintf("client %d %s [%d, %d] -> %s", op.Client, op.Kind, op.Call, op.Return, out)
 }
 
-// cell is one (event, state) entry of the lifecycle table: the state the
-// event leads to, or refused (then to is the state unchanged).
-type cell struct {
-	to      fsm.State
-	refused bool
-}
-
-// table mirrors the lifecycle's rules (fsm keeps its own table, rules in
-// fsm/lifecycle.go, unexported): for every event and state, where it leads
-// or that it is refused. TestTableAgreesWithFSM checks it against
-// fsm.Machine.
-var table = map[fsm.Event]map[fsm.State]cell{
-	fsm.Drain: {
-		fsm.Running:      {fsm.Draining, false},
-		fsm.Draining:     {fsm.Draining, false}, // idempotent
-		fsm.ShuttingDown: {fsm.ShuttingDown, true},
-		fsm.Stopped:      {fsm.Stopped, true},
-	},
-	fsm.Resume: {
-		fsm.Draining:     {fsm.Running, false},
-		fsm.Running:      {fsm.Running, false}, // idempotent
-		fsm.ShuttingDown: {fsm.ShuttingDown, true},
-		fsm.Stopped:      {fsm.Stopped, true},
-	},
-	fsm.Shutdown: {
-		fsm.Running:      {fsm.ShuttingDown, false},
-		fsm.Draining:     {fsm.ShuttingDown, false},
-		fsm.ShuttingDown: {fsm.ShuttingDown, false}, // idempotent
-		fsm.Stopped:      {fsm.Stopped, true},
-	},
-	fsm.Stop: {
-		fsm.ShuttingDown: {fsm.Stopped, false},
-		fsm.Running:      {fsm.Running, true},
-		fsm.Draining:     {fsm.Draining, true},
-		fsm.Stopped:      {fsm.Stopped, true},
-	},
-}
-
-// Rule returns where event ev leads from state s in the model's table, and
+// Rule returns where event ev leads from state s by fsm.Rules(), and
 // whether s refuses it (then next is s).
 func Rule(ev fsm.Event, s fsm.State) (next fsm.State, refused bool) {
-	c, ok := table[ev][s]
-	if !ok {
-		return s, true
+	for _, r := range fsm.Rules() {
+		if r.Event == ev && r.From == s {
+			if r.Err != nil {
+				return s, true
+			}
+			return r.To, false
+		}
 	}
-	return c.to, c.refused
+	return s, true
 }
 
 // events maps the operations that fire a lifecycle event to it.

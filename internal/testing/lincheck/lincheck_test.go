@@ -1,8 +1,6 @@
 package lincheck_test
 
 import (
-	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,40 +12,6 @@ import (
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/internal/testing/lincheck"
 )
-
-// reach returns a fresh machine brought to state s through the lifecycle.
-func reach(t *testing.T, s fsm.State) *fsm.Machine {
-	t.Helper()
-	path := map[fsm.State][]fsm.Event{
-		fsm.Running:      nil,
-		fsm.Draining:     {fsm.Drain},
-		fsm.ShuttingDown: {fsm.Shutdown},
-		fsm.Stopped:      {fsm.Shutdown, fsm.Stop},
-	}[s]
-	m := fsm.New()
-	for _, ev := range path {
-		_, err := m.Fire(context.Background(), ev)
-		require.NoError(t, err)
-	}
-	require.Equal(t, s, m.State())
-	return m
-}
-
-// TestTableAgreesWithFSM: the model's mirror of the lifecycle's rules
-// says, for every event and state, what fsm.Machine does.
-func TestTableAgreesWithFSM(t *testing.T) {
-	for _, ev := range fsm.Events {
-		for _, s := range fsm.States {
-			t.Run(fmt.Sprintf("%s in %s", ev, s), func(t *testing.T) {
-				next, refused := lincheck.Rule(ev, s)
-				m := reach(t, s)
-				_, err := m.Fire(context.Background(), ev)
-				assert.Equal(t, refused, err != nil, "refused (fsm: %v)", err)
-				assert.Equal(t, next, m.State(), "state after")
-			})
-		}
-	}
-}
 
 // Shorthands for the hand-written histories below.
 func op(kind lincheck.Kind, call, ret int64, out lincheck.Outcome) lincheck.Op {
