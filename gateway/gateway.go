@@ -643,7 +643,9 @@ func (g *Gateway) drainLocked(ctx context.Context, req DrainRequest) (DrainResul
 // then it cancels as above; a cancel naming one of the window's requests
 // ends the window only (WasDraining true) and leaves any marker alone. A
 // requestID that names neither the window's requests nor the drain in
-// effect gives ErrRequestMismatch naming the window's latest request.
+// effect (an active marker or the drain held in memory; a stale or
+// expired marker is none) gives ErrRequestMismatch naming the window's
+// latest request, and nothing changes.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
@@ -658,7 +660,10 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 		snap := g.m.Snapshot()
 		return CancelResult{WasDraining: true, State: snap.State, ActiveAgents: snap.InFlight}, nil
 	default:
-		if mem := g.unpersisted.Load(); (mem == nil || mem.RequestID != requestID) && g.reader.Read().Request.RequestID != requestID {
+		// Only the drain in effect counts: a stale or expired marker's id
+		// names no drain, and a 200 for it would leave the window's drain
+		// to go ahead.
+		if active, ok := activeRequest(g.reader.Read(), g.unpersisted.Load()); !ok || active.RequestID != requestID {
 			return CancelResult{}, &MismatchError{Active: w.latest().req.RequestID}
 		}
 		w = nil // it names the drain in effect: cancel that one only
