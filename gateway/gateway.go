@@ -364,6 +364,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			func() { g.Reconcile(g.runCtx) })
 	}()
 	for _, r := range g.redeliverers() {
+		r.OnPendingChange(g.state.kick) // webhook_pending is part of the status
 		g.bg.Add(1)
 		go func() {
 			defer g.bg.Done()
@@ -381,6 +382,8 @@ type redeliverer interface {
 	RunRedelivery(ctx context.Context)
 	// Pending returns how many messages are kept.
 	Pending() int
+	// OnPendingChange makes fn be called when Pending's count changes.
+	OnPendingChange(fn func())
 }
 
 // redeliverers returns the sinks of Config.Sinks that are redeliverers.
