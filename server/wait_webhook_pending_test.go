@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -38,18 +37,7 @@ func TestStatusWaitChangeSeesWebhookPending(t *testing.T) {
 		PendingPath: filepath.Join(home, gateway.WebhookPendingFileName), MaxTries: 1,
 		RedeliverBackoff: 5 * time.Millisecond, RedeliverBackoffMax: 20 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
-	gw, err := gateway.New(gateway.Config{Home: home, Sinks: []notify.Sink{hook}, WatchInterval: -1,
-		NotifyTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := gw.Shutdown(ctx, true)
-		assert.NoError(t, err)
-		assert.NoError(t, gw.Close())
-	})
-	require.NoError(t, gw.Start(context.Background()))
-	h := MustServer(t, gw).Handler()
+	h, _ := realServerWith(t, gateway.Config{Home: home, Sinks: []notify.Sink{hook}, NotifyTimeout: time.Second})
 
 	status := do(t, h, http.MethodGet, "/api/gateway/status", opsToken, "")
 	require.Equal(t, http.StatusOK, status.Code, status.Body.String())
