@@ -343,7 +343,7 @@ func raiseNofile(need uint64) (string, error) {
 	}
 	if rl.Cur >= need {
 		return fmt.Sprintf("RLIMIT_NOFILE: the driver needs about %d open files; its soft limit is %d (hard %d), "+
-			"no change needed", need, rl.Cur, rl.Max), nil
+			"no change needed.", need, rl.Cur, rl.Max), nil
 	}
 	if rl.Max < need {
 		return "", fmt.Errorf("RLIMIT_NOFILE: %d turns need about %d open files, the hard limit is %d: "+
@@ -355,7 +355,7 @@ func raiseNofile(need uint64) (string, error) {
 		return "", fmt.Errorf("setrlimit: %w", err)
 	}
 	return fmt.Sprintf("RLIMIT_NOFILE: the driver raised its soft limit from %d to %d (hard %d) for the clients' "+
-		"connections; the servers inherit it", was, need, rl.Max), nil
+		"connections; the servers inherit it.", was, need, rl.Max), nil
 }
 
 // measureShutdownScale runs both sides at n turns, quiesce first.
