@@ -121,9 +121,14 @@ func startPingReceiver() (*pingReceiver, error) {
 func (pr *pingReceiver) count(n int) int {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	return countScaleSessions(pr.sessions, n)
+}
+
+// countScaleSessions is how many of the first n scale sessions are in seen.
+func countScaleSessions(seen map[string]bool, n int) int {
 	k := 0
 	for i := range n {
-		if pr.sessions[scaleSession(i)] {
+		if seen[scaleSession(i)] {
 			k++
 		}
 	}
@@ -149,13 +154,7 @@ func outboxPinged(home string, n int) (int, error) {
 			seen[m.Target] = true
 		}
 	}
-	k := 0
-	for i := range n {
-		if seen[scaleSession(i)] {
-			k++
-		}
-	}
-	return k, nil
+	return countScaleSessions(seen, n), nil
 }
 
 // scaleAnswer is what one parked client saw.
