@@ -421,7 +421,7 @@ func benchShutdownScale(e *benchEnv, r *report) error {
 			"The exit time runs from just before `kill(2)` to `cmd.Wait` returning; what each client saw is counted "+
 			"(a 503 `interrupted` answer, another answer, a connection error, or nothing 5 s after the exit), and the "+
 			"sessions pinged are counted twice: distinct `session_interrupted` targets in the home's `outbox.jsonl` and "+
-			"those the webhook delivered before the exit. The baseline is `bench/bare` with the same %d turns "+
+			"those the webhook delivered before the exit or kept in `webhook.pending.jsonl` for the next start. The baseline is `bench/bare` with the same %d turns "+
 			"(`--work 1h`) and SIGTERM: `http.Server.Shutdown` with a %v context deadline, the same wait.",
 			scaleDrain, scaleNotify, n, n, scaleDrain),
 		rows: []row{
