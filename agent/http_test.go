@@ -114,6 +114,30 @@ func newUpstreamServer(t *testing.T, h http.HandlerFunc) *upstreamServer {
 // agent's own timeout.
 var errTestDeadline = errors.New("the test's deadline passed")
 
+// runOnItsOwn runs a turn under no deadline of the caller, so that only
+// the agent's own timeout can end it, and fails the test if the turn has
+// not ended 10 s later (far beyond any timeout the tests give the agent):
+// a bug that would hang fails by assertion. It then cancels the turn.
+func runOnItsOwn(t *testing.T, a Agent, turn Turn) error {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	out := make(chan error, 1)
+	go func() {
+		_, err := a.Run(ctx, turn)
+		out <- err
+	}()
+	select {
+	case err := <-out:
+		return err
+	case <-time.After(10 * time.Second):
+		cancel(errTestDeadline)
+		<-out
+		require.Fail(t, "the turn did not end at the agent's timeout")
+		return nil
+	}
+}
+
 // testContext bounds a turn, so a bug that would hang fails by assertion.
 func testContext(t *testing.T) context.Context {
 	t.Helper()
@@ -301,7 +325,7 @@ func TestHTTPAgentStallMidStreamIsATimeout(t *testing.T) {
 	a, err := NewHTTP(up.URL, HTTPOptions{Timeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	var deltas []string
-	_, err = a.Run(testContext(t), Turn{Session: "s", Text: "x", TurnID: "t-2", OnDelta: func(d string) { deltas = append(deltas, d) }})
+	err = runOnItsOwn(t, a, Turn{Session: "s", Text: "x", TurnID: "t-2", OnDelta: func(d string) { deltas = append(deltas, d) }})
 	ue, ok := errors.AsType[*UpstreamError](err)
 	require.True(t, ok, "want the timeout's *UpstreamError, got %v", err)
 	assert.Zero(t, ue.Status, "a timeout has no status")
@@ -316,7 +340,7 @@ func TestHTTPAgentStallBeforeAnswerIsATimeout(t *testing.T) {
 	up := newUpstreamServer(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	a, err := NewHTTP(up.URL, HTTPOptions{Timeout: 300 * time.Millisecond})
 	require.NoError(t, err)
-	_, err = a.Run(testContext(t), Turn{Session: "s", Text: "x", TurnID: "t-3"})
+	err = runOnItsOwn(t, a, Turn{Session: "s", Text: "x", TurnID: "t-3"})
 	ue, ok := errors.AsType[*UpstreamError](err)
 	require.True(t, ok, "want the timeout's *UpstreamError, got %v", err)
 	assert.Zero(t, ue.Status)
