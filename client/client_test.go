@@ -171,7 +171,7 @@ func TestNewURL(t *testing.T) {
 // whatever characters it has; an id with a "/" is a 404 (no such route),
 // never a turn for another session.
 func TestClientSendsTheSessionAsGiven(t *testing.T) {
-	got := make(chan string, 1)
+	got := make(chan string, 32) // room for every turn: a wrong one never blocks the server
 	gw := &fakegateway.Gateway{TurnFn: func(_ context.Context, session, text string) (string, error) {
 		got <- session
 		return text, nil
