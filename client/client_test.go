@@ -234,11 +234,7 @@ func TestClientAnswers(t *testing.T) {
 				_, _ = io.WriteString(w, tc.body)
 			}))
 			t.Cleanup(srv.Close)
-			c, err := client.New(srv.URL, opsToken, srv.Client())
-			require.NoError(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, err = c.Status(ctx)
+			err := statusFrom(t, srv)
 			require.Error(t, err)
 			assert.False(t, errors.Is(err, client.ErrUnreachable), "an answer came: %v", err)
 			apiErr, ok := errors.AsType[*client.APIError](err)
@@ -269,17 +265,23 @@ func TestClientClosesAnAnswerTooLarge(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	c, err := client.New(srv.URL, opsToken, srv.Client())
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = c.Status(ctx)
-	require.Error(t, err)
+	require.Error(t, statusFrom(t, srv))
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
 		require.Fail(t, "the client left the connection of an answer it gave up on open")
 	}
+}
+
+// statusFrom calls Status against srv, bounded by 10 s.
+func statusFrom(t *testing.T, srv *httptest.Server) error {
+	t.Helper()
+	c, err := client.New(srv.URL, opsToken, srv.Client())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Status(ctx)
+	return err
 }
 
 // recv receives from ch, failing after 10 s rather than hanging.
