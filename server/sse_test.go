@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -78,7 +78,7 @@ func TestStreamedTurn(t *testing.T) {
 		}, []string{"delta", "interrupted"}, map[string]any{"message": gateway.InterruptMessage("a")}},
 		{"agent failed", func(_ context.Context, req gateway.TurnRequest) (string, error) {
 			req.Started()
-			return "", fmt.Errorf("%w: %w", gateway.ErrAgent, &agent.UpstreamError{URL: "http://x", Status: 500, Reason: "secret detail"})
+			return "", &gateway.AgentError{Upstream: true, Status: 500, Err: errors.New("upstream agent http://x answered 500: secret detail")}
 		}, []string{"failed"}, map[string]any{"error": "agent_failed",
 			"message": "the agent failed to answer this turn: the upstream agent answered 500 Internal Server Error"}},
 	} {
