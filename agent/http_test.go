@@ -330,6 +330,7 @@ func TestHTTPAgentStallMidStreamIsATimeout(t *testing.T) {
 	require.True(t, ok, "want the timeout's *UpstreamError, got %v", err)
 	assert.Zero(t, ue.Status, "a timeout has no status")
 	assert.True(t, strings.HasPrefix(ue.Reason, "timed out after "), "reason %q", ue.Reason)
+	assert.Equal(t, 300*time.Millisecond, ue.Timeout, "the error carries the timeout it ran into")
 	assert.Equal(t, "t-2", ue.TurnID)
 	assert.Equal(t, []string{"first"}, deltas, "the first event arrived before the stall")
 }
@@ -345,6 +346,7 @@ func TestHTTPAgentStallBeforeAnswerIsATimeout(t *testing.T) {
 	require.True(t, ok, "want the timeout's *UpstreamError, got %v", err)
 	assert.Zero(t, ue.Status)
 	assert.True(t, strings.HasPrefix(ue.Reason, "timed out after "), "reason %q", ue.Reason)
+	assert.Equal(t, 300*time.Millisecond, ue.Timeout, "the error carries the timeout it ran into")
 }
 
 // TestHTTPAgentCancelReturnsTheCause: a turn cancelled mid-stream (a
