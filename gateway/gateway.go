@@ -364,7 +364,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 			func() { g.Reconcile(g.runCtx) })
 	}()
 	for _, r := range g.redeliverers() {
-		r.OnPendingChange(g.state.kick) // webhook_pending is part of the status
+		if w, ok := r.(pendingWatcher); ok {
+			w.OnPendingChange(g.state.kick) // webhook_pending is part of the status
+		}
 		g.bg.Add(1)
 		go func() {
 			defer g.bg.Done()
@@ -382,6 +384,12 @@ type redeliverer interface {
 	RunRedelivery(ctx context.Context)
 	// Pending returns how many messages are kept.
 	Pending() int
+}
+
+// pendingWatcher is a redeliverer that says when its Pending count
+// changes (notify.Webhook), so that status?wait=change sees the new count
+// at once; without it the count shows at the next other change.
+type pendingWatcher interface {
 	// OnPendingChange makes fn be called when Pending's count changes.
 	OnPendingChange(fn func())
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/go-json-experiment/json"
@@ -30,69 +31,77 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 }
 
 // decodeJSON decodes data into v, a pointer to a struct whose fields are
-// all JSON scalars, strictly, with the JSON v2 library
-// (github.com/go-json-experiment/json) and its defaults plus one option:
+// all JSON scalars, strictly:
 //
 //   - data is one JSON object and nothing after it but white space;
-//   - every key is exactly the json tag name of one field (encoding/json
-//     would also accept "ACTION" for "action"; v2 matches names exactly)
-//     and no key appears twice (encoding/json would keep the last; v2
-//     refuses a duplicate name), and a key that is no field's name is
-//     refused (RejectUnknownMembers);
-//   - every value has its field's JSON type.
+//   - every key is exactly the json tag name of one field, at most once
+//     (no case-insensitive match, no duplicate, no unknown key);
+//   - every value has its field's JSON type and fits it.
 //
-// Invalid UTF-8 in a string is replaced with U+FFFD, as encoding/json
-// did, rather than refused. An empty body (or only white space) leaves v
-// untouched when optional is true and is a 400 otherwise. Every error is
-// an *Error with a 400 status whose message names the field at fault, if
-// one is.
+// Invalid UTF-8 in a string is replaced with U+FFFD rather than refused.
+// An empty body (or only white space) leaves v untouched when optional is
+// true and is a 400 otherwise. Every error is an *Error with a 400 status
+// whose message names the field at fault, if one is.
 func decodeJSON(data []byte, v any, optional bool) error {
 	switch body := bytes.TrimLeft(data, " \t\r\n"); {
 	case len(body) == 0 && optional:
 		return nil
 	case len(body) == 0:
 		return badRequest("request body is required (a JSON object)")
-	case body[0] != '{': // v2 would take null for an empty object
+	case bytes.HasPrefix(body, byteOrderMark):
+		return badRequest("invalid JSON body: it starts with a byte-order mark (send UTF-8 without one)")
+	case body[0] != '{': // the library would take null for an empty object
 		return badRequest("request body must be a JSON object")
 	}
 	if err := json.Unmarshal(data, v, strictJSON); err != nil {
-		return decodeError(err, reflect.TypeOf(v).Elem())
+		return decodeError(err, data, reflect.TypeOf(v).Elem())
 	}
 	return nil
 }
 
-// strictJSON is decodeJSON's options on top of v2's strict defaults.
+// byteOrderMark is UTF-8's, which JSON text must not start with.
+var byteOrderMark = []byte("\xEF\xBB\xBF")
+
+// strictJSON is decodeJSON's options on top of the JSON v2 library's
+// defaults, which already match names exactly and refuse duplicate names
+// and data after the value.
 var strictJSON = json.JoinOptions(json.RejectUnknownMembers(true), jsontext.AllowInvalidUTF8(true))
 
-// decodeError maps an error of json.Unmarshal into a body of type t to a
-// 400 *Error whose message names the field at fault, if one is.
-func decodeError(err error, t reflect.Type) *Error {
+// decodeError maps an error of json.Unmarshal of data into a body of type
+// t to a 400 *Error whose message names the field at fault, if one is.
+func decodeError(err error, data []byte, t reflect.Type) *Error {
 	if serr, ok := errors.AsType[*json.SemanticError](err); ok {
 		key := fieldName(serr.JSONPointer)
+		want := jsonKind(serr.GoType)
 		switch {
 		case serr.Err == json.ErrUnknownName:
 			return unknownField(key, fieldsOf(t))
-		case key != "" && serr.GoType != nil:
-			return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err,
-				Message: fmt.Sprintf("invalid JSON body: field %q must be a JSON %s, not %s",
-					key, jsonKind(serr.GoType), kindName(serr.JSONKind))}
+		case key == "" || serr.GoType == nil:
+		case serr.JSONKind == '0' && want == "number" && errors.Is(serr.Err, strconv.ErrRange):
+			return badRequestErr(err, "invalid JSON body: field %q is out of range", key)
+		default:
+			return badRequestErr(err, "invalid JSON body: field %q must be a JSON %s, not %s", key, want, kindName(serr.JSONKind))
 		}
 	}
 	if serr, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
 		key := fieldName(serr.JSONPointer)
 		switch {
 		case serr.Err == jsontext.ErrDuplicateName:
-			return badRequest("invalid JSON body: duplicate field %q", key)
+			return badRequestErr(err, "invalid JSON body: duplicate field %q", key)
 		case errors.Is(serr.Err, io.ErrUnexpectedEOF):
-			return badRequest("invalid JSON body: unexpected end of JSON input")
-		case key == "" && strings.HasSuffix(serr.Err.Error(), "after top-level value"):
-			return badRequest("invalid JSON body: data after the JSON object")
+			return badRequestErr(err, "invalid JSON body: unexpected end of JSON input")
+		case key == "" && serr.ByteOffset > 0 && serr.ByteOffset <= int64(len(data)) &&
+			jsontext.Value(data[:serr.ByteOffset]).IsValid(): // a whole value, then more
+			return badRequestErr(err, "invalid JSON body: data after the JSON object")
 		}
-		return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err,
-			Message: "invalid JSON body: " + serr.Err.Error()}
+		return badRequestErr(err, "invalid JSON body: %s", serr.Err)
 	}
-	return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err,
-		Message: "invalid JSON body: " + err.Error()}
+	return badRequestErr(err, "invalid JSON body: %s", err)
+}
+
+// badRequestErr is a 400 bad_request *Error wrapping err.
+func badRequestErr(err error, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err, Message: fmt.Sprintf(format, args...)}
 }
 
 // fieldName is the top-level member a JSON pointer ("/text") names, or ""
@@ -128,6 +137,9 @@ func bodyError(err error) *Error {
 
 // jsonKind names the JSON type a field of Go type t takes.
 func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}

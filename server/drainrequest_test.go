@@ -68,6 +68,12 @@ func TestDrainBodyStaysStrict(t *testing.T) {
 		`{"reason":"a","reason":"b"}`:                                  `duplicate field "reason"`,
 		`{"Reason":"a"}`:                                               `did you mean "reason"`,
 		`{"reason":"a"} {}`:                                            `data after the JSON object`,
+		`{"reason":"a"}x`:                                              `data after the JSON object`,
+		`{"reason":"a"}]`:                                              `data after the JSON object`,
+		`{"reason":"a",}`:                                              `invalid JSON body: invalid character`,
+		"\xEF\xBB\xBF{\"reason\":\"a\"}":                               `byte-order mark`,
+		`{"announce_seconds":1e400}`:                                   `field "announce_seconds" is out of range`,
+		`{"announce_seconds":"5"}`:                                     `field "announce_seconds" must be a JSON number, not string`,
 	}
 	for body, want := range cases {
 		t.Run(body, func(t *testing.T) {

@@ -291,11 +291,8 @@ func (s *Server) instrumentRoutes() error {
 // uncleanPath refuses (mux, told to SkipClean, never redirects it), and
 // otherwise routes r with the router's Match and serves it with the
 // handler mux chose (the route's, or its NotFound or MethodNotAllowed
-// handler). The route's variables reach the handler as the request's path
-// values (r.PathValue("id")), net/http's place for a router's variables,
-// set on r itself: Router.ServeHTTP would instead clone the request twice
-// to put them and the route in its context (mux.Vars), which no handler
-// here reads.
+// handler). The route's variables are r's path values (r.PathValue),
+// set on r itself: handlers do not read mux.Vars.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if uncleanPath(r.URL.Path) {
 		s.notFound.ServeHTTP(w, r)
