@@ -175,9 +175,17 @@ func (c *Client) Send(ctx context.Context, session, text string) (string, error)
 	return out.Reply, err
 }
 
+// do sends one request and decodes its JSON answer into out. path is the
+// request's path, escaped: a session id in it went through
+// url.PathEscape, and the server gets it so, escaped once.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
 	u := *c.base
-	u.Path += path
+	u.Path += unescaped
+	u.RawPath = c.base.EscapedPath() + path
 	u.RawQuery = q.Encode()
 	var body io.Reader
 	if in != nil {
