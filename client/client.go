@@ -175,9 +175,16 @@ func (c *Client) Send(ctx context.Context, session, text string) (string, error)
 	return out.Reply, err
 }
 
+// do sends one request to path, which is escaped (Send escapes the
+// session id): the URL keeps it as written, so the gateway sees the id
+// unchanged (setting only URL.Path would escape its '%' once more).
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
 	u := *c.base
-	u.Path += path
+	u.Path, u.RawPath = c.base.Path+unescaped, c.base.EscapedPath()+path
 	u.RawQuery = q.Encode()
 	var body io.Reader
 	if in != nil {

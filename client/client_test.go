@@ -162,3 +162,29 @@ func TestNewURL(t *testing.T) {
 		}
 	}
 }
+
+// TestClientSendSessionIDs: Send escapes the session id into the path, so
+// an id with a space, '?', '%', '#' or non-ASCII text reaches the gateway
+// as that id (not cut at '?', not refused as a bad escape).
+func TestClientSendSessionIDs(t *testing.T) {
+	var got []string // TurnFn runs once per Send, one at a time
+	gw := &fakegateway.Gateway{TurnFn: func(_ context.Context, session, text string) (string, error) {
+		got = append(got, session)
+		return text, nil
+	}}
+	s := MustServer(t, gw)
+	hc := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+	c, err := client.New(s.URL(), opsToken, hc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	ids := []string{"plain", "with space", "what?x=1", "100%", "a#b", "café"}
+	for _, id := range ids {
+		reply, err := c.Send(ctx, id, "hi "+id)
+		require.NoError(t, err, "session %q", id)
+		assert.Equal(t, "hi "+id, reply, "session %q", id)
+	}
+	assert.Equal(t, ids, got)
+}
