@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,6 +63,46 @@ func TestHTTPAgentReusesConnections(t *testing.T) {
 				_, _ = a.Run(context.Background(), Turn{Session: "s", Text: "x", TurnID: fmt.Sprint(i)})
 			}
 			require.LessOrEqual(t, conns.Load(), int32(2), "20 sequential turns opened %d connections", conns.Load())
+		})
+	}
+}
+
+// TestHTTPAgentStreamParsing: the upstream's event stream, parsed as SSE:
+// each event's data lines joined with newlines is one delta; only the one
+// space after "data:" goes; comments and other fields are skipped; a last
+// event the upstream ends without its blank line still counts.
+func TestHTTPAgentStreamParsing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stream string
+		deltas []string
+	}{
+		{"one event a chunk", "data: one \n\ndata: two\n\n", []string{"one ", "two"}},
+		{"data lines joined", "data: line one\ndata: line two\n\n", []string{"line one\nline two"}},
+		{"last event without its blank line", "data: first\n\ndata: last", []string{"first", "last"}},
+		{"last event ending in one newline", "data: first\n\ndata: last\n", []string{"first", "last"}},
+		{"only one space removed", "data:   indented  \n\n", []string{"  indented  "}},
+		{"no space", "data:tight\n\n", []string{"tight"}},
+		{"bare data field", "data\ndata: x\n\n", []string{"\nx"}},
+		{"comments and other fields skipped", ": keep-alive\nevent: delta\nid: 7\ndata: hi\n\n", []string{"hi"}},
+		{"empty stream", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tc.stream)
+			}))
+			defer srv.Close()
+			a, err := NewHTTP(srv.URL, HTTPOptions{})
+			require.NoError(t, err)
+			var deltas []string // OnDelta runs on Run's goroutine
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			reply, err := a.Run(ctx, Turn{Session: "s", Text: "x", TurnID: "t1",
+				OnDelta: func(d string) { deltas = append(deltas, d) }})
+			require.NoError(t, err)
+			assert.Equal(t, tc.deltas, deltas)
+			assert.Equal(t, strings.Join(tc.deltas, ""), reply, "the reply is the deltas' concatenation")
 		})
 	}
 }
