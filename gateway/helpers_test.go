@@ -216,11 +216,18 @@ func eventually(tb failer, what string, cond func() bool) {
 	}
 }
 
+// shutdownWaitMax bounds the shutdown helper's wait whatever the
+// fixture's drain timeout (an hour, so that no test is forced by it): a
+// turn a bug left running fails the test by assertion, not by the
+// package's timeout.
+const shutdownWaitMax = 30 * time.Second
+
 // shutdown runs Shutdown(force) and fails, rather than hangs, when the
-// sequence does not end within its own bound plus a margin.
+// sequence does not end within its own bound plus a margin (at most
+// shutdownWaitMax).
 func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
 	tb.Helper()
-	bound := f.g.cfg.DrainTimeout + f.g.cfg.NotifyTimeout + 10*time.Second
+	bound := min(f.g.cfg.DrainTimeout+f.g.cfg.NotifyTimeout+10*time.Second, shutdownWaitMax)
 	if force {
 		bound = f.g.cfg.NotifyTimeout + 10*time.Second
 	}
