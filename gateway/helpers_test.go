@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,13 +56,26 @@ func (a *gatedAgent) Run(ctx context.Context, t agent.Turn) (string, error) {
 		}
 		a.mu.Unlock()
 	}()
+	abandon := time.NewTimer(gatedTurnMax)
+	defer abandon.Stop()
 	select {
 	case <-gate:
 		return "re: " + text, nil
 	case <-ctx.Done():
 		return "", context.Cause(ctx)
+	case <-abandon.C:
+		return "", errAbandonedTurn
 	}
 }
+
+// gatedTurnMax bounds a gated turn that no test finishes or cancels (one a
+// bug let in: a turn meant to be refused): it fails with errAbandonedTurn,
+// so the test fails by assertion instead of waiting for the package's
+// timeout.
+const gatedTurnMax = 10 * time.Second
+
+// errAbandonedTurn is what a gated turn returns after gatedTurnMax.
+var errAbandonedTurn = errors.New("gated test agent: turn never finished by the test")
 
 // finish lets session's running turn complete.
 func (a *gatedAgent) finish(session string) {
