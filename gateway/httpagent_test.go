@@ -198,6 +198,9 @@ func TestHTTPAgentSlowUpstreamDuringDrain(t *testing.T) {
 		<-release
 		jsonReply(w, r, req)
 	})
+	var releaseOnce sync.Once // the test releases the upstream, or its end does (before the upstream's Close)
+	releaseUpstream := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseUpstream)
 	f := httpAgentFixture(t, up.URL, 0)
 	out := make(chan error, 1)
 	go func() {
@@ -212,7 +215,7 @@ func TestHTTPAgentSlowUpstreamDuringDrain(t *testing.T) {
 	defer cancel()
 	_, err = f.g.Turn(ctx, "bob", "new")
 	require.ErrorIs(t, err, ErrRefused)
-	close(release)
+	releaseUpstream()
 	require.NoError(t, recv(t, out), "the in-flight turn finished")
 	reqs, _ := up.got()
 	assert.Len(t, reqs, 1, "the refused turn never reached the upstream")
