@@ -34,6 +34,7 @@ func TestExecAgent(t *testing.T) {
 		{"reply from stdout", "tr a-z A-Z", "hello", "HELLO", ""},
 		{"session in env", `printf "%s" "$QUIESCE_SESSION"`, "x", "sess-1", ""},
 		{"non-zero exit is an error", "echo broken >&2; exit 3", "x", "", "broken"},
+		{"silent non-zero exit is an error", "echo partial; exit 1", "x", "", "exit status 1"},
 		{"missing command", "/nonexistent/agent", "x", "", "exit status 127"},
 	}
 	for _, tc := range tests {

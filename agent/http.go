@@ -45,6 +45,9 @@ type UpstreamError struct {
 	TurnID string // the X-Request-Id the upstream got
 	Status int    // 0 if no answer
 	Reason string // what went wrong, in words
+	// Timeout is the turn's timeout (HTTPOptions.Timeout) when the
+	// upstream did not answer within it; 0 otherwise.
+	Timeout time.Duration
 }
 
 // Error implements error.
@@ -213,11 +216,13 @@ func (a *httpAgent) readStream(t Turn, resp *http.Response) (string, error) {
 // interrupt, a gone client) or a timeout of --agent-timeout.
 func (a *httpAgent) ctxError(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && context.Cause(ctx) == context.DeadlineExceeded {
-		return a.fail(0, fmt.Sprintf("timed out after %v", a.timeout))
+		ue := a.fail(0, fmt.Sprintf("timed out after %v", a.timeout))
+		ue.Timeout = a.timeout
+		return ue
 	}
 	return context.Cause(ctx)
 }
 
-func (a *httpAgent) fail(status int, reason string) error {
+func (a *httpAgent) fail(status int, reason string) *UpstreamError {
 	return &UpstreamError{URL: a.url, Status: status, Reason: reason}
 }

@@ -175,16 +175,17 @@ func (c *Client) Send(ctx context.Context, session, text string) (string, error)
 	return out.Reply, err
 }
 
-// do sends one request to path, which is escaped (Send escapes the
-// session id): the URL keeps it as written, so the gateway sees the id
-// unchanged (setting only URL.Path would escape its '%' once more).
+// do sends one request and decodes its JSON answer into out. path is the
+// request's path, escaped: a session id in it went through
+// url.PathEscape, and the server gets it so, escaped once.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	u := *c.base
-	u.Path, u.RawPath = c.base.Path+unescaped, c.base.EscapedPath()+path
+	u.Path += unescaped
+	u.RawPath = c.base.EscapedPath() + path
 	u.RawQuery = q.Encode()
 	var body io.Reader
 	if in != nil {

@@ -3,8 +3,11 @@ package client_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,28 +166,139 @@ func TestNewURL(t *testing.T) {
 	}
 }
 
-// TestClientSendSessionIDs: Send escapes the session id into the path, so
-// an id with a space, '?', '%', '#' or non-ASCII text reaches the gateway
-// as that id (not cut at '?', not refused as a bad escape).
-func TestClientSendSessionIDs(t *testing.T) {
-	var got []string // TurnFn runs once per Send, one at a time
+// TestClientSendsTheSessionAsGiven: Send puts the session id in the path
+// escaped once, so the server's turn runs for exactly that session,
+// whatever characters it has; an id with a "/" is a 404 (no such route),
+// never a turn for another session.
+func TestClientSendsTheSessionAsGiven(t *testing.T) {
+	got := make(chan string, 32) // room for every turn: a wrong one never blocks the server
 	gw := &fakegateway.Gateway{TurnFn: func(_ context.Context, session, text string) (string, error) {
-		got = append(got, session)
+		got <- session
 		return text, nil
 	}}
 	s := MustServer(t, gw)
 	hc := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
-	c, err := client.New(s.URL(), opsToken, hc)
-	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-
-	ids := []string{"plain", "with space", "what?x=1", "100%", "a#b", "café"}
-	for _, id := range ids {
-		reply, err := c.Send(ctx, id, "hi "+id)
-		require.NoError(t, err, "session %q", id)
-		assert.Equal(t, "hi "+id, reply, "session %q", id)
+	for _, base := range []string{s.URL(), s.URL() + "/"} {
+		c, err := client.New(base, opsToken, hc)
+		require.NoError(t, err)
+		for _, session := range []string{"alice", "a b", "café", "a?b", "%", "50%25", "a#b", "a+b", "{id}"} {
+			reply, err := c.Send(ctx, session, "hi")
+			require.NoError(t, err, session)
+			assert.Equal(t, "hi", reply)
+			assert.Equal(t, session, recv(t, got), "the session the server's turn ran for")
+		}
+		_, err = c.Send(ctx, "a/b", "hi")
+		assert.True(t, client.IsAPIError(err, http.StatusNotFound), "%v", err)
+		assert.Empty(t, got, "no turn ran for a/b")
 	}
-	assert.Equal(t, ids, got)
+}
+
+// TestClientAnswers: a 2xx is decoded; any other status is an *APIError
+// with the JSON error body's code, message and state (or the text of a
+// body that is not the API's, as a proxy's page) and a 503's Retry-After;
+// a 200 that is not the API's JSON is an error of its own, neither an
+// *APIError nor ErrUnreachable.
+func TestClientAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		header map[string]string
+		body   string
+		want   *client.APIError // nil: no *APIError
+		errSub string           // in the error's text
+	}{
+		{name: "400", status: 400, body: `{"error":"bad_request","message":"text is required"}`,
+			want: &client.APIError{StatusCode: 400, Code: "bad_request", Message: "text is required"}},
+		{name: "401", status: 401, body: `{"error":"unauthorized","message":"unknown bearer token"}`,
+			want: &client.APIError{StatusCode: 401, Code: "unauthorized", Message: "unknown bearer token"}},
+		{name: "409 with a state", status: 409, body: `{"error":"shutting_down","message":"m","state":"shutting_down"}`,
+			want: &client.APIError{StatusCode: 409, Code: "shutting_down", Message: "m", State: fsm.ShuttingDown}},
+		{name: "503 with Retry-After", status: 503, header: map[string]string{"Retry-After": "7"},
+			body: `{"error":"draining","message":"m","state":"draining"}`,
+			want: &client.APIError{StatusCode: 503, Code: "draining", Message: "m", State: fsm.Draining, RetryAfter: 7 * time.Second}},
+		{name: "502 from a proxy", status: 502, header: map[string]string{"Content-Type": "text/html"},
+			body: "<html>Bad Gateway</html>\n", want: &client.APIError{StatusCode: 502, Message: "<html>Bad Gateway</html>"}},
+		{name: "304", status: 304, want: &client.APIError{StatusCode: 304}},
+		{name: "200 not JSON", status: 200, header: map[string]string{"Content-Type": "text/html"},
+			body: "<html>a login page</html>", errSub: "not the API's JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			t.Cleanup(srv.Close)
+			err := statusFrom(testContext(t), t, srv)
+			require.Error(t, err)
+			assert.False(t, errors.Is(err, client.ErrUnreachable), "an answer came: %v", err)
+			apiErr, ok := errors.AsType[*client.APIError](err)
+			if tc.want == nil {
+				assert.False(t, ok, "not an *APIError: %v", err)
+				assert.Contains(t, err.Error(), tc.errSub)
+				return
+			}
+			require.True(t, ok, "want an *APIError, got %v", err)
+			assert.Equal(t, tc.want, apiErr)
+		})
+	}
+}
+
+// TestClientClosesAnAnswerTooLarge: an answer over the 1 MiB the client
+// reads is an error, and its connection is closed, not left open with the
+// rest of the body unread.
+func TestClientClosesAnAnswerTooLarge(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":{"state":"`+strings.Repeat("x", 4<<20)+`"}}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	// The call's context lives on until the check: ending it would
+	// close the connection whether or not the client closed the body.
+	require.Error(t, statusFrom(testContext(t), t, srv))
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		require.Fail(t, "the client left the connection of an answer it gave up on open")
+	}
+}
+
+// statusFrom calls Status against srv.
+func statusFrom(ctx context.Context, t *testing.T, srv *httptest.Server) error {
+	t.Helper()
+	c, err := client.New(srv.URL, opsToken, srv.Client())
+	require.NoError(t, err)
+	_, err = c.Status(ctx)
+	return err
+}
+
+// testContext bounds a test's calls by 10 s; it ends with the test.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// recv receives from ch, failing after 10 s rather than hanging.
+func recv[T any](tb testing.TB, ch <-chan T) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		require.Fail(tb, "timed out")
+		panic("unreachable")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -646,26 +647,74 @@ func k8sChecks(t *testing.T, docs []manifest, img image) []check {
 			if err != nil {
 				return err.Error()
 			}
+			announce, err := pre.duration("announce", 0)
+			if err != nil {
+				return err.Error()
+			}
 			grace := k8sDefaultGrace
 			if v, ok := p.spec["terminationGracePeriodSeconds"].(int); ok {
 				grace = time.Duration(v) * time.Second
 			}
-			if need := wait + bound; grace < need {
-				return fmt.Sprintf("terminationGracePeriodSeconds is %v, want at least preStop --timeout %v + --drain-timeout %v + --notify-timeout %v + 1s = %v: "+
-					"the kubelet counts the grace period from the pod's deletion, preStop included, then sends SIGKILL", grace, wait, drain, notify, need)
+			if need := announce + wait + bound; grace < need {
+				return fmt.Sprintf("terminationGracePeriodSeconds is %v, want at least preStop --announce %v + --timeout %v + --drain-timeout %v + --notify-timeout %v + 1s = %v: "+
+					"the kubelet counts the grace period from the pod's deletion, preStop included, then sends SIGKILL", grace, announce, wait, drain, notify, need)
 			}
 			return ""
 		}},
-		{"PreStopDrainsTheGatewaysHome", func() string {
+		{"PreStopAnnounces", func() string {
 			pre, msg := preStop()
 			if msg != "" {
 				return msg
 			}
-			if h := p.homeOf(pre); h != p.home {
-				return fmt.Sprintf("preStop drains home %q but the gateway runs on %q: give it the same --home", h, p.home)
+			announce, err := pre.duration("announce", 0)
+			if err != nil {
+				return err.Error()
 			}
-			if _, ok := pre.flags["url"]; ok {
-				return "preStop drains through --url: drop it so it acts on the home directly (no token, no network, works while the pod leaves the Service)"
+			period, _ := at(p.container, "readinessProbe", "periodSeconds").(int)
+			if period == 0 {
+				period = 10 // Kubernetes' default
+			}
+			failures, _ := at(p.container, "readinessProbe", "failureThreshold").(int)
+			if failures == 0 {
+				failures = 3 // Kubernetes' default
+			}
+			markDown := time.Duration(period*failures) * time.Second
+			switch {
+			case announce <= 0:
+				return "add --announce D to the preStop drain (with --url): a pod being deleted leaves the endpoints at once, but kube-proxy, " +
+					"ingress controllers and meshes learn it seconds later, and without the announce every turn they still send is refused " +
+					"(503 draining); with it /readyz fails while the gate stays open for D (docs/OPERATIONS.md, \"Behind a load balancer\")"
+			case announce > gateway.MaxAnnounce:
+				return fmt.Sprintf("preStop --announce %v: at most %v", announce, gateway.MaxAnnounce)
+			case announce < markDown:
+				return fmt.Sprintf("preStop --announce %v is shorter than the readiness probe's periodSeconds %d x failureThreshold %d = %v: "+
+					"a drain announced in a running pod would close its gate before the pod leaves the endpoints", announce, period, failures, markDown)
+			}
+			return ""
+		}},
+		{"PreStopReachesTheGateway", func() string {
+			pre, msg := preStop()
+			if msg != "" {
+				return msg
+			}
+			_, port, _ := net.SplitHostPort(p.run.flags["addr"])
+			tokens, ok := p.run.flags["tokens-file"]
+			if !ok {
+				tokens = path.Join(p.home, "tokens")
+			}
+			want := fmt.Sprintf("--url http://127.0.0.1:%s --tokens-file %s", port, tokens)
+			raw, ok := pre.flags["url"]
+			if !ok {
+				return "preStop drains the home directly, and only the live gateway's API can announce: give it " + want +
+					" (the gateway's port on loopback, the gateway's own tokens file, mounted in this container)"
+			}
+			u, err := url.Parse(raw)
+			if err != nil || u.Scheme != "http" || u.Port() != port || !slices.Contains([]string{"127.0.0.1", "localhost", "::1"}, u.Hostname()) {
+				return fmt.Sprintf("preStop --url %s: the gateway listens on %q (--addr) in this container: give it %s (loopback: the pod "+
+					"may already have left the Service)", raw, p.run.flags["addr"], want)
+			}
+			if got := pre.flags["tokens-file"]; got != tokens {
+				return fmt.Sprintf("preStop --tokens-file %q: the gateway reads its tokens from %s; give the preStop the same file (%s)", got, tokens, want)
 			}
 			return ""
 		}},
@@ -1002,10 +1051,19 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 		{"ProcHidden", unitFile, "NoNewPrivileges=yes", "NoNewPrivileges=yes\nProtectProc=invisible", "PID1Visible", "/proc/1/stat"},
 		{"HomeElsewhere", unitFile, "quiesce run --home /var/lib/quiesce", "quiesce run --home /srv/quiesce", "HomeIsStateDirectory", "StateDirectory"},
 
-		{"GraceTooShort", sts, "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 45", "GracePeriodCoversPreStopAndShutdown", "49s"},
-		{"PreStopLonger", sts, "- 20s", "- 40s", "GracePeriodCoversPreStopAndShutdown", "1m9s"},
+		{"GraceTooShort", sts, "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 50", "GracePeriodCoversPreStopAndShutdown", "54s"},
+		{"PreStopLonger", sts, "- 20s", "- 40s", "GracePeriodCoversPreStopAndShutdown", "1m14s"},
+		{"PreStopAnnounceLonger", sts, "- 5s\n", "- 20s\n", "GracePeriodCoversPreStopAndShutdown", "--announce 20s"},
 		{"NoPreStop", sts, "- drain\n", "- status\n", "GracePeriodCoversPreStopAndShutdown", "preStop"},
-		{"PreStopOtherHome", sts, "- --home\n                  - /var/lib/quiesce", "- --home\n                  - /tmp/other", "PreStopDrainsTheGatewaysHome", "same --home"},
+		{"PreStopWithoutAnnounce", sts, "                  - --announce\n                  - 5s\n", "", "PreStopAnnounces", "add --announce"},
+		{"PreStopAnnounceZero", sts, "                  - --announce\n                  - 5s\n", "                  - --announce\n                  - 0s\n", "PreStopAnnounces", "add --announce"},
+		{"PreStopAnnounceBeforeReadiness", sts, "                  - --announce\n                  - 5s\n", "                  - --announce\n                  - 1s\n", "PreStopAnnounces", "failureThreshold"},
+		{"PreStopOnTheHome", sts, "                  - --url\n                  - http://127.0.0.1:8470\n", "                  - --home\n                  - /var/lib/quiesce\n",
+			"PreStopReachesTheGateway", "--url http://127.0.0.1:8470 --tokens-file /run/quiesce/tokens"},
+		{"PreStopOtherPort", sts, "- http://127.0.0.1:8470", "- http://127.0.0.1:8471", "PreStopReachesTheGateway", "listens on"},
+		{"PreStopThroughTheService", sts, "- http://127.0.0.1:8470", "- http://quiesce:8470", "PreStopReachesTheGateway", "loopback"},
+		{"PreStopOtherTokens", sts, "                  - --tokens-file\n                  - /run/quiesce/tokens\n", "                  - --tokens-file\n                  - /tmp/tokens\n",
+			"PreStopReachesTheGateway", "same file"},
 		{"FSGroup", sts, "runAsNonRoot: true\n        seccompProfile", "runAsNonRoot: true\n        fsGroup: 65532\n        seccompProfile", "NoFSGroup", "group-readable"},
 		{"SecretGroupReadable", sts, "defaultMode: 0400", "defaultMode: 0440", "SecretDefaultMode0400", "defaultMode: 0400"},
 		{"SecretModeYAML12", sts, "defaultMode: 0400", "defaultMode: 0o400", "SecretDefaultMode0400", "YAML 1.1"},

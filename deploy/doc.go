@@ -6,7 +6,9 @@
 // The package has no code. Its tests read those files and check what an
 // operator relies on: that the supervisor waits longer than the gateway's
 // shutdown sequence can take (drain timeout + notify timeout + 1s, plus a
-// preStop drain on Kubernetes), that the probes name routes the real
+// preStop's announce and drain on Kubernetes), that the Kubernetes preStop
+// announces the drain through the gateway's API on loopback with the
+// gateway's own tokens file, that the probes name routes the real
 // router answers (liveness stays 200 while draining, readiness does not),
 // that a configuration error at start stops the restart loop (exit 78),
 // that reloads and starts are checked with "quiesce check", that a node

@@ -190,6 +190,49 @@ func TestAnnounceCancel(t *testing.T) {
 	}
 }
 
+// TestAnnounceCancelNamingAnIgnoredMarker: during a window, a cancel
+// naming the request id of a marker that drains nothing (stale: another
+// boot's; expired) is a mismatch naming the window's request, like any
+// other id that is not the drain in effect: the marker and the window
+// stay, and the announced drain goes ahead at the window's end.
+func TestAnnounceCancelNamingAnIgnoredMarker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  func(epoch string) marker.Request
+		want marker.Status
+	}{
+		{"stale", func(string) marker.Request {
+			return marker.Request{RequestID: "old", RequestedAt: time.Now(), Epoch: "boot-z:1"}
+		}, marker.Stale},
+		{"expired", func(epoch string) marker.Request {
+			return marker.Request{RequestID: "old", RequestedAt: time.Now().Add(-2 * marker.DefaultMaxAge), Epoch: epoch}
+		}, marker.Expired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			timers := &manualTimers{}
+			timers.install(f.g)
+			_, err := marker.Write(f.home, tc.req(f.g.Epoch()))
+			require.NoError(t, err)
+			require.Equal(t, tc.want, f.g.reader.Read().Status)
+			done := announce(t, f.g, context.Background(), DrainRequest{RequestID: "w-1", Announce: time.Minute})
+
+			_, err = f.g.CancelDrain(context.Background(), "old")
+			var mm *MismatchError
+			require.ErrorAs(t, err, &mm, "the ignored marker's id names no drain in effect")
+			assert.Equal(t, "w-1", mm.Active)
+			pending(t, done, "after the mismatched cancel")
+			assert.Equal(t, "old", f.g.reader.Read().Request.RequestID, "the marker is untouched")
+
+			timers.fire(t)
+			out := recv(t, done)
+			require.NoError(t, out.err, "the announced drain was never cancelled")
+			assert.Equal(t, fsm.Draining, f.g.State())
+			assert.Equal(t, "w-1", f.g.Status().Drain.RequestID)
+		})
+	}
+}
+
 // TestAnnounceShutdownWins: a shutdown during the window ends it; the
 // waiting drain answers ErrShuttingDown and no marker is written.
 func TestAnnounceShutdownWins(t *testing.T) {

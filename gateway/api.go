@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
@@ -28,7 +29,8 @@ var (
 	// ErrRequestMismatch is returned by CancelDrain when a request id was
 	// given and is not the active drain's; the marker is left untouched.
 	ErrRequestMismatch = marker.ErrRequestMismatch
-	// ErrAgent wraps an agent failure (error, non-zero exit or panic).
+	// ErrAgent is wrapped by *AgentError: the agent failed the turn
+	// (error, non-zero exit, panic, an upstream that gave no reply).
 	ErrAgent = errors.New("gateway: agent failed")
 	// ErrSpoolUnavailable is returned by Event when the event could not be
 	// appended to the spool (disk full, home unwritable): nothing was
@@ -126,6 +128,41 @@ func (e *UnwritableError) Cause() string {
 	}
 	return e.Err.Error()
 }
+
+// AgentError is returned by Turn and Stream when the agent failed the
+// turn (an error, a non-zero exit, a panic, an http agent's upstream that
+// gave no reply); errors.Is(err, ErrAgent) holds, and so does errors.As
+// for the agent's own error. Besides Err, whose text may hold what a
+// client must not see, it carries what may be told about an upstream.
+type AgentError struct {
+	// Upstream is true when an http agent's upstream gave no reply; the
+	// fields below are about it.
+	Upstream bool
+	// Status is the upstream's HTTP status (0 when it never answered).
+	Status int
+	// Timeout is the agent's timeout when the upstream did not answer
+	// within it (0 otherwise).
+	Timeout time.Duration
+	// Err is the agent's error.
+	Err error
+}
+
+// newAgentError wraps the agent's error, keeping what an upstream's
+// failure may tell a client.
+func newAgentError(err error) *AgentError {
+	ae := &AgentError{Err: err}
+	if ue, ok := errors.AsType[*agent.UpstreamError](err); ok {
+		ae.Upstream, ae.Status, ae.Timeout = true, ue.Status, ue.Timeout
+	}
+	return ae
+}
+
+// Error implements error.
+func (e *AgentError) Error() string { return ErrAgent.Error() + ": " + e.Err.Error() }
+
+// Unwrap makes errors.Is(err, ErrAgent) true and keeps the agent's error
+// reachable.
+func (e *AgentError) Unwrap() []error { return []error{ErrAgent, e.Err} }
 
 // DrainRequest asks for an external drain, or refreshes the active one.
 //

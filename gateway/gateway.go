@@ -364,6 +364,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 			func() { g.Reconcile(g.runCtx) })
 	}()
 	for _, r := range g.redeliverers() {
+		if w, ok := r.(pendingWatcher); ok {
+			w.OnPendingChange(g.state.kick) // webhook_pending is part of the status
+		}
 		g.bg.Add(1)
 		go func() {
 			defer g.bg.Done()
@@ -381,6 +384,14 @@ type redeliverer interface {
 	RunRedelivery(ctx context.Context)
 	// Pending returns how many messages are kept.
 	Pending() int
+}
+
+// pendingWatcher is a redeliverer that says when its Pending count
+// changes (notify.Webhook), so that status?wait=change sees the new count
+// at once; without it the count shows at the next other change.
+type pendingWatcher interface {
+	// OnPendingChange makes fn be called when Pending's count changes.
+	OnPendingChange(fn func())
 }
 
 // redeliverers returns the sinks of Config.Sinks that are redeliverers.
@@ -643,7 +654,9 @@ func (g *Gateway) drainLocked(ctx context.Context, req DrainRequest) (DrainResul
 // then it cancels as above; a cancel naming one of the window's requests
 // ends the window only (WasDraining true) and leaves any marker alone. A
 // requestID that names neither the window's requests nor the drain in
-// effect gives ErrRequestMismatch naming the window's latest request.
+// effect (an active marker or the drain held in memory; a stale or
+// expired marker is none) gives ErrRequestMismatch naming the window's
+// latest request, and nothing changes.
 func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResult, error) {
 	g.ctlMu.Lock()
 	defer g.ctlMu.Unlock()
@@ -658,7 +671,10 @@ func (g *Gateway) CancelDrain(ctx context.Context, requestID string) (CancelResu
 		snap := g.m.Snapshot()
 		return CancelResult{WasDraining: true, State: snap.State, ActiveAgents: snap.InFlight}, nil
 	default:
-		if mem := g.unpersisted.Load(); (mem == nil || mem.RequestID != requestID) && g.reader.Read().Request.RequestID != requestID {
+		// Only the drain in effect counts: a stale or expired marker's id
+		// names no drain, and a 200 for it would leave the window's drain
+		// to go ahead.
+		if active, ok := activeRequest(g.reader.Read(), g.unpersisted.Load()); !ok || active.RequestID != requestID {
 			return CancelResult{}, &MismatchError{Active: w.latest().req.RequestID}
 		}
 		w = nil // it names the drain in effect: cancel that one only

@@ -149,6 +149,9 @@ func TestHTTPAgentFailures(t *testing.T) {
 			require.ErrorAs(t, err, &ue)
 			assert.Equal(t, tc.status, ue.Status)
 			assert.Contains(t, ue.Reason, tc.reason)
+			var ae *AgentError
+			require.ErrorAs(t, err, &ae, "what the server's 502 says comes from the gateway's own error")
+			assert.Equal(t, AgentError{Upstream: true, Status: tc.status, Timeout: tc.timeout, Err: ae.Err}, *ae)
 			assert.Zero(t, f.g.m.InFlight(), "the gate ticket is released")
 			_, err = f.g.Turn(context.Background(), "alice", "again")
 			require.ErrorIs(t, err, ErrAgent, "the session slot is released: not busy")

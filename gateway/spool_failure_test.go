@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -56,53 +57,47 @@ func TestSpoolFailedAppendKeepsEveryAcknowledgedEvent(t *testing.T) {
 // TestSpoolCloseRetriesARefusedCompaction: a completion the disk refused
 // is recorded by the compaction at close; a compaction that fails once
 // (the home briefly unwritable) is tried again, so the completed event
-// never runs after a restart.
+// never runs again after a restart. close waits between its tries on the
+// fake clock of a synctest bubble: the home is writable again as soon as
+// close waits, however loaded the machine.
 func TestSpoolCloseRetriesARefusedCompaction(t *testing.T) {
-	f := newSpoolFixture(t)
-	s := f.open(t)
-	a, b := event("s", "a"), event("t", "b")
-	require.NoError(t, s.add(a))
-	require.NoError(t, s.add(b))
-	restore := breakWrites(t, s)
-	require.Error(t, s.complete(a.ID))
-	restore()
+	synctest.Test(t, func(t *testing.T) {
+		f := newSpoolFixture(t)
+		s := f.open(t)
+		a, b := event("s", "a"), event("t", "b")
+		require.NoError(t, s.add(a))
+		require.NoError(t, s.add(b))
+		restore := breakWrites(t, s)
+		require.Error(t, s.complete(a.ID))
+		restore()
 
-	// The first compaction's rename meets a directory at the spool's
-	// name; it is gone as soon as that compaction has given up (its temp
-	// file removed), well before close's next try.
-	var first atomic.Bool
-	cleared := make(chan struct{})
-	homefile.SetSyncHook(func(p string) {
-		if !strings.HasPrefix(p, f.path+".tmp-") || !first.CompareAndSwap(false, true) {
-			return
-		}
-		tmp := p
-		require.NoError(t, os.Rename(f.path, f.path+".aside"))
-		require.NoError(t, os.Mkdir(f.path, 0o700))
-		go func() {
-			defer close(cleared)
-			for {
-				if _, err := os.Lstat(tmp); os.IsNotExist(err) {
-					_ = os.Remove(f.path)
-					return
-				}
-				time.Sleep(time.Millisecond)
+		// The first compaction's rename meets a directory at the spool's
+		// name; it goes once close waits to try again (the fake clock
+		// moves only when every goroutine of the bubble waits).
+		var first atomic.Bool
+		cleared := make(chan struct{})
+		homefile.SetSyncHook(func(p string) {
+			if !strings.HasPrefix(p, f.path+".tmp-") || !first.CompareAndSwap(false, true) {
+				return
 			}
-		}()
-	})
-	t.Cleanup(func() { homefile.SetSyncHook(nil) })
-	err := s.close()
-	homefile.SetSyncHook(nil)
-	require.True(t, first.Load(), "the first compaction met the directory")
-	select {
-	case <-cleared:
-	case <-time.After(10 * time.Second):
-		require.Fail(t, "the first compaction's temp file was never removed")
-	}
-	require.NoError(t, err, "close tries the compaction again")
+			require.NoError(t, os.Rename(f.path, f.path+".aside"))
+			require.NoError(t, os.Mkdir(f.path, 0o700))
+			go func() {
+				defer close(cleared)
+				time.Sleep(time.Nanosecond)
+				assert.NoError(t, os.Remove(f.path))
+			}()
+		})
+		t.Cleanup(func() { homefile.SetSyncHook(nil) })
+		err := s.close()
+		homefile.SetSyncHook(nil)
+		require.True(t, first.Load(), "the first compaction met the directory")
+		<-cleared
+		require.NoError(t, err, "close tries the compaction again")
 
-	s = f.open(t)
-	assert.Equal(t, []string{"b"}, texts(s.entries()), "a completed event never runs again")
+		s = f.open(t)
+		assert.Equal(t, []string{"b"}, texts(s.entries()), "a completed event never runs again")
+	})
 }
 
 // TestSpoolRejectedEventStaysUntilItsRecordIsWritten: an event leaves the

@@ -271,8 +271,9 @@ func (g *Gateway) runAgent(ctx context.Context, t agent.Turn) (reply string, err
 	defer func() {
 		if p := recover(); p != nil {
 			g.log.Error("agent panic", "session", t.Session, "turn_id", t.TurnID, "panic", p)
-			g.agentFailed(fmt.Errorf("panic: %v", p))
-			reply, err = "", fmt.Errorf("%w: panic: %v", ErrAgent, p)
+			perr := fmt.Errorf("panic: %v", p)
+			g.agentFailed(perr)
+			reply, err = "", newAgentError(perr)
 		}
 	}()
 	reply, err = g.cfg.Agent.Run(ctx, t)
@@ -283,7 +284,7 @@ func (g *Gateway) runAgent(ctx context.Context, t agent.Turn) (reply string, err
 		if ctx.Err() == nil {
 			g.agentFailed(err) // the agent failed by itself, not cancelled by the client
 		}
-		return "", fmt.Errorf("%w: %w", ErrAgent, err)
+		return "", newAgentError(err)
 	}
 	return reply, nil
 }

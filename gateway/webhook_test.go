@@ -129,3 +129,29 @@ func TestStatusCountsWebhookPending(t *testing.T) {
 	})
 	eventually(t, "status webhook_pending 3", func() bool { return f.g.Status().WebhookPending == 3 })
 }
+
+// plainRedeliverer is a sink with only what Config.Sinks documents for a
+// retried sink (RunRedelivery and Pending), no OnPendingChange.
+type plainRedeliverer struct {
+	ran chan struct{}
+}
+
+func (plainRedeliverer) Name() string                               { return "plain" }
+func (plainRedeliverer) Send(context.Context, notify.Message) error { return nil }
+func (plainRedeliverer) Close(context.Context) error                { return nil }
+func (plainRedeliverer) Pending() int                               { return 7 }
+func (p plainRedeliverer) RunRedelivery(ctx context.Context)        { close(p.ran); <-ctx.Done() }
+
+// TestSinkWithRunRedeliveryAndPendingIsRetried: a sink written against
+// Config.Sinks' contract (RunRedelivery and Pending, nothing more) is run
+// in the background and counted in webhook_pending.
+func TestSinkWithRunRedeliveryAndPendingIsRetried(t *testing.T) {
+	sink := plainRedeliverer{ran: make(chan struct{})}
+	f := newFixture(t, func(c *Config) { c.Sinks = []notify.Sink{sink} })
+	select {
+	case <-sink.ran:
+	case <-time.After(10 * time.Second):
+		require.Fail(t, "RunRedelivery never ran")
+	}
+	require.Equal(t, 7, f.g.Status().WebhookPending)
+}

@@ -77,6 +77,8 @@
 //     file with Redeliver's reads and rewrites of it.
 //   - Webhook.pending (atomic.Int64): the pending file's count, for
 //     Pending (a status read) without waiting for pendMu.
+//   - Webhook.onPending (atomic.Pointer): the OnPendingChange function,
+//     set while a Notifier's goroutine may be calling Keep.
 //   - Webhook.wake (channel, capacity 1): Keep tells RunRedelivery that
 //     something was added, without blocking; RunRedelivery sleeps on it
 //     (or on a backoff timer) instead of polling.

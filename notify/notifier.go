@@ -195,8 +195,12 @@ func sinkLabel(s Sink) string {
 // ctx.Err() and nothing is recorded or queued, so the caller may retry.
 // Otherwise the message is accepted: if the outbox append fails, Send still
 // queues it for every other sink and returns the outbox's error wrapped
-// together with ErrNotRecorded. Send returns ErrClosed after Close. Send
-// waits for another Send's outbox append, never for a sink.
+// together with ErrNotRecorded. Send returns ErrClosed after Close, and an
+// error wrapping ErrClosed when Close stopped a sink while this Send was
+// under way. A message no sink took (the outbox failed and every other
+// sink was stopped, or there is none) is not sent: the error does not wrap
+// ErrNotRecorded and a repeat is not ignored. Send waits for another Send's
+// outbox append, never for a sink.
 func (n *Notifier) Send(ctx context.Context, m Message) error {
 	return n.SendAll(ctx, []Message{m})
 }
@@ -249,20 +253,34 @@ func (n *Notifier) SendAll(ctx context.Context, msgs []Message) error {
 			n.observe.observe("outbox", ResultDelivered)
 		}
 	}
-	n.sent = append(n.sent, fresh...)
-
-	var err error
+	refused := 0
 	for _, q := range n.sinks {
-		if refused := q.enqueue(fresh); len(refused) > 0 {
+		if r := q.enqueue(fresh); len(r) > 0 {
 			// Close stopped the sink while this Send was under way.
-			n.resolve(q, refused, ErrClosed, ResultUndelivered)
-			err = ErrClosed
+			n.resolve(q, r, ErrClosed, ResultUndelivered)
+			refused++
 		}
 	}
-	if oerr != nil {
+	if oerr != nil && refused == len(n.sinks) {
+		// No sink took them (Close closed every sink, then the outbox,
+		// while this Send was under way): not sent, and not seen either.
+		for _, m := range fresh {
+			delete(n.seen, m.ID())
+		}
+		err := fmt.Errorf("notify: send %s: not recorded in the outbox nor queued for any sink: %w", fresh[0].ID(), oerr)
+		if refused > 0 {
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		return err
+	}
+	n.sent = append(n.sent, fresh...)
+	switch {
+	case refused > 0:
+		return ErrClosed
+	case oerr != nil:
 		return fmt.Errorf("notify: send %s: %w (queued for the other sinks): %w", fresh[0].ID(), ErrNotRecorded, oerr)
 	}
-	return err
+	return nil
 }
 
 // Flush waits until every message queued before the call has been resolved

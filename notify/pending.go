@@ -45,7 +45,8 @@ func (w *Webhook) Keep(msgs []Message) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("notify: keep for redelivery: close %s: %w", w.opt.PendingPath, err)
 	}
-	n := w.pending.Add(int64(len(msgs)))
+	n := w.pending.Load() + int64(len(msgs))
+	w.storePending(n)
 	if !w.pendKnown || n > int64(w.opt.PendingMax) {
 		// Count the file once, and bring it back within the limit. The
 		// messages are kept already: a failure here only delays the
@@ -67,6 +68,30 @@ func (w *Webhook) Keep(msgs []Message) error {
 // RunRedelivery round).
 func (w *Webhook) Pending() int { return int(w.pending.Load()) }
 
+// OnPendingChange makes fn be called each time the count Pending returns
+// changes, up (Keep) or down (a redelivery round), so a status can show
+// it at once. fn is called with the pending file's lock held: it must
+// return at once and not call back into w. Call it before the first Keep
+// or RunRedelivery; nil removes it.
+func (w *Webhook) OnPendingChange(fn func()) {
+	if fn == nil {
+		w.onPending.Store(nil)
+		return
+	}
+	w.onPending.Store(&fn)
+}
+
+// storePending records n as the pending file's count and tells the
+// OnPendingChange function when it changed. The caller holds pendMu.
+func (w *Webhook) storePending(n int64) {
+	if w.pending.Swap(n) == n {
+		return
+	}
+	if fn := w.onPending.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
 // loadLocked reads the pending file, without repeated messages, and
 // rewrites it atomically when it held repeats or more than PendingMax
 // messages (dropping the oldest session pings first, see trimPending). It
@@ -85,7 +110,7 @@ func (w *Webhook) loadLocked() ([]Message, error) {
 		}
 		w.reportDropped(dropped)
 	}
-	w.pending.Store(int64(len(keep)))
+	w.storePending(int64(len(keep)))
 	w.pendKnown = true
 	return keep, nil
 }
@@ -223,13 +248,13 @@ func (w *Webhook) round(ctx context.Context) (roundResult, error) {
 	}
 	res.left = len(rest)
 	if res.delivered == 0 && len(rest) == len(now) {
-		w.pending.Store(int64(len(rest)))
+		w.storePending(int64(len(rest)))
 		return res, nil // nothing to rewrite
 	}
 	if err := w.rewriteLocked(rest); err != nil {
 		return res, fmt.Errorf("notify: redeliver: %w", err)
 	}
-	w.pending.Store(int64(len(rest)))
+	w.storePending(int64(len(rest)))
 	return res, nil
 }
 

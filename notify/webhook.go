@@ -146,6 +146,9 @@ type Webhook struct {
 	// pending mirrors how many messages the pending file holds, for
 	// Pending without the lock (written under pendMu).
 	pending atomic.Int64
+	// onPending is the OnPendingChange function; atomic because it may be
+	// set while a Notifier's goroutine calls Keep.
+	onPending atomic.Pointer[func()]
 	// wake (capacity 1) tells RunRedelivery that Keep added something.
 	wake chan struct{}
 }

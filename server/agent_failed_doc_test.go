@@ -2,15 +2,14 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -22,20 +21,19 @@ import (
 func TestAgentFailedMessagesDocumented(t *testing.T) {
 	doc, err := os.ReadFile("../docs/API.md")
 	require.NoError(t, err)
-	agentErr := func(cause error) error { return fmt.Errorf("%w: %w", gateway.ErrAgent, cause) }
 	for _, tt := range []struct {
 		name string
 		err  error
 		want string
 	}{
-		{"ExecExit", agentErr(errors.New("exit status 3")), "the agent failed to answer this turn"},
-		{"UpstreamStatus", agentErr(&agent.UpstreamError{URL: "http://x/", Status: 500, Reason: "boom"}),
+		{"ExecExit", &gateway.AgentError{Err: errors.New("exit status 3")}, "the agent failed to answer this turn"},
+		{"UpstreamStatus", &gateway.AgentError{Upstream: true, Status: 500, Err: errors.New("boom")},
 			"the agent failed to answer this turn: the upstream agent answered 500 Internal Server Error"},
-		{"UpstreamTimeout", agentErr(&agent.UpstreamError{URL: "http://x/", Reason: "timed out after 30s"}),
+		{"UpstreamTimeout", &gateway.AgentError{Upstream: true, Timeout: 30 * time.Second, Err: errors.New("timed out after 30s")},
 			"the agent failed to answer this turn: the upstream agent timed out after 30s"},
-		{"UpstreamBadReply", agentErr(&agent.UpstreamError{URL: "http://x/", Status: 200, Reason: "bad JSON reply: EOF"}),
+		{"UpstreamBadReply", &gateway.AgentError{Upstream: true, Status: 200, Err: errors.New("bad JSON reply: EOF")},
 			"the agent failed to answer this turn: the upstream agent answered 200 OK with a body that is not a reply"},
-		{"UpstreamNoAnswer", agentErr(&agent.UpstreamError{URL: "http://x/", Reason: "no answer: connection refused"}),
+		{"UpstreamNoAnswer", &gateway.AgentError{Upstream: true, Err: errors.New("no answer: connection refused")},
 			"the agent failed to answer this turn: the upstream agent did not answer"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

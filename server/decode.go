@@ -2,14 +2,16 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/quiesce-dev/quiesce/api"
 )
@@ -23,7 +25,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 	}
 	data, err := io.ReadAll(body)
 	if err != nil {
-		return bodyError(err, "")
+		return bodyError(err)
 	}
 	return decodeJSON(data, v, optional)
 }
@@ -32,74 +34,83 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 // all JSON scalars, strictly:
 //
 //   - data is one JSON object and nothing after it but white space;
-//   - every key is exactly the json tag name of one field (encoding/json
-//     alone would also accept "ACTION" for "action"; here that is an
-//     unknown field), and no key appears twice (encoding/json alone would
-//     keep the last);
-//   - every value has its field's JSON type.
+//   - every key is exactly the json tag name of one field, at most once
+//     (no case-insensitive match, no duplicate, no unknown key);
+//   - every value has its field's JSON type and fits it.
 //
-// checkObject walks the top-level object's tokens for the first two rules
-// and the end; json.Unmarshal then decodes it (checkObject has refused
-// every key that is not a field's exact name, so no key is unknown to it).
+// Invalid UTF-8 in a string is replaced with U+FFFD rather than refused.
 // An empty body (or only white space) leaves v untouched when optional is
 // true and is a 400 otherwise. Every error is an *Error with a 400 status
 // whose message names the field at fault, if one is.
 func decodeJSON(data []byte, v any, optional bool) error {
-	if len(bytes.TrimLeft(data, " \t\r\n")) == 0 {
-		if optional {
-			return nil
-		}
+	switch body := bytes.TrimLeft(data, " \t\r\n"); {
+	case len(body) == 0 && optional:
+		return nil
+	case len(body) == 0:
 		return badRequest("request body is required (a JSON object)")
+	case bytes.HasPrefix(body, byteOrderMark):
+		return badRequest("invalid JSON body: it starts with a byte-order mark (send UTF-8 without one)")
+	case body[0] != '{': // the library would take null for an empty object
+		return badRequest("request body must be a JSON object")
 	}
-	if err := checkObject(data, fieldsOf(reflect.TypeOf(v).Elem())); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return bodyError(err, "")
+	if err := json.Unmarshal(data, v, strictJSON); err != nil {
+		return decodeError(err, data, reflect.TypeOf(v).Elem())
 	}
 	return nil
 }
 
-// checkObject checks that data is one JSON object, and nothing after it
-// but white space, whose keys are each exactly one of fields, at most once.
-func checkObject(data []byte, fields map[string]bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return bodyError(err, "")
-	}
-	if tok != json.Delim('{') {
-		return badRequest("request body must be a JSON object")
-	}
-	seen := make(map[string]bool, len(fields))
-	var skip json.RawMessage // the values: their types are json.Unmarshal's to check
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return bodyError(err, "")
-		}
-		key, ok := tok.(string)
-		if !ok { // json.Decoder only yields strings in key position
-			return badRequest("invalid JSON body: object key is not a string")
-		}
-		if !fields[key] {
-			return unknownField(key, fields)
-		}
-		if seen[key] {
-			return badRequest("invalid JSON body: duplicate field %q", key)
-		}
-		seen[key] = true
-		if err := dec.Decode(&skip); err != nil {
-			return bodyError(err, key)
+// byteOrderMark is UTF-8's, which JSON text must not start with.
+var byteOrderMark = []byte("\xEF\xBB\xBF")
+
+// strictJSON is decodeJSON's options on top of the JSON v2 library's
+// defaults, which already match names exactly and refuse duplicate names
+// and data after the value.
+var strictJSON = json.JoinOptions(json.RejectUnknownMembers(true), jsontext.AllowInvalidUTF8(true))
+
+// decodeError maps an error of json.Unmarshal of data into a body of type
+// t to a 400 *Error whose message names the field at fault, if one is.
+func decodeError(err error, data []byte, t reflect.Type) *Error {
+	if serr, ok := errors.AsType[*json.SemanticError](err); ok {
+		key := fieldName(serr.JSONPointer)
+		want := jsonKind(serr.GoType)
+		switch {
+		case serr.Err == json.ErrUnknownName:
+			return unknownField(key, fieldsOf(t))
+		case key == "" || serr.GoType == nil:
+		case serr.JSONKind == '0' && want == "number" && errors.Is(serr.Err, strconv.ErrRange):
+			return badRequestErr(err, "invalid JSON body: field %q is out of range", key)
+		default:
+			return badRequestErr(err, "invalid JSON body: field %q must be a JSON %s, not %s", key, want, kindName(serr.JSONKind))
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return bodyError(err, "")
+	if serr, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
+		key := fieldName(serr.JSONPointer)
+		switch {
+		case serr.Err == jsontext.ErrDuplicateName:
+			return badRequestErr(err, "invalid JSON body: duplicate field %q", key)
+		case errors.Is(serr.Err, io.ErrUnexpectedEOF):
+			return badRequestErr(err, "invalid JSON body: unexpected end of JSON input")
+		case key == "" && serr.ByteOffset > 0 && serr.ByteOffset <= int64(len(data)) &&
+			jsontext.Value(data[:serr.ByteOffset]).IsValid(): // a whole value, then more
+			return badRequestErr(err, "invalid JSON body: data after the JSON object")
+		}
+		return badRequestErr(err, "invalid JSON body: %s", serr.Err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badRequest("invalid JSON body: data after the JSON object")
+	return badRequestErr(err, "invalid JSON body: %s", err)
+}
+
+// badRequestErr is a 400 bad_request *Error wrapping err.
+func badRequestErr(err error, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err, Message: fmt.Sprintf(format, args...)}
+}
+
+// fieldName is the top-level member a JSON pointer ("/text") names, or ""
+// for the whole body.
+func fieldName(p jsontext.Pointer) string {
+	for name := range p.Tokens() {
+		return name
 	}
-	return nil
+	return ""
 }
 
 // unknownField is the error for a key that is no field's exact name; a
@@ -113,38 +124,26 @@ func unknownField(key string, fields map[string]bool) *Error {
 	return badRequest("invalid JSON body: unknown field %q", key)
 }
 
-// bodyError maps an error of the JSON decoder, or of the body's reader
-// (413 over MaxBodyBytes), to a 4xx *Error; key is the field being
-// decoded, if any.
-func bodyError(err error, key string) *Error {
+// bodyError maps an error of the body's reader to a 4xx *Error: 413 over
+// MaxBodyBytes, 400 otherwise.
+func bodyError(err error) *Error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge,
 			Message: fmt.Sprintf("request body is over %d bytes", MaxBodyBytes), Err: err}
 	}
-	e := &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err}
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &typ):
-		field := key
-		if field == "" {
-			field = typ.Field
-		}
-		e.Message = fmt.Sprintf("invalid JSON body: field %q must be a JSON %s, not %s",
-			field, jsonKind(typ.Type.Kind()), jsonKindOfValue(typ.Value))
-	case errors.As(err, &syntax):
-		e.Message = "invalid JSON body: " + strings.TrimPrefix(syntax.Error(), "json: ")
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		e.Message = "invalid JSON body: unexpected end of JSON input"
-	default:
-		e.Message = fmt.Sprintf("reading request body: %v", err)
-	}
-	return e
+	return &Error{Status: http.StatusBadRequest, Code: api.CodeBadRequest, Err: err,
+		Message: fmt.Sprintf("reading request body: %v", err)}
 }
 
-// jsonKind names the JSON type a field of Go kind k takes.
-func jsonKind(k reflect.Kind) string {
-	switch k {
+// jsonKind names the JSON type a field of Go type t takes.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
 	case reflect.Bool:
 		return "boolean"
 	case reflect.String:
@@ -156,47 +155,29 @@ func jsonKind(k reflect.Kind) string {
 	}
 }
 
-// jsonKindOfValue names the JSON type of UnmarshalTypeError.Value ("bool",
-// "string", "number", "number 1.5", "object", "array").
-func jsonKindOfValue(v string) string {
-	if v == "bool" {
+// kindName names the JSON type of a value of kind k.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 't', 'f':
 		return "boolean"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	default:
+		return k.String() // null, string, number
 	}
-	kind, _, _ := strings.Cut(v, " ")
-	return kind
 }
 
-// fieldCache holds fieldsOf's answer per struct type.
-var fieldCache sync.Map // reflect.Type → map[string]bool
-
-// fieldsOf returns the exact json tag names of the struct type t. It
-// panics on a field checkObject cannot check exactly (a nested struct or
-// map, whose own keys encoding/json would match loosely) or a field
-// without a json name: request bodies are declared in this package.
+// fieldsOf returns the exact json tag names of the struct type t, for the
+// hint of unknownField (an error path: not cached).
 func fieldsOf(t reflect.Type) map[string]bool {
-	if m, ok := fieldCache.Load(t); ok {
-		return m.(map[string]bool)
-	}
 	m := map[string]bool{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "-" {
-			continue
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); f.IsExported() && name != "-" && name != "" {
+			m[name] = true
 		}
-		if name == "" {
-			panic(fmt.Sprintf("server: %s.%s has no json name", t, f.Name))
-		}
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch ft.Kind() {
-		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array, reflect.Interface:
-			panic(fmt.Sprintf("server: %s.%s is a %s; request bodies hold only scalars", t, f.Name, ft.Kind()))
-		}
-		m[name] = true
 	}
-	actual, _ := fieldCache.LoadOrStore(t, m)
-	return actual.(map[string]bool)
+	return m
 }

@@ -68,6 +68,12 @@ func TestDrainBodyStaysStrict(t *testing.T) {
 		`{"reason":"a","reason":"b"}`:                                  `duplicate field "reason"`,
 		`{"Reason":"a"}`:                                               `did you mean "reason"`,
 		`{"reason":"a"} {}`:                                            `data after the JSON object`,
+		`{"reason":"a"}x`:                                              `data after the JSON object`,
+		`{"reason":"a"}]`:                                              `data after the JSON object`,
+		`{"reason":"a",}`:                                              `invalid JSON body: invalid character`,
+		"\xEF\xBB\xBF{\"reason\":\"a\"}":                               `byte-order mark`,
+		`{"announce_seconds":1e400}`:                                   `field "announce_seconds" is out of range`,
+		`{"announce_seconds":"5"}`:                                     `field "announce_seconds" must be a JSON number, not string`,
 	}
 	for body, want := range cases {
 		t.Run(body, func(t *testing.T) {
@@ -83,7 +89,16 @@ func TestDrainBodyStaysStrict(t *testing.T) {
 // realServer is a server around a real gateway on a temp home.
 func realServer(t *testing.T) (http.Handler, *gateway.Gateway) {
 	t.Helper()
-	gw, err := gateway.New(gateway.Config{Home: t.TempDir(), Logger: slog.New(slog.DiscardHandler), WatchInterval: -1})
+	return realServerWith(t, gateway.Config{Home: t.TempDir()})
+}
+
+// realServerWith is a server around a real gateway with cfg (its Logger
+// discards, its marker watcher is off), started; the gateway stops at the
+// end of the test.
+func realServerWith(t *testing.T, cfg gateway.Config) (http.Handler, *gateway.Gateway) {
+	t.Helper()
+	cfg.Logger, cfg.WatchInterval = slog.New(slog.DiscardHandler), -1
+	gw, err := gateway.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -305,16 +304,16 @@ func (jb *jsonBuf) release() {
 // error is shown. docs/API.md lists every form (TestAgentFailedMessagesDocumented).
 func agentFailedMessage(err error) string {
 	const msg = "the agent failed to answer this turn"
-	var ue *agent.UpstreamError
+	var ae *gateway.AgentError
 	switch {
-	case !errors.As(err, &ue):
+	case !errors.As(err, &ae) || !ae.Upstream:
 		return msg
-	case ue.Status == http.StatusOK:
+	case ae.Status == http.StatusOK:
 		return msg + ": the upstream agent answered 200 OK with a body that is not a reply"
-	case ue.Status != 0:
-		return fmt.Sprintf("%s: the upstream agent answered %d %s", msg, ue.Status, http.StatusText(ue.Status))
-	case strings.HasPrefix(ue.Reason, "timed out"):
-		return msg + ": the upstream agent " + ue.Reason
+	case ae.Status != 0:
+		return fmt.Sprintf("%s: the upstream agent answered %d %s", msg, ae.Status, http.StatusText(ae.Status))
+	case ae.Timeout > 0:
+		return fmt.Sprintf("%s: the upstream agent timed out after %v", msg, ae.Timeout)
 	default:
 		return msg + ": the upstream agent did not answer"
 	}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
@@ -274,7 +272,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request, principal 
 // handleMessage runs a turn. The session is the {id} of
 // MessagePathTemplate; the gateway checks it (gateway.ErrInvalid: a 400).
 func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request, _ string) {
-	session := mux.Vars(r)["id"]
+	session := r.PathValue("id")
 	var body api.MessageBody
 	if err := s.decode(w, r, &body, false); err != nil {
 		s.writeError(w, r, err)

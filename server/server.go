@@ -127,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowedHandler = s.count("unmatched", http.HandlerFunc(s.handleMethodNotAllowed))
 
 	// The turn route first: mux tries routes in order, and turns are the
-	// hot path. handleMessage reads its {id} with mux.Vars.
+	// hot path. handleMessage reads its {id} with r.PathValue (serveHTTP).
 	r.Handle(MessagePathTemplate, s.auth(s.handleMessage)).Methods(http.MethodPost)
 	// Every GET route also answers HEAD (mux does not imply it); net/http
 	// discards the body of a HEAD answer.
@@ -289,13 +289,24 @@ func (s *Server) instrumentRoutes() error {
 
 // serveHTTP answers a JSON 404, before routing, for a path that
 // uncleanPath refuses (mux, told to SkipClean, never redirects it), and
-// otherwise serves r through the router.
+// otherwise routes r with the router's Match and serves it with the
+// handler mux chose (the route's, or its NotFound or MethodNotAllowed
+// handler). The route's variables are r's path values (r.PathValue),
+// set on r itself: handlers do not read mux.Vars.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if uncleanPath(r.URL.Path) {
 		s.notFound.ServeHTTP(w, r)
 		return
 	}
-	s.router.ServeHTTP(w, r)
+	var match mux.RouteMatch
+	if !s.router.Match(r, &match) { // not reached: the router has a NotFoundHandler
+		s.notFound.ServeHTTP(w, r)
+		return
+	}
+	for name, value := range match.Vars {
+		r.SetPathValue(name, value)
+	}
+	match.Handler.ServeHTTP(w, r)
 }
 
 // count counts every request next serves under route, with its status.

@@ -4,16 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quiesce-dev/quiesce/agent"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
 )
@@ -77,7 +78,7 @@ func TestStreamedTurn(t *testing.T) {
 		}, []string{"delta", "interrupted"}, map[string]any{"message": gateway.InterruptMessage("a")}},
 		{"agent failed", func(_ context.Context, req gateway.TurnRequest) (string, error) {
 			req.Started()
-			return "", fmt.Errorf("%w: %w", gateway.ErrAgent, &agent.UpstreamError{URL: "http://x", Status: 500, Reason: "secret detail"})
+			return "", &gateway.AgentError{Upstream: true, Status: 500, Err: errors.New("upstream agent http://x answered 500: secret detail")}
 		}, []string{"failed"}, map[string]any{"error": "agent_failed",
 			"message": "the agent failed to answer this turn: the upstream agent answered 500 Internal Server Error"}},
 	} {
@@ -112,4 +113,86 @@ func TestStreamedTurnRefusedBeforeStream(t *testing.T) {
 		return "", fmt.Errorf("%w: a", gateway.ErrSessionBusy)
 	}}
 	requireError(t, streamRequest(t, MustServer(t, busy).Handler(), "a", "hi"), http.StatusConflict, "session_busy")
+}
+
+// TestStreamedTurnFlushesAsItGoes: a streaming client gets the 200 and
+// its headers as soon as the turn is accepted, and each delta as soon as
+// the agent emits it, while the turn still runs: the fake agent emits its
+// first delta only once the client has the headers, and the rest only
+// once the client has read the first delta.
+func TestStreamedTurnFlushesAsItGoes(t *testing.T) {
+	headersSeen, firstSeen := make(chan struct{}), make(chan struct{})
+	gw := &Gateway{StreamFn: func(ctx context.Context, req gateway.TurnRequest) (string, error) {
+		req.Started()
+		select {
+		case <-headersSeen:
+		case <-ctx.Done(): // the client gave up: the headers never came
+			return "", context.Cause(ctx)
+		}
+		req.Delta("first ")
+		select {
+		case <-firstSeen:
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		}
+		req.Delta("second")
+		return "first second", nil
+	}}
+	srv := httptest.NewServer(MustServer(t, gw).Handler())
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/sessions/a/messages", strings.NewReader(`{"text":"hi"}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	req.Header.Set("Accept", "text/event-stream")
+
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := srv.Client().Do(req)
+		answered <- answer{resp, err}
+	}()
+	var resp *http.Response
+	select {
+	case a := <-answered:
+		require.NoError(t, a.err)
+		resp = a.resp
+	case <-time.After(5 * time.Second):
+		cancel() // ends the turn
+		require.Fail(t, "the stream's headers did not reach the client when the turn was accepted")
+	}
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	close(headersSeen)
+
+	lines := make(chan string) // the stream's data lines, closed at its end
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				lines <- d
+			}
+		}
+	}()
+	select {
+	case d := <-lines:
+		assert.JSONEq(t, `{"text":"first "}`, d)
+	case <-time.After(5 * time.Second):
+		cancel()
+		require.Fail(t, "the first delta did not reach the client while the turn ran")
+	}
+	close(firstSeen)
+	var rest []string
+	for d := range lines {
+		rest = append(rest, d)
+	}
+	require.Len(t, rest, 2, "%q", rest)
+	assert.JSONEq(t, `{"text":"second"}`, rest[0])
+	assert.JSONEq(t, `{"reply":"first second"}`, rest[1])
 }

@@ -1,8 +1,9 @@
 // Command bare is the bench baseline for the gateway's turn path: a bare
 // net/http server doing the same work per turn (bearer check, JSON decode of
 // {"text"}, JSON encode of {"session","reply"}), optionally sleeping --work in
-// the handler, and calling http.Server.Shutdown on SIGTERM. It is built and
-// run by the bench driver (go run ./bench/driver), never by go test.
+// the handler, and calling http.Server.Shutdown on SIGTERM (with a
+// --shutdown-timeout deadline, then it exits). It is built and run by the
+// bench driver (go run ./bench/driver, and the driver's test).
 package main
 
 import (
@@ -25,6 +26,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	tokensFile := flag.String("tokens-file", "", `"principal token" lines`)
 	work := flag.Duration("work", 0, "time each turn sleeps")
+	shutdownTimeout := flag.Duration("shutdown-timeout", 30*time.Second, "the deadline of http.Server.Shutdown's context on SIGTERM")
 	flag.Parse()
 
 	tokens := map[string]string{}
@@ -88,7 +90,7 @@ func main() {
 	done := make(chan struct{})
 	go func() {
 		<-sigs
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 		defer cancel()
 		srv.Shutdown(ctx)
 		close(done)

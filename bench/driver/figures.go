@@ -216,6 +216,16 @@ func waitLog(p *proc, what string, d time.Duration) error {
 
 // ---- 4. throughput ----
 
+// The throughput, latency and idle goals of issue 17 (item 8), the
+// contract for these figures since the library returned: earlier goals
+// (0.95×, 1.1×, idle 1.0×) were set while hand-written twins of libraries
+// carried the turn path.
+const (
+	tputGoal = 0.9  // quiesce's req/s at least this times bare's
+	p99Goal  = 1.15 // quiesce's p99 at most this times bare's
+	idleGoal = 1.1  // quiesce's idle CPU at most this times the poll loop's
+)
+
 type loadResult struct {
 	n    int64
 	errs int64
@@ -321,14 +331,14 @@ func benchThroughput(e *benchEnv, r *report) error {
 		pr := float64(q.lat.pct(0.99)) / float64(b.lat.pct(0.99))
 		s.rows = append(s.rows,
 			row{fmt.Sprintf("req/s at concurrency %d", conc), fmt.Sprintf("%.0f", q.rate()),
-				fmt.Sprintf("bare: %.0f", b.rate()), fmt.Sprintf("%.2f×", rr), "≥ 0.95×", yesNo(rr >= 0.95)},
+				fmt.Sprintf("bare: %.0f", b.rate()), fmt.Sprintf("%.2f×", rr), fmt.Sprintf("≥ %.2g×", tputGoal), yesNo(rr >= tputGoal)},
 			row{fmt.Sprintf("p99 latency at concurrency %d", conc), ms(q.lat.pct(0.99)),
-				"bare: " + ms(b.lat.pct(0.99)), fmt.Sprintf("%.2f×", pr), "≤ 1.1×", yesNo(pr <= 1.1)},
+				"bare: " + ms(b.lat.pct(0.99)), fmt.Sprintf("%.2f×", pr), fmt.Sprintf("≤ %.3g×", p99Goal), yesNo(pr <= p99Goal)},
 		)
 		qPer, bPer := float64(qCPU)/float64(max(q.n, 1)), float64(bCPU)/float64(max(b.n, 1))
 		s.rows = append(s.rows, row{fmt.Sprintf("server CPU per turn at concurrency %d", conc), fmt.Sprintf("%.1f µs", qPer/1e3),
 			fmt.Sprintf("bare: %.1f µs", bPer/1e3), fmt.Sprintf("%.2f×", qPer/bPer), "—", "—"})
-		if rr < 0.95 || pr > 1.1 {
+		if rr < tputGoal || pr > p99Goal {
 			s.notes = append(s.notes, fmt.Sprintf("concurrency %d misses a goal: quiesce's process spent %.2f× bare's CPU per turn "+
 				"(the row above). Most of a turn's server CPU is net/http's and the kernel's: reading the request, "+
 				"finishing the response and the syscalls. Besides bare's work quiesce sets the read deadlines of "+
@@ -497,7 +507,7 @@ func benchIdle(e *benchEnv, r *report) error {
 			"CPU of all of each one's threads (the first field of /proc/<pid>/task/*/schedstat, summed: "+
 			"/proc/<pid>/schedstat alone covers only the main thread), scaled to 10 s.", idleSettle, el.Round(time.Millisecond)),
 		rows: []row{
-			{"CPU per 10 s idle", ms(gq), "1 s poll loop: " + ms(pq), ratio(float64(g1-g0), float64(p1-p0)), "≤ 1.0×", yesNo(rt <= 1.0)},
+			{"CPU per 10 s idle", ms(gq), "1 s poll loop: " + ms(pq), ratio(float64(g1-g0), float64(p1-p0)), fmt.Sprintf("≤ %.2g×", idleGoal), yesNo(rt <= idleGoal)},
 			{"CPU per 10 s idle (absolute)", ms(gq), "", "", "< 3 ms", yesNo(gq < 3*time.Millisecond)},
 		},
 		load: load0 + " → " + loadavg(),
@@ -506,7 +516,7 @@ func benchIdle(e *benchEnv, r *report) error {
 		"for the missing marker with one os.Lstat and reconciles without calling into looplab; fsnotify, the HTTP "+
 		"server and the state writer sleep until something happens. Both run on the Go runtime's default settings: its "+
 		"periodic re-read of the container's CPU limit (GOMAXPROCS follows it) is on in both.")
-	if rt > 1.0 || gq >= 3*time.Millisecond {
+	if rt > idleGoal || gq >= 3*time.Millisecond {
 		s.notes = append(s.notes, "A goal is missed: what is left is the Go runtime's own wake-up per tick (the timer, the "+
 			"idle thread it wakes), which both programs pay, and a forced GC every 2 minutes that may fall in one "+
 			"program's window and not the other's; rerun with a longer `-idle` to average it out.")

@@ -29,4 +29,24 @@ The rows are history; they are not measured again.
 - The idle ratio moves between 0.9× and 1.5× from run to run on this machine (its other users' load), so an
   idle effect below that is not measurable here; the reconcile benchmark bounds the os.Lstat's cost per poll.
 - The server rows (routing, JSON) were measured in one run: three test binaries (before both, after the mux change, after the JSON change), interleaved; loopback 10 rounds of 2 s, direct 6 rounds of 1 s. The loopback figures moved by ±50-130 % between rounds on this shared machine, so no loopback ratio is significant; the direct figures bound the cost: together about 6.4 µs and 33 allocations more per turn, about 12 % of a loopback turn of ~50 µs here (the client runs on the same 2 CPUs), and nothing next to an agent that takes milliseconds or seconds.
+
+
+### The library, used as designed
+
+After the twins went, two changes brought the turn path below bare net/http's allocations without a
+twin: request bodies are decoded by the JSON v2 library (` + "`github.com/go-json-experiment/json`" + `: exact names,
+duplicate names and data after the object refused by default, unknown names by ` + "`RejectUnknownMembers`" + `)
+instead of an ` + "`encoding/json`" + ` token pre-pass and a second decode; and the router's ` + "`Match`" + ` chooses
+the route while its variables reach the handler as net/http path values (` + "`r.SetPathValue`" + `, read with
+` + "`r.PathValue`" + `) instead of ` + "`Router.ServeHTTP`" + `'s two request clones for ` + "`mux.Vars`" + ` and
+` + "`CurrentRoute`" + `, which nothing read. Every route is still matched by gorilla/mux, with its gaps filled.
+Measured once, test binaries of the commit before (f526eea) and after, 6 interleaved rounds of 1 s, benchstat;
+memory: the driver's memory figure alone, 2 runs each.
+
+| change | figure | after/before | allocations before → after |
+|---|---|---|---|
+| both | the server alone, no network (server ` + "`BenchmarkTurnHTTP/direct/quiesce-server`" + `) | 0.36× (p=0.002; 13.2 → 4.7 µs; bare 4.2 µs) | 38 → 12 (bytes 3.17 → 1.11 KiB; bare 15, 1.20 KiB) |
+| both | the same with the real gateway (` + "`.../quiesce-real-gateway`" + `) | 0.51× (p=0.009; 12.2 → 6.2 µs) | 41 → 15 (bytes 3.27 → 1.22 KiB) |
+| JSON v2 | RSS per parked turn above bare, N = 2000 / 10000 | +2.68 / +2.45 KiB (docs run of 5514e3f) → +1.47, +2.19 / +1.28, +1.61 KiB | — |
+| then Match | the same | → +1.34, +1.16 / +1.50, +0.89 KiB | — |
 `

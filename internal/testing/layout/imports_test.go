@@ -16,8 +16,8 @@ const module = "github.com/quiesce-dev/quiesce/"
 
 // allowed lists, per package, the packages of the module it may import
 // besides the leaf helpers under internal/ (a package missing here may
-// import none but those). api and client carry fsm's State; server reads
-// agent.UpstreamError to word an agent's failure.
+// import none but those). api and client carry fsm's State; server words
+// an agent's failure from gateway.AgentError, never from agent's types.
 var allowed = map[string][]string{
 	"fsm":         nil,
 	"marker":      nil,
@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"client":      {"api", "fsm"},
 	"gateway":     {"fsm", "marker", "notify", "agent", "api"},
 	"server/page": {"api", "fsm"},
-	"server":      {"gateway", "server/page", "api", "fsm", "agent"},
+	"server":      {"gateway", "server/page", "api", "fsm"},
 }
 
 // free may import any package of the module: the wiring, the benchmarks,
