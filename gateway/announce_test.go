@@ -52,8 +52,11 @@ type drainOut struct {
 	err error
 }
 
-// announce starts BeginDrain(req) on its own goroutine and waits until the
-// gateway shows the window (not ready, the request listed).
+// announce starts BeginDrain(req) on its own goroutine, waits until the
+// gateway shows the window (the request listed) and asserts that it is not
+// ready from then on: a gateway that stays ready fails here by assertion
+// at once, not by a wait that runs out (which a property test would
+// repeat while it shrinks).
 func announce(tb failer, g *Gateway, ctx context.Context, req DrainRequest) <-chan drainOut {
 	out := make(chan drainOut, 1)
 	go func() {
@@ -62,8 +65,10 @@ func announce(tb failer, g *Gateway, ctx context.Context, req DrainRequest) <-ch
 	}()
 	eventually(tb, "the announce window to open", func() bool {
 		d := g.Status().Drain
-		return !g.Ready() && d != nil && !d.AnnounceUntil.IsZero() && (req.RequestID == "" || g.windowHas(req.RequestID))
+		return d != nil && !d.AnnounceUntil.IsZero() && (req.RequestID == "" || g.windowHas(req.RequestID))
 	})
+	require.False(tb, g.Ready(), "ready during the announce window: /readyz must fail at once")
+	require.False(tb, g.Status().Ready, "status ready during the announce window")
 	return out
 }
 

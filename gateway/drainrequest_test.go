@@ -344,7 +344,10 @@ func TestDrainOnUnwritableHomeClosesTheGate(t *testing.T) {
 			assert.False(t, u.Result.Drain.Persisted)
 			assert.Equal(t, res, u.Result)
 
-			_, err = f.g.Turn(ctx, "alice", "hi")
+			// Bounded: a turn the gate let in would wait for the agent.
+			turnCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = f.g.Turn(turnCtx, "alice", "hi")
+			cancel()
 			require.ErrorIs(t, err, ErrRefused, "the gate is closed")
 			f.g.Reconcile(ctx) // a watcher tick: no marker, but the drain holds
 			assert.Equal(t, fsm.Draining, f.g.State())

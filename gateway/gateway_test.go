@@ -406,6 +406,7 @@ func TestRedrainRecordsTheNewRequest(t *testing.T) {
 	require.NoError(t, err)
 	doc, err := readStateFile(f.home)
 	require.NoError(t, err)
+	require.NotNil(t, doc.Drain, "written at the transition, before BeginDrain returns")
 	require.Equal(t, "first", doc.Drain.RequestID, "written at the transition, before BeginDrain returns")
 	_, err = f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops", RequestID: "second"})
 	require.NoError(t, err)

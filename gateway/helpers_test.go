@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,13 +56,26 @@ func (a *gatedAgent) Run(ctx context.Context, t agent.Turn) (string, error) {
 		}
 		a.mu.Unlock()
 	}()
+	abandon := time.NewTimer(gatedTurnMax)
+	defer abandon.Stop()
 	select {
 	case <-gate:
 		return "re: " + text, nil
 	case <-ctx.Done():
 		return "", context.Cause(ctx)
+	case <-abandon.C:
+		return "", errAbandonedTurn
 	}
 }
+
+// gatedTurnMax bounds a gated turn that no test finishes or cancels (one a
+// bug let in: a turn meant to be refused): it fails with errAbandonedTurn,
+// so the test fails by assertion instead of waiting for the package's
+// timeout.
+const gatedTurnMax = 10 * time.Second
+
+// errAbandonedTurn is what a gated turn returns after gatedTurnMax.
+var errAbandonedTurn = errors.New("gated test agent: turn never finished by the test")
 
 // finish lets session's running turn complete.
 func (a *gatedAgent) finish(session string) {
@@ -216,11 +230,18 @@ func eventually(tb failer, what string, cond func() bool) {
 	}
 }
 
+// shutdownWaitMax bounds the shutdown helper's wait whatever the
+// fixture's drain timeout (an hour, so that no test is forced by it): a
+// turn a bug left running fails the test by assertion, not by the
+// package's timeout.
+const shutdownWaitMax = 30 * time.Second
+
 // shutdown runs Shutdown(force) and fails, rather than hangs, when the
-// sequence does not end within its own bound plus a margin.
+// sequence does not end within its own bound plus a margin (at most
+// shutdownWaitMax).
 func (f *fixture) shutdown(tb testing.TB, force bool) (ShutdownReport, error) {
 	tb.Helper()
-	bound := f.g.cfg.DrainTimeout + f.g.cfg.NotifyTimeout + 10*time.Second
+	bound := min(f.g.cfg.DrainTimeout+f.g.cfg.NotifyTimeout+10*time.Second, shutdownWaitMax)
 	if force {
 		bound = f.g.cfg.NotifyTimeout + 10*time.Second
 	}

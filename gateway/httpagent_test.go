@@ -164,11 +164,16 @@ func TestHTTPAgentFailures(t *testing.T) {
 func TestHTTPAgentInterruptCancelsUpstream(t *testing.T) {
 	cancelled := make(chan struct{})
 	arrived := make(chan struct{})
+	testEnd := make(chan struct{}) // lets the handler go, so that the upstream closes, if the turn is never cut off
 	up := newUpstream(t, func(_ http.ResponseWriter, r *http.Request, _ upstreamRequest) {
 		close(arrived)
-		<-r.Context().Done()
-		close(cancelled)
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-testEnd:
+		}
 	})
+	t.Cleanup(func() { close(testEnd) }) // runs before the upstream's Close
 	f := httpAgentFixture(t, up.URL, 0)
 	out := make(chan error, 1)
 	go func() {
@@ -196,6 +201,9 @@ func TestHTTPAgentSlowUpstreamDuringDrain(t *testing.T) {
 		<-release
 		jsonReply(w, r, req)
 	})
+	var releaseOnce sync.Once // the test releases the upstream, or its end does (before the upstream's Close)
+	releaseUpstream := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseUpstream)
 	f := httpAgentFixture(t, up.URL, 0)
 	out := make(chan error, 1)
 	go func() {
@@ -205,9 +213,12 @@ func TestHTTPAgentSlowUpstreamDuringDrain(t *testing.T) {
 	recv(t, arrived)
 	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
 	require.NoError(t, err)
-	_, err = f.g.Turn(context.Background(), "bob", "new")
+	// Bounded: a turn the gate let in would wait for the upstream.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = f.g.Turn(ctx, "bob", "new")
 	require.ErrorIs(t, err, ErrRefused)
-	close(release)
+	releaseUpstream()
 	require.NoError(t, recv(t, out), "the in-flight turn finished")
 	reqs, _ := up.got()
 	assert.Len(t, reqs, 1, "the refused turn never reached the upstream")

@@ -42,10 +42,7 @@ func TestOpenRefusesNonRegularFilesWithoutBlocking(t *testing.T) {
 	for kind, p := range hostile(t, dir) {
 		for fname, flag := range flags {
 			t.Run(kind+"/"+fname, func(t *testing.T) {
-				f, err := homefile.Open(p, flag, 0o600)
-				if f != nil {
-					f.Close()
-				}
+				err := openWithin(t, p, flag)
 				require.Error(t, err)
 				assert.True(t, errors.Is(err, homefile.ErrNotRegular), "err %v", err)
 				assert.Contains(t, err.Error(), p, "the error names the file")
@@ -65,6 +62,28 @@ func TestOpenRegularFileIsBlockingAgain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "hel", string(data))
 	assert.True(t, truncated)
+}
+
+// TestReadFileLimit: a file of up to limit bytes is read whole; only a
+// longer one is cut to limit and reported truncated (a marker, state or
+// tokens file of exactly the limit is not refused as too large).
+func TestReadFileLimit(t *testing.T) {
+	const limit = 8
+	for _, tc := range []struct {
+		size      int
+		truncated bool
+	}{
+		{0, false}, {limit - 1, false}, {limit, false}, {limit + 1, true}, {2 * limit, true},
+	} {
+		p := filepath.Join(t.TempDir(), "f")
+		content := strings.Repeat("x", tc.size)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		data, fi, truncated, err := homefile.ReadFile(p, limit)
+		require.NoError(t, err, "size %d", tc.size)
+		assert.Equal(t, tc.truncated, truncated, "size %d", tc.size)
+		assert.Equal(t, content[:min(tc.size, limit)], string(data), "size %d", tc.size)
+		assert.Equal(t, int64(tc.size), fi.Size(), "size %d", tc.size)
+	}
 }
 
 func TestWriteAtomicReplacesAndSyncs(t *testing.T) {

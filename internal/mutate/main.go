@@ -33,7 +33,11 @@
 //
 // Usage:
 //
-//	go run ./internal/mutate [-timeout 120s] [-v] [-markdown] [filter ...]
+//	go run ./internal/mutate [-timeout 120s] [-v] [-markdown] [-dir DIR] [filter ...]
+//
+// -dir reads the patches from DIR (laid out as <pkg>/<name>.patch, like
+// testdata/mutants) instead: a set kept outside the repository, such as a
+// fresh independent set that measures the tests' catch rate.
 package main
 
 import (
@@ -61,6 +65,7 @@ type config struct {
 	verbose  bool          // print the output of every mutant that is not CAUGHT
 	markdown bool          // print the result table in Markdown too
 	keep     bool          // keep the temporary tree
+	dir      string        // where the patches are; "" is root/MutantsDir
 	filters  []string
 }
 
@@ -72,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.verbose, "v", false, "print the test output of every mutant that is not CAUGHT")
 	fs.BoolVar(&cfg.markdown, "markdown", false, "also print the results as a Markdown table")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary copy of the tree")
+	fs.StringVar(&cfg.dir, "dir", "", "read the patches from this directory instead of "+MutantsDir)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -111,7 +117,11 @@ func mutate(ctx context.Context, cfg config, out io.Writer) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	all, err := loadMutants(root)
+	dir := cfg.dir
+	if dir == "" {
+		dir = filepath.Join(root, MutantsDir)
+	}
+	all, err := loadMutants(dir)
 	if err != nil {
 		return 2, err
 	}
@@ -120,7 +130,7 @@ func mutate(ctx context.Context, cfg config, out io.Writer) (int, error) {
 		return 2, err
 	}
 	if len(ms) == 0 {
-		return 2, fmt.Errorf("mutate: no mutants under %s", filepath.Join(root, MutantsDir))
+		return 2, fmt.Errorf("mutate: no mutants under %s", dir)
 	}
 	tmp, err := os.MkdirTemp("", "quiesce-mutate-")
 	if err != nil {

@@ -38,9 +38,9 @@ const (
 	keyEnv     = "# env:"
 )
 
-// loadMutants reads every patch under root/MutantsDir, sorted by name.
-func loadMutants(root string) ([]*mutant, error) {
-	dir := filepath.Join(root, MutantsDir)
+// loadMutants reads every patch under dir (root/MutantsDir for the
+// permanent set), sorted by name.
+func loadMutants(dir string) ([]*mutant, error) {
 	var ms []*mutant
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

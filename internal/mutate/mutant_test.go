@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ func TestMutantsApplyToTheTree(t *testing.T) {
 	if err != nil {
 		t.Skipf("not in a git work tree: %v", err)
 	}
-	ms, err := loadMutants(root)
+	ms, err := loadMutants(filepath.Join(root, MutantsDir))
 	require.NoError(t, err)
 	require.NotEmpty(t, ms, "no patch under %s", MutantsDir)
 	for _, m := range ms {
@@ -36,6 +38,24 @@ func TestMutantsApplyToTheTree(t *testing.T) {
 			assert.NoError(t, err, "%s no longer applies; update it to the code it plants its bug in:\n%s", m.file, out)
 		})
 	}
+}
+
+// TestLoadMutantsFromAnotherDirectory: -dir reads a set of patches kept
+// outside the repository, named <pkg>/<name> as under testdata/mutants.
+func TestLoadMutantsFromAnotherDirectory(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "fsm"), 0o755))
+	patch := "# promise: p\n# tests: ./fsm -run '^TestX$'\ndiff --git a/fsm/x.go b/fsm/x.go\n--- a/fsm/x.go\n+++ b/fsm/x.go\n@@ -1 +1 @@\n-a\n+b\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fsm", "x.patch"), []byte(patch), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README.md"), []byte("not a patch"), 0o644))
+
+	ms, err := loadMutants(dir)
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	assert.Equal(t, "fsm/x", ms[0].name)
+	assert.Equal(t, filepath.Join(dir, "fsm", "x.patch"), ms[0].file)
+	assert.Equal(t, [][]string{{"./fsm", "-run", "^TestX$"}}, ms[0].tests)
+	assert.Equal(t, []string{"fsm/x.go"}, ms[0].touches)
 }
 
 func TestParseMutant(t *testing.T) {
