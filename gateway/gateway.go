@@ -366,6 +366,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	for _, r := range g.redeliverers() {
 		if w, ok := r.(pendingWatcher); ok {
 			w.OnPendingChange(g.state.kick) // webhook_pending is part of the status
+			if err := w.CountPending(); err != nil { // else status says 0 until the first round
+				g.log.Warn("webhook pending record not counted; the first redelivery round counts it", "error", err)
+			}
 		}
 		g.bg.Add(1)
 		go func() {
@@ -386,12 +389,16 @@ type redeliverer interface {
 	Pending() int
 }
 
-// pendingWatcher is a redeliverer that says when its Pending count
-// changes (notify.Webhook), so that status?wait=change sees the new count
-// at once; without it the count shows at the next other change.
+// pendingWatcher is a redeliverer that counts what it keeps at start and
+// says when its Pending count changes (notify.Webhook), so that status
+// is exact from the start and status?wait=change sees a new count at once;
+// without it the count shows from its first round and at the next other
+// change.
 type pendingWatcher interface {
 	// OnPendingChange makes fn be called when Pending's count changes.
 	OnPendingChange(fn func())
+	// CountPending reads what is kept, so Pending is exact at once.
+	CountPending() error
 }
 
 // redeliverers returns the sinks of Config.Sinks that are redeliverers.

@@ -155,3 +155,24 @@ func TestSinkWithRunRedeliveryAndPendingIsRetried(t *testing.T) {
 	}
 	require.Equal(t, 7, f.g.Status().WebhookPending)
 }
+
+// countingRedeliverer is a pendingWatcher whose count is known only once
+// CountPending ran, and whose redelivery never runs a round.
+type countingRedeliverer struct {
+	plainRedeliverer
+	n *atomic.Int64
+}
+
+func (c countingRedeliverer) Pending() int           { return int(c.n.Load()) }
+func (c countingRedeliverer) OnPendingChange(func()) {}
+func (c countingRedeliverer) CountPending() error    { c.n.Store(15); return nil }
+
+// TestStatusCountsPendingFromTheStart: what a redelivering sink keeps
+// from the last run is in status as soon as Start returns, not 0 until
+// its first redelivery round (a status saying nothing is pending while
+// 15 pings wait for a receiver).
+func TestStatusCountsPendingFromTheStart(t *testing.T) {
+	sink := countingRedeliverer{plainRedeliverer{ran: make(chan struct{})}, &atomic.Int64{}}
+	f := newFixture(t, func(c *Config) { c.Sinks = []notify.Sink{sink} })
+	require.Equal(t, 15, f.g.Status().WebhookPending)
+}

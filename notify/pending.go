@@ -64,9 +64,25 @@ func (w *Webhook) Keep(msgs []Message) error {
 }
 
 // Pending returns how many messages the pending file holds, as this
-// Webhook last read or wrote it (0 before the first Keep, Redeliver or
-// RunRedelivery round).
+// Webhook last read or wrote it: call CountPending first, or it is 0
+// until the first Keep, Redeliver or RunRedelivery round.
 func (w *Webhook) Pending() int { return int(w.pending.Load()) }
+
+// CountPending reads the pending file (without delivering anything), so
+// that Pending is exact from now on rather than 0 until the first
+// redelivery round: a gateway calls it at start, before it serves status.
+// Without a PendingPath it does nothing.
+func (w *Webhook) CountPending() error {
+	if w.opt.PendingPath == "" {
+		return nil
+	}
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	if _, err := w.loadLocked(); err != nil {
+		return fmt.Errorf("notify: count pending: %w", err)
+	}
+	return nil
+}
 
 // OnPendingChange makes fn be called each time the count Pending returns
 // changes, up (Keep) or down (a redelivery round), so a status can show
