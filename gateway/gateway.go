@@ -365,7 +365,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	for _, r := range g.redeliverers() {
 		if w, ok := r.(pendingWatcher); ok {
-			w.OnPendingChange(g.state.kick) // webhook_pending is part of the status
+			w.OnPendingChange(g.state.kick)          // webhook_pending is part of the status
 			if err := w.CountPending(); err != nil { // else status says 0 until the first round
 				g.log.Warn("webhook pending record not counted; the first redelivery round counts it", "error", err)
 			}
