@@ -142,8 +142,13 @@ func TestWebhookFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := notify.NewWebhook(tt.url, tt.opt).Send(context.Background(), ping("sd1", "s1"))
+			// Bounded, so that a try not bounded by TryTimeout (a hung
+			// receiver eating the caller's whole budget) fails by assertion.
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			err := notify.NewWebhook(tt.url, tt.opt).Send(ctx, ping("sd1", "s1"))
 			require.Error(t, err, "got nil error")
+			require.NoError(t, ctx.Err(), "Send used up the caller's context: each try must end at TryTimeout")
 			if tt.wantIs != nil {
 				assert.ErrorIs(t, err, tt.wantIs)
 			}
