@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,4 +21,20 @@ func TestGateBeforeSessionSlot(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrSessionBusy)
 	f.agent.finish("alice")
 	require.NoError(t, recv(t, first).err)
+}
+
+// TestOldestTurnIsTheOldest: status's oldest_turn_seconds is the age of
+// the oldest turn in flight, not of any other: with an older and a
+// younger turn running it is at least the older one's age.
+func TestOldestTurnIsTheOldest(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startTurn(t, "older", "stuck")
+	olderStarted := time.Now() // the older turn started before this
+	time.Sleep(100 * time.Millisecond)
+	f.startTurn(t, "younger", "stuck")
+	before := time.Now()
+	st := f.g.Status()
+	require.Equal(t, 2, st.ActiveAgents)
+	require.GreaterOrEqual(t, st.OldestTurnSeconds, before.Sub(olderStarted).Seconds(),
+		"oldest_turn_seconds is the older turn's age (at least %v), not the younger's", before.Sub(olderStarted))
 }
