@@ -118,7 +118,8 @@ func TestReadyzCarriesTheState(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
 		gw := &Gateway{StatusFn: func() api.Status {
 			return api.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
-				Drain: &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
+				StateSince: time.Date(2026, 12, 7, 3, 59, 18, 886416499, time.UTC),
+				Drain:      &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 		assert.NotContains(t, rec.Body.String(), "secret-principal")
@@ -129,6 +130,8 @@ func TestReadyzCarriesTheState(t *testing.T) {
 		assert.Equal(t, float64(4242), m["pid"])
 		assert.Equal(t, float64(17), m["seq"])
 		assert.Equal(t, float64(29), m["uptime_seconds"])
+		assert.Equal(t, 1.5, m["oldest_turn_seconds"])
+		assert.Equal(t, "2026-12-07T03:59:18.886416499Z", m["state_since"])
 	}
 }
 
