@@ -96,6 +96,33 @@ func TestHealthz(t *testing.T) {
 	})
 }
 
+// TestHealthzInEveryState: /healthz answers 200 {"ok":true} while the
+// process serves, in every state, shutting down and stopped included
+// (docs/API.md: liveness probes, so a drain never gets a gateway
+// restarted), with or without a drain being announced, HEAD too.
+func TestHealthzInEveryState(t *testing.T) {
+	for _, st := range fsm.States {
+		for _, announcing := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/announcing=%v", st, announcing), func(t *testing.T) {
+				gw := &Gateway{StatusFn: func() api.Status {
+					s := api.Status{State: st, Ready: st == fsm.Running && !announcing}
+					if announcing {
+						s.Drain = &api.DrainInfo{Status: "announcing", AnnounceUntil: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+					}
+					return s
+				}}
+				gw.SetState(st)
+				h := MustServer(t, gw).Handler()
+				rec := do(t, h, http.MethodGet, "/healthz", "", "")
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.JSONEq(t, `{"ok":true}`, rec.Body.String())
+				assert.Empty(t, rec.Header().Get("Retry-After"))
+				assert.Equal(t, http.StatusOK, do(t, h, http.MethodHead, "/healthz", "", "").Code)
+			})
+		}
+	}
+}
+
 func TestReadyz(t *testing.T) {
 	for _, st := range fsm.States {
 		t.Run(string(st), func(t *testing.T) {
