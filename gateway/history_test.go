@@ -316,3 +316,29 @@ func TestTurnsOldestFirstNotByName(t *testing.T) {
 	assert.True(t, turns[0].StartedAt.Before(turns[1].StartedAt))
 	assert.GreaterOrEqual(t, turns[0].AgeSeconds, turns[1].AgeSeconds, "the older turn is at least as old")
 }
+
+// TestHistoryShutdownThenForce shows the shutdown entries of a sequence
+// that a later request forced: one when it began (not forced), none for a
+// repeat that changes nothing, one when a repeat forces it, with the same
+// shutdown_id, and none for a second force.
+func TestHistoryShutdownThenForce(t *testing.T) {
+	f := newFixture(t, nil)
+	turn := f.startTurn(t, "alice", "long")
+	for _, force := range []bool{false, false, true, true} {
+		f.g.BeginShutdown(force)
+	}
+	assert.ErrorIs(t, recv(t, turn).err, ErrInterrupted)
+	f.waitDone(t)
+
+	var shutdowns []api.HistoryEntry
+	for _, e := range f.g.History() {
+		if e.Kind == HistoryShutdown {
+			shutdowns = append(shutdowns, e)
+		}
+	}
+	require.Len(t, shutdowns, 2, "began, then forced: %+v", shutdowns)
+	assert.False(t, shutdowns[0].Force, "it began without force")
+	assert.True(t, shutdowns[1].Force, "a repeat forced it")
+	assert.NotEmpty(t, shutdowns[0].ShutdownID)
+	assert.Equal(t, shutdowns[0].ShutdownID, shutdowns[1].ShutdownID, "one sequence")
+}
