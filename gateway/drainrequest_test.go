@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -518,6 +519,37 @@ func TestExpiresAtIsRequestedAtPlusMaxAge(t *testing.T) {
 			require.NotNil(t, d)
 			assert.Equal(t, requested, d.RequestedAt.UTC(), "status requested_at")
 			assert.Equal(t, requested.Add(maxAge), d.ExpiresAt.UTC(), "status expires_at")
+		})
+	}
+}
+
+// TestStatusDrainIsTheMarker: status's drain is the marker as read
+// (docs/API.md, status: action, requested_at, principal, epoch,
+// suppress_notification, request_id, reason, status, persisted,
+// expires_at), every field from its own field of the marker, for an
+// active marker of this instance and a stale one of another boot.
+func TestStatusDrainIsTheMarker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		epoch  func(f *fixture) string
+		status string
+	}{
+		{"active", func(f *fixture) string { return f.g.Epoch() }, "active"},
+		{"stale", func(*fixture) string { return "boot-other:7" }, "stale"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, clock := clockFixture(t, nil)
+			requested := clock.Now().Add(-time.Minute)
+			req := marker.Request{Action: marker.ActionDrain, RequestedAt: requested, Principal: "alice@host",
+				Epoch: tc.epoch(f), SuppressNotification: true, RequestID: "maint-42", Reason: "disk swap"}
+			_, err := marker.Write(f.home, req)
+			require.NoError(t, err)
+			f.g.Reconcile(context.Background())
+			d := f.g.Status().Drain
+			require.NotNil(t, d)
+			assert.Equal(t, api.DrainInfo{Action: "drain", RequestedAt: requested, Principal: "alice@host", Epoch: tc.epoch(f),
+				SuppressNotification: true, RequestID: "maint-42", Reason: "disk swap", Status: tc.status, Persisted: true,
+				ExpiresAt: requested.Add(f.g.cfg.MaxAge)}, *d)
 		})
 	}
 }
