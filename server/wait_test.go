@@ -189,3 +189,53 @@ func TestWaitTimeoutDefaultAndCap(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGoneEndsTheWait: docs/API.md, status: "A client that goes away
+// ends the wait" of wait=idle and wait=change: the gateway's wait gets a
+// context that ends with the request's, long before the timeout.
+func TestClientGoneEndsTheWait(t *testing.T) {
+	for _, query := range []string{"wait=idle&timeout=5m", "wait=change&after=0&timeout=5m"} {
+		t.Run(query, func(t *testing.T) {
+			waiting := make(chan struct{})
+			ended := make(chan struct{})
+			wait := func(ctx context.Context) {
+				close(waiting)
+				<-ctx.Done()
+				close(ended)
+			}
+			gw := &Gateway{
+				WaitIdleFn: func(ctx context.Context) error { wait(ctx); return ctx.Err() },
+				WaitChangeFn: func(ctx context.Context, after uint64) (api.Status, error) {
+					wait(ctx)
+					return api.Status{Seq: after}, ctx.Err()
+				},
+			}
+			h := MustServer(t, gw).Handler()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/gateway/status?"+query, nil)
+			req.Header.Set("Authorization", "Bearer "+opsToken)
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				h.ServeHTTP(httptest.NewRecorder(), req)
+			}()
+			select {
+			case <-waiting:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the wait did not start")
+			}
+			cancel() // the client goes away
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the gateway's wait went on after the client went away")
+			}
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the handler did not return after the client went away")
+			}
+		})
+	}
+}
