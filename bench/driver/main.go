@@ -30,6 +30,7 @@ type options struct {
 	concs         string
 	parked        string
 	idleDur       time.Duration
+	idleProcs     int
 	flatTurns     int
 	skip          string
 	keep          bool
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&opt.concs, "conc", "1,8,64", "throughput concurrencies")
 	flag.StringVar(&opt.parked, "parked", "2000,10000", "memory: numbers of parked turns, comma separated (e.g. 2000,10000)")
 	flag.DurationVar(&opt.idleDur, "idle", 2*time.Minute, "idle CPU: measuring time (2 min: each program meets about one of the runtime's forced GCs, every 2 min)")
+	flag.IntVar(&opt.idleProcs, "idle-procs", 3, "idle CPU: instances of the gateway and of the poll loop run side by side, their CPU time summed")
 	flag.IntVar(&opt.flatTurns, "flat-turns", 100000, "flatness: turns run between the start and end samples (0: skip)")
 	flag.StringVar(&opt.skip, "skip", "", "figures to skip, comma separated: drain,http,exit,tput,mem,idle,flat,gate,scale")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temp dir (binaries, homes, logs)")
