@@ -76,7 +76,8 @@ func scrape(t *testing.T, h http.Handler) map[string]float64 {
 
 // TestMetricsTurnResultsFromARealGateway drives a real gateway through
 // every way a turn ends and reads /metrics after each:
-// quiesce_turns_total counts each under its own result,
+// quiesce_turns_total counts each under its own result (an internal
+// event's system turn too),
 // quiesce_turn_duration_seconds observes only the turns that ran (ok,
 // error, interrupted; never refused or busy),
 // quiesce_agent_failures_total counts only the agent's own failures (not
@@ -132,8 +133,14 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 	require.NoError(t, stream(ctx, "alice", "hello", nil))
 	requireCounts("a reply", map[string]float64{"ok": 1}, 0)
 
+	_, err := gw.Event(ctx, "sys", "cron tick")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return scrape(t, h)[turnsTotal("ok")] == 2 }, 10*time.Second, 5*time.Millisecond,
+		"an internal event's system turn is counted")
+	requireCounts("an internal event", map[string]float64{"ok": 2}, 0)
+
 	require.ErrorIs(t, stream(ctx, "bob", "fail", nil), gateway.ErrAgent)
-	requireCounts("the agent failed", map[string]float64{"ok": 1, "error": 1}, 1)
+	requireCounts("the agent failed", map[string]float64{"ok": 2, "error": 1}, 1)
 
 	clientCtx, clientGone := context.WithCancel(ctx)
 	started, gone := make(chan struct{}), make(chan error, 1)
@@ -141,20 +148,20 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 	<-started
 	clientGone()
 	require.Error(t, <-gone)
-	requireCounts("the client went away", map[string]float64{"ok": 1, "error": 2}, 1)
+	requireCounts("the client went away", map[string]float64{"ok": 2, "error": 2}, 1)
 
 	started, blocked := make(chan struct{}), make(chan error, 1)
 	go func() { blocked <- stream(ctx, "dave", "block", started) }()
 	<-started
 	require.ErrorIs(t, stream(ctx, "dave", "hello", nil), gateway.ErrSessionBusy)
-	requireCounts("the session was busy", map[string]float64{"ok": 1, "error": 2, "busy": 1}, 1)
+	requireCounts("the session was busy", map[string]float64{"ok": 2, "error": 2, "busy": 1}, 1)
 	assert.Equal(t, 1.0, scrape(t, h)["quiesce_turns_in_flight"], "the blocked turn is in flight")
 
 	before := scrape(t, h)["quiesce_state_since_seconds"]
-	_, err := gw.BeginDrain(ctx, gateway.DrainRequest{Principal: "ops"})
+	_, err = gw.BeginDrain(ctx, gateway.DrainRequest{Principal: "ops"})
 	require.NoError(t, err)
 	require.ErrorIs(t, stream(ctx, "erin", "hello", nil), gateway.ErrRefused)
-	requireCounts("draining", map[string]float64{"ok": 1, "error": 2, "busy": 1, "refused": 1}, 1)
+	requireCounts("draining", map[string]float64{"ok": 2, "error": 2, "busy": 1, "refused": 1}, 1)
 	got := scrape(t, h)
 	assert.Equal(t, 1.0, got[`quiesce_state{state="draining"}`])
 	assert.Equal(t, 0.0, got[`quiesce_state{state="running"}`])
@@ -166,7 +173,7 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 	_, err = gw.Shutdown(ctx, true)
 	require.NoError(t, err)
 	require.ErrorIs(t, <-blocked, gateway.ErrInterrupted)
-	requireCounts("a forced shutdown", map[string]float64{"ok": 1, "error": 2, "busy": 1, "refused": 1, "interrupted": 1}, 1)
+	requireCounts("a forced shutdown", map[string]float64{"ok": 2, "error": 2, "busy": 1, "refused": 1, "interrupted": 1}, 1)
 	got = scrape(t, h)
 	assert.Equal(t, 1.0, got[`quiesce_state{state="stopped"}`])
 	assert.Equal(t, 0.0, got["quiesce_turns_in_flight"])
