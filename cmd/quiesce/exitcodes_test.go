@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/quiesce-dev/quiesce/internal/refused"
 )
 
 // TestE2EStatusStartingExits7: a home whose lock a process holds while
@@ -67,6 +69,31 @@ func TestE2EStatusNoAnswerIsUnreachable(t *testing.T) {
 			out, errOut, code := cli(t, []string{"QUIESCE_URL=" + url, "QUIESCE_TOKEN=" + opsToken}, args...)
 			assert.Equal(t, 6, code, "stdout %s stderr %s", out, errOut)
 			assert.Contains(t, errOut, "did not answer within 10s")
+		})
+	}
+}
+
+// TestE2EDrainAnnounceBounds: --announce takes 0 to 5m, both ends
+// included: at the bounds the command goes on to the gateway (here a
+// refused connection, exit 1), past them it is a usage error (exit 2)
+// that sends nothing.
+func TestE2EDrainAnnounceBounds(t *testing.T) {
+	t.Parallel()
+	env := []string{"QUIESCE_URL=http://" + refused.Addr(t), "QUIESCE_TOKEN=" + opsToken}
+	for _, tc := range []struct {
+		announce string
+		code     int
+		want     string
+	}{
+		{"5m", 1, "connection refused"},
+		{"0s", 1, "connection refused"},
+		{"5m0.001s", 2, "from 0 to 5m0s"},
+	} {
+		t.Run(tc.announce, func(t *testing.T) {
+			t.Parallel()
+			out, errOut, code := cli(t, env, "drain", "--announce", tc.announce)
+			assert.Equal(t, tc.code, code, "stdout %s stderr %s", out, errOut)
+			assert.Contains(t, errOut, tc.want)
 		})
 	}
 }
