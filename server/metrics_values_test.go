@@ -184,7 +184,7 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 // (requested_at plus --drain-max-age), raised again by a refresh, absent
 // once cancelled; and absent, with no drain reaction observed, for a
 // marker whose age is measured from the file's modification time
-// (future-dated, corrupt), a stale one and an expired one. Each read is
+// (future-dated, legacy without requested_at, corrupt), a stale one and an expired one. Each read is
 // counted under its outcome in quiesce_marker_reads_total.
 func TestMetricsDrainExpiryFromARealGateway(t *testing.T) {
 	const maxAge = 10 * time.Minute
@@ -235,6 +235,8 @@ func TestMetricsDrainExpiryFromARealGateway(t *testing.T) {
 		state   fsm.State
 	}{
 		{"FutureDated", write(marker.Request{Action: marker.ActionDrain, RequestID: "f", RequestedAt: now.Add(time.Hour), Epoch: gw.Epoch()}),
+			"active", fsm.Draining},
+		{"LegacyWithoutRequestedAt", write(marker.Request{Action: marker.ActionDrain, RequestID: "l", Epoch: gw.Epoch()}),
 			"active", fsm.Draining},
 		{"Contentless", func(t *testing.T) { require.NoError(t, os.WriteFile(marker.Path(home), []byte("{not json"), 0o600)) },
 			"contentless", fsm.Draining},
