@@ -130,6 +130,11 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 		return err
 	}
 
+	got := scrape(t, h)
+	require.Contains(t, got, "quiesce_state_since_seconds", "from the first scrape: the gateway's start")
+	assert.Equal(t, float64(gw.Status().StateSince.UnixNano())/1e9, got["quiesce_state_since_seconds"])
+	assert.Equal(t, 1.0, got["quiesce_ready"])
+
 	require.NoError(t, stream(ctx, "alice", "hello", nil))
 	requireCounts("a reply", map[string]float64{"ok": 1}, 0)
 
@@ -162,7 +167,7 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorIs(t, stream(ctx, "erin", "hello", nil), gateway.ErrRefused)
 	requireCounts("draining", map[string]float64{"ok": 2, "error": 2, "busy": 1, "refused": 1}, 1)
-	got := scrape(t, h)
+	got = scrape(t, h)
 	assert.Equal(t, 1.0, got[`quiesce_state{state="draining"}`])
 	assert.Equal(t, 0.0, got[`quiesce_state{state="running"}`])
 	assert.Equal(t, 0.0, got["quiesce_ready"])
