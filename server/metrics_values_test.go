@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -22,34 +21,6 @@ import (
 	"github.com/quiesce-dev/quiesce/marker"
 	"github.com/quiesce-dev/quiesce/server"
 )
-
-// meteredServer is a server around a real gateway with cfg whose events
-// land in the server's Metrics (as cmd/quiesce wires them), started; the
-// gateway stops at the end of the test.
-func meteredServer(t *testing.T, cfg gateway.Config) (http.Handler, *gateway.Gateway) {
-	t.Helper()
-	m := server.NewMetrics()
-	cfg.Metrics = m
-	if cfg.Home == "" {
-		cfg.Home = t.TempDir()
-	}
-	cfg.Logger, cfg.WatchInterval = slog.New(slog.DiscardHandler), -1
-	gw, err := gateway.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = gw.Shutdown(ctx, true)
-		_ = gw.Close()
-	})
-	require.NoError(t, gw.Start(context.Background()))
-	s, err := server.New(server.Config{
-		Addr: "127.0.0.1:0", Gateway: gw, Metrics: m, Logger: slog.New(slog.DiscardHandler),
-		Tokens: server.NewTokens(map[string]string{"ops": opsToken}),
-	})
-	require.NoError(t, err)
-	return s.Handler(), gw
-}
 
 // scrape reads /metrics from h as a map from series, written as the text
 // format prints it (name{labels}), to value.
@@ -95,7 +66,7 @@ func TestMetricsTurnResultsFromARealGateway(t *testing.T) {
 		}
 		return "hi " + turn.Text, nil
 	})
-	h, gw := meteredServer(t, gateway.Config{Agent: ag, DrainTimeout: 50 * time.Millisecond, NotifyTimeout: time.Second})
+	h, gw := realServerWith(t, gateway.Config{Home: t.TempDir(), Agent: ag, DrainTimeout: 50 * time.Millisecond, NotifyTimeout: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	turnsTotal := func(r string) string { return `quiesce_turns_total{result="` + r + `"}` }
@@ -197,7 +168,7 @@ func TestMetricsDrainExpiryFromARealGateway(t *testing.T) {
 	setClock := func(at time.Time) { clock.Store(&at) }
 	setClock(time.Now().Add(-5 * time.Minute))
 	home := t.TempDir()
-	h, gw := meteredServer(t, gateway.Config{Home: home, MaxAge: maxAge, Now: func() time.Time { return *clock.Load() }})
+	h, gw := realServerWith(t, gateway.Config{Home: home, MaxAge: maxAge, Now: func() time.Time { return *clock.Load() }})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const expiry, reactions = "quiesce_drain_expires_in_seconds", "quiesce_drain_reaction_seconds_count"
