@@ -350,7 +350,8 @@ func TestE2EWebhookPendingRedeliveredAtNextStart(t *testing.T) {
 // TestE2EWebhookPendingMax: --webhook-pending-max bounds what the webhook
 // keeps for redelivery: with 1, a shutdown whose broadcast and interrupt
 // ping both go undelivered keeps the broadcast only (the ping is dropped,
-// still in the outbox), and the gateway exits 0.
+// still in the outbox; the file rewritten without it is still 0600), and
+// the gateway exits 0.
 func TestE2EWebhookPendingMax(t *testing.T) {
 	t.Parallel()
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -367,8 +368,12 @@ func TestE2EWebhookPendingMax(t *testing.T) {
 	require.Equal(t, 0, p.wait())
 
 	require.Len(t, outbox(t, home, notify.KindSessionInterrupted), 1, "the ping is in the outbox")
-	kept, err := notify.ReadOutbox(filepath.Join(home, gateway.WebhookPendingFileName))
+	pending := filepath.Join(home, gateway.WebhookPendingFileName)
+	kept, err := notify.ReadOutbox(pending)
 	require.NoError(t, err)
 	require.Len(t, kept, 1, "--webhook-pending-max 1 keeps one message")
 	assert.Equal(t, notify.KindShutdownBroadcast, kept[0].Kind, "the latest broadcast is never dropped")
+	fi, err := os.Stat(pending)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "rewritten within its limit, still 0600")
 }
