@@ -239,3 +239,33 @@ func TestMetricsDrainExpiryFromARealGateway(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsReadyInAnnounceWindow shows, on a real gateway, quiesce_ready
+// 0 during a drain --announce window while quiesce_state still says
+// running (the gate is open), no expiry yet (no marker is written before
+// the gate closes), and 1 again once a cancel ends the window.
+func TestMetricsReadyInAnnounceWindow(t *testing.T) {
+	h, gw := realServerWith(t, gateway.Config{Home: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	assert.Equal(t, 1.0, scrape(t, h)["quiesce_ready"])
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := gw.BeginDrain(ctx, gateway.DrainRequest{Principal: "ops", Announce: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		d := gw.Status().Drain
+		return d != nil && d.Status == gateway.DrainStatusAnnouncing
+	}, 10*time.Second, time.Millisecond, "the announce window opens")
+	got := scrape(t, h)
+	assert.Equal(t, 0.0, got["quiesce_ready"], "announcing: not ready")
+	assert.Equal(t, 1.0, got[`quiesce_state{state="running"}`], "the gate is still open")
+	assert.NotContains(t, got, "quiesce_drain_expires_in_seconds", "no drain request in effect yet")
+
+	_, err := gw.CancelDrain(ctx, "")
+	require.NoError(t, err)
+	require.ErrorIs(t, <-done, gateway.ErrDrainCancelled)
+	assert.Equal(t, 1.0, scrape(t, h)["quiesce_ready"], "the cancel ended the window")
+}
