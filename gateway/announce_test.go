@@ -113,6 +113,8 @@ func TestAnnounceWindow(t *testing.T) {
 	assert.Equal(t, "ops", st.Drain.Principal)
 	assert.Equal(t, "rollout", st.Drain.Reason)
 	assert.NotEmpty(t, st.Drain.RequestID, "the window's request can be named by a cancel")
+	assert.False(t, st.Drain.Persisted, "docs/API.md: an announced request is not persisted yet")
+	assert.True(t, st.Drain.ExpiresAt.IsZero(), "docs/API.md: and has no expires_at")
 	assert.WithinRange(t, st.Drain.AnnounceUntil, before.Add(5*time.Second), time.Now().Add(5*time.Second))
 	assert.Equal(t, []time.Duration{5 * time.Second}, timers.after)
 	assert.False(t, markerExists(f.home), "no marker during the window")

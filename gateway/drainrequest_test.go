@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/marker"
 )
@@ -461,4 +462,94 @@ func TestDrainRefreshOfAHandWrittenReason(t *testing.T) {
 	assert.True(t, res.Drain.Persisted)
 	assert.Equal(t, "line one "+strings.Repeat("x", marker.MaxReasonLen-len("line one ")), res.Drain.Reason)
 	assert.Equal(t, res.Drain.Reason, readMarkerFile(t, f.home)["reason"])
+}
+
+// TestExpiresAtIsRequestedAtPlusMaxAge: a drain's expires_at (docs/API.md:
+// "requested_at + --drain-max-age") follows the configured max age, not
+// the default, on every path that shows it: the drain's answer and status
+// for a marker written through the API, status for a marker another
+// process wrote, and the answer and status of a drain held in memory
+// because its marker could not be written.
+func TestExpiresAtIsRequestedAtPlusMaxAge(t *testing.T) {
+	const maxAge = 10 * time.Minute
+	require.NotEqual(t, marker.DefaultMaxAge, maxAge)
+	for _, tc := range []struct {
+		name     string
+		fullDisk bool // the home is on a small disk the drain fills
+		drain    func(t *testing.T, f *fixture) (DrainResult, error)
+	}{
+		{"api", false, func(_ *testing.T, f *fixture) (DrainResult, error) {
+			return f.g.BeginDrain(context.Background(), DrainRequest{RequestID: "r-api"})
+		}},
+		{"marker from another process", false, func(t *testing.T, f *fixture) (DrainResult, error) {
+			_, err := marker.Write(f.home, marker.Request{Action: marker.ActionDrain, Epoch: f.g.Epoch(), RequestID: "r-local",
+				RequestedAt: f.g.cfg.Now()})
+			require.NoError(t, err)
+			f.g.Reconcile(context.Background())
+			return DrainResult{}, nil
+		}},
+		{"held in memory", true, func(t *testing.T, f *fixture) (DrainResult, error) {
+			disk := filepath.Dir(f.home)
+			fillDisk(t, disk)
+			res, err := f.g.BeginDrain(context.Background(), DrainRequest{RequestID: "r-mem"})
+			require.ErrorIs(t, err, ErrMarkerUnwritable)
+			return res, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f *fixture
+			var clock *fakeClock
+			setMaxAge := func(c *Config) { c.MaxAge = maxAge }
+			if tc.fullDisk {
+				home := filepath.Join(smallDisk(t), "home")
+				f, clock = clockFixture(t, func(c *Config) { setMaxAge(c); c.Home = home })
+				f.home = home
+			} else {
+				f, clock = clockFixture(t, setMaxAge)
+			}
+			clock.advance(time.Minute)
+			requested := clock.Now()
+			res, err := tc.drain(t, f)
+			require.NoError(t, err)
+			if !res.Drain.RequestedAt.IsZero() {
+				assert.Equal(t, requested, res.Drain.RequestedAt, "the answer's requested_at")
+				assert.Equal(t, requested.Add(maxAge), res.Drain.ExpiresAt, "the answer's expires_at")
+			}
+			d := f.g.Status().Drain
+			require.NotNil(t, d)
+			assert.Equal(t, requested, d.RequestedAt.UTC(), "status requested_at")
+			assert.Equal(t, requested.Add(maxAge), d.ExpiresAt.UTC(), "status expires_at")
+		})
+	}
+}
+
+// TestStatusDrainIsTheMarker: status's drain is the marker as read
+// (docs/API.md, status: action, requested_at, principal, epoch,
+// suppress_notification, request_id, reason, status, persisted,
+// expires_at), every field from its own field of the marker, for an
+// active marker of this instance and a stale one of another boot.
+func TestStatusDrainIsTheMarker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		epoch  func(f *fixture) string
+		status string
+	}{
+		{"active", func(f *fixture) string { return f.g.Epoch() }, "active"},
+		{"stale", func(*fixture) string { return "boot-other:7" }, "stale"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, clock := clockFixture(t, nil)
+			requested := clock.Now().Add(-time.Minute)
+			req := marker.Request{Action: marker.ActionDrain, RequestedAt: requested, Principal: "alice@host",
+				Epoch: tc.epoch(f), SuppressNotification: true, RequestID: "maint-42", Reason: "disk swap"}
+			_, err := marker.Write(f.home, req)
+			require.NoError(t, err)
+			f.g.Reconcile(context.Background())
+			d := f.g.Status().Drain
+			require.NotNil(t, d)
+			assert.Equal(t, api.DrainInfo{Action: "drain", RequestedAt: requested, Principal: "alice@host", Epoch: tc.epoch(f),
+				SuppressNotification: true, RequestID: "maint-42", Reason: "disk swap", Status: tc.status, Persisted: true,
+				ExpiresAt: requested.Add(f.g.cfg.MaxAge)}, *d)
+		})
+	}
 }

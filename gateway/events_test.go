@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,4 +123,30 @@ func sessions(entries []spoolEntry) []string {
 		out = append(out, e.Session)
 	}
 	return out
+}
+
+// TestEventAcceptedWhileShuttingDown: events are never refused for the
+// gateway's state (docs/API.md, events): while shutting down, an event is
+// spooled (not started, "spooled": true) and is there for the next start.
+func TestEventAcceptedWhileShuttingDown(t *testing.T) {
+	f := newFixture(t, nil)
+	turn := f.startTurn(t, "alice", "long") // holds the shutdown in shutting_down
+	start := f.g.BeginShutdown(false)
+	require.False(t, start.AlreadyShuttingDown)
+	require.Equal(t, fsm.ShuttingDown, f.g.State())
+
+	r, err := f.g.Event(context.Background(), "bg", "job done")
+	require.NoError(t, err, "an event is accepted while shutting down")
+	assert.True(t, r.Spooled, "it waits for the next start")
+	st := f.g.Status()
+	assert.Equal(t, 1, st.SpooledEvents)
+	assert.Equal(t, 1, st.ActiveAgents, "it did not start")
+
+	f.agent.finish("alice")
+	require.NoError(t, recv(t, turn).err)
+	f.waitDone(t)
+	require.NoError(t, f.g.Close())
+	spooled, err := os.ReadFile(filepath.Join(f.home, SpoolFileName))
+	require.NoError(t, err)
+	assert.Contains(t, string(spooled), r.ID, "the event is in the spool for the next start")
 }

@@ -267,3 +267,78 @@ func TestHistoryUnpersistedDrain(t *testing.T) {
 		})
 	}
 }
+
+// TestHistoryInterruptedNamesAtMost20 shows the "interrupted" entry of a
+// forced shutdown that cut off more than 20 user turns: it names 20 of
+// the sessions (docs/API.md, history: "sessions (at most 20), count") and
+// counts all of them.
+func TestHistoryInterruptedNamesAtMost20(t *testing.T) {
+	f := newFixture(t, nil)
+	const n = maxHistorySessions + 5
+	started := map[string]bool{}
+	for i := range n {
+		s := fmt.Sprintf("s-%02d", i)
+		f.startTurn(t, s, "stuck")
+		started[s] = true
+	}
+	_, err := f.shutdown(t, true)
+	require.NoError(t, err)
+
+	var got []api.HistoryEntry
+	for _, e := range f.g.History() {
+		if e.Kind == HistoryInterrupted {
+			got = append(got, e)
+		}
+	}
+	require.Len(t, got, 1, "one interrupted entry for the shutdown")
+	assert.Equal(t, n, got[0].Count, "count is every session cut off")
+	require.Len(t, got[0].Sessions, 20, "at most 20 named")
+	for _, s := range got[0].Sessions {
+		assert.True(t, started[s], "%q is a session that was cut off", s)
+	}
+}
+
+// TestTurnsOldestFirstNotByName shows that the turns list is ordered by
+// start, oldest first, not by session name: the older turn's session
+// sorts after the younger's.
+func TestTurnsOldestFirstNotByName(t *testing.T) {
+	f := newFixture(t, nil)
+	f.startTurn(t, "zed-older", "stuck")
+	first := f.g.Turns()
+	require.Len(t, first, 1)
+	eventually(t, "the clock to move past the first turn's start", func() bool {
+		return time.Now().After(first[0].StartedAt)
+	})
+	f.startTurn(t, "amy-younger", "stuck")
+	turns := f.g.Turns()
+	require.Len(t, turns, 2)
+	assert.Equal(t, []string{"zed-older", "amy-younger"}, []string{turns[0].Session, turns[1].Session}, "oldest first")
+	assert.True(t, turns[0].StartedAt.Before(turns[1].StartedAt))
+	assert.GreaterOrEqual(t, turns[0].AgeSeconds, turns[1].AgeSeconds, "the older turn is at least as old")
+}
+
+// TestHistoryShutdownThenForce shows the shutdown entries of a sequence
+// that a later request forced: one when it began (not forced), none for a
+// repeat that changes nothing, one when a repeat forces it, with the same
+// shutdown_id, and none for a second force.
+func TestHistoryShutdownThenForce(t *testing.T) {
+	f := newFixture(t, nil)
+	turn := f.startTurn(t, "alice", "long")
+	for _, force := range []bool{false, false, true, true} {
+		f.g.BeginShutdown(force)
+	}
+	assert.ErrorIs(t, recv(t, turn).err, ErrInterrupted)
+	f.waitDone(t)
+
+	var shutdowns []api.HistoryEntry
+	for _, e := range f.g.History() {
+		if e.Kind == HistoryShutdown {
+			shutdowns = append(shutdowns, e)
+		}
+	}
+	require.Len(t, shutdowns, 2, "began, then forced: %+v", shutdowns)
+	assert.False(t, shutdowns[0].Force, "it began without force")
+	assert.True(t, shutdowns[1].Force, "a repeat forced it")
+	assert.NotEmpty(t, shutdowns[0].ShutdownID)
+	assert.Equal(t, shutdowns[0].ShutdownID, shutdowns[1].ShutdownID, "one sequence")
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,4 +67,26 @@ func TestOnTransitionCalledInCommitOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"running>draining", "draining>running", "running>shutting_down", "shutting_down>stopped"}, seen)
+}
+
+// TestStatusUptimeAndStateSince: on the gateway's clock, uptime_seconds is
+// the time since the start, whatever the transitions, and state_since is
+// the start until the state first changes, then the moment it changed
+// (docs/API.md, status).
+func TestStatusUptimeAndStateSince(t *testing.T) {
+	f, clock := clockFixture(t, nil)
+	start := clock.Now()
+	clock.advance(30 * time.Second)
+	st := f.g.Status()
+	assert.Equal(t, 30.0, st.UptimeSeconds)
+	assert.Equal(t, start, st.StateSince, "the start, while the state never changed")
+
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
+	require.NoError(t, err)
+	drained := clock.Now()
+	clock.advance(10 * time.Second)
+	st = f.g.Status()
+	require.Equal(t, fsm.Draining, st.State)
+	assert.Equal(t, 40.0, st.UptimeSeconds, "uptime counts from the start, not from the transition")
+	assert.Equal(t, drained, st.StateSince, "when the state changed")
 }

@@ -60,3 +60,25 @@ func TestWaitChangeWakesOnTransitionAndDrainRequest(t *testing.T) {
 	require.NoError(t, err, "a refreshed drain request is a change")
 	assert.Equal(t, "again", st.Drain.Principal)
 }
+
+// TestWaitChangeSeesAnEventSpooledWhileDraining: seq grows when
+// spooled_events changes (docs/API.md, status), also when nothing else
+// does: an event spooled while draining starts no turn and changes no
+// state, and a watcher still sees it.
+func TestWaitChangeSeesAnEventSpooledWhileDraining(t *testing.T) {
+	f := newFixture(t, nil)
+	_, err := f.g.BeginDrain(context.Background(), DrainRequest{Principal: "ops"})
+	require.NoError(t, err)
+	before := f.g.Status()
+	require.Equal(t, 0, before.SpooledEvents)
+	rec, err := f.g.Event(context.Background(), "bg", "job done")
+	require.NoError(t, err)
+	require.True(t, rec.Spooled, "draining: the event waits")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := f.g.WaitChange(ctx, before.Seq)
+	require.NoError(t, err, "WaitChange did not return although spooled_events went 0 -> 1 (seq stayed %d)", st.Seq)
+	assert.Greater(t, st.Seq, before.Seq)
+	assert.Equal(t, 1, st.SpooledEvents)
+	assert.Equal(t, 0, st.ActiveAgents, "no turn started")
+}

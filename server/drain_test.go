@@ -92,3 +92,62 @@ func TestCancelMismatchNamesActiveRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainAndCancelAnswersCarryTheGatewaysResult: every field of the
+// drain and cancel answers (docs/API.md) is the gateway's result, each
+// from its own field: distinct values throughout, so a field copied from
+// a neighbour (refreshed from was_draining, requested_at from expires_at)
+// or dropped fails.
+func TestDrainAndCancelAnswersCarryTheGatewaysResult(t *testing.T) {
+	requested := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, tc := range []struct {
+		name string
+		res  gateway.DrainResult
+		want string
+	}{
+		{"replaced", gateway.DrainResult{State: fsm.Draining, ActiveAgents: 3, WasDraining: true, Refreshed: false,
+			Drain: api.DrainInfo{RequestedAt: requested, SuppressNotification: true, Principal: "alice", RequestID: "maint-42",
+				Reason: "disk swap", Persisted: true, ExpiresAt: requested.Add(time.Hour)}},
+			`{"ok":true,"action":"drain","requested_at":"2030-01-02T03:04:05.000000006Z","draining":true,
+			  "suppress_notification":true,"principal":"alice","request_id":"maint-42","state":"draining","active_agents":3,
+			  "was_draining":true,"refreshed":false,"reason":"disk swap","persisted":true,"expires_at":"2030-01-02T04:04:05.000000006Z"}`},
+		{"refreshed", gateway.DrainResult{State: fsm.Draining, ActiveAgents: 1, WasDraining: true, Refreshed: true,
+			Drain: api.DrainInfo{RequestedAt: requested, Principal: "bob", RequestID: "r-7", Persisted: true,
+				ExpiresAt: requested.Add(2 * time.Hour)}},
+			`{"ok":true,"action":"drain","requested_at":"2030-01-02T03:04:05.000000006Z","draining":true,
+			  "suppress_notification":false,"principal":"bob","request_id":"r-7","state":"draining","active_agents":1,
+			  "was_draining":true,"refreshed":true,"reason":"","persisted":true,"expires_at":"2030-01-02T05:04:05.000000006Z"}`},
+		{"first", gateway.DrainResult{State: fsm.Draining, ActiveAgents: 0,
+			Drain: api.DrainInfo{RequestedAt: requested, Principal: "ops", RequestID: "r-1", Persisted: true,
+				ExpiresAt: requested.Add(time.Minute)}},
+			`{"ok":true,"action":"drain","requested_at":"2030-01-02T03:04:05.000000006Z","draining":true,
+			  "suppress_notification":false,"principal":"ops","request_id":"r-1","state":"draining","active_agents":0,
+			  "was_draining":false,"refreshed":false,"reason":"","persisted":true,"expires_at":"2030-01-02T03:05:05.000000006Z"}`},
+	} {
+		t.Run("drain/"+tc.name, func(t *testing.T) {
+			gw := &Gateway{BeginDrainFn: func(context.Context, gateway.DrainRequest) (gateway.DrainResult, error) {
+				return tc.res, nil
+			}}
+			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, "")
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			assert.JSONEq(t, tc.want, rec.Body.String())
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		res  gateway.CancelResult
+		want string
+	}{
+		{"was draining", gateway.CancelResult{WasDraining: true, State: fsm.Running, ActiveAgents: 2},
+			`{"ok":true,"action":"cancel","was_draining":true,"state":"running","active_agents":2}`},
+		{"nothing to cancel", gateway.CancelResult{WasDraining: false, State: fsm.Running, ActiveAgents: 1},
+			`{"ok":true,"action":"cancel","was_draining":false,"state":"running","active_agents":1}`},
+	} {
+		t.Run("cancel/"+tc.name, func(t *testing.T) {
+			gw := &Gateway{CancelDrainFn: func(context.Context, string) (gateway.CancelResult, error) { return tc.res, nil }}
+			rec := do(t, MustServer(t, gw).Handler(), http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"cancel"}`)
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			assert.JSONEq(t, tc.want, rec.Body.String())
+		})
+	}
+}

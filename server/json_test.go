@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quiesce-dev/quiesce/api"
+	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
 )
 
@@ -114,4 +117,39 @@ func TestFieldNamesMatchExactly(t *testing.T) {
 			`{"text":"`+pad[:server.MaxBodyBytes-len(`{"text":""}`)]+`"}`)
 		assert.Equal(t, http.StatusOK, rec.Code, "a body of exactly 64 KiB is taken")
 	})
+}
+
+// TestJSONAnswersAreOneObjectAndANewline: docs/API.md, Conventions:
+// "Responses are JSON (Content-Type: application/json, one object and a
+// newline)", answers and errors alike, with X-Content-Type-Options:
+// nosniff.
+func TestJSONAnswersAreOneObjectAndANewline(t *testing.T) {
+	h := MustServer(t, fakegateway.InState(fsm.Draining)).Handler()
+	for _, rq := range []struct {
+		method, path, token, body string
+		status                    int
+	}{
+		{http.MethodGet, "/healthz", "", "", http.StatusOK},
+		{http.MethodGet, "/readyz", "", "", http.StatusServiceUnavailable},
+		{http.MethodGet, "/api/gateway/status", opsToken, "", http.StatusOK},
+		{http.MethodGet, api.TurnsPath, opsToken, "", http.StatusOK},
+		{http.MethodPost, "/api/gateway/events", opsToken, `{"session":"a","text":"b"}`, http.StatusAccepted},
+		{http.MethodPost, "/v1/sessions/a/messages", opsToken, `{"text":"b"}`, http.StatusServiceUnavailable},
+		{http.MethodPost, "/api/gateway/drain", opsToken, `{"action":"nope"}`, http.StatusBadRequest},
+		{http.MethodGet, "/api/gateway/status", "", "", http.StatusUnauthorized},
+		{http.MethodGet, "/nope", "", "", http.StatusNotFound},
+		{http.MethodGet, "/api/gateway/drain", "", "", http.StatusMethodNotAllowed},
+	} {
+		t.Run(rq.method+" "+rq.path, func(t *testing.T) {
+			rec := do(t, h, rq.method, rq.path, rq.token, rq.body)
+			require.Equal(t, rq.status, rec.Code, rec.Body.String())
+			assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+			assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+			body := rec.Body.String()
+			require.True(t, strings.HasSuffix(body, "}\n"), "one object and a newline: %q", body)
+			assert.Equal(t, 1, strings.Count(body, "\n"), "one line: %q", body)
+			var m map[string]any
+			assert.NoError(t, json.Unmarshal([]byte(body), &m))
+		})
+	}
 }

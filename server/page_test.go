@@ -111,6 +111,14 @@ func TestPageHeaders(t *testing.T) {
 		assert.Equalf(t, "text/html; charset=utf-8", hd.Get("Content-Type"), "%s", name)
 		assert.Equalf(t, strconv.Itoa(get.Body.Len()), hd.Get("Content-Length"), "%s", name)
 		assert.Emptyf(t, hd.Get("Set-Cookie"), "%s sets no cookie", name)
+		for key, want := range map[string]string{ // docs/API.md, GET /
+			"X-Frame-Options":              "DENY", // the page's controls cannot be framed (clickjacking)
+			"Referrer-Policy":              "no-referrer",
+			"Cross-Origin-Opener-Policy":   "same-origin",
+			"Cross-Origin-Resource-Policy": "same-origin",
+		} {
+			assert.Equalf(t, want, hd.Get(key), "%s %s", name, key)
+		}
 	}
 	t.Run("OtherMethods405", func(t *testing.T) {
 		rec := do(t, h, http.MethodPost, "/", "", "")

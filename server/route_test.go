@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,63 @@ func TestTurnPaths(t *testing.T) {
 				assert.Contains(t, m["message"], "session id")
 			default:
 				requireError(t, rec, tt.status, api.CodeNotFound)
+			}
+		})
+	}
+}
+
+// TestRoutesTable is docs/API.md's Routes table, row by row: the methods
+// each path takes (every other one is a 405 whose Allow lists them, with
+// or without a token: routing comes before authentication), whether it
+// needs a token, and that every GET route answers HEAD with the same
+// status and Content-Type.
+func TestRoutesTable(t *testing.T) {
+	for _, rt := range []struct {
+		path    string
+		allow   string
+		token   bool
+		success int // of the first allowed method, with a token and an empty body
+	}{
+		{"/api/gateway/drain", "POST", true, http.StatusOK},
+		{"/api/gateway/status", "GET, HEAD", true, http.StatusOK},
+		{api.TurnsPath, "GET, HEAD", true, http.StatusOK},
+		{api.HistoryPath, "GET, HEAD", true, http.StatusOK},
+		{"/api/gateway/shutdown", "POST", true, http.StatusAccepted},
+		{"/v1/sessions/alice/messages", "POST", true, http.StatusBadRequest}, // {"text"} is required
+		{"/api/gateway/events", "POST", true, http.StatusBadRequest},         // {"session","text"} are required
+		{"/api/gateway/events/replay", "POST", true, http.StatusOK},
+		{"/healthz", "GET, HEAD", false, http.StatusOK},
+		{"/readyz", "GET, HEAD", false, http.StatusOK},
+		{"/metrics", "GET, HEAD", false, http.StatusOK},
+		{"/", "GET, HEAD", false, http.StatusOK},
+		{"/static/page.js", "GET, HEAD", false, http.StatusOK},
+		{"/static/page.css", "GET, HEAD", false, http.StatusOK},
+	} {
+		t.Run(rt.path, func(t *testing.T) {
+			h := MustServer(t, &Gateway{}).Handler()
+			allowed := strings.Split(rt.allow, ", ")
+			first := allowed[0]
+			rec := do(t, h, first, rt.path, opsToken, "")
+			require.Equal(t, rt.success, rec.Code, rec.Body.String())
+			if rt.token {
+				requireError(t, do(t, h, first, rt.path, "", ""), http.StatusUnauthorized, api.CodeUnauthorized)
+			} else {
+				assert.Equal(t, rt.success, do(t, h, first, rt.path, "", "").Code, "no token needed")
+			}
+			if first == http.MethodGet {
+				head := do(t, h, http.MethodHead, rt.path, opsToken, "")
+				assert.Equal(t, rec.Code, head.Code, "HEAD answers as GET")
+				assert.Equal(t, rec.Header().Get("Content-Type"), head.Header().Get("Content-Type"), "HEAD has GET's headers")
+			}
+			for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+				if slices.Contains(allowed, m) {
+					continue
+				}
+				for _, token := range []string{opsToken, ""} {
+					rec := do(t, h, m, rt.path, token, "")
+					require.Equalf(t, http.StatusMethodNotAllowed, rec.Code, "%s %s (token %v): %s", m, rt.path, token != "", rec.Body.String())
+					assert.Equalf(t, rt.allow, rec.Header().Get("Allow"), "%s %s", m, rt.path)
+				}
 			}
 		})
 	}

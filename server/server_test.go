@@ -96,6 +96,33 @@ func TestHealthz(t *testing.T) {
 	})
 }
 
+// TestHealthzInEveryState: /healthz answers 200 {"ok":true} while the
+// process serves, in every state, shutting down and stopped included
+// (docs/API.md: liveness probes, so a drain never gets a gateway
+// restarted), with or without a drain being announced, HEAD too.
+func TestHealthzInEveryState(t *testing.T) {
+	for _, st := range fsm.States {
+		for _, announcing := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/announcing=%v", st, announcing), func(t *testing.T) {
+				gw := &Gateway{StatusFn: func() api.Status {
+					s := api.Status{State: st, Ready: st == fsm.Running && !announcing}
+					if announcing {
+						s.Drain = &api.DrainInfo{Status: "announcing", AnnounceUntil: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+					}
+					return s
+				}}
+				gw.SetState(st)
+				h := MustServer(t, gw).Handler()
+				rec := do(t, h, http.MethodGet, "/healthz", "", "")
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				assert.JSONEq(t, `{"ok":true}`, rec.Body.String())
+				assert.Empty(t, rec.Header().Get("Retry-After"))
+				assert.Equal(t, http.StatusOK, do(t, h, http.MethodHead, "/healthz", "", "").Code)
+			})
+		}
+	}
+}
+
 func TestReadyz(t *testing.T) {
 	for _, st := range fsm.States {
 		t.Run(string(st), func(t *testing.T) {
@@ -118,7 +145,8 @@ func TestReadyzCarriesTheState(t *testing.T) {
 	for _, st := range []fsm.State{fsm.Running, fsm.Draining} {
 		gw := &Gateway{StatusFn: func() api.Status {
 			return api.Status{State: st, Ready: st == fsm.Running, ActiveAgents: 2, PID: 4242, Seq: 17, UptimeSeconds: 29, OldestTurnSeconds: 1.5,
-				Drain: &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
+				StateSince: time.Date(2026, 12, 7, 3, 59, 18, 886416499, time.UTC),
+				Drain:      &api.DrainInfo{Principal: "secret-principal", Status: "active"}}
 		}}
 		rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/readyz", "", "")
 		assert.NotContains(t, rec.Body.String(), "secret-principal")
@@ -129,6 +157,8 @@ func TestReadyzCarriesTheState(t *testing.T) {
 		assert.Equal(t, float64(4242), m["pid"])
 		assert.Equal(t, float64(17), m["seq"])
 		assert.Equal(t, float64(29), m["uptime_seconds"])
+		assert.Equal(t, 1.5, m["oldest_turn_seconds"])
+		assert.Equal(t, "2026-12-07T03:59:18.886416499Z", m["state_since"])
 	}
 }
 

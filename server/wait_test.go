@@ -146,3 +146,96 @@ func TestStatusWaitChangeBadQuery(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitTimeoutDefaultAndCap: a long-poll's timeout (docs/API.md,
+// status) is 30 s without ?timeout=, the value given as a Go duration or
+// whole seconds, and 5 minutes for anything above, for wait=idle and
+// wait=change alike. The deadline the gateway's wait gets is checked
+// exactly: it was set between the request's start and its end, so it lies
+// in [before+want, after+want].
+func TestWaitTimeoutDefaultAndCap(t *testing.T) {
+	require.Equal(t, 30*time.Second, server.DefaultWaitTimeout, "docs/API.md: the default is 30 s")
+	require.Equal(t, 5*time.Minute, server.MaxWaitTimeout, "docs/API.md: cut to 5 minutes")
+	for _, wait := range []string{"wait=idle", "wait=change&after=0"} {
+		for _, tc := range []struct {
+			query string
+			want  time.Duration
+		}{
+			{"", 30 * time.Second},
+			{"&timeout=90", 90 * time.Second},
+			{"&timeout=2m", 2 * time.Minute},
+			{"&timeout=299s", 299 * time.Second},
+			{"&timeout=5m", 5 * time.Minute},
+			{"&timeout=301", 5 * time.Minute},
+			{"&timeout=100h", 5 * time.Minute},
+		} {
+			t.Run(wait+tc.query, func(t *testing.T) {
+				var deadline time.Time
+				gw := &Gateway{
+					WaitIdleFn: func(ctx context.Context) error { deadline, _ = ctx.Deadline(); return nil },
+					WaitChangeFn: func(ctx context.Context, after uint64) (api.Status, error) {
+						deadline, _ = ctx.Deadline()
+						return api.Status{Seq: after + 1}, nil
+					},
+				}
+				before := time.Now()
+				rec := do(t, MustServer(t, gw).Handler(), http.MethodGet, "/api/gateway/status?"+wait+tc.query, opsToken, "")
+				after := time.Now()
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				require.False(t, deadline.IsZero(), "the wait got a deadline")
+				assert.Falsef(t, deadline.Before(before.Add(tc.want)), "deadline %v is before %v after the request", deadline, tc.want)
+				assert.Falsef(t, deadline.After(after.Add(tc.want)), "deadline %v is over %v after the request", deadline, tc.want)
+			})
+		}
+	}
+}
+
+// TestClientGoneEndsTheWait: docs/API.md, status: "A client that goes away
+// ends the wait" of wait=idle and wait=change: the gateway's wait gets a
+// context that ends with the request's, long before the timeout.
+func TestClientGoneEndsTheWait(t *testing.T) {
+	for _, query := range []string{"wait=idle&timeout=5m", "wait=change&after=0&timeout=5m"} {
+		t.Run(query, func(t *testing.T) {
+			waiting := make(chan struct{})
+			ended := make(chan struct{})
+			wait := func(ctx context.Context) {
+				close(waiting)
+				<-ctx.Done()
+				close(ended)
+			}
+			gw := &Gateway{
+				WaitIdleFn: func(ctx context.Context) error { wait(ctx); return ctx.Err() },
+				WaitChangeFn: func(ctx context.Context, after uint64) (api.Status, error) {
+					wait(ctx)
+					return api.Status{Seq: after}, ctx.Err()
+				},
+			}
+			h := MustServer(t, gw).Handler()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/gateway/status?"+query, nil)
+			req.Header.Set("Authorization", "Bearer "+opsToken)
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				h.ServeHTTP(httptest.NewRecorder(), req)
+			}()
+			select {
+			case <-waiting:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the wait did not start")
+			}
+			cancel() // the client goes away
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the gateway's wait went on after the client went away")
+			}
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				require.Fail(t, "the handler did not return after the client went away")
+			}
+		})
+	}
+}
