@@ -15,6 +15,7 @@ import (
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/fsm"
 	"github.com/quiesce-dev/quiesce/gateway"
+	"github.com/quiesce-dev/quiesce/server"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -93,11 +94,13 @@ func realServer(t *testing.T) (http.Handler, *gateway.Gateway) {
 }
 
 // realServerWith is a server around a real gateway with cfg (its Logger
-// discards, its marker watcher is off), started; the gateway stops at the
+// discards, its marker watcher is off, its events land in the server's
+// Metrics as cmd/quiesce wires them), started; the gateway stops at the
 // end of the test.
 func realServerWith(t *testing.T, cfg gateway.Config) (http.Handler, *gateway.Gateway) {
 	t.Helper()
-	cfg.Logger, cfg.WatchInterval = slog.New(slog.DiscardHandler), -1
+	m := server.NewMetrics()
+	cfg.Logger, cfg.WatchInterval, cfg.Metrics = slog.New(slog.DiscardHandler), -1, m
 	gw, err := gateway.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -107,7 +110,10 @@ func realServerWith(t *testing.T, cfg gateway.Config) (http.Handler, *gateway.Ga
 		_ = gw.Close()
 	})
 	require.NoError(t, gw.Start(context.Background()))
-	return MustServer(t, gw).Handler(), gw
+	s, err := server.New(server.Config{Addr: "127.0.0.1:0", Gateway: gw, Metrics: m, Logger: cfg.Logger,
+		Tokens: server.NewTokens(map[string]string{"ops": opsToken, "other": otherToken})})
+	require.NoError(t, err)
+	return s.Handler(), gw
 }
 
 // A refresh through the API (what the status page sends: the active

@@ -329,3 +329,35 @@ func TestMetricsDrainPersisted(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsHistogramBuckets shows the buckets METRICS.md documents:
+// quiesce_turn_duration_seconds 5 ms · 4ᵏ up to 5.5 min, and
+// quiesce_drain_reaction_seconds 1 ms · 4ᵏ up to 65 s; an observation
+// lands in the first bucket at or above it.
+func TestMetricsHistogramBuckets(t *testing.T) {
+	m := NewMetrics()
+	m.TurnDuration("ok", 30*time.Millisecond)
+	m.DrainReaction(3 * time.Millisecond)
+	fams := gather(t, m)
+	bounds := func(h *dto.Histogram) (les []float64, counts []uint64) {
+		for _, b := range h.GetBucket() {
+			les = append(les, b.GetUpperBound())
+			counts = append(counts, b.GetCumulativeCount())
+		}
+		return les, counts
+	}
+	var turn *dto.Histogram
+	for _, metric := range fams["quiesce_turn_duration_seconds"].GetMetric() {
+		if labels(metric)["result"] == "ok" {
+			turn = metric.GetHistogram()
+		}
+	}
+	require.NotNil(t, turn)
+	les, counts := bounds(turn)
+	assert.InDeltaSlice(t, []float64{0.005, 0.02, 0.08, 0.32, 1.28, 5.12, 20.48, 81.92, 327.68}, les, 1e-9, "turn duration buckets")
+	assert.Equal(t, []uint64{0, 0, 1, 1, 1, 1, 1, 1, 1}, counts, "30 ms lands in le=0.08")
+
+	les, counts = bounds(fams["quiesce_drain_reaction_seconds"].GetMetric()[0].GetHistogram())
+	assert.InDeltaSlice(t, []float64{0.001, 0.004, 0.016, 0.064, 0.256, 1.024, 4.096, 16.384, 65.536}, les, 1e-9, "drain reaction buckets")
+	assert.Equal(t, []uint64{0, 1, 1, 1, 1, 1, 1, 1, 1}, counts, "3 ms lands in le=0.004")
+}

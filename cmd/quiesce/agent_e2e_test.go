@@ -209,3 +209,32 @@ func TestE2EHTTPAgent(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	require.Equal(t, 0, p.wait())
 }
+
+// TestE2EHTTPAgentTimeout: --agent-timeout bounds each turn of the http
+// agent: an upstream that never answers fails the turn with a 502 that
+// says it timed out after that long (counted as the agent's failure),
+// instead of holding the turn until a forced shutdown.
+func TestE2EHTTPAgentTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select { // never answers while the test runs
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() { close(release) })
+	p := startGateway(t, newHome(t), fakeProcRoot(t, "boot-agent-timeout", 100),
+		"--agent", "http", "--agent-url", up.URL, "--agent-timeout", "300ms")
+
+	r := await(t, p.turnAsync("alice", "hello"))
+	assert.Equal(t, http.StatusBadGateway, r.code, r.raw)
+	assert.Equal(t, "agent_failed", r.body["error"])
+	assert.Contains(t, r.body["message"], "timed out after 300ms")
+	agent, ok := p.status()["agent"].(map[string]any)
+	require.True(t, ok, "the status has the agent")
+	assert.Equal(t, float64(1), agent["failures"])
+	p.signal(syscall.SIGTERM)
+	require.Equal(t, 0, p.wait())
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -191,6 +192,12 @@ func TestE2EDrainOnAFullDisk(t *testing.T) {
 	m := p.call(http.MethodGet, "/metrics", "", "")
 	assert.Contains(t, m.raw, `quiesce_state{state="draining"} 1`)
 	assert.Contains(t, m.raw, "\nquiesce_drain_persisted 0\n", "an alert can tell a drain held in memory only")
+	left := drainExpiryRe.FindStringSubmatch(m.raw)
+	require.NotNil(t, left, "a drain held in memory expires like a marker: quiesce_drain_expires_in_seconds is exported")
+	secs, err := strconv.ParseFloat(left[1], 64)
+	require.NoError(t, err)
+	assert.InDelta(t, 3600, secs, 60, "about an hour left (--drain-max-age 1h)")
+	assert.NotEmpty(t, d["expires_at"], "the status says when it expires")
 
 	httpEnv := []string{"QUIESCE_URL=" + p.url, "QUIESCE_TOKEN=" + opsToken}
 	out, errOut, code := cli(t, httpEnv, "drain", "--request-id", "maint-42")

@@ -573,3 +573,32 @@ func TestE2EAddrInUse(t *testing.T) {
 	assert.Empty(t, outbox(t, home, notify.KindShutdownBroadcast), "the gateway never started, so never shut down")
 	assert.Equal(t, "running", first.status()["state"])
 }
+
+// TestE2EWatchPollOnly: --watch-poll-only watches the marker by polling
+// every --watch-interval alone, without fsnotify: a marker written by a
+// local drain between two polls (an hour apart here) is not picked up at
+// once, and the drain says so; without the flag fsnotify picks it up.
+func TestE2EWatchPollOnly(t *testing.T) {
+	t.Parallel()
+	for _, pollOnly := range []bool{true, false} {
+		t.Run(map[bool]string{true: "PollOnly", false: "Notify"}[pollOnly], func(t *testing.T) {
+			t.Parallel()
+			home, proc := newHome(t), fakeProcRoot(t, "boot-pollonly", 100)
+			args := []string{"--watch-interval", "1h"}
+			if pollOnly {
+				args = append(args, "--watch-poll-only")
+			}
+			p := startGateway(t, home, proc, args...)
+			out := mustCLI(t, []string{"QUIESCE_PROC_ROOT=" + proc}, "drain", "--home", home)
+			if pollOnly {
+				assert.Contains(t, out, "the gateway has not picked it up yet (state running)")
+				assert.Equal(t, "running", p.status()["state"])
+			} else {
+				assert.Contains(t, out, "state draining")
+				assert.Equal(t, "draining", p.status()["state"])
+			}
+			p.signal(syscall.SIGTERM)
+			require.Equal(t, 0, p.wait())
+		})
+	}
+}

@@ -346,3 +346,34 @@ func TestE2EWebhookPendingRedeliveredAtNextStart(t *testing.T) {
 	p2.signal(syscall.SIGTERM)
 	require.Equal(t, 0, p2.wait())
 }
+
+// TestE2EWebhookPendingMax: --webhook-pending-max bounds what the webhook
+// keeps for redelivery: with 1, a shutdown whose broadcast and interrupt
+// ping both go undelivered keeps the broadcast only (the ping is dropped,
+// still in the outbox; the file rewritten without it is still 0600), and
+// the gateway exits 0.
+func TestE2EWebhookPendingMax(t *testing.T) {
+	t.Parallel()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable) // down for the whole test
+	}))
+	defer hook.Close()
+	home := newHome(t)
+	p := startGateway(t, home, fakeProcRoot(t, "boot-pending-max", 100), "--notify-webhook", hook.URL,
+		"--webhook-pending-max", "1", "--notify-timeout", "1s", "--drain-timeout", "200ms", "--agent-work", "1m")
+	inflight := p.turnAsync("alice", "long")
+	p.waitInFlight(1)
+	p.signal(syscall.SIGTERM)
+	await(t, inflight)
+	require.Equal(t, 0, p.wait())
+
+	require.Len(t, outbox(t, home, notify.KindSessionInterrupted), 1, "the ping is in the outbox")
+	pending := filepath.Join(home, gateway.WebhookPendingFileName)
+	kept, err := notify.ReadOutbox(pending)
+	require.NoError(t, err)
+	require.Len(t, kept, 1, "--webhook-pending-max 1 keeps one message")
+	assert.Equal(t, notify.KindShutdownBroadcast, kept[0].Kind, "the latest broadcast is never dropped")
+	fi, err := os.Stat(pending)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "rewritten within its limit, still 0600")
+}
