@@ -112,7 +112,11 @@ func (c *checkCmd) run(_ context.Context, m *Main) error {
 	} else if _, err := newLogger(m.Stderr, c.logLevel, c.logFormat); err != nil {
 		add("flags", "", err)
 	} else {
-		add("flags", fmt.Sprintf("agent %s, drain timeout %v, notify timeout %v", c.agent, c.drainTimeout, c.notifyTimeout), nil)
+		detail := fmt.Sprintf("agent %s, drain timeout %v, notify timeout %v", c.agent, c.drainTimeout, c.notifyTimeout)
+		if unknown := m.unknownEnv(); len(unknown) > 0 {
+			detail += "; ignored, as no command reads them: " + strings.Join(unknown, ", ")
+		}
+		add("flags", detail, nil)
 	}
 	running, detail, err := c.checkHome()
 	add("home", detail, err)

@@ -201,7 +201,7 @@ func (t *target) control(m *Main) (control, error) {
 	if t.url == "" {
 		return &localControl{home: t.home, procRoot: t.procRoot}, nil
 	}
-	token, source := m.Getenv("QUIESCE_TOKEN"), "QUIESCE_TOKEN"
+	token, source := m.Getenv(tokenEnv), tokenEnv
 	if token == "" {
 		path := t.tokenFile
 		if path == "" {

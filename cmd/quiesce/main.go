@@ -35,6 +35,7 @@ type Main struct {
 	Stdout  io.Writer           // command output
 	Stderr  io.Writer           // logs, errors and help
 	Getenv  func(string) string // environment lookup
+	Environ func() []string     // the environment as KEY=value (nil: unknownEnv finds nothing)
 
 	cmd  command
 	name string // the parsed command's name, for messages
@@ -50,7 +51,7 @@ func NewMain() *Main {
 			prog = filepath.Base(prog)
 		}
 	}
-	return &Main{Program: prog, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	return &Main{Program: prog, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ}
 }
 
 // command is one subcommand.
@@ -310,6 +311,38 @@ const envPrefix = "QUIESCE_"
 // envName returns the environment variable a flag falls back to.
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// tokenEnv is the one QUIESCE_ variable that is not a flag's: the bearer
+// token of the client commands.
+const tokenEnv = "QUIESCE_TOKEN"
+
+// unknownEnv returns the QUIESCE_ variables set in the environment that
+// no command reads (a misspelling, or a flag that is gone, such as
+// QUIESCE_HOME_CHANNEL), sorted: they are ignored, which run says.
+func (m *Main) unknownEnv() []string {
+	if m.Environ == nil {
+		return nil
+	}
+	known := map[string]bool{tokenEnv: true}
+	for _, info := range commands {
+		fs := info.new().flagSet(m)
+		for _, n := range fs.env {
+			known[envName(n)] = true
+		}
+		for a := range fs.aliases {
+			known[envName(a)] = true
+		}
+	}
+	var unknown []string
+	for _, kv := range m.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, envPrefix) && v != "" && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
 }
 
 // flagSet is a subcommand's flag set plus the flags that fall back to

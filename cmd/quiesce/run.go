@@ -256,6 +256,10 @@ func (c *runCmd) run(ctx context.Context, m *Main) error {
 	if err != nil {
 		return err
 	}
+	if unknown := m.unknownEnv(); len(unknown) > 0 {
+		logger.Warn("ignoring environment variables that no quiesce command reads: check their spelling, or remove them",
+			"variables", unknown)
+	}
 	// Catch signals from the start: one that arrives while the gateway is
 	// starting waits here, and starts the shutdown once the group runs.
 	sigs := make(chan os.Signal, 4)
