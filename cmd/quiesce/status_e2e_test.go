@@ -335,3 +335,41 @@ func TestE2ELocalStatusOnFullDisk(t *testing.T) {
 	await(t, inflight)
 	require.Equal(t, 0, p.wait())
 }
+
+// TestE2EStatusOfAGatewayKilledMidLife: a gateway killed (SIGKILL) while
+// running or draining leaves a state file that still says so, but no
+// process holds the home's lock: local status must say not running and
+// exit 5, with --json too (last_state the recorded one), never 0 or 3 as
+// if it were alive (DESIGN, CLI: status tells a live gateway from a dead
+// one by the lock).
+func TestE2EStatusOfAGatewayKilledMidLife(t *testing.T) {
+	t.Parallel()
+	for _, state := range []string{"running", "draining"} {
+		t.Run(state, func(t *testing.T) {
+			t.Parallel()
+			home := newHome(t)
+			proc := fakeProcRoot(t, "boot-killed-"+state, 100)
+			procEnv := []string{"QUIESCE_PROC_ROOT=" + proc}
+			p := startGateway(t, home, proc)
+			pid := p.cmd.Process.Pid
+			if state == "draining" {
+				_, errOut, code := cli(t, procEnv, "drain", "--home", home)
+				require.Equal(t, 0, code, errOut)
+			}
+			_, _, code := cli(t, procEnv, "status", "--home", home)
+			require.Equal(t, map[string]int{"running": 0, "draining": 3}[state], code, "alive first")
+
+			require.NoError(t, p.cmd.Process.Kill())
+			require.Equal(t, -1, p.wait(), "killed by SIGKILL")
+
+			out, errOut, code := cli(t, procEnv, "status", "--home", home)
+			assert.Equal(t, 5, code, "a dead gateway is not running: %s %s", out, errOut)
+			assert.Contains(t, out, fmt.Sprintf("not running (last pid %d", pid))
+			doc, code := statusJSON(t, procEnv, "--home", home)
+			assert.Equal(t, 5, code, "--json too")
+			assert.Equal(t, "not_running", doc["state"])
+			assert.Equal(t, state, doc["last_state"], "the state it was in when it died")
+			assert.Equal(t, false, doc["live"])
+		})
+	}
+}
