@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,7 +59,19 @@ func do(tb testing.TB, h http.Handler, method, path, token, body string) *httpte
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	wireHeaders(rec)
 	return rec
+}
+
+// wireHeaders makes rec.Header() what a client received: the headers as
+// they were when the handler first wrote, not a header set after that,
+// which net/http never sends (the recorder's map keeps changing after the
+// write; its Result is the snapshot).
+func wireHeaders(rec *httptest.ResponseRecorder) {
+	sent := rec.Result().Header
+	h := rec.Header()
+	clear(h)
+	maps.Copy(h, sent)
 }
 
 // decodeBody decodes rec's JSON body into a map.
@@ -237,6 +250,7 @@ func TestAuth(t *testing.T) {
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
+				wireHeaders(rec)
 				if hd.ok {
 					assert.Less(t, rec.Code, 300, rec.Body.String())
 					return

@@ -55,6 +55,7 @@ func streamRequest(t *testing.T, h http.Handler, session, text string) *httptest
 	req.Header.Set("Accept", "text/event-stream")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	wireHeaders(rec)
 	return rec
 }
 
