@@ -118,6 +118,13 @@ func TestAnnounceWindow(t *testing.T) {
 	assert.WithinRange(t, st.Drain.AnnounceUntil, before.Add(5*time.Second), time.Now().Add(5*time.Second))
 	assert.Equal(t, []time.Duration{5 * time.Second}, timers.after)
 	assert.False(t, markerExists(f.home), "no marker during the window")
+	// Local status reads the state file: it must show the window too, or
+	// it calls the gateway ready while /readyz fails.
+	eventually(t, "the state file showing the announce window", func() bool {
+		doc, err := readStateFile(f.home)
+		return err == nil && doc.Drain != nil && doc.Drain.Status == DrainStatusAnnouncing &&
+			doc.Drain.AnnounceUntil.Equal(st.Drain.AnnounceUntil)
+	})
 
 	turn := f.startTurn(t, "u1", "hi") // the gate stays open
 	pending(t, done, "with a turn accepted in the window")
