@@ -19,6 +19,7 @@ import (
 	"github.com/quiesce-dev/quiesce/api"
 	"github.com/quiesce-dev/quiesce/client"
 	"github.com/quiesce-dev/quiesce/fsm"
+	"github.com/quiesce-dev/quiesce/gateway"
 	"github.com/quiesce-dev/quiesce/internal/refused"
 	"github.com/quiesce-dev/quiesce/internal/testing/fakegateway"
 	"github.com/quiesce-dev/quiesce/server"
@@ -300,5 +301,27 @@ func recv[T any](tb testing.TB, ch <-chan T) T {
 	case <-time.After(10 * time.Second):
 		require.Fail(tb, "timed out")
 		panic("unreachable")
+	}
+}
+
+// TestClientCancelSendsTheRequestID: Cancel names the drain it cancels
+// (docs/API.md: a request_id that is not the active one is a 409 and the
+// marker stays), so the id must reach the gateway as given; "" names none.
+func TestClientCancelSendsTheRequestID(t *testing.T) {
+	for _, id := range []string{"maint-42", ""} {
+		t.Run("id "+id, func(t *testing.T) {
+			var got []string
+			gw := &fakegateway.Gateway{CancelDrainFn: func(_ context.Context, requestID string) (gateway.CancelResult, error) {
+				got = append(got, requestID)
+				return gateway.CancelResult{WasDraining: true, State: fsm.Running}, nil
+			}}
+			c, err := client.New(MustServer(t, gw).URL(), opsToken, nil)
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = c.Cancel(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, []string{id}, got)
+		})
 	}
 }
