@@ -32,6 +32,10 @@ func newSeen() *seen {
 	return &seen{refused: map[string]int{}, failed: map[string]int{}, eventsAck: map[string]string{}, eventsNot: map[string]int{}}
 }
 
+// connectionError is the failure kind of a request that got no HTTP
+// answer at all.
+const connectionError = "connection error"
+
 func (s *seen) fail(kind, example string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,7 +104,7 @@ func sendTurn(ctx context.Context, hc *http.Client, cfg clientConfig, s *seen, s
 	s.mu.Unlock()
 	resp, err := hc.Do(req)
 	if err != nil {
-		s.fail("connection error", err.Error())
+		s.fail(connectionError, err.Error())
 		return
 	}
 	defer resp.Body.Close()
@@ -179,7 +183,7 @@ func sendEvent(ctx context.Context, hc *http.Client, cfg clientConfig, s *seen, 
 	resp, err := hc.Do(req)
 	if err != nil {
 		s.mu.Lock()
-		s.eventsNot["connection error"]++
+		s.eventsNot[connectionError]++
 		s.mu.Unlock()
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -108,7 +109,10 @@ func sum(m map[string]int) int {
 // problems lists what keeps r from the goal: for the announce run 0
 // refused, 0 failed, 0 events lost, 0 turns started twice; the baseline
 // is held to the same except refusals, which it must show (else the drill
-// did not exercise the window the announce covers).
+// did not exercise the window the announce covers), and connection
+// errors: without the announce, a request the balancer sends in the
+// instant the gateway closes its listener can meet a closed connection
+// (seen once in CI: an EOF through HAProxy). Its table still counts them.
 func (r *result) problems() []string {
 	var p []string
 	if r.err != nil {
@@ -120,8 +124,13 @@ func (r *result) problems() []string {
 	if r.mode == modeBaseline && r.err == nil && sum(r.refused) == 0 {
 		p = append(p, "the baseline saw no refusal: the drill did not exercise the window between the gate closing and the balancer noticing")
 	}
-	if n := sum(r.failed); n > 0 {
-		p = append(p, fmt.Sprintf("%d turns failed %v", n, r.failed))
+	failed := r.failed
+	if r.mode == modeBaseline {
+		failed = maps.Clone(failed)
+		delete(failed, connectionError)
+	}
+	if n := sum(failed); n > 0 {
+		p = append(p, fmt.Sprintf("%d turns failed %v", n, failed))
 	}
 	if n := sum(r.eventsNotAcked); n > 0 {
 		p = append(p, fmt.Sprintf("%d events not acknowledged %v", n, r.eventsNotAcked))

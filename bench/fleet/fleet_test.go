@@ -92,3 +92,34 @@ func TestFleetDrillShort(t *testing.T) {
 		assert.Empty(t, r.problems(), "%s run", r.mode)
 	}
 }
+
+// TestDrillGoal: the announce run must show no refusal and no failure of
+// any kind; the baseline must show refusals, may show connection errors
+// (a request meeting the listener as the gateway closes it, which the
+// announce avoids), and nothing else failed, lost or started twice.
+func TestDrillGoal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       result
+		problem string // "" when the run meets its goal
+	}{
+		{"announce clean", result{mode: modeAnnounce}, ""},
+		{"announce refusal", result{mode: modeAnnounce, refused: map[string]int{"draining": 1}}, "1 turns refused"},
+		{"announce connection error", result{mode: modeAnnounce, failed: map[string]int{connectionError: 1}}, "1 turns failed"},
+		{"baseline refusals", result{mode: modeBaseline, refused: map[string]int{"draining": 3}}, ""},
+		{"baseline without refusal", result{mode: modeBaseline}, "the baseline saw no refusal"},
+		{"baseline connection error", result{mode: modeBaseline, refused: map[string]int{"draining": 3}, failed: map[string]int{connectionError: 1}}, ""},
+		{"baseline 502", result{mode: modeBaseline, refused: map[string]int{"draining": 3}, failed: map[string]int{"502 bad_gateway": 1, connectionError: 1}}, "1 turns failed map[502 bad_gateway:1]"},
+		{"baseline lost event", result{mode: modeBaseline, refused: map[string]int{"draining": 3}, eventsLost: 1}, "1 events acknowledged but never run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.sent, tc.r.answered = 10, 10
+			p := strings.Join(tc.r.problems(), "; ")
+			if tc.problem == "" {
+				assert.Empty(t, p)
+				return
+			}
+			assert.Contains(t, p, tc.problem)
+		})
+	}
+}
