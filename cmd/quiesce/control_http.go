@@ -132,7 +132,7 @@ func (h *httpControl) explain(err error) error {
 		msg = fmt.Sprintf("the gateway at %s refused the token from %s (401 unauthorized). "+
 			"Check that it is one of the tokens in the gateway's tokens file ($QUIESCE_HOME/tokens where it runs, "+
 			"\"principal token\" lines; after editing that file, SIGHUP the gateway to reload it)", url, h.tokenSource)
-		if h.tokenSource == "QUIESCE_TOKEN" {
+		if h.tokenSource == tokenEnv {
 			msg += "; QUIESCE_TOKEN wins over --tokens-file: unset it to use the file"
 		}
 	case e.Code == api.CodeConflict:
