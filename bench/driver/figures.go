@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -475,37 +476,63 @@ const idleSettle = 5 * time.Second
 // opt.idleProcs of each side by side.
 type idleGroup struct {
 	procs []*proc
-	t0    []int64 // each one's CPU time at the window's start
+	t0    []map[string]threadStat // each one's threads at the window's start
 }
 
 func (g *idleGroup) start() error {
-	for i, p := range g.procs {
-		n, err := cpuNS(p.pid())
+	g.t0 = g.t0[:0]
+	for _, p := range g.procs {
+		ts, err := threadStats(p.pid())
 		if err != nil {
 			return err
 		}
-		g.t0[i] = n
+		g.t0 = append(g.t0, ts)
 	}
 	return nil
 }
 
-// used is each instance's CPU time since start, and their sum.
-func (g *idleGroup) used() (each []int64, sum int64, err error) {
+// idleUse is what an idleGroup used in the window: each instance's CPU
+// time, their sum, and by thread rank (each instance's threads ordered by
+// CPU time, the busiest first) the sum over the instances.
+type idleUse struct {
+	each   []int64
+	sum    int64
+	byRank []threadStat
+}
+
+func (g *idleGroup) used() (idleUse, error) {
+	var u idleUse
 	for i, p := range g.procs {
-		n, err := cpuNS(p.pid())
+		ts, err := threadStats(p.pid())
 		if err != nil {
-			return nil, 0, err
+			return u, err
 		}
-		each = append(each, n-g.t0[i])
-		sum += n - g.t0[i]
+		var threads []threadStat
+		var total int64
+		for tid, t1 := range ts {
+			t0 := g.t0[i][tid] // zero for a thread started in the window
+			d := threadStat{t1.cpu - t0.cpu, t1.slices - t0.slices}
+			threads = append(threads, d)
+			total += d.cpu
+		}
+		slices.SortFunc(threads, func(a, b threadStat) int { return cmp.Compare(b.cpu, a.cpu) })
+		for k, d := range threads {
+			if k == len(u.byRank) {
+				u.byRank = append(u.byRank, threadStat{})
+			}
+			u.byRank[k].cpu += d.cpu
+			u.byRank[k].slices += d.slices
+		}
+		u.each = append(u.each, total)
+		u.sum += total
 	}
-	return each, sum, nil
+	return u, nil
 }
 
 func benchIdle(e *benchEnv, r *report) error {
 	load0 := loadavg()
 	n := max(opt.idleProcs, 1)
-	gw, pl := &idleGroup{t0: make([]int64, n)}, &idleGroup{t0: make([]int64, n)}
+	gw, pl := &idleGroup{}, &idleGroup{}
 	for range n {
 		g, err := e.gateway()
 		if err != nil {
@@ -529,15 +556,16 @@ func benchIdle(e *benchEnv, r *report) error {
 	}
 	t0 := time.Now()
 	time.Sleep(opt.idleDur)
-	gEach, gSum, err := gw.used()
+	gu, err := gw.used()
 	if err != nil {
 		return err
 	}
-	pEach, pSum, err := pl.used()
+	pu, err := pl.used()
 	if err != nil {
 		return err
 	}
 	el := time.Since(t0)
+	gEach, gSum, pEach, pSum := gu.each, gu.sum, pu.each, pu.sum
 	// per10 is one instance's CPU time per 10 s, from a sum over k instances.
 	per10 := func(ns int64, k int) time.Duration {
 		return time.Duration(float64(ns) * float64(10*time.Second) / float64(el) / float64(k))
@@ -561,6 +589,26 @@ func benchIdle(e *benchEnv, r *report) error {
 		},
 		load: load0 + " → " + loadavg(),
 	}
+	// By thread: where the difference is (threads that did not run in
+	// the window are left out).
+	wakes := func(t threadStat) string {
+		return fmt.Sprintf("%s, %.1f wakes/s, %.1f µs a wake", ms(per10(t.cpu, n)),
+			float64(t.slices)/el.Seconds()/float64(n), float64(t.cpu)/1e3/float64(max(t.slices, 1)))
+	}
+	for k := range max(len(gu.byRank), len(pu.byRank)) {
+		var g, p threadStat
+		if k < len(gu.byRank) {
+			g = gu.byRank[k]
+		}
+		if k < len(pu.byRank) {
+			p = pu.byRank[k]
+		}
+		if g.slices == 0 && p.slices == 0 {
+			continue
+		}
+		s.rows = append(s.rows, row{fmt.Sprintf("thread %d by CPU: per 10 s", k+1), wakes(g), "poll loop: " + wakes(p),
+			ratio(float64(g.cpu), float64(p.cpu)), "—", "—"})
+	}
 	s.notes = append(s.notes, fmt.Sprintf("One instance per 10 s: gateways %s, poll loops %s. One instance's idle CPU "+
 		"moves by about ±15 %% from window to window (when the runtime's sysmon and idle threads happen to wake), "+
 		"hence the sum over %d of each (`-idle-procs`).", spread(gEach), spread(pEach), n))
@@ -569,19 +617,15 @@ func benchIdle(e *benchEnv, r *report) error {
 		"server and the state writer sleep until something happens. Both run on the Go runtime's default settings: its "+
 		"periodic re-read of the container's CPU limit (GOMAXPROCS follows it) is on in both.")
 	if rt > idleGoal || gq >= 3*time.Millisecond {
-		s.notes = append(s.notes, "A goal is missed. Where the difference is, measured on this machine: both programs "+
-			"make the same futex and epoll_pwait calls per second when the poll loop also serves HTTP (perf stat), which "+
-			"does not raise its figure (1.76 against 1.87 ms per 10 s without HTTP, 3 of each for 2 min); the runtime's "+
-			"monitor thread sleeps in short steps more often after the gateway's tick (3.4 to 5 nanosleeps a second "+
-			"against 2.2 to 2.9); and neither collects garbage while idle (GODEBUG=gctrace=1: no cycle in "+
-			"4 min; the runtime forces one every 2 min only after a first). Per tick, an execution trace shows the "+
-			"gateway's watcher running about 19 µs from its wake to its os.Lstat against the poll loop's 11 µs: it "+
-			"touches more memory, cold after a second asleep (a select over the ticker's and fsnotify's channels, the "+
-			"reconcile's lock, the marker reader, a counter). Per thread (schedstat, 4 of each for 2 min), most of the "+
-			"gap is the runtime's own: the monitor thread wakes about as often but costs 28 µs a wake against 23 µs, "+
-			"the worker threads about 17 % more a wake, and a third worker thread wakes about 0.4 times a second in "+
-			"the gateway only. Taking the lock off the no-op reconcile moved the ratio "+
-			"by less than this figure's own spread, so it was not kept.")
+		s.notes = append(s.notes, "A goal is missed. The thread rows show where: each program's threads ranked by "+
+			"time on CPU (the busiest is the runtime's monitor thread, sysmon), summed over the instances, with the "+
+			"timeslices each ran (the third field of its schedstat) as its wakes. Checked by hand on this machine, not "+
+			"by this driver: neither program collects garbage while idle (`GODEBUG=gctrace=1 quiesce run` prints no "+
+			"cycle in 4 min: the runtime forces one every 2 min only after a first), and both make about the same "+
+			"futex and epoll_pwait calls a second once the poll loop also serves HTTP (`perf stat -e "+
+			"syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait -p PID -- sleep 40`). Taking the lock off the "+
+			"no-op reconcile, or `errors.Is` off the marker read, moved the ratio by less than one run's spread, so "+
+			"neither was kept.")
 	}
 	r.add(s)
 	return nil

@@ -233,24 +233,44 @@ func vmRSSKiB(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS")
 }
 
-// cpuNS is the time on CPU of every live thread of pid, from the first
-// field of /proc/<pid>/task/*/schedstat (ns).
-func cpuNS(pid int) (int64, error) {
+// threadStat is one thread's /proc/<pid>/task/<tid>/schedstat: its time
+// on CPU and the timeslices it ran (each a wake-up, for an idle thread).
+type threadStat struct{ cpu, slices int64 }
+
+// threadStats reads every thread of pid, by thread id.
+func threadStats(pid int) (map[string]threadStat, error) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
 	if err != nil || len(tasks) == 0 {
-		return 0, fmt.Errorf("no tasks for %d", pid)
+		return nil, fmt.Errorf("no tasks for %d", pid)
 	}
-	var sum int64
+	out := make(map[string]threadStat, len(tasks))
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
 		if err != nil {
-			continue
+			continue // the thread exited
 		}
 		f := strings.Fields(string(b))
-		if len(f) > 0 {
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			sum += n
+		if len(f) < 3 {
+			continue
 		}
+		cpu, _ := strconv.ParseInt(f[0], 10, 64)
+		slices, _ := strconv.ParseInt(f[2], 10, 64)
+		out[filepath.Base(filepath.Dir(t))] = threadStat{cpu, slices}
+	}
+	return out, nil
+}
+
+// cpuNS is the time on CPU of all of pid's threads: the first field of
+// each /proc/<pid>/task/*/schedstat, summed (/proc/<pid>/schedstat alone
+// covers only the main thread).
+func cpuNS(pid int) (int64, error) {
+	ts, err := threadStats(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, t := range ts {
+		sum += t.cpu
 	}
 	return sum, nil
 }
